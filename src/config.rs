@@ -1,0 +1,404 @@
+//! The configuration file: TOML (`mcp-bridge.toml`) or the `mcpServers` JSON of desktop MCP
+//! clients, parsed strictly into typed values. Every error names the file, the key and why.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Names this instance in logs; defaults to `host:port`.
+    pub instance_id: Option<String>,
+    /// Path prefix under which a reverse proxy publishes the bridge, when it does not send
+    /// `X-Forwarded-Prefix` itself.
+    pub public_base_path: Option<String>,
+    pub log_dir: Option<PathBuf>,
+    pub sessions: SessionSettings,
+    pub servers: BTreeMap<String, Arc<ServerConfig>>,
+}
+
+/// Heartbeat settings; `interval: None` switches heartbeats off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub interval: Option<Duration>,
+    pub format: HeartbeatFormat,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self { interval: Some(Duration::from_secs(15)), format: HeartbeatFormat::Comment }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HeartbeatFormat {
+    /// `: heartbeat` — invisible to clients, resets every idle timer on the path.
+    Comment,
+    /// `event: heartbeat` with a JSON timestamp, for clients that want to see it.
+    Event,
+}
+
+/// How sessions are kept and bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// A session with no stream attached and no request for this long is ended.
+    pub idle_timeout: Duration,
+    /// Most events kept per stream for `Last-Event-ID` replay.
+    pub event_log_size: usize,
+    /// Oldest event kept for replay.
+    pub event_log_age: Duration,
+    /// The `retry:` hint sent on every SSE stream.
+    pub retry: Duration,
+    /// If set, POST and GET streams of clients that negotiated 2025-11-25 or later are closed
+    /// after this long (after a `retry:` hint), and the client polls back.
+    pub max_stream_lifetime: Option<Duration>,
+    pub heartbeat: Heartbeat,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            event_log_size: 4096,
+            event_log_age: Duration::from_secs(600),
+            retry: Duration::from_secs(1),
+            max_stream_lifetime: None,
+            heartbeat: Heartbeat::default(),
+        }
+    }
+}
+
+/// One named MCP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub upstream: UpstreamSpec,
+    pub heartbeat: Heartbeat,
+    /// Answer Streamable HTTP POSTs with one JSON body instead of an SSE stream.
+    pub json_response: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamSpec {
+    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
+    StreamableHttp { url: String, headers: BTreeMap<String, String> },
+    Sse { url: String, headers: BTreeMap<String, String> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: key `{key}`: {reason}")]
+    Invalid { file: String, key: String, reason: String },
+}
+
+// ---- the file model -------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    listen: Option<String>,
+    instance_id: Option<String>,
+    public_base_path: Option<String>,
+    log_dir: Option<PathBuf>,
+    heartbeat: Option<HeartbeatModel>,
+    sessions: Option<SessionsModel>,
+    #[serde(default, deserialize_with = "unique_map")]
+    servers: Option<Vec<(String, ServerModel)>>,
+    #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
+    mcp_servers: Option<Vec<(String, ServerModel)>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatModel {
+    interval: Option<String>,
+    format: Option<HeartbeatFormat>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SessionsModel {
+    idle_timeout: Option<String>,
+    event_log_size: Option<usize>,
+    event_log_age: Option<String>,
+    retry: Option<String>,
+    max_stream_lifetime: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerModel {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(rename = "type", alias = "transport")]
+    kind: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    heartbeat: Option<HeartbeatModel>,
+    #[serde(default)]
+    json_response: bool,
+}
+
+/// Deserializes a map into ordered pairs, rejecting a name given twice (JSON parsers would
+/// otherwise keep the last one silently).
+fn unique_map<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, ServerModel)>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<(String, ServerModel)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of server names to server definitions")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, ServerModel)> = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if out.iter().any(|(n, _)| *n == name) {
+                    return Err(de::Error::custom(format!("duplicate server name `{name}`")));
+                }
+                let server = map.next_value()?;
+                out.push((name, server));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V).map(Some)
+}
+
+// ---- loading --------------------------------------------------------------------------
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        Self::parse(&text, &file, is_json)
+    }
+
+    /// Parses config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str, is_json: bool) -> Result<Config, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse { file: file.to_string(), message };
+        let model: FileModel = if is_json {
+            serde_json::from_str(text).map_err(|e| parse_err(e.to_string()))?
+        } else {
+            toml::from_str(text).map_err(|e| parse_err(e.to_string().trim_end().to_string()))?
+        };
+        model.validate(file)
+    }
+}
+
+impl FileModel {
+    fn validate(self, file: &str) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid { file: file.to_string(), key: key.to_string(), reason };
+        let listen = match self.listen.as_deref() {
+            None => SocketAddr::from(([127, 0, 0, 1], 8051)),
+            Some(s) => s.parse().map_err(|e| invalid("listen", format!("`{s}` is not ADDR:PORT ({e})")))?,
+        };
+        let heartbeat = heartbeat(self.heartbeat.clone().unwrap_or_default(), Heartbeat::default(), "heartbeat", &invalid)?;
+        let s = self.sessions.unwrap_or_default();
+        let defaults = SessionSettings::default();
+        let dur = |key: &str, v: &Option<String>, d: Duration| -> Result<Duration, ConfigError> {
+            v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(d))
+        };
+        let sessions = SessionSettings {
+            idle_timeout: dur("sessions.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
+            event_log_size: s.event_log_size.unwrap_or(defaults.event_log_size).max(1),
+            event_log_age: dur("sessions.event_log_age", &s.event_log_age, defaults.event_log_age)?,
+            retry: dur("sessions.retry", &s.retry, defaults.retry)?,
+            max_stream_lifetime: s
+                .max_stream_lifetime
+                .as_deref()
+                .map(|v| duration(v).map_err(|r| invalid("sessions.max_stream_lifetime", r)))
+                .transpose()?
+                .filter(|d| !d.is_zero()),
+            heartbeat,
+        };
+        if let Some(p) = &self.public_base_path {
+            if !p.starts_with('/') {
+                return Err(invalid("public_base_path", format!("`{p}` must start with `/`")));
+            }
+        }
+        let entries = match (self.servers, self.mcp_servers) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("mcpServers", "give servers either as `servers` or as `mcpServers`, not both".into()))
+            }
+            (Some(s), None) | (None, Some(s)) => s,
+            (None, None) => return Err(invalid("servers", "no MCP servers are configured".into())),
+        };
+        let mut servers = BTreeMap::new();
+        for (name, model) in entries {
+            let key = format!("servers.{name}");
+            if !valid_name(&name) {
+                return Err(invalid(&key, "a server name may only hold letters, digits, `.`, `_` and `-`".into()));
+            }
+            let server = model.validate(&name, heartbeat, &key, &invalid)?;
+            servers.insert(name, Arc::new(server));
+        }
+        Ok(Config {
+            listen,
+            instance_id: self.instance_id,
+            public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
+            log_dir: self.log_dir,
+            sessions,
+            servers,
+        })
+    }
+}
+
+impl ServerModel {
+    fn validate(
+        self,
+        name: &str,
+        global: Heartbeat,
+        key: &str,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<ServerConfig, ConfigError> {
+        let kind = self.kind.as_deref();
+        let upstream = match (self.command, self.url) {
+            (Some(_), Some(_)) => return Err(invalid(key, "has both `command` and `url`; give one".into())),
+            (None, None) => return Err(invalid(key, "needs `command` (a stdio server) or `url` (a remote server)".into())),
+            (Some(command), None) => {
+                if !matches!(kind, None | Some("stdio")) {
+                    return Err(invalid(&format!("{key}.type"), "a server with `command` is `stdio`".into()));
+                }
+                if command.trim().is_empty() {
+                    return Err(invalid(&format!("{key}.command"), "is empty".into()));
+                }
+                UpstreamSpec::Stdio { command, args: self.args, env: self.env, cwd: self.cwd }
+            }
+            (None, Some(url)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(&format!("{key}.url"), format!("`{url}` is not an http(s) URL")));
+                }
+                match kind {
+                    None | Some("streamable-http" | "streamableHttp" | "http") => {
+                        UpstreamSpec::StreamableHttp { url, headers: self.headers }
+                    }
+                    Some("sse") => UpstreamSpec::Sse { url, headers: self.headers },
+                    Some(other) => {
+                        return Err(invalid(&format!("{key}.type"), format!("`{other}` is not one of `sse`, `streamable-http`")))
+                    }
+                }
+            }
+        };
+        let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
+        Ok(ServerConfig { name: name.to_string(), upstream, heartbeat, json_response: self.json_response })
+    }
+}
+
+fn heartbeat(
+    m: HeartbeatModel,
+    base: Heartbeat,
+    key: &str,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Heartbeat, ConfigError> {
+    let interval = match m.interval.as_deref() {
+        None => base.interval,
+        Some(v) => parse_interval(v).map_err(|r| invalid(&format!("{key}.interval"), r))?,
+    };
+    Ok(Heartbeat { interval, format: m.format.unwrap_or(base.format) })
+}
+
+/// A heartbeat interval: a duration, or `off`/`0s` for none.
+pub fn parse_interval(v: &str) -> Result<Option<Duration>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    duration(v).map(|d| Some(d).filter(|d| !d.is_zero()))
+}
+
+fn duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v).map_err(|e| format!("`{v}` is not a duration like `15s` or `5m` ({e})"))
+}
+
+/// Server names appear in URL paths and logs; keep them to a safe alphabet.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toml(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "t.toml", false)
+    }
+
+    #[test]
+    fn toml_with_every_kind() {
+        let c = toml(
+            r#"
+            listen = "127.0.0.1:9000"
+            [heartbeat]
+            interval = "2s"
+            format = "event"
+            [servers.a]
+            command = "node"
+            args = ["x.js"]
+            env = { K = "v" }
+            [servers.b]
+            url = "http://127.0.0.1:1/mcp"
+            [servers.c]
+            url = "http://127.0.0.1:1/sse"
+            type = "sse"
+            heartbeat = { interval = "off" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.servers["a"].heartbeat.interval, Some(Duration::from_secs(2)));
+        assert_eq!(c.servers["a"].heartbeat.format, HeartbeatFormat::Event);
+        assert!(matches!(c.servers["b"].upstream, UpstreamSpec::StreamableHttp { .. }));
+        assert!(matches!(c.servers["c"].upstream, UpstreamSpec::Sse { .. }));
+        assert_eq!(c.servers["c"].heartbeat.interval, None);
+    }
+
+    #[test]
+    fn mcp_servers_json() {
+        let c = Config::parse(
+            r#"{"mcpServers": {"e": {"command": "npx", "args": ["-y", "x"], "env": {"A": "1"}},
+                               "r": {"url": "https://h/sse", "type": "sse"}}}"#,
+            "c.json",
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.sessions.heartbeat, Heartbeat::default());
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let e = Config::parse(r#"{"mcpServers": {"a": {"command": "x"}, "a": {"command": "y"}}}"#, "c.json", true).unwrap_err();
+        assert!(e.to_string().contains("c.json") && e.to_string().contains("duplicate server name `a`"), "{e}");
+        let e = toml("[servers.a]\nargs = []\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("servers.a") && e.contains("needs `command`"), "{e}");
+        let e = toml("[servers.a]\ncommand = \"x\"\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("bogus"), "{e}");
+        let e = toml("[servers.a]\ncommand = \"x\"\n[servers.a]\ncommand = \"y\"\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("a"), "{e}");
+        let e = toml("[servers.\"../x\"]\ncommand = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("servers.../x"), "{e}");
+        let e = toml("[heartbeat]\ninterval = \"soon\"\n[servers.a]\ncommand = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("heartbeat.interval"), "{e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! mcp-bridge: an HTTP gateway that puts named MCP servers on the network, over the legacy
+//! HTTP+SSE transport (`/sse/{name}`) and Streamable HTTP (`/mcp/{name}`), and keeps their
+//! streams alive. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod jsonrpc;
+pub mod logging;
+pub mod server;
+pub mod session;
+pub mod sse;
+pub mod transport;
+pub mod upstream;

@@ -1,0 +1,109 @@
+//! The `mcp-bridge` command: parse the CLI, call the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcp_bridge::config::{self, Config, HeartbeatFormat};
+use mcp_bridge::server::{self, AppState};
+
+#[derive(Parser)]
+#[command(name = "mcp-bridge", version, about = "Puts named MCP servers on the network over SSE and Streamable HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Address to listen on (overrides `listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Names this instance in logs (default: host:port).
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// Heartbeat interval for every server, e.g. `15s`, or `off`.
+        #[arg(long, value_parser = parse_interval)]
+        heartbeat_interval: Option<Interval>,
+        #[arg(long, value_enum)]
+        heartbeat_format: Option<HeartbeatFormat>,
+        /// Also write logs to DIR/mcp-bridge.log.
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// Validate a config file without starting.
+    CheckConfig { file: PathBuf },
+}
+
+#[derive(Clone, Copy)]
+struct Interval(Option<Duration>);
+
+fn parse_interval(s: &str) -> Result<Interval, String> {
+    config::parse_interval(s).map(Interval)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let c = Config::load(&file)?;
+            println!(
+                "{}: ok, {} server(s): {}",
+                file.display(),
+                c.servers.len(),
+                c.servers.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+        Command::Serve { config, listen, instance_id, heartbeat_interval, heartbeat_format, log_dir } => {
+            let mut c = Config::load(&config)?;
+            if let Some(l) = listen {
+                c.listen = l;
+            }
+            if let Some(d) = log_dir {
+                c.log_dir = Some(d);
+            }
+            // Flags override the config everywhere, per-server settings included.
+            let servers = std::mem::take(&mut c.servers);
+            for (name, s) in servers {
+                let mut s = (*s).clone();
+                if let Some(Interval(i)) = heartbeat_interval {
+                    s.heartbeat.interval = i;
+                }
+                if let Some(f) = heartbeat_format {
+                    s.heartbeat.format = f;
+                }
+                c.servers.insert(name, s.into());
+            }
+            let _logs = mcp_bridge::logging::init(c.log_dir.as_deref())?;
+            let instance = instance_id.or(c.instance_id.clone()).unwrap_or_else(|| default_instance(c.listen));
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::bind(c.listen).await.with_context(|| format!("cannot listen on {}", c.listen))?;
+                let app = AppState::new(c, instance);
+                server::run(listener, app, shutdown_signal()).await.context("server failed")
+            })
+        }
+    }
+}
+
+fn default_instance(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", listen.port())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

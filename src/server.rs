@@ -1,0 +1,99 @@
+//! The HTTP server: routes, shared state, and graceful shutdown. `run` takes a bound
+//! listener and a shutdown future, so tests can bind port 0 and stop it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ServerConfig, SessionSettings};
+use crate::session::registry::Registry;
+use crate::session::CloseReason;
+use crate::transport::{sse, streamable};
+use crate::upstream;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub ctx: upstream::Context,
+    pub instance: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(config: Config, instance: String) -> AppState {
+        let http = reqwest::Client::builder().build().expect("the HTTP client builds with default settings");
+        let instance: Arc<str> = instance.into();
+        AppState {
+            config: Arc::new(config),
+            registry: Arc::default(),
+            ctx: upstream::Context { http, instance: instance.clone() },
+            instance,
+        }
+    }
+
+    pub fn server(&self, name: &str) -> Option<Arc<ServerConfig>> {
+        self.config.servers.get(name).cloned()
+    }
+
+    /// Session settings with the server's own heartbeat.
+    pub fn settings_for(&self, server: &ServerConfig) -> SessionSettings {
+        SessionSettings { heartbeat: server.heartbeat, ..self.config.sessions }
+    }
+}
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/sse/{name}", get(sse::open))
+        .route("/sse/{name}/message", post(sse::message))
+        .route("/message", post(sse::message))
+        .route("/messages", post(sse::message))
+        .route(
+            "/mcp/{name}",
+            get(streamable::get).post(streamable::post).delete(streamable::delete).fallback(streamable::not_allowed),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    let body = serde_json::json!({
+        "status": "ready",
+        "instance": &*app.instance,
+        "servers": app.config.servers.keys().collect::<Vec<_>>(),
+        "sessions": app.registry.len(),
+    });
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Serves until `shutdown` resolves, then ends every session with reason `shutdown` (which
+/// closes their streams and kills their children) and waits for connections to finish.
+pub async fn run(
+    listener: TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let registry = app.registry.clone();
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending every session");
+            registry.end_all(CloseReason::Shutdown, "the bridge is shutting down");
+        })
+        .await
+}

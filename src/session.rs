@@ -1,0 +1,580 @@
+//! Sessions: one client's conversation with one upstream. A session owns its upstream, its
+//! streams (each with a bounded event log for `Last-Event-ID` replay) and the map that routes
+//! each upstream message to the stream the client expects it on.
+
+pub mod event_log;
+pub mod registry;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use crate::config::{ServerConfig, SessionSettings};
+use crate::jsonrpc::{self, Kind, Peek};
+use crate::upstream::{self, Upstream, UpstreamEvent};
+use event_log::{Entry, EventLog, Gap, Overflow};
+
+/// Frames queued per attached stream before the client counts as a slow consumer.
+pub const STREAM_QUEUE: usize = 256;
+/// Finished POST streams kept for replay, per session.
+const DONE_STREAMS_KEPT: usize = 64;
+
+/// 128 random bits, printed as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    pub fn random() -> SessionId {
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).expect("the OS random source is available");
+        SessionId(b)
+    }
+
+    /// Parses 32 hex digits; anything else is `None`.
+    pub fn parse(s: &str) -> Option<SessionId> {
+        let s = s.as_bytes();
+        if s.len() != 32 {
+            return None;
+        }
+        let mut b = [0u8; 16];
+        for (i, pair) in s.chunks(2).enumerate() {
+            let hex = |c: u8| (c as char).to_digit(16).filter(|_| !c.is_ascii_uppercase());
+            b[i] = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
+        }
+        Some(SessionId(b))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The 2024-11-05 HTTP+SSE transport: `GET /sse/{name}` plus a message endpoint.
+    Sse,
+    /// Streamable HTTP: `/mcp/{name}`.
+    Streamable,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::Streamable => "streamable_http",
+        }
+    }
+}
+
+/// Why a stream or a session ended. Every lifecycle log line carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientClosed,
+    /// A POST stream delivered every response it was opened for.
+    Completed,
+    UpstreamExited,
+    UpstreamFailedToStart,
+    Shutdown,
+    /// The client read too slowly; its queue filled. The events stay in the log.
+    SlowConsumer,
+    IdleTimeout,
+    /// The client sent DELETE.
+    Deleted,
+    /// Events a client never received had to be evicted from the log.
+    EventLogOverflow,
+    /// The configured maximum stream lifetime passed; the client polls back.
+    StreamLifetime,
+    /// The client opened a new stream in place of this one.
+    Replaced,
+    Error,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::Completed => "completed",
+            CloseReason::UpstreamExited => "upstream_exited",
+            CloseReason::UpstreamFailedToStart => "upstream_failed_to_start",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Deleted => "deleted",
+            CloseReason::EventLogOverflow => "event_log_overflow",
+            CloseReason::StreamLifetime => "stream_lifetime",
+            CloseReason::Replaced => "replaced",
+            CloseReason::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What travels from a session to an attached client stream.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// A JSON-RPC message with its sequence number in the stream.
+    Message(u64, Bytes),
+    /// An event with an id and empty data (2025-11-25 priming).
+    Priming(u64),
+}
+
+/// Where the stream's close reason is left for the body to log.
+pub type CloseCell = Arc<OnceLock<CloseReason>>;
+
+/// A client stream attached to a session stream.
+struct Live {
+    tx: mpsc::Sender<Frame>,
+    reason: CloseCell,
+}
+
+impl Live {
+    fn close(self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+    }
+}
+
+/// The receiving end of an attachment, handed to the HTTP body.
+pub struct Attached {
+    pub stream: u32,
+    /// Logged events the client missed, sent before anything live.
+    pub replay: Vec<Entry>,
+    pub rx: mpsc::Receiver<Frame>,
+    pub reason: CloseCell,
+}
+
+struct Stream {
+    log: EventLog,
+    live: Option<Live>,
+    /// Requests still waiting for their responses; a POST stream ends when this reaches 0.
+    open_requests: usize,
+    done: bool,
+    /// The stream is a JSON response, which can carry only responses.
+    json: bool,
+}
+
+struct Pending {
+    stream: u32,
+    progress_token: Option<Box<str>>,
+    initialize: bool,
+}
+
+enum UpstreamState {
+    NotStarted,
+    Running(Upstream),
+    Ended,
+}
+
+struct State {
+    streams: BTreeMap<u32, Stream>,
+    next_stream: u32,
+    done_streams: VecDeque<u32>,
+    pending: HashMap<Box<str>, Pending>,
+    progress: HashMap<Box<str>, u32>,
+    upstream: UpstreamState,
+    protocol_version: Option<String>,
+    /// The client's own initialize request, kept so the upstream side can be re-created.
+    initialize: Option<Bytes>,
+    last_activity: Instant,
+    ended: Option<CloseReason>,
+}
+
+/// Why an attach was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("only one standalone SSE stream is allowed per session")]
+    Conflict,
+    #[error("no stream {0} in this session")]
+    NoStream(u32),
+    #[error(transparent)]
+    Gap(#[from] Gap),
+    #[error("session ended: {0}")]
+    Ended(CloseReason),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("session ended: {0}")]
+    Ended(CloseReason),
+}
+
+pub struct Session {
+    pub id: SessionId,
+    pub server: Arc<ServerConfig>,
+    pub transport: Transport,
+    pub settings: SessionSettings,
+    state: Mutex<State>,
+    /// Upstream events for the session task; cloned into the upstream when it starts.
+    events_tx: mpsc::Sender<UpstreamEvent>,
+    ended: Notify,
+    ctx: upstream::Context,
+}
+
+impl Session {
+    /// Creates a session and the receiver its task drives (see [`registry::Registry`]).
+    pub(crate) fn new(
+        server: Arc<ServerConfig>,
+        transport: Transport,
+        settings: SessionSettings,
+        ctx: upstream::Context,
+    ) -> (Arc<Session>, mpsc::Receiver<UpstreamEvent>) {
+        let (events_tx, events_rx) = mpsc::channel(STREAM_QUEUE);
+        let mut streams = BTreeMap::new();
+        streams.insert(0, Stream::new(&settings, false));
+        let session = Session {
+            id: SessionId::random(),
+            server,
+            transport,
+            settings,
+            state: Mutex::new(State {
+                streams,
+                next_stream: 1,
+                done_streams: VecDeque::new(),
+                pending: HashMap::new(),
+                progress: HashMap::new(),
+                upstream: UpstreamState::NotStarted,
+                protocol_version: None,
+                initialize: None,
+                last_activity: Instant::now(),
+                ended: None,
+            }),
+            events_tx,
+            ended: Notify::new(),
+            ctx,
+        };
+        (Arc::new(session), events_rx)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn protocol_version(&self) -> Option<String> {
+        self.state().protocol_version.clone()
+    }
+
+    pub fn ended(&self) -> Option<CloseReason> {
+        self.state().ended
+    }
+
+    /// Whether SSE streams of this session get priming events and may be closed for polling.
+    pub fn negotiated_polling(&self) -> bool {
+        self.state().protocol_version.as_deref().is_some_and(|v| v >= "2025-11-25")
+    }
+
+    /// Reserves the next sequence number of a stream, for a priming event.
+    pub fn reserve_seq(&self, stream: u32) -> Option<u64> {
+        self.state().streams.get_mut(&stream).map(|s| s.log.reserve())
+    }
+
+    /// Sends client messages upstream. Requests are registered first, so that their
+    /// responses route to `stream`; the upstream starts on the first message.
+    pub async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
+        let tx = {
+            let mut st = self.state();
+            if let Some(reason) = st.ended {
+                return Err(SendError::Ended(reason));
+            }
+            st.last_activity = Instant::now();
+            for (raw, peek) in &messages {
+                if peek.kind != Kind::Request {
+                    continue;
+                }
+                let initialize = peek.method.as_deref() == Some("initialize");
+                if initialize {
+                    st.initialize = Some(raw.clone());
+                }
+                if let Some(token) = &peek.progress_token {
+                    st.progress.insert(token.clone(), stream);
+                }
+                if let Some(id) = &peek.id {
+                    st.pending.insert(id.clone(), Pending { stream, progress_token: peek.progress_token.clone(), initialize });
+                }
+            }
+            if matches!(st.upstream, UpstreamState::NotStarted) {
+                let up = upstream::start(&self.server, self.id, self.ctx.clone(), self.events_tx.clone());
+                st.upstream = UpstreamState::Running(up);
+            }
+            match &st.upstream {
+                UpstreamState::Running(up) => up.tx.clone(),
+                _ => return Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
+            }
+        };
+        for (raw, _) in messages {
+            if tx.send(raw).await.is_err() {
+                // The upstream is gone; the session task ends the session and errors pending.
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a POST stream for `requests` requests. With `json`, the stream is a JSON response.
+    pub fn open_stream(&self, requests: usize, json: bool) -> Result<Attached, SendError> {
+        let mut st = self.state();
+        if let Some(reason) = st.ended {
+            return Err(SendError::Ended(reason));
+        }
+        let n = st.next_stream;
+        st.next_stream += 1;
+        let mut stream = Stream::new(&self.settings, json);
+        stream.open_requests = requests;
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let reason = CloseCell::default();
+        stream.live = Some(Live { tx, reason: reason.clone() });
+        st.streams.insert(n, stream);
+        Ok(Attached { stream: n, replay: Vec::new(), rx, reason })
+    }
+
+    /// Attaches a client to stream `stream`, replaying what it missed after `after`.
+    /// `replace` lets a reconnecting client take the place of a stream the server still
+    /// thinks is alive; otherwise a second live standalone stream is a conflict.
+    pub fn attach(&self, stream: u32, after: Option<u64>, replace: bool) -> Result<Attached, AttachError> {
+        let mut st = self.state();
+        if let Some(reason) = st.ended {
+            return Err(AttachError::Ended(reason));
+        }
+        st.last_activity = Instant::now();
+        let s = st.streams.get_mut(&stream).ok_or(AttachError::NoStream(stream))?;
+        if s.live.as_ref().is_some_and(|l| !l.tx.is_closed()) && !replace {
+            return Err(AttachError::Conflict);
+        }
+        let replay = match after {
+            Some(after) => s.log.after(after)?,
+            None => Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let reason = CloseCell::default();
+        if s.done {
+            let _ = reason.set(CloseReason::Completed);
+        } else if let Some(old) = s.live.replace(Live { tx, reason: reason.clone() }) {
+            old.close(CloseReason::Replaced);
+        }
+        Ok(Attached { stream, replay, rx, reason })
+    }
+
+    /// Called by a stream body when the client went away.
+    pub fn detached(&self, stream: u32, rx_reason: &CloseCell) {
+        let mut st = self.state();
+        st.last_activity = Instant::now();
+        if let Some(s) = st.streams.get_mut(&stream) {
+            if s.live.as_ref().is_some_and(|l| Arc::ptr_eq(&l.reason, rx_reason)) {
+                s.live = None;
+            }
+        }
+    }
+
+    /// Routes one upstream message to its stream.
+    fn on_upstream_message(&self, raw: Bytes) {
+        let peek = match jsonrpc::peek(&raw) {
+            Ok(p) => p,
+            Err(_) if raw.first() == Some(&b'[') => {
+                if let Ok((items, _)) = jsonrpc::split(&raw) {
+                    items.into_iter().for_each(|m| self.on_upstream_message(m));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.id, server = %self.server.name, error = %e, "dropped an invalid message from the upstream");
+                return;
+            }
+        };
+        let overflow = {
+            let mut st = self.state();
+            if st.ended.is_some() {
+                return;
+            }
+            let target = st.route(&peek, self.transport);
+            if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
+                if target.1 {
+                    st.protocol_version = Some(v.clone());
+                }
+            }
+            st.push(target.0, raw, peek.kind == Kind::Response).is_err()
+        };
+        if overflow {
+            self.end(CloseReason::EventLogOverflow, "the event log bound was reached while no client read the stream");
+        }
+    }
+
+    /// Ends the session once: pending requests get a JSON-RPC error on their streams, every
+    /// attached stream closes with `reason`, and the upstream (with its child) is dropped.
+    pub fn end(&self, reason: CloseReason, detail: &str) {
+        let upstream = {
+            let mut st = self.state();
+            if st.ended.is_some() {
+                return;
+            }
+            let pending: Vec<(Box<str>, Pending)> = st.pending.drain().collect();
+            for (id, p) in pending {
+                let msg = format!("mcp-bridge: session ended ({reason}): {detail}");
+                let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
+            }
+            st.ended = Some(reason);
+            for s in st.streams.values_mut() {
+                if let Some(live) = s.live.take() {
+                    live.close(reason);
+                }
+            }
+            std::mem::replace(&mut st.upstream, UpstreamState::Ended)
+        };
+        drop(upstream);
+        tracing::info!(session = %self.id, server = %self.server.name, transport = self.transport.as_str(), reason = %reason, detail, "session ended");
+        self.ended.notify_one();
+    }
+
+    /// Time left before the session counts as idle, or `None` if it is idle now.
+    fn idle_left(&self) -> Option<std::time::Duration> {
+        let st = self.state();
+        let now = Instant::now();
+        if st.streams.values().any(|s| s.live.as_ref().is_some_and(|l| !l.tx.is_closed())) {
+            return Some(self.settings.idle_timeout);
+        }
+        (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
+    }
+
+    /// Drives the session: upstream messages, upstream exit, idle expiry.
+    pub(crate) async fn run(self: Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
+        loop {
+            let Some(idle) = self.idle_left() else {
+                self.end(CloseReason::IdleTimeout, "no stream attached and no request within the idle timeout");
+                return;
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
+                    Some(UpstreamEvent::Closed { reason, detail }) => {
+                        self.end(reason, &detail);
+                        return;
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep(idle) => {}
+                _ = self.ended.notified() => return,
+            }
+        }
+    }
+}
+
+impl Stream {
+    fn new(settings: &SessionSettings, json: bool) -> Stream {
+        Stream {
+            log: EventLog::new(settings.event_log_size, settings.event_log_age),
+            live: None,
+            open_requests: 0,
+            done: false,
+            json,
+        }
+    }
+}
+
+impl State {
+    /// Picks the stream for an upstream message; the flag says it answers the client's
+    /// initialize.
+    fn route(&mut self, peek: &Peek, transport: Transport) -> (u32, bool) {
+        let mut initialize = false;
+        let stream = match peek.kind {
+            Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
+                Some(p) => {
+                    if let Some(t) = &p.progress_token {
+                        self.progress.remove(t);
+                    }
+                    initialize = p.initialize;
+                    p.stream
+                }
+                None => 0,
+            },
+            Kind::Notification if peek.method.as_deref() == Some("notifications/progress") => peek
+                .progress_token
+                .as_ref()
+                .and_then(|t| self.progress.get(t).copied())
+                .filter(|n| self.streams.get(n).is_some_and(|s| !s.done && !s.json))
+                .unwrap_or_else(|| self.server_initiated_target()),
+            _ => self.server_initiated_target(),
+        };
+        if transport == Transport::Sse {
+            return (0, initialize);
+        }
+        (stream, initialize)
+    }
+
+    /// Server-initiated messages go to the standalone stream when a client reads it, else to
+    /// the newest open POST stream a client reads, else into the standalone stream's log.
+    fn server_initiated_target(&self) -> u32 {
+        let reading = |s: &Stream| s.live.as_ref().is_some_and(|l| !l.tx.is_closed());
+        if self.streams.get(&0).is_some_and(reading) {
+            return 0;
+        }
+        self.streams.iter().rev().find(|(n, s)| **n != 0 && !s.done && !s.json && reading(s)).map_or(0, |(n, _)| *n)
+    }
+
+    /// Logs a message in a stream and sends it to the attached client, if any.
+    fn push(&mut self, n: u32, raw: Bytes, is_response: bool) -> Result<(), Overflow> {
+        let now = Instant::now();
+        let Some(s) = self.streams.get_mut(&n) else {
+            return Ok(());
+        };
+        let live = s.live.as_ref().is_some_and(|l| !l.tx.is_closed());
+        let pushed = s.log.push(raw.clone(), live, now);
+        if let (Some(l), Ok(seq)) = (&s.live, &pushed) {
+            match l.tx.try_send(Frame::Message(*seq, raw)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if let Some(l) = s.live.take() {
+                        l.close(CloseReason::SlowConsumer);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => s.live = None,
+            }
+        }
+        if is_response && n != 0 {
+            s.open_requests = s.open_requests.saturating_sub(1);
+            if s.open_requests == 0 && !s.done {
+                s.done = true;
+                if let Some(l) = s.live.take() {
+                    l.close(CloseReason::Completed);
+                }
+                self.done_streams.push_back(n);
+                while self.done_streams.len() > DONE_STREAMS_KEPT {
+                    if let Some(old) = self.done_streams.pop_front() {
+                        self.streams.remove(&old);
+                    }
+                }
+            }
+        }
+        pushed.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_random_hex_and_parse_strictly() {
+        let a = SessionId::random();
+        assert_ne!(a, SessionId::random());
+        let s = a.to_string();
+        assert_eq!(s.len(), 32);
+        assert_eq!(SessionId::parse(&s), Some(a));
+        assert_eq!(SessionId::parse(&s.to_uppercase()).filter(|_| s.chars().any(|c| c.is_ascii_alphabetic())), None);
+        assert_eq!(SessionId::parse("../../etc/passwd"), None);
+        assert_eq!(SessionId::parse("0123456789abcdef0123456789abcdeg"), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! The sessions this instance holds, by id. Creating a session spawns the task that drives
+//! it; the task removes the session when it ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::{CloseReason, Session, SessionId, Transport};
+use crate::config::{ServerConfig, SessionSettings};
+use crate::upstream;
+
+#[derive(Default)]
+pub struct Registry {
+    sessions: RwLock<HashMap<SessionId, Arc<Session>>>,
+}
+
+impl Registry {
+    pub fn create(
+        self: &Arc<Self>,
+        server: Arc<ServerConfig>,
+        transport: Transport,
+        settings: SessionSettings,
+        ctx: upstream::Context,
+    ) -> Arc<Session> {
+        let (session, events) = Session::new(server, transport, settings, ctx);
+        self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(session.id, session.clone());
+        let registry = Arc::downgrade(self);
+        let task = session.clone();
+        tokio::spawn(async move {
+            let id = task.id;
+            task.run(events).await;
+            if let Some(registry) = registry.upgrade() {
+                registry.sessions.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+        });
+        session
+    }
+
+    pub fn get(&self, id: SessionId) -> Option<Arc<Session>> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends every session (used on shutdown): streams close with `reason`, children die.
+    pub fn end_all(&self, reason: CloseReason, detail: &str) {
+        let all: Vec<Arc<Session>> = self.sessions.write().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, s)| s).collect();
+        for s in all {
+            s.end(reason, detail);
+        }
+    }
+
+    /// Removes a session that ended through a request (DELETE).
+    pub fn remove(&self, id: SessionId) -> Option<Arc<Session>> {
+        self.sessions.write().unwrap_or_else(|e| e.into_inner()).remove(&id)
+    }
+
+    /// Used by `Transport` in logs and metrics later; counts per transport.
+    pub fn count(&self, transport: Transport) -> usize {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).values().filter(|s| s.transport == transport).count()
+    }
+}

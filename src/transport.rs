@@ -1,0 +1,95 @@
+//! The two inbound transports and what they share: SSE responses, error bodies, and reading
+//! who the client is behind a proxy.
+
+pub mod event_stream;
+pub mod sse;
+pub mod streamable;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::jsonrpc;
+use event_stream::EventStream;
+
+/// Wraps an event stream in a response with the headers streaming needs on any path:
+/// no caching, no proxy buffering (`X-Accel-Buffering` is a *response* header), no compression.
+pub fn sse_response(stream: EventStream, extra: &[(&'static str, String)]) -> Response {
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(*k, v);
+        }
+    }
+    resp
+}
+
+/// A JSON-RPC error as an HTTP response with `status`.
+pub fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], jsonrpc::error(None, code, message)).into_response()
+}
+
+/// The client as the logs name it: the first `X-Forwarded-For` hop, else the peer address.
+pub fn client_addr(headers: &HeaderMap, peer: SocketAddr) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty() && v.len() < 64)
+        .unwrap_or_else(|| peer.to_string())
+}
+
+/// The path prefix the client sees: `X-Forwarded-Prefix` if it is a plain path, else the
+/// configured public base path.
+pub fn public_prefix(headers: &HeaderMap, configured: Option<&str>) -> String {
+    let forwarded = headers
+        .get("x-forwarded-prefix")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| p.starts_with('/') && p.len() < 256 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b)));
+    forwarded.or(configured).unwrap_or("").trim_end_matches('/').to_string()
+}
+
+/// Whether an `Accept` header admits `mime` (or a wildcard for it).
+pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|part| {
+        let m = part.split(';').next().unwrap_or("").trim();
+        m.eq_ignore_ascii_case(mime) || m == "*/*" || m.strip_suffix("/*").is_some_and(|k| k.eq_ignore_ascii_case(kind))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn accept_parsing() {
+        let m = h(&[("accept", "application/json;q=0.9, text/event-stream")]);
+        assert!(accepts(&m, "text/event-stream") && accepts(&m, "application/json"));
+        assert!(!accepts(&h(&[("accept", "text/html")]), "application/json"));
+        assert!(accepts(&h(&[("accept", "*/*")]), "text/event-stream"));
+        assert!(!accepts(&HeaderMap::new(), "text/event-stream"));
+    }
+
+    #[test]
+    fn prefix_is_sanitized() {
+        assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "/mcp-bridge/")]), None), "/mcp-bridge");
+        assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "//evil.example\"")]), Some("/p")), "/p");
+        assert_eq!(public_prefix(&HeaderMap::new(), None), "");
+    }
+}

@@ -1,0 +1,290 @@
+//! The body of every SSE response the bridge sends: a first chunk sent at once, replayed
+//! events, live events, and an idle-resetting heartbeat. Dropping it writes the stream's
+//! lifecycle line ("SSE connection closed … reason=…") and detaches it from its session.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+
+use crate::config::{Heartbeat, HeartbeatFormat};
+use crate::session::event_log::{Entry, EventId};
+use crate::session::{Attached, CloseCell, CloseReason, Frame, Session, SessionId, Transport};
+use crate::sse;
+
+/// Who a stream is for, for its lifecycle lines.
+#[derive(Clone)]
+pub struct StreamInfo {
+    pub session: SessionId,
+    pub stream: u32,
+    pub server: Arc<str>,
+    pub transport: Transport,
+    pub client: String,
+    pub instance: Arc<str>,
+}
+
+pub struct EventStream {
+    info: StreamInfo,
+    first: Option<Bytes>,
+    replay: std::vec::IntoIter<Entry>,
+    rx: mpsc::Receiver<Frame>,
+    heartbeat: Option<(Duration, HeartbeatFormat, Pin<Box<Sleep>>)>,
+    lifetime: Option<Pin<Box<Sleep>>>,
+    last_seq: Option<u64>,
+    reason: CloseCell,
+    session: Option<Arc<Session>>,
+    opened: Instant,
+    events: u64,
+    heartbeats: u64,
+    bytes: u64,
+    done: bool,
+}
+
+impl EventStream {
+    /// `first` goes out before anything else (the `retry:` hint, an endpoint or priming
+    /// event), so the client has its first byte at once.
+    pub fn new(
+        info: StreamInfo,
+        first: Bytes,
+        attached: Attached,
+        heartbeat: Heartbeat,
+        lifetime: Option<Duration>,
+        session: Option<Arc<Session>>,
+    ) -> EventStream {
+        let heartbeat = heartbeat.interval.map(|every| (every, heartbeat.format, Box::pin(tokio::time::sleep(every))));
+        let lifetime = lifetime.map(|d| Box::pin(tokio::time::sleep(d)));
+        let Attached { replay, rx, reason, .. } = attached;
+        tracing::info!(
+            session = %info.session,
+            server = %info.server,
+            transport = info.transport.as_str(),
+            stream = info.stream,
+            client = %info.client,
+            instance = %info.instance,
+            replayed = replay.len(),
+            "SSE connection opened"
+        );
+        EventStream {
+            info,
+            first: Some(first),
+            replay: replay.into_iter(),
+            rx,
+            heartbeat,
+            lifetime,
+            last_seq: None,
+            reason,
+            session,
+            opened: Instant::now(),
+            events: 0,
+            heartbeats: 0,
+            bytes: 0,
+            done: false,
+        }
+    }
+
+    fn id(&self, seq: u64) -> String {
+        EventId { session: self.info.session, stream: self.info.stream, seq }.to_string()
+    }
+
+    fn message(&mut self, seq: u64, data: &[u8]) -> Bytes {
+        self.last_seq = Some(seq);
+        self.events += 1;
+        let id = self.id(seq);
+        if data.is_empty() {
+            sse::event(Some(&id), None, b"")
+        } else {
+            sse::event(Some(&id), Some("message"), data)
+        }
+    }
+
+    fn beat(&mut self, format: HeartbeatFormat) -> Bytes {
+        self.heartbeats += 1;
+        match format {
+            HeartbeatFormat::Comment => Bytes::from_static(b": heartbeat\n\n"),
+            HeartbeatFormat::Event => {
+                let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                let data = format!(r#"{{"type":"heartbeat","timestamp":{ms}}}"#);
+                // The id repeats the last real event's, so a reconnect resumes correctly.
+                let id = self.last_seq.map(|s| self.id(s));
+                sse::event(id.as_deref(), Some("heartbeat"), data.as_bytes())
+            }
+        }
+    }
+
+    fn reset_heartbeat(&mut self) {
+        if let Some((every, _, sleep)) = &mut self.heartbeat {
+            sleep.as_mut().reset(Instant::now() + *every);
+        }
+    }
+
+    fn emit(&mut self, b: Bytes) -> Poll<Option<Result<Bytes, Infallible>>> {
+        self.bytes += b.len() as u64;
+        Poll::Ready(Some(Ok(b)))
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = this.first.take() {
+            return this.emit(first);
+        }
+        if let Some(e) = this.replay.next() {
+            let b = this.message(e.seq, &e.data);
+            this.reset_heartbeat();
+            return this.emit(b);
+        }
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(frame)) => {
+                let b = match frame {
+                    Frame::Message(seq, data) => this.message(seq, &data),
+                    Frame::Priming(seq) => this.message(seq, b""),
+                };
+                this.reset_heartbeat();
+                return this.emit(b);
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if let Some(l) = &mut this.lifetime {
+            if l.as_mut().poll(cx).is_ready() {
+                let _ = this.reason.set(CloseReason::StreamLifetime);
+                this.done = true;
+                return Poll::Ready(None);
+            }
+        }
+        if let Some((every, format, sleep)) = &mut this.heartbeat {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let next = Instant::now() + *every;
+                let format = *format;
+                sleep.as_mut().reset(next);
+                let b = this.beat(format);
+                return this.emit(b);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let reason = self.reason.get().copied().unwrap_or(if self.done { CloseReason::Error } else { CloseReason::ClientClosed });
+        let _ = self.reason.set(reason);
+        if let Some(s) = &self.session {
+            s.detached(self.info.stream, &self.reason);
+        }
+        tracing::info!(
+            session = %self.info.session,
+            server = %self.info.server,
+            transport = self.info.transport.as_str(),
+            stream = self.info.stream,
+            client = %self.info.client,
+            instance = %self.info.instance,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            events = self.events,
+            heartbeats = self.heartbeats,
+            bytes = self.bytes,
+            reason = %reason,
+            "SSE connection closed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn stream(hb: Heartbeat) -> (EventStream, mpsc::Sender<Frame>) {
+        let (tx, rx) = mpsc::channel(8);
+        let info = StreamInfo {
+            session: SessionId::parse("00000000000000000000000000000001").unwrap(),
+            stream: 0,
+            server: "s".into(),
+            transport: Transport::Sse,
+            client: "test".into(),
+            instance: "i".into(),
+        };
+        (
+            EventStream::new(
+                info,
+                sse::retry(1000),
+                Attached { stream: 0, replay: Vec::new(), rx, reason: CloseCell::default() },
+                hb,
+                None,
+                None,
+            ),
+            tx,
+        )
+    }
+
+    async fn next_at(s: &mut EventStream) -> (Bytes, Duration) {
+        let start = Instant::now();
+        let b = s.next().await.unwrap().unwrap();
+        (b, start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_byte_at_once_then_heartbeat_every_interval() {
+        let (mut s, _tx) = stream(Heartbeat { interval: Some(Duration::from_secs(15)), format: HeartbeatFormat::Comment });
+        let (b, t) = next_at(&mut s).await;
+        assert_eq!(&b[..], b"retry: 1000\n\n");
+        assert_eq!(t, Duration::ZERO);
+        for _ in 0..3 {
+            let (b, t) = next_at(&mut s).await;
+            assert_eq!(&b[..], b": heartbeat\n\n");
+            assert_eq!(t, Duration::from_secs(15));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_real_event_resets_the_heartbeat() {
+        let (mut s, tx) = stream(Heartbeat { interval: Some(Duration::from_secs(10)), format: HeartbeatFormat::Comment });
+        next_at(&mut s).await;
+        tokio::time::advance(Duration::from_secs(7)).await;
+        tx.send(Frame::Message(1, Bytes::from_static(b"{}"))).await.unwrap();
+        let (b, _) = next_at(&mut s).await;
+        assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-1\nevent: message\n"));
+        let (b, t) = next_at(&mut s).await;
+        assert_eq!(&b[..], b": heartbeat\n\n");
+        assert_eq!(t, Duration::from_secs(10), "the beat comes a full interval after the event, not at 10 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn event_format_on_the_wire_carries_the_last_id() {
+        let (mut s, tx) = stream(Heartbeat { interval: Some(Duration::from_secs(2)), format: HeartbeatFormat::Event });
+        next_at(&mut s).await;
+        let (b, _) = next_at(&mut s).await;
+        let text = std::str::from_utf8(&b).unwrap();
+        assert!(text.starts_with("event: heartbeat\ndata: {\"type\":\"heartbeat\",\"timestamp\":"), "{text}");
+        tx.send(Frame::Message(4, Bytes::from_static(b"{}"))).await.unwrap();
+        next_at(&mut s).await;
+        let (b, _) = next_at(&mut s).await;
+        assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-4\nevent: heartbeat\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_heartbeat_when_off_and_end_on_close() {
+        let (mut s, tx) = stream(Heartbeat { interval: None, format: HeartbeatFormat::Comment });
+        next_at(&mut s).await;
+        let quiet = tokio::time::timeout(Duration::from_secs(3600), s.next()).await;
+        assert!(quiet.is_err(), "nothing for an hour");
+        drop(tx);
+        assert!(s.next().await.is_none());
+    }
+}

@@ -1,0 +1,293 @@
+//! Streamable HTTP (2025-03-26, 2025-06-18, 2025-11-25) at `/mcp/{name}`: POST with JSON or
+//! SSE answers, the standalone GET stream, resumption with `Last-Event-ID`, and DELETE. Status
+//! codes follow the spec and the official TypeScript server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::event_stream::{EventStream, StreamInfo};
+use super::{accepts, client_addr, rpc_error, sse_response};
+use crate::jsonrpc::{self, code, Kind, Peek};
+use crate::server::AppState;
+use crate::session::event_log::EventId;
+use crate::session::{AttachError, Attached, CloseReason, Frame, Session, SessionId, Transport};
+use crate::sse;
+
+/// Protocol revisions a client may name in `MCP-Protocol-Version`.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Splits and checks a body of JSON-RPC messages; a bad body is a 400 with a JSON-RPC error.
+pub fn parse_messages(body: &[u8]) -> Result<(Vec<(Bytes, Peek)>, bool), Response> {
+    let bad = |e: jsonrpc::PeekError| rpc_error(StatusCode::BAD_REQUEST, e.code(), &format!("Parse error: {e}"));
+    let (items, batch) = jsonrpc::split(body).map_err(bad)?;
+    let mut out = Vec::with_capacity(items.len());
+    for raw in items {
+        let peek = jsonrpc::peek(&raw).map_err(bad)?;
+        out.push((raw, peek));
+    }
+    Ok((out, batch))
+}
+
+pub async fn post(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(server) = app.server(&name) else {
+        return super::sse::unknown_server(&name);
+    };
+    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            code::CONNECTION_CLOSED,
+            "Not Acceptable: Client must accept both application/json and text/event-stream",
+        );
+    }
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+    if !json_body {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::CONNECTION_CLOSED,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    let (messages, batch) = match parse_messages(&body) {
+        Ok(m) => m,
+        Err(resp) => return resp,
+    };
+    let initialize = messages.iter().any(|(_, p)| p.kind == Kind::Request && p.method.as_deref() == Some("initialize"));
+    let (session, new) = if initialize {
+        if messages.len() > 1 {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                "Invalid Request: Only one initialization request is allowed",
+            );
+        }
+        if session_from(&app, &headers, &name).is_some_and(|r| r.is_ok()) {
+            return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid Request: Server already initialized");
+        }
+        (app.registry.create(server.clone(), Transport::Streamable, app.settings_for(&server), app.ctx.clone()), true)
+    } else {
+        let session = match checked_session(&app, &headers, &name) {
+            Ok(s) => s,
+            Err(resp) => return resp,
+        };
+        if batch {
+            if let Some(v) = session.protocol_version().filter(|v| v.as_str() >= "2025-06-18") {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    code::INVALID_REQUEST,
+                    &format!("Invalid Request: JSON-RPC batches are not part of protocol version {v}"),
+                );
+            }
+        }
+        (session, false)
+    };
+    let session_header = [(SESSION_HEADER, session.id.to_string())];
+    let extra: &[(&'static str, String)] = if new { &session_header } else { &[] };
+    let requests = messages.iter().filter(|(_, p)| p.kind == Kind::Request).count();
+    if requests == 0 {
+        return match session.send(messages, 0).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e) => rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}")),
+        };
+    }
+    let attached = match session.open_stream(requests, server.json_response) {
+        Ok(a) => a,
+        Err(e) => return rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}")),
+    };
+    let stream = attached.stream;
+    if let Err(e) = session.send(messages, stream).await {
+        return rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}"));
+    }
+    if server.json_response {
+        return json_answer(attached, batch, extra).await;
+    }
+    let client = client_addr(&headers, peer);
+    stream_response(&app, session, attached, client, extra)
+}
+
+/// Collects a JSON-mode stream's responses into one body.
+async fn json_answer(mut attached: Attached, batch: bool, extra: &[(&'static str, String)]) -> Response {
+    let mut out: Vec<Bytes> = Vec::new();
+    while let Some(frame) = attached.rx.recv().await {
+        if let Frame::Message(_, data) = frame {
+            out.push(data);
+        }
+    }
+    let body = if out.len() == 1 && !batch {
+        out.pop().unwrap_or_default()
+    } else {
+        let mut v = b"[".to_vec();
+        for (i, m) in out.iter().enumerate() {
+            if i > 0 {
+                v.push(b',');
+            }
+            v.extend_from_slice(m);
+        }
+        v.push(b']');
+        Bytes::from(v)
+    };
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            resp.headers_mut().insert(*k, v);
+        }
+    }
+    resp
+}
+
+/// An SSE answer: the `retry:` hint and, for clients that negotiated 2025-11-25, a priming
+/// event and the optional stream lifetime.
+fn stream_response(
+    app: &AppState,
+    session: Arc<Session>,
+    attached: Attached,
+    client: String,
+    extra: &[(&'static str, String)],
+) -> Response {
+    let mut first = sse::retry(session.settings.retry.as_millis() as u64).to_vec();
+    let polling = session.negotiated_polling();
+    if polling && attached.replay.is_empty() {
+        if let Some(seq) = session.reserve_seq(attached.stream) {
+            let id = EventId { session: session.id, stream: attached.stream, seq }.to_string();
+            first.extend_from_slice(&sse::event(Some(&id), None, b""));
+        }
+    }
+    let lifetime = session.settings.max_stream_lifetime.filter(|_| polling);
+    let info = StreamInfo {
+        session: session.id,
+        stream: attached.stream,
+        server: session.server.name.as_str().into(),
+        transport: Transport::Streamable,
+        client,
+        instance: app.instance.clone(),
+    };
+    let heartbeat = session.server.heartbeat;
+    let body = EventStream::new(info, Bytes::from(first), attached, heartbeat, lifetime, Some(session));
+    sse_response(body, extra)
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if app.server(&name).is_none() {
+        return super::sse::unknown_server(&name);
+    }
+    if !accepts(&headers, "text/event-stream") {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            code::CONNECTION_CLOSED,
+            "Not Acceptable: Client must accept text/event-stream",
+        );
+    }
+    let session = match checked_session(&app, &headers, &name) {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let last =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(EventId::parse).filter(|id| id.session == session.id);
+    let attached = match &last {
+        Some(id) => session.attach(id.stream, Some(id.seq), true),
+        None => session.attach(0, None, false),
+    };
+    let attached = match attached {
+        Ok(a) => a,
+        Err(AttachError::Conflict) => {
+            return rpc_error(
+                StatusCode::CONFLICT,
+                code::CONNECTION_CLOSED,
+                "Conflict: Only one SSE stream is allowed per session",
+            )
+        }
+        Err(AttachError::Gap(gap)) => {
+            let detail = format!("the client resumed after event {} but the log starts at {}", gap.after, gap.oldest);
+            session.end(CloseReason::EventLogOverflow, &detail);
+            app.registry.remove(session.id);
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                code::SESSION_NOT_FOUND,
+                &format!("Session not found: events were lost ({detail})"),
+            );
+        }
+        Err(e) => return rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}")),
+    };
+    let client = client_addr(&headers, peer);
+    stream_response(&app, session, attached, client, &[])
+}
+
+pub async fn delete(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if app.server(&name).is_none() {
+        return super::sse::unknown_server(&name);
+    }
+    let session = match checked_session(&app, &headers, &name) {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    app.registry.remove(session.id);
+    session.end(CloseReason::Deleted, "the client sent DELETE");
+    StatusCode::OK.into_response()
+}
+
+pub async fn not_allowed() -> Response {
+    let mut resp = rpc_error(StatusCode::METHOD_NOT_ALLOWED, code::CONNECTION_CLOSED, "Method not allowed.");
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    resp
+}
+
+/// The session a request names, if it names one: `Err` if it is unknown here.
+fn session_from(app: &AppState, headers: &HeaderMap, name: &str) -> Option<Result<Arc<Session>, ()>> {
+    let raw = headers.get(SESSION_HEADER)?;
+    let found = raw
+        .to_str()
+        .ok()
+        .and_then(SessionId::parse)
+        .and_then(|id| app.registry.get(id))
+        .filter(|s| s.transport == Transport::Streamable && s.server.name == name && s.ended().is_none());
+    Some(found.ok_or(()))
+}
+
+/// The session of a non-initialize request, with its protocol version header checked.
+fn checked_session(app: &AppState, headers: &HeaderMap, name: &str) -> Result<Arc<Session>, Response> {
+    let session = match session_from(app, headers, name) {
+        None => {
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                code::CONNECTION_CLOSED,
+                "Bad Request: Mcp-Session-Id header is required",
+            ))
+        }
+        Some(Err(())) => return Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")),
+        Some(Ok(s)) => s,
+    };
+    if let Some(v) = headers.get("mcp-protocol-version") {
+        let v = v.to_str().unwrap_or("");
+        if !SUPPORTED_VERSIONS.contains(&v) {
+            let v: String = v.chars().take(64).collect();
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                code::CONNECTION_CLOSED,
+                &format!(
+                    "Bad Request: Unsupported protocol version: {v} (supported versions: {})",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(session)
+}

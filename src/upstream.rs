@@ -1,0 +1,91 @@
+//! The three kinds of upstream. Each runs as one task that takes client messages from a
+//! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
+//! [`Upstream`] aborts the task, which kills a child's whole process group.
+
+mod http;
+mod sse;
+mod stdio;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{ServerConfig, UpstreamSpec};
+use crate::session::{CloseReason, SessionId};
+use crate::sse::parse::{Event, Item, Parser};
+
+/// Client messages queued for an upstream before senders wait.
+const QUEUE: usize = 256;
+
+#[derive(Debug)]
+pub enum UpstreamEvent {
+    Message(Bytes),
+    Closed { reason: CloseReason, detail: String },
+}
+
+/// What every upstream shares: the HTTP client for remote ones, and names for logs.
+#[derive(Clone)]
+pub struct Context {
+    pub http: reqwest::Client,
+    pub instance: Arc<str>,
+}
+
+/// A running upstream: the sender of client messages, and the task behind it.
+pub struct Upstream {
+    pub tx: mpsc::Sender<Bytes>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the upstream of one session.
+pub fn start(server: &ServerConfig, session: SessionId, ctx: Context, events: mpsc::Sender<UpstreamEvent>) -> Upstream {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let name: Arc<str> = server.name.as_str().into();
+    let task = match server.upstream.clone() {
+        UpstreamSpec::Stdio { command, args, env, cwd } => {
+            let spec = stdio::Spec { command, args, env, cwd };
+            tokio::spawn(stdio::run(spec, name, session, rx, events))
+        }
+        UpstreamSpec::StreamableHttp { url, headers } => tokio::spawn(http::run(url, headers, ctx, session, rx, events)),
+        UpstreamSpec::Sse { url, headers } => tokio::spawn(sse::run(url, headers, ctx, session, rx, events)),
+    };
+    Upstream { tx, task }
+}
+
+/// The SSE events of a response body, in order; ends at EOF or on a read error.
+fn sse_events(resp: reqwest::Response) -> impl futures_util::Stream<Item = Event> + Send {
+    let body = resp.bytes_stream();
+    futures_util::stream::unfold((body, Parser::default()), |(mut body, mut parser)| async move {
+        loop {
+            match parser.try_next_item() {
+                Ok(Some(Item::Event(ev))) => return Some((ev, (body, parser))),
+                Ok(Some(Item::Comment(_))) => continue,
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => parser.feed(&chunk),
+                _ => return None,
+            }
+        }
+    })
+}
+
+/// Applies configured headers to a remote request.
+fn with_headers(
+    mut req: reqwest::RequestBuilder,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> reqwest::RequestBuilder {
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req
+}

@@ -1,0 +1,186 @@
+//! A remote Streamable HTTP server. Each client session is one upstream session: the bridge
+//! POSTs the client's messages, reads JSON or SSE answers, holds the upstream GET stream for
+//! server-initiated messages, and DELETEs the upstream session when the client's ends.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use tokio::sync::mpsc;
+
+use super::{sse_events, with_headers, Context, UpstreamEvent};
+use crate::jsonrpc::{self, Kind};
+use crate::session::{CloseReason, SessionId};
+
+/// Upstream session state shared by the request tasks.
+#[derive(Default)]
+struct Shared {
+    session_id: Option<String>,
+    protocol_version: Option<String>,
+}
+
+struct Remote {
+    url: String,
+    headers: BTreeMap<String, String>,
+    ctx: Context,
+    shared: Mutex<Shared>,
+    events: mpsc::Sender<UpstreamEvent>,
+}
+
+pub(super) async fn run(
+    url: String,
+    headers: BTreeMap<String, String>,
+    ctx: Context,
+    session: SessionId,
+    mut rx: mpsc::Receiver<Bytes>,
+    events: mpsc::Sender<UpstreamEvent>,
+) {
+    let remote = Arc::new(Remote { url, headers, ctx, shared: Mutex::default(), events });
+    let mut initialized = false;
+    let _delete = DeleteOnDrop(remote.clone());
+    while let Some(msg) = rx.recv().await {
+        let peek = jsonrpc::peek(&msg).ok();
+        let is_init = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
+        if is_init && !initialized {
+            // The handshake is awaited: everything after it needs the upstream session id.
+            if let Err(detail) = remote.post(msg, peek).await {
+                let _ = remote.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+                return;
+            }
+            initialized = true;
+            continue;
+        }
+        let starts_get = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("notifications/initialized"));
+        let r = remote.clone();
+        tokio::spawn(async move {
+            if let Err(detail) = r.post(msg, peek).await {
+                tracing::warn!(session = %session, "remote upstream: {detail}");
+            }
+            if starts_get {
+                r.listen().await;
+            }
+        });
+    }
+}
+
+impl Remote {
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let mut req = with_headers(self.ctx.http.request(method, &self.url), &self.headers);
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = &shared.session_id {
+            req = req.header("mcp-session-id", id);
+        }
+        if let Some(v) = &shared.protocol_version {
+            req = req.header("mcp-protocol-version", v);
+        }
+        req
+    }
+
+    /// POSTs one message and forwards what comes back. A request that fails gets a JSON-RPC
+    /// error, so the client never waits for an answer that cannot come.
+    async fn post(&self, msg: Bytes, peek: Option<jsonrpc::Peek>) -> Result<(), String> {
+        let request_id = peek.as_ref().filter(|p| p.kind == Kind::Request).and_then(|p| p.id.clone());
+        let fail = |detail: String| async {
+            if let Some(id) = &request_id {
+                let err = jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
+                let _ = self.events.send(UpstreamEvent::Message(err)).await;
+            }
+            Err(detail)
+        };
+        let resp = self
+            .request(reqwest::Method::POST)
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(msg)
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return fail(format!("POST {}: {e}", self.url)).await,
+        };
+        if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id = Some(id.to_string());
+        }
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND && self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id.is_some()
+        {
+            let detail = "the remote server no longer knows this session".to_string();
+            let _ = self.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamExited, detail: detail.clone() }).await;
+            return Err(detail);
+        }
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return fail(format!("POST {} answered {status}: {}", self.url, body.chars().take(200).collect::<String>())).await;
+        }
+        let is_sse =
+            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_sse {
+            self.forward_stream(resp).await;
+        } else if status != reqwest::StatusCode::ACCEPTED {
+            let body = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => return fail(format!("reading the answer: {e}")).await,
+            };
+            if !body.is_empty() {
+                self.forward(body).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwards every message of an SSE response.
+    async fn forward_stream(&self, resp: reqwest::Response) {
+        let mut events = std::pin::pin!(sse_events(resp));
+        while let Some(ev) = events.next().await {
+            if matches!(ev.event.as_deref(), None | Some("message")) && !ev.data.trim().is_empty() {
+                self.forward(Bytes::from(ev.data)).await;
+            }
+        }
+    }
+
+    async fn forward(&self, body: Bytes) {
+        let Ok((items, _)) = jsonrpc::split(&body) else {
+            tracing::warn!(url = %self.url, "remote upstream sent a body that is not JSON");
+            return;
+        };
+        for item in items {
+            if let Some(v) = jsonrpc::peek(&item).ok().and_then(|p| p.protocol_version) {
+                self.shared.lock().unwrap_or_else(|e| e.into_inner()).protocol_version = Some(v);
+            }
+            if self.events.send(UpstreamEvent::Message(item)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Holds the upstream's standalone GET stream for server-initiated messages.
+    async fn listen(&self) {
+        let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
+        match resp {
+            Ok(r) if r.status().is_success() => self.forward_stream(r).await,
+            Ok(r) if r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => {}
+            Ok(r) => tracing::debug!(url = %self.url, status = %r.status(), "remote upstream refused the GET stream"),
+            Err(e) => tracing::debug!(url = %self.url, error = %e, "remote upstream GET stream failed"),
+        }
+    }
+}
+
+/// Ends the upstream session when the client's session ends.
+struct DeleteOnDrop(Arc<Remote>);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let has_session = self.0.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id.is_some();
+        if !has_session {
+            return;
+        }
+        let req = self.0.request(reqwest::Method::DELETE);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), req.send()).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! A stdio child process: newline-delimited JSON-RPC on stdin and stdout, stderr to the log.
+//! The child runs in its own process group, and the whole group is killed when the session
+//! ends, however it ends.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use super::UpstreamEvent;
+use crate::session::{CloseReason, SessionId};
+
+/// Longest line a child may write: a message bigger than this ends the session.
+const MAX_LINE: usize = 64 * 1024 * 1024;
+/// The PATH a child gets unless its env sets one.
+const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+pub(super) struct Spec {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// Kills the child's process group when dropped (the task ended or was aborted).
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+pub(super) async fn run(
+    spec: Spec,
+    server: Arc<str>,
+    session: SessionId,
+    mut rx: mpsc::Receiver<Bytes>,
+    events: mpsc::Sender<UpstreamEvent>,
+) {
+    let mut cmd = Command::new(&spec.command);
+    cmd.args(&spec.args)
+        .env_clear()
+        .env("PATH", MINIMAL_PATH)
+        .envs(&spec.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let detail = format!("cannot start `{}`: {e}", spec.command);
+            tracing::warn!(session = %session, server = %server, "{detail}");
+            let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+            return;
+        }
+    };
+    let _group = GroupKill(child.id());
+    tracing::info!(session = %session, server = %server, pid = child.id(), command = %spec.command, "upstream started");
+    let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+        return;
+    };
+    let log_server = server.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "mcp_bridge::upstream_stderr", session = %session, server = %log_server, "{line}");
+        }
+    });
+    let mut out = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    let detail = loop {
+        tokio::select! {
+            line = out.next() => match line {
+                Some(Ok(line)) => {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if events.send(UpstreamEvent::Message(Bytes::from(line))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => break format!("unreadable output: {e}"),
+                None => break "closed its stdout".to_string(),
+            },
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                if let Err(e) = stdin.write_all(&line_of(&msg)).await {
+                    break format!("stdin write failed: {e}");
+                }
+            }
+        }
+    };
+    let status = match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(s)) => s.to_string(),
+        _ => "still running; killed".to_string(),
+    };
+    let detail = format!("`{}` {detail} ({status})", spec.command);
+    tracing::warn!(session = %session, server = %server, "upstream exited: {detail}");
+    let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamExited, detail }).await;
+}
+
+/// One message as one line. Raw newlines in valid JSON are only whitespace between tokens,
+/// so replacing them keeps the message's meaning while keeping the framing intact.
+fn line_of(msg: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(msg.len() + 1);
+    buf.extend_from_slice(msg);
+    for b in buf.iter_mut() {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+    buf.extend_from_slice(b"\n");
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_of_flattens_pretty_json() {
+        assert_eq!(&super::line_of(b"{\n  \"a\": 1\r\n}")[..], b"{   \"a\": 1  }\n");
+    }
+}
