@@ -21,6 +21,11 @@ pub struct Config {
     /// `X-Forwarded-Prefix` itself.
     pub public_base_path: Option<String>,
     pub log_dir: Option<PathBuf>,
+    /// `redis://…`: run as one instance of a cluster sharing sessions through Redis.
+    pub redis: Option<String>,
+    /// Browser origins allowed besides local pages and the bridge's own origin (`*` for any);
+    /// their hosts are also accepted in `Host` when the bridge listens on loopback.
+    pub allowed_origins: Vec<String>,
     pub sessions: SessionSettings,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
 }
@@ -113,6 +118,9 @@ struct FileModel {
     instance_id: Option<String>,
     public_base_path: Option<String>,
     log_dir: Option<PathBuf>,
+    redis: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
     heartbeat: Option<HeartbeatModel>,
     sessions: Option<SessionsModel>,
     #[serde(default, deserialize_with = "unique_map")]
@@ -234,6 +242,9 @@ impl FileModel {
                 return Err(invalid("public_base_path", format!("`{p}` must start with `/`")));
             }
         }
+        for o in &self.allowed_origins {
+            crate::transport::origin::validate_origin(o).map_err(|r| invalid("allowed_origins", r))?;
+        }
         let entries = match (self.servers, self.mcp_servers) {
             (Some(_), Some(_)) => {
                 return Err(invalid("mcpServers", "give servers either as `servers` or as `mcpServers`, not both".into()))
@@ -255,6 +266,8 @@ impl FileModel {
             instance_id: self.instance_id,
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
             log_dir: self.log_dir,
+            redis: self.redis,
+            allowed_origins: self.allowed_origins,
             sessions,
             servers,
         })
@@ -371,6 +384,15 @@ mod tests {
         assert!(matches!(c.servers["b"].upstream, UpstreamSpec::StreamableHttp { .. }));
         assert!(matches!(c.servers["c"].upstream, UpstreamSpec::Sse { .. }));
         assert_eq!(c.servers["c"].heartbeat.interval, None);
+        assert!(c.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn allowed_origins_are_checked() {
+        let c = toml("allowed_origins = [\"https://app.example.com\", \"*\"]\n[servers.a]\ncommand = \"x\"\n").unwrap();
+        assert_eq!(c.allowed_origins, ["https://app.example.com", "*"]);
+        let e = toml("allowed_origins = [\"app.example.com\"]\n[servers.a]\ncommand = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("allowed_origins") && e.contains("app.example.com"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! HTTP+SSE transport (`/sse/{name}`) and Streamable HTTP (`/mcp/{name}`), and keeps their
 //! streams alive. See ARCHITECTURE.md for the map.
 
+pub mod cluster;
 pub mod config;
+pub mod diagnose;
 pub mod jsonrpc;
 pub mod logging;
 pub mod server;

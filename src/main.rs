@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mcp_bridge::config::{self, Config, HeartbeatFormat};
+use mcp_bridge::diagnose;
 use mcp_bridge::server::{self, AppState};
 
 #[derive(Parser)]
@@ -36,9 +37,29 @@ enum Command {
         /// Also write logs to DIR/mcp-bridge.log.
         #[arg(long)]
         log_dir: Option<PathBuf>,
+        /// Share sessions with other instances through this Redis (`redis://127.0.0.1:6379`).
+        #[arg(long)]
+        redis: Option<String>,
     },
     /// Validate a config file without starting.
     CheckConfig { file: PathBuf },
+    /// Hold an SSE stream open like a client and report how long it lasted and why it ended.
+    Diagnose {
+        /// The stream, e.g. http://mcp-bridge.test/sse/mcp-server-v6 or …/mcp/NAME (with --mcp).
+        url: String,
+        /// How long to hold the stream: seconds, or a duration like `10m`.
+        #[arg(long, default_value = "600", value_parser = diagnose::parse_seconds)]
+        duration: Duration,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Run the MCP handshake and send pings, checking that their answers arrive.
+        #[arg(long)]
+        mcp: bool,
+        /// Seconds between pings with --mcp.
+        #[arg(long, default_value = "10", value_parser = diagnose::parse_seconds)]
+        ping_interval: Duration,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -51,6 +72,10 @@ fn parse_interval(s: &str) -> Result<Interval, String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Diagnose { url, duration, json, mcp, ping_interval } => {
+            let code = diagnose::main(diagnose::Options { url, duration, json, mcp, ping_interval })?;
+            std::process::exit(code)
+        }
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
             println!(
@@ -61,8 +86,11 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { config, listen, instance_id, heartbeat_interval, heartbeat_format, log_dir } => {
+        Command::Serve { config, listen, instance_id, heartbeat_interval, heartbeat_format, log_dir, redis } => {
             let mut c = Config::load(&config)?;
+            if let Some(r) = redis {
+                c.redis = Some(r);
+            }
             if let Some(l) = listen {
                 c.listen = l;
             }
@@ -87,7 +115,7 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::bind(c.listen).await.with_context(|| format!("cannot listen on {}", c.listen))?;
-                let app = AppState::new(c, instance);
+                let app = AppState::connect(c, instance).await.context("cannot join the cluster")?;
                 server::run(listener, app, shutdown_signal()).await.context("server failed")
             })
         }

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ServerConfig, SessionSettings};
 use crate::session::registry::Registry;
 use crate::session::CloseReason;
-use crate::transport::{sse, streamable};
+use crate::transport::{origin, sse, streamable};
 use crate::upstream;
 
 /// Largest request body accepted.
@@ -30,13 +30,30 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, instance: String) -> AppState {
+    /// Builds the state; with a Redis URL in the config, joins the cluster first.
+    pub async fn connect(config: Config, instance: String) -> Result<AppState, crate::cluster::ClusterError> {
+        let cluster = match &config.redis {
+            Some(url) => {
+                let s = &config.sessions;
+                let ttl = s.idle_timeout.max(s.event_log_age) + std::time::Duration::from_secs(60);
+                Some(crate::cluster::Cluster::connect(url, instance.as_str().into(), s.event_log_size, ttl).await?)
+            }
+            None => None,
+        };
+        let app = AppState::new(config, instance, cluster);
+        if let Some(c) = &app.ctx.cluster {
+            c.set_registry(&app.registry);
+        }
+        Ok(app)
+    }
+
+    pub fn new(config: Config, instance: String, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
         let http = reqwest::Client::builder().build().expect("the HTTP client builds with default settings");
         let instance: Arc<str> = instance.into();
         AppState {
             config: Arc::new(config),
             registry: Arc::default(),
-            ctx: upstream::Context { http, instance: instance.clone() },
+            ctx: upstream::Context { http, instance: instance.clone(), cluster },
             instance,
         }
     }
@@ -52,6 +69,7 @@ impl AppState {
 }
 
 pub fn router(app: AppState) -> Router {
+    let origin_policy = origin::Policy::new(app.config.listen, &app.config.allowed_origins);
     Router::new()
         .route("/sse/{name}", get(sse::open))
         .route("/sse/{name}/message", post(sse::message))
@@ -65,13 +83,19 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(origin_policy, origin::check))
         .with_state(app)
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
+    let redis = app.ctx.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
+    let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
     let body = serde_json::json!({
-        "status": "ready",
+        "status": if degraded.is_empty() { "ready" } else { "degraded" },
+        "degraded": degraded,
         "instance": &*app.instance,
+        "mode": if app.ctx.cluster.is_some() { "cluster" } else { "memory" },
+        "redis": redis,
         "servers": app.config.servers.keys().collect::<Vec<_>>(),
         "sessions": app.registry.len(),
     });
@@ -86,6 +110,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = app.registry.clone();
+    let cluster = app.ctx.cluster.clone();
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
@@ -93,6 +118,10 @@ pub async fn run(
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: ending every session");
+            if let Some(c) = &cluster {
+                // Hand the sessions over: their records stay, their leases go.
+                c.release(&registry.ids()).await;
+            }
             registry.end_all(CloseReason::Shutdown, "the bridge is shutting down");
         })
         .await

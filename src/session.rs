@@ -4,6 +4,7 @@
 
 pub mod event_log;
 pub mod registry;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -13,10 +14,15 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use crate::cluster::{Cluster, Op};
 use crate::config::{ServerConfig, SessionSettings};
 use crate::jsonrpc::{self, Kind, Peek};
 use crate::upstream::{self, Upstream, UpstreamEvent};
 use event_log::{Entry, EventLog, Gap, Overflow};
+
+/// Pending-request marker for answers the bridge itself asked for (a replayed initialize):
+/// routed to no stream.
+const DISCARD: u32 = u32::MAX;
 
 /// Frames queued per attached stream before the client counts as a slow consumer.
 pub const STREAM_QUEUE: usize = 256;
@@ -120,6 +126,28 @@ impl CloseReason {
     }
 }
 
+impl CloseReason {
+    pub fn parse(s: &str) -> Option<CloseReason> {
+        use CloseReason::*;
+        [
+            ClientClosed,
+            Completed,
+            UpstreamExited,
+            UpstreamFailedToStart,
+            Shutdown,
+            SlowConsumer,
+            IdleTimeout,
+            Deleted,
+            EventLogOverflow,
+            StreamLifetime,
+            Replaced,
+            Error,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -138,16 +166,70 @@ pub enum Frame {
 /// Where the stream's close reason is left for the body to log.
 pub type CloseCell = Arc<OnceLock<CloseReason>>;
 
+/// Where a stream's live events go: a client connected here, or one connected to another
+/// instance of the cluster, which holds it under `token`.
+pub enum Sink {
+    Local(mpsc::Sender<Frame>),
+    Remote { cluster: Arc<Cluster>, instance: Arc<str>, token: u64 },
+}
+
 /// A client stream attached to a session stream.
 struct Live {
-    tx: mpsc::Sender<Frame>,
+    sink: Sink,
     reason: CloseCell,
+}
+
+enum SendFailed {
+    Full,
+    Closed,
 }
 
 impl Live {
     fn close(self, reason: CloseReason) {
         let _ = self.reason.set(reason);
+        if let Sink::Remote { cluster, instance, token } = &self.sink {
+            cluster.send_close(instance, *token, reason);
+        }
     }
+
+    /// Whether a client still reads it (a remote holder says so itself when it stops).
+    fn reading(&self) -> bool {
+        match &self.sink {
+            Sink::Local(tx) => !tx.is_closed(),
+            Sink::Remote { .. } => true,
+        }
+    }
+
+    fn try_send(&self, frame: Frame) -> Result<(), SendFailed> {
+        match &self.sink {
+            Sink::Local(tx) => tx.try_send(frame).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SendFailed::Full,
+                mpsc::error::TrySendError::Closed(_) => SendFailed::Closed,
+            }),
+            Sink::Remote { cluster, instance, token } => {
+                if cluster.send_frame(instance, *token, &frame) {
+                    Ok(())
+                } else {
+                    Err(SendFailed::Full)
+                }
+            }
+        }
+    }
+}
+
+/// A POST stream just opened: its number, the priming event's sequence number (for clients
+/// that negotiated 2025-11-25), and whether such a client may be asked to poll.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub stream: u32,
+    pub priming: Option<u64>,
+    pub polling: bool,
+}
+
+/// What an attach found: events to replay, and whether the stream already finished.
+pub struct AttachInfo {
+    pub replay: Vec<Entry>,
+    pub done: bool,
 }
 
 /// The receiving end of an attachment, handed to the HTTP body.
@@ -193,6 +275,16 @@ struct State {
     initialize: Option<Bytes>,
     last_activity: Instant,
     ended: Option<CloseReason>,
+    /// In cluster mode, where writes go so another instance can take the session over.
+    persist: Option<(Arc<Cluster>, SessionId)>,
+}
+
+/// What a taken-over session starts from (see `cluster::restore`).
+pub struct Restored {
+    pub protocol_version: Option<String>,
+    pub initialize: Option<Bytes>,
+    pub next_stream: u32,
+    pub streams: Vec<(u32, EventLog)>,
 }
 
 /// Why an attach was refused.
@@ -229,30 +321,47 @@ pub struct Session {
 impl Session {
     /// Creates a session and the receiver its task drives (see [`registry::Registry`]).
     pub(crate) fn new(
+        id: SessionId,
         server: Arc<ServerConfig>,
         transport: Transport,
         settings: SessionSettings,
         ctx: upstream::Context,
+        restored: Option<Restored>,
     ) -> (Arc<Session>, mpsc::Receiver<UpstreamEvent>) {
         let (events_tx, events_rx) = mpsc::channel(STREAM_QUEUE);
         let mut streams = BTreeMap::new();
         streams.insert(0, Stream::new(&settings, false));
+        let persist = ctx.cluster.clone().map(|c| (c, id));
+        let mut next_stream = 1;
+        let (mut protocol_version, mut initialize) = (None, None);
+        if let Some(r) = restored {
+            next_stream = r.next_stream.max(1);
+            protocol_version = r.protocol_version;
+            initialize = r.initialize;
+            for (n, log) in r.streams {
+                let mut stream = Stream::new(&settings, false);
+                stream.log = log;
+                stream.done = n != 0;
+                streams.insert(n, stream);
+            }
+        }
         let session = Session {
-            id: SessionId::random(),
+            id,
             server,
             transport,
             settings,
             state: Mutex::new(State {
                 streams,
-                next_stream: 1,
+                next_stream,
                 done_streams: VecDeque::new(),
                 pending: HashMap::new(),
                 progress: HashMap::new(),
                 upstream: UpstreamState::NotStarted,
-                protocol_version: None,
-                initialize: None,
+                protocol_version,
+                initialize,
                 last_activity: Instant::now(),
                 ended: None,
+                persist,
             }),
             events_tx,
             ended: Notify::new(),
@@ -275,12 +384,33 @@ impl Session {
 
     /// Whether SSE streams of this session get priming events and may be closed for polling.
     pub fn negotiated_polling(&self) -> bool {
-        self.state().protocol_version.as_deref().is_some_and(|v| v >= "2025-11-25")
+        self.state().polling()
     }
 
-    /// Reserves the next sequence number of a stream, for a priming event.
+    /// Reserves the next sequence number of a stream, for an event without a message.
     pub fn reserve_seq(&self, stream: u32) -> Option<u64> {
-        self.state().streams.get_mut(&stream).map(|s| s.log.reserve())
+        self.state().reserve(stream)
+    }
+
+    /// Re-creates the upstream side after a takeover: the client's recorded initialize is
+    /// replayed (its answer discarded, the client had it already), then `initialized`.
+    pub async fn replay_initialize(&self) {
+        let Some(init) = self.state().initialize.clone() else { return };
+        let Ok(peek) = jsonrpc::peek(&init) else { return };
+        let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let Ok(initialized_peek) = jsonrpc::peek(&initialized) else { return };
+        let _ = self.send(vec![(init, peek)], DISCARD).await;
+        let _ = self.send(vec![(initialized, initialized_peek)], 0).await;
+    }
+
+    /// Answers requests that were in flight on a dead owner with a JSON-RPC error.
+    pub fn fail_lost(&self, lost: Vec<(Box<str>, u32)>) {
+        let mut st = self.state();
+        for (id, stream) in lost {
+            let msg = "mcp-bridge: the instance that was serving this request died; it was not completed";
+            let _ = st.push(stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, msg), true);
+            st.persist(|sid| Op::Answered { sid, id });
+        }
     }
 
     /// Sends client messages upstream. Requests are registered first, so that their
@@ -297,14 +427,18 @@ impl Session {
                     continue;
                 }
                 let initialize = peek.method.as_deref() == Some("initialize");
-                if initialize {
+                if initialize && stream != DISCARD {
                     st.initialize = Some(raw.clone());
+                    st.persist(|sid| Op::Field { sid, field: "init", value: raw.clone() });
                 }
                 if let Some(token) = &peek.progress_token {
                     st.progress.insert(token.clone(), stream);
                 }
                 if let Some(id) = &peek.id {
                     st.pending.insert(id.clone(), Pending { stream, progress_token: peek.progress_token.clone(), initialize });
+                    if stream != DISCARD {
+                        st.persist(|sid| Op::Pending { sid, id: id.clone(), stream });
+                    }
                 }
             }
             if matches!(st.upstream, UpstreamState::NotStarted) {
@@ -325,48 +459,81 @@ impl Session {
         Ok(())
     }
 
-    /// Opens a POST stream for `requests` requests. With `json`, the stream is a JSON response.
-    pub fn open_stream(&self, requests: usize, json: bool) -> Result<Attached, SendError> {
+    /// Opens a POST stream for `requests` requests, read by a client connected here.
+    pub fn open_stream(&self, requests: usize, json: bool) -> Result<(Opened, Attached), SendError> {
+        let reason = CloseCell::default();
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let opened = self.open_stream_with(requests, json, Sink::Local(tx), reason.clone())?;
+        Ok((opened, Attached { stream: opened.stream, replay: Vec::new(), rx, reason }))
+    }
+
+    /// Opens a POST stream whose events go to `sink`.
+    pub fn open_stream_with(&self, requests: usize, json: bool, sink: Sink, reason: CloseCell) -> Result<Opened, SendError> {
         let mut st = self.state();
         if let Some(reason) = st.ended {
             return Err(SendError::Ended(reason));
         }
         let n = st.next_stream;
         st.next_stream += 1;
+        st.persist(|sid| Op::Field { sid, field: "next_stream", value: Bytes::from((n + 1).to_string()) });
         let mut stream = Stream::new(&self.settings, json);
         stream.open_requests = requests;
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        let reason = CloseCell::default();
-        stream.live = Some(Live { tx, reason: reason.clone() });
+        stream.live = Some(Live { sink, reason });
         st.streams.insert(n, stream);
-        Ok(Attached { stream: n, replay: Vec::new(), rx, reason })
+        let polling = st.polling();
+        let priming = if polling && !json { st.reserve(n) } else { None };
+        Ok(Opened { stream: n, priming, polling })
     }
 
-    /// Attaches a client to stream `stream`, replaying what it missed after `after`.
-    /// `replace` lets a reconnecting client take the place of a stream the server still
-    /// thinks is alive; otherwise a second live standalone stream is a conflict.
+    /// Attaches a client connected here to stream `stream`, replaying what it missed after
+    /// `after`. `replace` lets a reconnecting client take the place of a stream the server
+    /// still thinks is alive; otherwise a second live standalone stream is a conflict.
     pub fn attach(&self, stream: u32, after: Option<u64>, replace: bool) -> Result<Attached, AttachError> {
+        let reason = CloseCell::default();
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let info = self.attach_with(stream, after, replace, Sink::Local(tx), reason.clone())?;
+        Ok(Attached { stream, replay: info.replay, rx, reason })
+    }
+
+    /// Attaches `sink` to stream `stream`; a finished stream only replays.
+    pub fn attach_with(
+        &self,
+        stream: u32,
+        after: Option<u64>,
+        replace: bool,
+        sink: Sink,
+        reason: CloseCell,
+    ) -> Result<AttachInfo, AttachError> {
         let mut st = self.state();
         if let Some(reason) = st.ended {
             return Err(AttachError::Ended(reason));
         }
         st.last_activity = Instant::now();
         let s = st.streams.get_mut(&stream).ok_or(AttachError::NoStream(stream))?;
-        if s.live.as_ref().is_some_and(|l| !l.tx.is_closed()) && !replace {
+        if s.live.as_ref().is_some_and(Live::reading) && !replace {
             return Err(AttachError::Conflict);
         }
         let replay = match after {
             Some(after) => s.log.after(after)?,
             None => Vec::new(),
         };
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        let reason = CloseCell::default();
         if s.done {
             let _ = reason.set(CloseReason::Completed);
-        } else if let Some(old) = s.live.replace(Live { tx, reason: reason.clone() }) {
+        } else if let Some(old) = s.live.replace(Live { sink, reason }) {
             old.close(CloseReason::Replaced);
         }
-        Ok(Attached { stream, replay, rx, reason })
+        Ok(AttachInfo { replay, done: s.done })
+    }
+
+    /// A remote holder's client went away from stream `stream`.
+    pub fn detached_remote(&self, stream: u32, token: u64) {
+        let mut st = self.state();
+        st.last_activity = Instant::now();
+        if let Some(s) = st.streams.get_mut(&stream) {
+            if matches!(&s.live, Some(Live { sink: Sink::Remote { token: t, .. }, .. }) if *t == token) {
+                s.live = None;
+            }
+        }
     }
 
     /// Called by a stream body when the client went away.
@@ -404,6 +571,7 @@ impl Session {
             if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
                 if target.1 {
                     st.protocol_version = Some(v.clone());
+                    st.persist(|sid| Op::Field { sid, field: "proto", value: Bytes::from(v.clone()) });
                 }
             }
             st.push(target.0, raw, peek.kind == Kind::Response).is_err()
@@ -432,6 +600,9 @@ impl Session {
                     live.close(reason);
                 }
             }
+            if reason != CloseReason::Shutdown {
+                st.persist(|sid| Op::Forget { sid });
+            }
             std::mem::replace(&mut st.upstream, UpstreamState::Ended)
         };
         drop(upstream);
@@ -443,7 +614,7 @@ impl Session {
     fn idle_left(&self) -> Option<std::time::Duration> {
         let st = self.state();
         let now = Instant::now();
-        if st.streams.values().any(|s| s.live.as_ref().is_some_and(|l| !l.tx.is_closed())) {
+        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) {
             return Some(self.settings.idle_timeout);
         }
         (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
@@ -485,6 +656,23 @@ impl Stream {
 }
 
 impl State {
+    /// Queues a cluster write, in cluster mode.
+    fn persist(&self, op: impl FnOnce(SessionId) -> Op) {
+        if let Some((cluster, sid)) = &self.persist {
+            cluster.enqueue(op(*sid));
+        }
+    }
+
+    fn polling(&self) -> bool {
+        self.protocol_version.as_deref().is_some_and(|v| v >= "2025-11-25")
+    }
+
+    fn reserve(&mut self, stream: u32) -> Option<u64> {
+        let seq = self.streams.get_mut(&stream)?.log.reserve();
+        self.persist(|sid| Op::Reserve { sid, stream, seq });
+        Some(seq)
+    }
+
     /// Picks the stream for an upstream message; the flag says it answers the client's
     /// initialize.
     fn route(&mut self, peek: &Peek, transport: Transport) -> (u32, bool) {
@@ -492,6 +680,10 @@ impl State {
         let stream = match peek.kind {
             Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
                 Some(p) => {
+                    if p.stream != DISCARD {
+                        let id = peek.id.clone().unwrap_or_default();
+                        self.persist(|sid| Op::Answered { sid, id });
+                    }
                     if let Some(t) = &p.progress_token {
                         self.progress.remove(t);
                     }
@@ -508,7 +700,7 @@ impl State {
                 .unwrap_or_else(|| self.server_initiated_target()),
             _ => self.server_initiated_target(),
         };
-        if transport == Transport::Sse {
+        if transport == Transport::Sse && stream != DISCARD {
             return (0, initialize);
         }
         (stream, initialize)
@@ -517,7 +709,7 @@ impl State {
     /// Server-initiated messages go to the standalone stream when a client reads it, else to
     /// the newest open POST stream a client reads, else into the standalone stream's log.
     fn server_initiated_target(&self) -> u32 {
-        let reading = |s: &Stream| s.live.as_ref().is_some_and(|l| !l.tx.is_closed());
+        let reading = |s: &Stream| s.live.as_ref().is_some_and(Live::reading);
         if self.streams.get(&0).is_some_and(reading) {
             return 0;
         }
@@ -530,17 +722,23 @@ impl State {
         let Some(s) = self.streams.get_mut(&n) else {
             return Ok(());
         };
-        let live = s.live.as_ref().is_some_and(|l| !l.tx.is_closed());
+        let live = s.live.as_ref().is_some_and(Live::reading);
         let pushed = s.log.push(raw.clone(), live, now);
+        if let Ok(seq) = pushed {
+            if let Some((cluster, sid)) = &self.persist {
+                let op = Op::Event { sid: *sid, stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };
+                cluster.enqueue(op);
+            }
+        }
         if let (Some(l), Ok(seq)) = (&s.live, &pushed) {
-            match l.tx.try_send(Frame::Message(*seq, raw)) {
+            match l.try_send(Frame::Message(*seq, raw)) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(SendFailed::Full) => {
                     if let Some(l) = s.live.take() {
                         l.close(CloseReason::SlowConsumer);
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => s.live = None,
+                Err(SendFailed::Closed) => s.live = None,
             }
         }
         if is_response && n != 0 {

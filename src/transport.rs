@@ -2,6 +2,7 @@
 //! who the client is behind a proxy.
 
 pub mod event_stream;
+pub mod origin;
 pub mod sse;
 pub mod streamable;
 
@@ -33,6 +34,21 @@ pub fn sse_response(stream: EventStream, extra: &[(&'static str, String)]) -> Re
 /// A JSON-RPC error as an HTTP response with `status`.
 pub fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], jsonrpc::error(None, code, message)).into_response()
+}
+
+/// The HTTP answer for a failed session operation: 404 with `-32001` for a session that is
+/// gone, 409 for a second stream, 503 when the cluster cannot be reached.
+pub fn op_error(e: crate::session::store::OpError) -> Response {
+    use crate::session::store::OpError;
+    match &e {
+        OpError::NotFound(_) | OpError::Gap(_) => {
+            rpc_error(StatusCode::NOT_FOUND, jsonrpc::code::SESSION_NOT_FOUND, &format!("Session not found: {e}"))
+        }
+        OpError::Conflict(_) => rpc_error(StatusCode::CONFLICT, jsonrpc::code::CONNECTION_CLOSED, &format!("Conflict: {e}")),
+        OpError::Unavailable(_) => {
+            rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::INTERNAL_ERROR, &format!("Service Unavailable: {e}"))
+        }
+    }
 }
 
 /// The client as the logs name it: the first `X-Forwarded-For` hop, else the peer address.

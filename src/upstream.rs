@@ -31,6 +31,8 @@ pub enum UpstreamEvent {
 pub struct Context {
     pub http: reqwest::Client,
     pub instance: Arc<str>,
+    /// Set in cluster mode: sessions persist what another instance needs to take them over.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A running upstream: the sender of client messages, and the task behind it.

@@ -48,6 +48,13 @@ pub struct Entry {
     sent_live: bool,
 }
 
+impl Entry {
+    /// An entry replayed from another instance's log.
+    pub fn replayed(seq: u64, data: Bytes) -> Entry {
+        Entry { seq, data, at: Instant::now(), sent_live: true }
+    }
+}
+
 /// Returned when the log had to drop an event no client has seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("event log overflow: an event no client received was evicted")]
@@ -81,6 +88,21 @@ impl EventLog {
     /// The sequence number of the newest event, 0 if none yet.
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
+    }
+
+    /// Rebuilds a log from entries kept elsewhere (Redis), for a session taken over.
+    pub fn restore(max_len: usize, max_age: Duration, entries: Vec<(u64, Bytes)>, last_seq: u64, evicted_upto: u64) -> Self {
+        let now = Instant::now();
+        let mut log = Self::new(max_len, max_age);
+        log.entries = entries.into_iter().map(|(seq, data)| Entry { seq, data, at: now, sent_live: true }).collect();
+        log.next_seq = last_seq.max(log.entries.back().map_or(0, |e| e.seq)) + 1;
+        log.evicted_upto = evicted_upto;
+        log
+    }
+
+    /// The highest sequence number evicted so far.
+    pub fn evicted_upto(&self) -> u64 {
+        self.evicted_upto
     }
 
     pub fn len(&self) -> usize {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::{CloseReason, Session, SessionId, Transport};
+use super::{CloseReason, Restored, Session, SessionId, Transport};
 use crate::config::{ServerConfig, SessionSettings};
 use crate::upstream;
 
@@ -14,14 +14,17 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Creates a session (a new one, or one taken over with `restored`) and starts its task.
     pub fn create(
         self: &Arc<Self>,
+        id: SessionId,
         server: Arc<ServerConfig>,
         transport: Transport,
         settings: SessionSettings,
         ctx: upstream::Context,
+        restored: Option<Restored>,
     ) -> Arc<Session> {
-        let (session, events) = Session::new(server, transport, settings, ctx);
+        let (session, events) = Session::new(id, server, transport, settings, ctx, restored);
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(session.id, session.clone());
         let registry = Arc::downgrade(self);
         let task = session.clone();
@@ -37,6 +40,10 @@ impl Registry {
 
     pub fn get(&self, id: SessionId) -> Option<Arc<Session>> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    pub fn ids(&self) -> Vec<SessionId> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
     pub fn len(&self) -> usize {

@@ -16,7 +16,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::{Heartbeat, HeartbeatFormat};
 use crate::session::event_log::{Entry, EventId};
-use crate::session::{Attached, CloseCell, CloseReason, Frame, Session, SessionId, Transport};
+use crate::session::store::Detach;
+use crate::session::{Attached, CloseCell, CloseReason, Frame, SessionId, Transport};
 use crate::sse;
 
 /// Who a stream is for, for its lifecycle lines.
@@ -39,7 +40,7 @@ pub struct EventStream {
     lifetime: Option<Pin<Box<Sleep>>>,
     last_seq: Option<u64>,
     reason: CloseCell,
-    session: Option<Arc<Session>>,
+    detach: Option<Detach>,
     opened: Instant,
     events: u64,
     heartbeats: u64,
@@ -56,7 +57,7 @@ impl EventStream {
         attached: Attached,
         heartbeat: Heartbeat,
         lifetime: Option<Duration>,
-        session: Option<Arc<Session>>,
+        detach: Option<Detach>,
     ) -> EventStream {
         let heartbeat = heartbeat.interval.map(|every| (every, heartbeat.format, Box::pin(tokio::time::sleep(every))));
         let lifetime = lifetime.map(|d| Box::pin(tokio::time::sleep(d)));
@@ -80,7 +81,7 @@ impl EventStream {
             lifetime,
             last_seq: None,
             reason,
-            session,
+            detach,
             opened: Instant::now(),
             events: 0,
             heartbeats: 0,
@@ -185,8 +186,10 @@ impl Drop for EventStream {
     fn drop(&mut self) {
         let reason = self.reason.get().copied().unwrap_or(if self.done { CloseReason::Error } else { CloseReason::ClientClosed });
         let _ = self.reason.set(reason);
-        if let Some(s) = &self.session {
-            s.detached(self.info.stream, &self.reason);
+        match &self.detach {
+            Some(Detach::Local(s)) => s.detached(self.info.stream, &self.reason),
+            Some(Detach::Remote(cluster, token)) => cluster.release_held(*token),
+            None => {}
         }
         tracing::info!(
             session = %self.info.session,

@@ -3,7 +3,6 @@
 //! delivers client messages.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -12,11 +11,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::event_stream::{EventStream, StreamInfo};
-use super::{client_addr, public_prefix, rpc_error, sse_response};
-use crate::jsonrpc::{self, code};
+use super::{client_addr, op_error, public_prefix, rpc_error, sse_response};
+use crate::jsonrpc;
 use crate::server::AppState;
 use crate::session::event_log::EventId;
-use crate::session::{AttachError, CloseReason, Session, SessionId, Transport};
+use crate::session::store::{self, Detach, Handle, OpError};
+use crate::session::{CloseReason, SessionId, Transport};
 use crate::sse;
 
 pub async fn open(
@@ -31,29 +31,31 @@ pub async fn open(
     let client = client_addr(&headers, peer);
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(EventId::parse);
     let retry = sse::retry(app.config.sessions.retry.as_millis() as u64);
-    let (session, attached, first) = match resume {
+    let (id, attached, detach, first) = match resume {
         Some(last) => {
-            let session = app.registry.get(last.session).filter(|s| s.server.name == name && s.transport == Transport::Sse);
-            let Some(session) = session else {
-                return (StatusCode::NOT_FOUND, format!("session {} is not held here any more; open a new one", last.session))
+            let handle = match store::find(&app, last.session).await {
+                Ok(h) => h.filter(|h| h.server_name() == name && h.transport() == Transport::Sse),
+                Err(e) => return op_error(OpError::Unavailable(e)),
+            };
+            let Some(handle) = handle else {
+                return (StatusCode::NOT_FOUND, format!("session {} is not held any more; open a new one", last.session))
                     .into_response();
             };
-            match session.attach(0, Some(last.seq), true) {
-                Ok(a) => (session, a, retry),
-                Err(AttachError::Gap(gap)) => {
-                    let detail = format!("the client resumed after event {} but the log starts at {}", gap.after, gap.oldest);
-                    session.end(CloseReason::EventLogOverflow, &detail);
-                    return (
-                        StatusCode::GONE,
-                        format!("session {}: events were lost ({detail}); the session is ended", session.id),
-                    )
+            match handle.attach(&app, 0, Some(last.seq), true).await {
+                Ok((attached, _, detach)) => (handle.id(), attached, detach, retry),
+                Err(OpError::Gap(detail)) => {
+                    let _ = handle.end(&app, CloseReason::EventLogOverflow, &detail).await;
+                    return (StatusCode::GONE, format!("session {}: {detail}; the session is ended", handle.id()))
                         .into_response();
                 }
-                Err(e) => return (StatusCode::NOT_FOUND, format!("session {}: {e}", session.id)).into_response(),
+                Err(e) => return op_error(e),
             }
         }
         None => {
-            let session = app.registry.create(server.clone(), Transport::Sse, app.settings_for(&server), app.ctx.clone());
+            let session = match store::create(&app, server.clone(), Transport::Sse).await {
+                Ok(s) => s,
+                Err(e) => return op_error(OpError::Unavailable(e)),
+            };
             let attached = match session.attach(0, None, true) {
                 Ok(a) => a,
                 Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -64,18 +66,18 @@ pub async fn open(
             let id = EventId { session: session.id, stream: 0, seq }.to_string();
             let mut first = retry.to_vec();
             first.extend_from_slice(&sse::event(Some(&id), Some("endpoint"), endpoint.as_bytes()));
-            (session, attached, Bytes::from(first))
+            (session.id, attached, Detach::Local(session), Bytes::from(first))
         }
     };
     let info = StreamInfo {
-        session: session.id,
+        session: id,
         stream: 0,
         server: name.as_str().into(),
         transport: Transport::Sse,
         client,
         instance: app.instance.clone(),
     };
-    let body = EventStream::new(info, first, attached, server.heartbeat, None, Some(session));
+    let body = EventStream::new(info, first, attached, server.heartbeat, None, Some(detach));
     sse_response(body, &[])
 }
 
@@ -94,19 +96,26 @@ pub async fn message(
     let Some(raw_id) = q.session_id else {
         return (StatusCode::BAD_REQUEST, "missing the sessionId query parameter").into_response();
     };
-    let session = SessionId::parse(&raw_id)
-        .and_then(|id| app.registry.get(id))
-        .filter(|s: &Arc<Session>| s.transport == Transport::Sse && name.as_ref().is_none_or(|Path(n)| *n == s.server.name));
-    let Some(session) = session else {
+    let Some(id) = SessionId::parse(&raw_id) else {
+        return (StatusCode::NOT_FOUND, "session not found").into_response();
+    };
+    let handle = match store::find(&app, id).await {
+        Ok(h) => h,
+        Err(e) => return op_error(OpError::Unavailable(e)),
+    };
+    let handle = handle.filter(|h: &Handle| {
+        h.transport() == Transport::Sse && name.as_ref().is_none_or(|Path(n)| n.as_str() == h.server_name())
+    });
+    let Some(handle) = handle else {
         return (StatusCode::NOT_FOUND, "session not found").into_response();
     };
     let messages = match super::streamable::parse_messages(&body) {
         Ok((m, _)) => m,
         Err(resp) => return resp,
     };
-    match session.send(messages, 0).await {
+    match handle.send(&app, messages, 0).await {
         Ok(()) => (StatusCode::ACCEPTED, "Accepted").into_response(),
-        Err(e) => rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("session not found: {e}")),
+        Err(e) => op_error(e),
     }
 }
 

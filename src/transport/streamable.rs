@@ -3,7 +3,6 @@
 //! codes follow the spec and the official TypeScript server.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -11,11 +10,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::event_stream::{EventStream, StreamInfo};
-use super::{accepts, client_addr, rpc_error, sse_response};
+use super::{accepts, client_addr, op_error, rpc_error, sse_response};
+use crate::config::ServerConfig;
 use crate::jsonrpc::{self, code, Kind, Peek};
 use crate::server::AppState;
 use crate::session::event_log::EventId;
-use crate::session::{AttachError, Attached, CloseReason, Frame, Session, SessionId, Transport};
+use crate::session::store::{self, Detach, Handle, OpError};
+use crate::session::{Attached, CloseReason, Frame, SessionId, Transport};
 use crate::sse;
 
 /// Protocol revisions a client may name in `MCP-Protocol-Version`.
@@ -67,7 +68,7 @@ pub async fn post(
         Err(resp) => return resp,
     };
     let initialize = messages.iter().any(|(_, p)| p.kind == Kind::Request && p.method.as_deref() == Some("initialize"));
-    let (session, new) = if initialize {
+    let (handle, new) = if initialize {
         if messages.len() > 1 {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -75,17 +76,20 @@ pub async fn post(
                 "Invalid Request: Only one initialization request is allowed",
             );
         }
-        if session_from(&app, &headers, &name).is_some_and(|r| r.is_ok()) {
+        if matches!(session_from(&app, &headers, &name).await, Some(Ok(_))) {
             return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid Request: Server already initialized");
         }
-        (app.registry.create(server.clone(), Transport::Streamable, app.settings_for(&server), app.ctx.clone()), true)
+        match store::create(&app, server.clone(), Transport::Streamable).await {
+            Ok(s) => (Handle::Local(s), true),
+            Err(e) => return op_error(OpError::Unavailable(e)),
+        }
     } else {
-        let session = match checked_session(&app, &headers, &name) {
+        let handle = match checked_session(&app, &headers, &name).await {
             Ok(s) => s,
             Err(resp) => return resp,
         };
         if batch {
-            if let Some(v) = session.protocol_version().filter(|v| v.as_str() >= "2025-06-18") {
+            if let Some(v) = handle.protocol_version().filter(|v| v.as_str() >= "2025-06-18") {
                 return rpc_error(
                     StatusCode::BAD_REQUEST,
                     code::INVALID_REQUEST,
@@ -93,30 +97,27 @@ pub async fn post(
                 );
             }
         }
-        (session, false)
+        (handle, false)
     };
-    let session_header = [(SESSION_HEADER, session.id.to_string())];
+    let session_header = [(SESSION_HEADER, handle.id().to_string())];
     let extra: &[(&'static str, String)] = if new { &session_header } else { &[] };
     let requests = messages.iter().filter(|(_, p)| p.kind == Kind::Request).count();
     if requests == 0 {
-        return match session.send(messages, 0).await {
+        return match handle.send(&app, messages, 0).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
-            Err(e) => rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}")),
+            Err(e) => op_error(e),
         };
     }
-    let attached = match session.open_stream(requests, server.json_response) {
-        Ok(a) => a,
-        Err(e) => return rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}")),
+    let (opened, attached, detach) = match handle.open(&app, messages, requests, server.json_response).await {
+        Ok(o) => o,
+        Err(e) => return op_error(e),
     };
-    let stream = attached.stream;
-    if let Err(e) = session.send(messages, stream).await {
-        return rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}"));
-    }
     if server.json_response {
         return json_answer(attached, batch, extra).await;
     }
     let client = client_addr(&headers, peer);
-    stream_response(&app, session, attached, client, extra)
+    let priming = opened.priming.map(|seq| EventId { session: handle.id(), stream: opened.stream, seq });
+    stream_response(&app, &server, handle.id(), attached, detach, opened.polling, priming, client, extra)
 }
 
 /// Collects a JSON-mode stream's responses into one body.
@@ -149,34 +150,34 @@ async fn json_answer(mut attached: Attached, batch: bool, extra: &[(&'static str
     resp
 }
 
-/// An SSE answer: the `retry:` hint and, for clients that negotiated 2025-11-25, a priming
-/// event and the optional stream lifetime.
+/// An SSE answer: the `retry:` hint, a priming event when there is one, and for clients that
+/// negotiated 2025-11-25 the optional stream lifetime.
+#[allow(clippy::too_many_arguments)]
 fn stream_response(
     app: &AppState,
-    session: Arc<Session>,
+    server: &ServerConfig,
+    id: SessionId,
     attached: Attached,
+    detach: Detach,
+    polling: bool,
+    priming: Option<EventId>,
     client: String,
     extra: &[(&'static str, String)],
 ) -> Response {
-    let mut first = sse::retry(session.settings.retry.as_millis() as u64).to_vec();
-    let polling = session.negotiated_polling();
-    if polling && attached.replay.is_empty() {
-        if let Some(seq) = session.reserve_seq(attached.stream) {
-            let id = EventId { session: session.id, stream: attached.stream, seq }.to_string();
-            first.extend_from_slice(&sse::event(Some(&id), None, b""));
-        }
+    let mut first = sse::retry(app.config.sessions.retry.as_millis() as u64).to_vec();
+    if let Some(priming) = priming {
+        first.extend_from_slice(&sse::event(Some(&priming.to_string()), None, b""));
     }
-    let lifetime = session.settings.max_stream_lifetime.filter(|_| polling);
+    let lifetime = app.config.sessions.max_stream_lifetime.filter(|_| polling);
     let info = StreamInfo {
-        session: session.id,
+        session: id,
         stream: attached.stream,
-        server: session.server.name.as_str().into(),
+        server: server.name.as_str().into(),
         transport: Transport::Streamable,
         client,
         instance: app.instance.clone(),
     };
-    let heartbeat = session.server.heartbeat;
-    let body = EventStream::new(info, Bytes::from(first), attached, heartbeat, lifetime, Some(session));
+    let body = EventStream::new(info, Bytes::from(first), attached, server.heartbeat, lifetime, Some(detach));
     sse_response(body, extra)
 }
 
@@ -186,9 +187,9 @@ pub async fn get(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if app.server(&name).is_none() {
+    let Some(server) = app.server(&name) else {
         return super::sse::unknown_server(&name);
-    }
+    };
     if !accepts(&headers, "text/event-stream") {
         return rpc_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -196,52 +197,47 @@ pub async fn get(
             "Not Acceptable: Client must accept text/event-stream",
         );
     }
-    let session = match checked_session(&app, &headers, &name) {
+    let handle = match checked_session(&app, &headers, &name).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let last =
-        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(EventId::parse).filter(|id| id.session == session.id);
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(EventId::parse)
+        .filter(|id| id.session == handle.id());
     let attached = match &last {
-        Some(id) => session.attach(id.stream, Some(id.seq), true),
-        None => session.attach(0, None, false),
+        Some(id) => handle.attach(&app, id.stream, Some(id.seq), true).await,
+        None => handle.attach(&app, 0, None, false).await,
     };
-    let attached = match attached {
+    let (attached, polling, detach) = match attached {
         Ok(a) => a,
-        Err(AttachError::Conflict) => {
-            return rpc_error(
-                StatusCode::CONFLICT,
-                code::CONNECTION_CLOSED,
-                "Conflict: Only one SSE stream is allowed per session",
-            )
-        }
-        Err(AttachError::Gap(gap)) => {
-            let detail = format!("the client resumed after event {} but the log starts at {}", gap.after, gap.oldest);
-            session.end(CloseReason::EventLogOverflow, &detail);
-            app.registry.remove(session.id);
+        Err(OpError::Gap(detail)) => {
+            let _ = handle.end(&app, CloseReason::EventLogOverflow, &detail).await;
             return rpc_error(
                 StatusCode::NOT_FOUND,
                 code::SESSION_NOT_FOUND,
                 &format!("Session not found: events were lost ({detail})"),
             );
         }
-        Err(e) => return rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, &format!("Session not found: {e}")),
+        Err(e) => return op_error(e),
     };
     let client = client_addr(&headers, peer);
-    stream_response(&app, session, attached, client, &[])
+    stream_response(&app, &server, handle.id(), attached, detach, polling, None, client, &[])
 }
 
 pub async fn delete(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     if app.server(&name).is_none() {
         return super::sse::unknown_server(&name);
     }
-    let session = match checked_session(&app, &headers, &name) {
+    let handle = match checked_session(&app, &headers, &name).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    app.registry.remove(session.id);
-    session.end(CloseReason::Deleted, "the client sent DELETE");
-    StatusCode::OK.into_response()
+    match handle.end(&app, CloseReason::Deleted, "the client sent DELETE").await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => op_error(e),
+    }
 }
 
 pub async fn not_allowed() -> Response {
@@ -250,21 +246,25 @@ pub async fn not_allowed() -> Response {
     resp
 }
 
-/// The session a request names, if it names one: `Err` if it is unknown here.
-fn session_from(app: &AppState, headers: &HeaderMap, name: &str) -> Option<Result<Arc<Session>, ()>> {
+/// The session a request names, if it names one: `Err` if it is unknown (or unreachable).
+async fn session_from(app: &AppState, headers: &HeaderMap, name: &str) -> Option<Result<Handle, Response>> {
     let raw = headers.get(SESSION_HEADER)?;
-    let found = raw
-        .to_str()
-        .ok()
-        .and_then(SessionId::parse)
-        .and_then(|id| app.registry.get(id))
-        .filter(|s| s.transport == Transport::Streamable && s.server.name == name && s.ended().is_none());
-    Some(found.ok_or(()))
+    let Some(id) = raw.to_str().ok().and_then(SessionId::parse) else {
+        return Some(Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")));
+    };
+    let found = match store::find(app, id).await {
+        Ok(h) => h,
+        Err(e) => return Some(Err(op_error(OpError::Unavailable(e)))),
+    };
+    let found = found.filter(|h| {
+        h.transport() == Transport::Streamable && h.server_name() == name && !matches!(h, Handle::Local(s) if s.ended().is_some())
+    });
+    Some(found.ok_or_else(|| rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")))
 }
 
 /// The session of a non-initialize request, with its protocol version header checked.
-fn checked_session(app: &AppState, headers: &HeaderMap, name: &str) -> Result<Arc<Session>, Response> {
-    let session = match session_from(app, headers, name) {
+async fn checked_session(app: &AppState, headers: &HeaderMap, name: &str) -> Result<Handle, Response> {
+    let handle = match session_from(app, headers, name).await {
         None => {
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -272,8 +272,7 @@ fn checked_session(app: &AppState, headers: &HeaderMap, name: &str) -> Result<Ar
                 "Bad Request: Mcp-Session-Id header is required",
             ))
         }
-        Some(Err(())) => return Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")),
-        Some(Ok(s)) => s,
+        Some(r) => r?,
     };
     if let Some(v) = headers.get("mcp-protocol-version") {
         let v = v.to_str().unwrap_or("");
@@ -289,5 +288,5 @@ fn checked_session(app: &AppState, headers: &HeaderMap, name: &str) -> Result<Ar
             ));
         }
     }
-    Ok(session)
+    Ok(handle)
 }

@@ -1,0 +1,482 @@
+//! Cluster mode: sessions shared through Redis, so a request can land on any instance.
+//!
+//! Every session has one owner instance, held by a lease in Redis that the owner renews. Only
+//! the owner touches the session's upstream. Another instance that receives a request for the
+//! session forwards it to the owner over pub/sub ([`wire::Envelope`]); when the client's stream
+//! is held elsewhere, the owner publishes the stream's events to that instance. The owner also
+//! writes each session's record, pending requests and event logs to Redis, so that when it dies
+//! another instance can take the session over (see `restore`) and a client that reconnects with
+//! `Last-Event-ID` anywhere gets what it missed.
+
+pub mod restore;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, PushKind};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jsonrpc;
+use crate::session::registry::Registry;
+use crate::session::{CloseCell, CloseReason, Frame, Session, SessionId, Sink};
+use wire::{Envelope, Failure, Reply, Request};
+
+/// How long a lease lives without renewal; the owner renews it three times per period.
+pub const LEASE: Duration = Duration::from_secs(4);
+/// How long a forwarded request waits for the owner's answer.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(4);
+/// Writes and publishes queued before new ones are refused (and the stream counts as slow).
+const QUEUE: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("redis unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("instance {0} did not answer within {RPC_TIMEOUT:?}")]
+    Timeout(String),
+    #[error("instance {owner}: {}", failure.message)]
+    Remote { owner: String, failure: Failure },
+    #[error("the cluster queue is full")]
+    Busy,
+}
+
+/// One queued Redis write or publish; the writer task applies them in order, pipelined.
+pub(crate) enum Op {
+    Publish { channel: String, payload: String },
+    Event { sid: SessionId, stream: u32, seq: u64, data: Bytes, evicted_upto: u64 },
+    Reserve { sid: SessionId, stream: u32, seq: u64 },
+    Pending { sid: SessionId, id: Box<str>, stream: u32 },
+    Answered { sid: SessionId, id: Box<str> },
+    Field { sid: SessionId, field: &'static str, value: Bytes },
+    Forget { sid: SessionId },
+}
+
+/// A client stream this instance holds for a session owned elsewhere.
+struct HeldStream {
+    tx: mpsc::Sender<Frame>,
+    reason: CloseCell,
+    owner: String,
+    sid: SessionId,
+    stream: u32,
+}
+
+pub struct Cluster {
+    pub instance: Arc<str>,
+    conn: ConnectionManager,
+    queue: mpsc::Sender<Op>,
+    rpc: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, Failure>>>>,
+    held: Mutex<HashMap<u64, HeldStream>>,
+    next: AtomicU64,
+    healthy: AtomicBool,
+    registry: OnceLock<Weak<Registry>>,
+    /// Events kept per stream log in Redis.
+    log_size: usize,
+    /// Lifetime of every key, refreshed on write.
+    ttl: Duration,
+}
+
+pub fn key_lease(sid: SessionId) -> String {
+    format!("mcpb:lease:{sid}")
+}
+pub fn key_session(sid: SessionId) -> String {
+    format!("mcpb:sess:{sid}")
+}
+pub fn key_pending(sid: SessionId) -> String {
+    format!("mcpb:pend:{sid}")
+}
+pub fn key_log(sid: SessionId, stream: u32) -> String {
+    format!("mcpb:log:{sid}:{stream}")
+}
+fn channel(instance: &str) -> String {
+    format!("mcpb:inst:{instance}")
+}
+
+const RENEW: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0"#;
+
+impl Cluster {
+    /// Connects, subscribes to this instance's channel, and starts the writer, inbox and
+    /// lease tasks. The connection reconnects and resubscribes by itself.
+    pub async fn connect(url: &str, instance: Arc<str>, log_size: usize, ttl: Duration) -> Result<Arc<Cluster>, ClusterError> {
+        let url = if url.contains("protocol=") {
+            url.to_string()
+        } else {
+            format!("{url}{}protocol=resp3", if url.contains('?') { '&' } else { '?' })
+        };
+        let client = redis::Client::open(url)?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(push_tx)
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(1));
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        conn.subscribe(channel(&instance)).await?;
+        let (queue, queue_rx) = mpsc::channel(QUEUE);
+        let cluster = Arc::new(Cluster {
+            instance,
+            conn,
+            queue,
+            rpc: Mutex::default(),
+            held: Mutex::default(),
+            next: AtomicU64::new(1),
+            healthy: AtomicBool::new(true),
+            registry: OnceLock::new(),
+            log_size,
+            ttl,
+        });
+        tokio::spawn(writer(Arc::downgrade(&cluster), cluster.conn.clone(), queue_rx));
+        tokio::spawn(inbox(Arc::downgrade(&cluster), push_rx));
+        tokio::spawn(renew_leases(Arc::downgrade(&cluster)));
+        Ok(cluster)
+    }
+
+    pub fn set_registry(&self, registry: &Arc<Registry>) {
+        let _ = self.registry.set(Arc::downgrade(registry));
+    }
+
+    fn registry(&self) -> Option<Arc<Registry>> {
+        self.registry.get().and_then(Weak::upgrade)
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Queues a write without waiting; a full queue drops it and marks the cluster unhealthy.
+    pub(crate) fn enqueue(&self, op: Op) -> bool {
+        match self.queue.try_send(op) {
+            Ok(()) => true,
+            Err(_) => {
+                self.healthy.store(false, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn publish(&self, to: &str, env: &Envelope) -> bool {
+        let payload = serde_json::to_string(env).unwrap_or_default();
+        self.enqueue(Op::Publish { channel: channel(to), payload })
+    }
+
+    /// Records a new session owned here: its lease and its record. Awaited, so that no other
+    /// instance can see the session id before Redis knows who owns it.
+    pub async fn register(&self, s: &Session) -> Result<(), ClusterError> {
+        let mut conn = self.conn();
+        let ttl = self.ttl.as_millis() as u64;
+        redis::pipe()
+            .cmd("SET")
+            .arg(key_lease(s.id))
+            .arg(&*self.instance)
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .ignore()
+            .hset_multiple(key_session(s.id), &[("server", s.server.name.as_str()), ("transport", s.transport.as_str())])
+            .ignore()
+            .pexpire(key_session(s.id), ttl as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Who holds the lease of `sid`, if anyone.
+    pub async fn owner(&self, sid: SessionId) -> Result<Option<String>, ClusterError> {
+        let mut conn = self.conn();
+        Ok(conn.get(key_lease(sid)).await?)
+    }
+
+    /// Claims the lease of an ownerless session.
+    pub async fn claim(&self, sid: SessionId) -> Result<bool, ClusterError> {
+        let mut conn = self.conn();
+        let ok: Option<String> = redis::cmd("SET")
+            .arg(key_lease(sid))
+            .arg(&*self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ok.is_some())
+    }
+
+    /// Gives up the leases of sessions ending here on shutdown, so others take them over at
+    /// once instead of after the lease lapses.
+    pub async fn release(&self, sids: &[SessionId]) {
+        let mut conn = self.conn();
+        for sid in sids {
+            let _: Result<i64, _> = redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            )
+            .key(key_lease(*sid))
+            .arg(&*self.instance)
+            .invoke_async(&mut conn)
+            .await;
+        }
+    }
+
+    /// Sends a request to the owner of `sid` and waits for its answer.
+    pub async fn call(&self, owner: &str, sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
+        let req = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.rpc.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
+        let env = Envelope::Request { from: self.instance.to_string(), req, sid: sid.to_string(), body };
+        if !self.publish(owner, &env) {
+            self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+            return Err(ClusterError::Busy);
+        }
+        let answer = tokio::time::timeout(RPC_TIMEOUT, rx).await;
+        self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+        match answer {
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(failure))) => Err(ClusterError::Remote { owner: owner.to_string(), failure }),
+            _ => Err(ClusterError::Timeout(owner.to_string())),
+        }
+    }
+
+    /// Registers a client stream this instance holds for a session owned by `owner`; frames
+    /// the owner publishes under the returned token arrive on the receiver.
+    pub fn hold(&self, owner: &str, sid: SessionId) -> (u64, mpsc::Receiver<Frame>, CloseCell) {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(crate::session::STREAM_QUEUE);
+        let reason = CloseCell::default();
+        let held = HeldStream { tx, reason: reason.clone(), owner: owner.to_string(), sid, stream: u32::MAX };
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(token, held);
+        (token, rx, reason)
+    }
+
+    /// Records which stream a held token reads, once the owner has said.
+    pub fn held_stream(&self, token: u64, stream: u32) {
+        if let Some(h) = self.held.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&token) {
+            h.stream = stream;
+        }
+    }
+
+    /// The client of a held stream went away: forget it and tell the owner.
+    pub fn release_held(&self, token: u64) {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&token);
+        if let Some(h) = held {
+            self.publish(&h.owner, &Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
+        }
+    }
+
+    /// Sends a frame to a stream held on `instance` (the owner side of [`Sink::Remote`]).
+    pub(crate) fn send_frame(&self, instance: &str, token: u64, frame: &Frame) -> bool {
+        let (seq, data) = match frame {
+            Frame::Message(seq, data) => (*seq, String::from_utf8_lossy(data).into_owned()),
+            Frame::Priming(seq) => (*seq, String::new()),
+        };
+        self.publish(instance, &Envelope::Frame { token, seq, data })
+    }
+
+    pub(crate) fn send_close(&self, instance: &str, token: u64, reason: CloseReason) {
+        self.publish(instance, &Envelope::Close { token, reason: reason.as_str().to_string() });
+    }
+
+    fn on_envelope(self: &Arc<Self>, env: Envelope) {
+        match env {
+            Envelope::Request { from, req, sid, body } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let result = me.serve(&from, &sid, body).await;
+                    me.publish(&from, &Envelope::Reply { req, result });
+                });
+            }
+            Envelope::Reply { req, result } => {
+                if let Some(tx) = self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req) {
+                    let _ = tx.send(result);
+                }
+            }
+            Envelope::Frame { token, seq, data } => {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(h) = held.get(&token) else { return };
+                let frame = if data.is_empty() { Frame::Priming(seq) } else { Frame::Message(seq, Bytes::from(data)) };
+                if h.tx.try_send(frame).is_err() {
+                    if let Some(h) = held.remove(&token) {
+                        let _ = h.reason.set(CloseReason::SlowConsumer);
+                        drop(held);
+                        self.publish(&h.owner, &Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
+                    }
+                }
+            }
+            Envelope::Close { token, reason } => {
+                if let Some(h) = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&token) {
+                    let _ = h.reason.set(CloseReason::parse(&reason).unwrap_or(CloseReason::Error));
+                }
+            }
+            Envelope::Detached { sid, stream, token } => {
+                let session = SessionId::parse(&sid).and_then(|id| self.registry()?.get(id));
+                if let Some(s) = session {
+                    s.detached_remote(stream, token);
+                }
+            }
+        }
+    }
+
+    /// Serves a request forwarded by `from` for a session owned here.
+    async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request) -> Result<Reply, Failure> {
+        let session = SessionId::parse(sid).and_then(|id| self.registry()?.get(id));
+        let Some(s) = session else {
+            return Err(Failure::new(format!("session {sid} is not owned by {}", self.instance)));
+        };
+        let peeked = |messages: Vec<String>| -> Result<Vec<(Bytes, jsonrpc::Peek)>, Failure> {
+            messages
+                .into_iter()
+                .map(|m| {
+                    let raw = Bytes::from(m);
+                    jsonrpc::peek(&raw).map(|p| (raw, p)).map_err(Failure::new)
+                })
+                .collect()
+        };
+        let sink = |token| Sink::Remote { cluster: self.clone(), instance: from.into(), token };
+        match body {
+            Request::Send { stream, messages } => {
+                s.send(peeked(messages)?, stream).await.map_err(Failure::new)?;
+                Ok(Reply::Sent)
+            }
+            Request::Open { requests, json, token, messages } => {
+                let messages = peeked(messages)?;
+                let opened = s.open_stream_with(requests, json, sink(token), CloseCell::default()).map_err(Failure::new)?;
+                s.send(messages, opened.stream).await.map_err(Failure::new)?;
+                Ok(Reply::Opened { stream: opened.stream, priming: opened.priming, polling: opened.polling })
+            }
+            Request::Attach { stream, after, replace, token } => {
+                let a = s.attach_with(stream, after, replace, sink(token), CloseCell::default()).map_err(|e| Failure {
+                    conflict: matches!(e, crate::session::AttachError::Conflict),
+                    message: e.to_string(),
+                })?;
+                let replay = a.replay.into_iter().map(|e| (e.seq, String::from_utf8_lossy(&e.data).into_owned())).collect();
+                Ok(Reply::Attached { stream, replay, done: a.done, polling: s.negotiated_polling() })
+            }
+            Request::End { reason } => {
+                let reason = CloseReason::parse(&reason).unwrap_or(CloseReason::Deleted);
+                if let Some(r) = self.registry() {
+                    r.remove(s.id);
+                }
+                s.end(reason, "ended by a forwarded request");
+                Ok(Reply::Ended)
+            }
+        }
+    }
+
+    /// The sessions owned here whose lease renewal failed are ended: someone else owns them.
+    async fn renew(&self) {
+        let Some(registry) = self.registry() else { return };
+        let ids = registry.ids();
+        if ids.is_empty() {
+            return;
+        }
+        let mut conn = self.conn();
+        let script = redis::Script::new(RENEW);
+        let mut lost = Vec::new();
+        let mut ok = true;
+        for id in &ids {
+            let r: Result<i64, _> =
+                script.key(key_lease(*id)).arg(&*self.instance).arg(LEASE.as_millis() as u64).invoke_async(&mut conn).await;
+            match r {
+                Ok(0) => lost.push(*id),
+                Ok(_) => {}
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        self.healthy.store(ok, Ordering::Relaxed);
+        for id in lost {
+            if let Some(s) = registry.remove(id) {
+                s.end(CloseReason::Error, "another instance holds this session's lease");
+            }
+        }
+    }
+}
+
+/// Applies queued writes and publishes in order, as pipelines.
+async fn writer(cluster: Weak<Cluster>, mut conn: ConnectionManager, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let Some(c) = cluster.upgrade() else { return };
+        let ttl = c.ttl.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        for op in batch.drain(..) {
+            match op {
+                Op::Publish { channel, payload } => {
+                    pipe.publish(channel, payload).ignore();
+                }
+                Op::Event { sid, stream, seq, data, evicted_upto } => {
+                    let key = key_log(sid, stream);
+                    let mut member = format!("{seq} ").into_bytes();
+                    member.extend_from_slice(&data);
+                    pipe.zadd(&key, member, seq)
+                        .ignore()
+                        .zremrangebyrank(&key, 0, -(c.log_size as isize) - 1)
+                        .ignore()
+                        .pexpire(&key, ttl)
+                        .ignore()
+                        .hset_multiple(
+                            key_session(sid),
+                            &[(format!("seq{stream}"), seq), (format!("evicted{stream}"), evicted_upto)],
+                        )
+                        .ignore();
+                }
+                Op::Reserve { sid, stream, seq } => {
+                    pipe.hset(key_session(sid), format!("seq{stream}"), seq).ignore();
+                }
+                Op::Pending { sid, id, stream } => {
+                    pipe.hset(key_pending(sid), &*id, stream).ignore().pexpire(key_pending(sid), ttl).ignore();
+                }
+                Op::Answered { sid, id } => {
+                    pipe.hdel(key_pending(sid), &*id).ignore();
+                }
+                Op::Field { sid, field, value } => {
+                    pipe.hset(key_session(sid), field, value.as_ref()).ignore().pexpire(key_session(sid), ttl).ignore();
+                }
+                Op::Forget { sid } => {
+                    pipe.del(&[key_session(sid), key_pending(sid), key_lease(sid)]).ignore();
+                }
+            }
+        }
+        let ok = pipe.query_async::<()>(&mut conn).await.is_ok();
+        if !ok {
+            tracing::warn!("redis write failed; sessions keep working locally");
+        }
+        c.healthy.store(ok, Ordering::Relaxed);
+    }
+}
+
+/// Reads this instance's channel.
+async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<redis::PushInfo>) {
+    while let Some(push) = rx.recv().await {
+        let Some(c) = cluster.upgrade() else { return };
+        if push.kind != PushKind::Message {
+            continue;
+        }
+        let Some(redis::Value::BulkString(payload)) = push.data.get(1) else { continue };
+        match serde_json::from_slice::<Envelope>(payload) {
+            Ok(env) => c.on_envelope(env),
+            Err(e) => tracing::warn!(error = %e, "unreadable cluster message"),
+        }
+    }
+}
+
+async fn renew_leases(cluster: Weak<Cluster>) {
+    let mut tick = tokio::time::interval(LEASE / 4);
+    loop {
+        tick.tick().await;
+        let Some(c) = cluster.upgrade() else { return };
+        c.renew().await;
+    }
+}

@@ -1,0 +1,63 @@
+//! Taking over a session whose owner died: claim its lease, rebuild it from its record, its
+//! pending requests and its event logs in Redis, answer what was lost with errors, and
+//! re-create the upstream side by replaying the client's own initialize.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redis::AsyncCommands;
+
+use super::{key_log, key_pending, key_session, Cluster, ClusterError};
+use crate::server::AppState;
+use crate::session::event_log::EventLog;
+use crate::session::{Restored, Session, SessionId, Transport};
+
+/// Takes `sid` over if its record exists and nobody holds its lease. `Ok(None)`: no such
+/// session, or another instance claimed it first.
+pub async fn take_over(app: &AppState, cluster: &Arc<Cluster>, sid: SessionId) -> Result<Option<Arc<Session>>, ClusterError> {
+    let mut conn = cluster.conn();
+    let record: HashMap<String, Vec<u8>> = conn.hgetall(key_session(sid)).await?;
+    let text = |k: &str| record.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+    let Some(server) = text("server").and_then(|name| app.server(&name)) else {
+        return Ok(None);
+    };
+    let transport = match text("transport").as_deref() {
+        Some("sse") => Transport::Sse,
+        Some("streamable_http") => Transport::Streamable,
+        _ => return Ok(None),
+    };
+    if !cluster.claim(sid).await? {
+        return Ok(None);
+    }
+    let settings = app.settings_for(&server);
+    let mut streams = Vec::new();
+    for (field, value) in &record {
+        let Some(n) = field.strip_prefix("seq").and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let last_seq = String::from_utf8_lossy(value).parse().unwrap_or(0);
+        let evicted = text(&format!("evicted{n}")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let members: Vec<Vec<u8>> = conn.zrange(key_log(sid, n), 0, -1).await?;
+        let entries = members
+            .into_iter()
+            .filter_map(|m| {
+                let split = m.iter().position(|&b| b == b' ')?;
+                let seq = std::str::from_utf8(&m[..split]).ok()?.parse().ok()?;
+                Some((seq, Bytes::copy_from_slice(&m[split + 1..])))
+            })
+            .collect();
+        streams.push((n, EventLog::restore(settings.event_log_size, settings.event_log_age, entries, last_seq, evicted)));
+    }
+    let pending: HashMap<String, u32> = conn.hgetall(key_pending(sid)).await?;
+    let restored = Restored {
+        protocol_version: text("proto"),
+        initialize: record.get("init").map(|v| Bytes::copy_from_slice(v)),
+        next_stream: text("next_stream").and_then(|v| v.parse().ok()).unwrap_or(1),
+        streams,
+    };
+    let session = app.registry.create(sid, server, transport, settings, app.ctx.clone(), Some(restored));
+    let lost = pending.into_iter().map(|(id, stream)| (Box::from(id.as_str()), stream)).collect::<Vec<_>>();
+    tracing::info!(session = %sid, server = %session.server.name, lost = lost.len(), instance = %cluster.instance, "session taken over");
+    session.fail_lost(lost);
+    session.replay_initialize().await;
+    Ok(Some(session))
+}

@@ -1,0 +1,302 @@
+//! Where a session is found: in this instance's registry (memory mode, or a session owned
+//! here), or, in cluster mode, at its owner, reached through Redis. Handlers work with a
+//! [`Handle`] and never care which; a request for a session owned elsewhere is forwarded, and
+//! a session whose owner died is taken over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::AsyncCommands;
+
+use super::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
+use crate::cluster::wire::{Reply, Request};
+use crate::cluster::{key_session, restore, Cluster, ClusterError, LEASE};
+use crate::config::ServerConfig;
+use crate::jsonrpc::Peek;
+use crate::server::AppState;
+use crate::session::event_log::Entry;
+
+/// A session as a handler sees it.
+pub enum Handle {
+    Local(Arc<Session>),
+    Remote(Remote),
+}
+
+/// A session owned by another instance.
+pub struct Remote {
+    pub id: SessionId,
+    pub owner: String,
+    pub server: String,
+    pub transport: Transport,
+    pub protocol_version: Option<String>,
+    cluster: Arc<Cluster>,
+}
+
+/// Why an operation on a session failed, as the HTTP layer needs to tell it.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("session not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("events were lost: {0}")]
+    Gap(String),
+    #[error("cluster unavailable: {0}")]
+    Unavailable(ClusterError),
+}
+
+impl From<SendError> for OpError {
+    fn from(e: SendError) -> Self {
+        OpError::NotFound(e.to_string())
+    }
+}
+
+impl From<AttachError> for OpError {
+    fn from(e: AttachError) -> Self {
+        match e {
+            AttachError::Conflict => OpError::Conflict(e.to_string()),
+            AttachError::Gap(_) => OpError::Gap(e.to_string()),
+            _ => OpError::NotFound(e.to_string()),
+        }
+    }
+}
+
+impl From<ClusterError> for OpError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Remote { failure, .. } if failure.conflict => OpError::Conflict(failure.message),
+            ClusterError::Remote { failure, .. } => OpError::NotFound(failure.message),
+            e => OpError::Unavailable(e),
+        }
+    }
+}
+
+/// How the body of a stream held here lets go of it when the client leaves.
+pub enum Detach {
+    Local(Arc<Session>),
+    Remote(Arc<Cluster>, u64),
+}
+
+/// Creates a session owned here; in cluster mode it is registered in Redis before anyone
+/// learns its id.
+pub async fn create(app: &AppState, server: Arc<ServerConfig>, transport: Transport) -> Result<Arc<Session>, ClusterError> {
+    let settings = app.settings_for(&server);
+    let session = app.registry.create(SessionId::random(), server, transport, settings, app.ctx.clone(), None);
+    if let Some(cluster) = &app.ctx.cluster {
+        if let Err(e) = cluster.register(&session).await {
+            app.registry.remove(session.id);
+            session.end(CloseReason::Error, "the cluster store is unavailable");
+            return Err(e);
+        }
+    }
+    Ok(session)
+}
+
+/// Finds a session: here, at its owner, or by taking it over from a dead owner.
+pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, ClusterError> {
+    if let Some(s) = app.registry.get(id) {
+        return Ok(Some(Handle::Local(s)));
+    }
+    let Some(cluster) = &app.ctx.cluster else { return Ok(None) };
+    for _ in 0..3 {
+        match cluster.owner(id).await? {
+            Some(owner) if owner != *cluster.instance => {
+                let mut conn = cluster.conn();
+                let (server, transport, proto): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+                    .arg(key_session(id))
+                    .arg("server")
+                    .arg("transport")
+                    .arg("proto")
+                    .query_async(&mut conn)
+                    .await?;
+                let (Some(server), Some(transport)) = (server, transport) else { return Ok(None) };
+                let transport = if transport == "sse" { Transport::Sse } else { Transport::Streamable };
+                return Ok(Some(Handle::Remote(Remote {
+                    id,
+                    owner,
+                    server,
+                    transport,
+                    protocol_version: proto,
+                    cluster: cluster.clone(),
+                })));
+            }
+            Some(_) => {
+                // Our own lease on a session we do not hold: this instance restarted. Let it go.
+                let mut conn = cluster.conn();
+                let _: () = conn.del(crate::cluster::key_lease(id)).await?;
+            }
+            None => {
+                if let Some(s) = restore::take_over(app, cluster, id).await? {
+                    return Ok(Some(Handle::Local(s)));
+                }
+                let mut conn = cluster.conn();
+                let exists: bool = conn.exists(key_session(id)).await?;
+                if !exists {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// After an owner stopped answering: waits for its lease to lapse, then takes over.
+async fn recover(app: &AppState, id: SessionId) -> Result<Arc<Session>, OpError> {
+    let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Handle::Local(s))) = find(app, id).await {
+            return Ok(s);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(OpError::Unavailable(ClusterError::Timeout(format!("the owner of session {id}"))))
+}
+
+fn strings(messages: &[(Bytes, Peek)]) -> Vec<String> {
+    messages.iter().map(|(raw, _)| String::from_utf8_lossy(raw).into_owned()).collect()
+}
+
+impl Handle {
+    pub fn id(&self) -> SessionId {
+        match self {
+            Handle::Local(s) => s.id,
+            Handle::Remote(r) => r.id,
+        }
+    }
+
+    pub fn server_name(&self) -> &str {
+        match self {
+            Handle::Local(s) => &s.server.name,
+            Handle::Remote(r) => &r.server,
+        }
+    }
+
+    pub fn transport(&self) -> Transport {
+        match self {
+            Handle::Local(s) => s.transport,
+            Handle::Remote(r) => r.transport,
+        }
+    }
+
+    pub fn protocol_version(&self) -> Option<String> {
+        match self {
+            Handle::Local(s) => s.protocol_version(),
+            Handle::Remote(r) => r.protocol_version.clone(),
+        }
+    }
+
+    /// Sends client messages; requests answer on `stream`.
+    pub async fn send(&self, app: &AppState, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
+        match self {
+            Handle::Local(s) => Ok(s.send(messages, stream).await?),
+            Handle::Remote(r) => {
+                match r.cluster.call(&r.owner, r.id, Request::Send { stream, messages: strings(&messages) }).await {
+                    Err(ClusterError::Timeout(_)) => Ok(recover(app, r.id).await?.send(messages, stream).await?),
+                    other => other.map(|_| ()).map_err(OpError::from),
+                }
+            }
+        }
+    }
+
+    /// Opens a POST stream for `requests` requests and sends the messages.
+    pub async fn open(
+        &self,
+        app: &AppState,
+        messages: Vec<(Bytes, Peek)>,
+        requests: usize,
+        json: bool,
+    ) -> Result<(Opened, Attached, Detach), OpError> {
+        match self {
+            Handle::Local(s) => open_local(s, messages, requests, json).await,
+            Handle::Remote(r) => {
+                let (token, rx, reason) = r.cluster.hold(&r.owner, r.id);
+                let body = Request::Open { requests, json, token, messages: strings(&messages) };
+                match r.cluster.call(&r.owner, r.id, body).await {
+                    Ok(Reply::Opened { stream, priming, polling }) => {
+                        r.cluster.held_stream(token, stream);
+                        let attached = Attached { stream, replay: Vec::new(), rx, reason };
+                        Ok((Opened { stream, priming, polling }, attached, Detach::Remote(r.cluster.clone(), token)))
+                    }
+                    Err(ClusterError::Timeout(_)) => {
+                        r.cluster.release_held(token);
+                        open_local(&recover(app, r.id).await?, messages, requests, json).await
+                    }
+                    Err(e) => {
+                        r.cluster.release_held(token);
+                        Err(e.into())
+                    }
+                    Ok(_) => Err(OpError::NotFound("unexpected answer from the owner".into())),
+                }
+            }
+        }
+    }
+
+    /// Attaches a client to `stream`, replaying after `after`; also says whether the client
+    /// negotiated polling.
+    pub async fn attach(
+        &self,
+        app: &AppState,
+        stream: u32,
+        after: Option<u64>,
+        replace: bool,
+    ) -> Result<(Attached, bool, Detach), OpError> {
+        match self {
+            Handle::Local(s) => attach_local(s, stream, after, replace),
+            Handle::Remote(r) => {
+                let (token, rx, reason) = r.cluster.hold(&r.owner, r.id);
+                r.cluster.held_stream(token, stream);
+                match r.cluster.call(&r.owner, r.id, Request::Attach { stream, after, replace, token }).await {
+                    Ok(Reply::Attached { stream, replay, done, polling }) => {
+                        let replay = replay.into_iter().map(|(seq, data)| Entry::replayed(seq, Bytes::from(data))).collect();
+                        if done {
+                            let _ = reason.set(CloseReason::Completed);
+                            r.cluster.release_held(token);
+                        }
+                        Ok((Attached { stream, replay, rx, reason }, polling, Detach::Remote(r.cluster.clone(), token)))
+                    }
+                    Err(ClusterError::Timeout(_)) => {
+                        r.cluster.release_held(token);
+                        attach_local(&recover(app, r.id).await?, stream, after, replace)
+                    }
+                    Err(e) => {
+                        r.cluster.release_held(token);
+                        Err(e.into())
+                    }
+                    Ok(_) => Err(OpError::NotFound("unexpected answer from the owner".into())),
+                }
+            }
+        }
+    }
+
+    /// Ends the session wherever it lives.
+    pub async fn end(&self, app: &AppState, reason: CloseReason, detail: &str) -> Result<(), OpError> {
+        match self {
+            Handle::Local(s) => {
+                app.registry.remove(s.id);
+                s.end(reason, detail);
+                Ok(())
+            }
+            Handle::Remote(r) => {
+                r.cluster.call(&r.owner, r.id, Request::End { reason: reason.as_str().to_string() }).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn open_local(
+    s: &Arc<Session>,
+    messages: Vec<(Bytes, Peek)>,
+    requests: usize,
+    json: bool,
+) -> Result<(Opened, Attached, Detach), OpError> {
+    let (opened, attached) = s.open_stream(requests, json)?;
+    s.send(messages, opened.stream).await?;
+    Ok((opened, attached, Detach::Local(s.clone())))
+}
+
+fn attach_local(s: &Arc<Session>, stream: u32, after: Option<u64>, replace: bool) -> Result<(Attached, bool, Detach), OpError> {
+    let attached = s.attach(stream, after, replace)?;
+    Ok((attached, s.negotiated_polling(), Detach::Local(s.clone())))
+}
