@@ -1,0 +1,211 @@
+//! Origin and Host validation (MCP 2025-11-25 transport security, DNS rebinding protection):
+//! a request whose `Origin` is not allowed gets 403; when the bridge listens on a loopback
+//! address, a request whose `Host` is not a local name (or the host of a configured origin)
+//! gets 403 too. A request without `Origin` (every non-browser client) passes the first check.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::rpc_error;
+use crate::jsonrpc::code;
+
+/// What the middleware allows, built once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `allowed_origins` as configured (normalized: lowercase, no trailing `/`).
+    origins: Vec<String>,
+    /// `allowed_origins` contains `*`.
+    any_origin: bool,
+    /// The bridge listens on loopback only, so `Host` is checked (DNS rebinding).
+    check_host: bool,
+}
+
+impl Policy {
+    pub fn new(listen: SocketAddr, allowed_origins: &[String]) -> Arc<Policy> {
+        Arc::new(Policy {
+            origins: allowed_origins.iter().map(|o| normalize(o)).collect(),
+            any_origin: allowed_origins.iter().any(|o| o == "*"),
+            check_host: listen.ip().is_loopback(),
+        })
+    }
+
+    /// `Err(reason)` if the request must be refused.
+    pub fn verdict(&self, headers: &HeaderMap) -> Result<(), String> {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if self.check_host {
+            if let Some(h) = host {
+                let name = hostname(h);
+                if !is_local(&name) && !self.origins.iter().any(|o| origin_host(o).is_some_and(|oh| oh == name)) {
+                    return Err(format!(
+                        "Host `{}` is not a local name and the bridge listens on loopback (DNS rebinding protection); \
+                         add the public origin to `allowed_origins` in the config",
+                        clip(h)
+                    ));
+                }
+            }
+        }
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = normalize(origin.to_str().unwrap_or("\u{0}"));
+        if self.any_origin || self.origins.contains(&origin) {
+            return Ok(());
+        }
+        let allowed = match origin_host(&origin) {
+            // The bridge's own origin, as the request names it, or a local page.
+            Some(oh) => is_local(&oh) || host.is_some_and(|h| origin_authority(&origin) == Some(h.to_ascii_lowercase())),
+            None => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!("Origin `{}` is not allowed; add it to `allowed_origins` in the config", clip(&origin)))
+        }
+    }
+}
+
+/// The middleware: 403 with a JSON-RPC error body for a refused request.
+pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path != "/healthz" && path != "/readyz" {
+        if let Err(reason) = policy.verdict(req.headers()) {
+            tracing::warn!(path, reason = %reason, "refused a request");
+            return rpc_error(StatusCode::FORBIDDEN, code::CONNECTION_CLOSED, &format!("Forbidden: {reason}"));
+        }
+    }
+    next.run(req).await
+}
+
+/// Checks one configured `allowed_origins` entry: `*`, `null`, or `http(s)://host[:port]`.
+pub fn validate_origin(o: &str) -> Result<(), String> {
+    if o == "*" || o == "null" {
+        return Ok(());
+    }
+    let n = normalize(o);
+    let rest = n.strip_prefix("http://").or_else(|| n.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains(['/', '?', '#', '@', ' ']) => Ok(()),
+        _ => Err(format!("`{o}` is not an origin like `https://app.example.com` or `http://localhost:3000` (or `*`)")),
+    }
+}
+
+fn normalize(o: &str) -> String {
+    o.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// `host[:port]` of an origin.
+fn origin_authority(origin: &str) -> Option<String> {
+    let (_, rest) = origin.split_once("://")?;
+    Some(rest.to_string()).filter(|r| !r.is_empty())
+}
+
+/// The host name of an origin, without the port.
+fn origin_host(origin: &str) -> Option<String> {
+    origin_authority(origin).map(|a| hostname(&a))
+}
+
+/// The host name of a `Host` header value or an authority: brackets kept for IPv6, port and a
+/// trailing dot dropped, lowercase.
+fn hostname(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    let name = if a.starts_with('[') {
+        a.split_inclusive(']').next().unwrap_or(&a).to_string()
+    } else {
+        a.split(':').next().unwrap_or("").to_string()
+    };
+    name.trim_end_matches('.').to_string()
+}
+
+fn is_local(name: &str) -> bool {
+    matches!(name, "localhost" | "[::1]") || name.ends_with(".localhost") || is_loopback_v4(name)
+}
+
+fn is_loopback_v4(name: &str) -> bool {
+    name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(100).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(host: Option<&str>, origin: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = host {
+            h.insert(header::HOST, v.parse().unwrap());
+        }
+        if let Some(v) = origin {
+            h.insert(header::ORIGIN, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn loopback(origins: &[&str]) -> Arc<Policy> {
+        Policy::new("127.0.0.1:8051".parse().unwrap(), &origins.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn requests_without_origin_pass_when_host_is_local() {
+        let p = loopback(&[]);
+        for host in ["127.0.0.1:8051", "localhost:8051", "LOCALHOST", "[::1]:8051", "127.0.0.2", "localhost."] {
+            assert!(p.verdict(&headers(Some(host), None)).is_ok(), "{host}");
+        }
+        assert!(p.verdict(&headers(None, None)).is_ok());
+    }
+
+    #[test]
+    fn dns_rebinding_is_refused_on_loopback() {
+        let p = loopback(&[]);
+        let e = p.verdict(&headers(Some("evil.example.com"), Some("http://evil.example.com"))).unwrap_err();
+        assert!(e.contains("evil.example.com") && e.contains("allowed_origins"), "{e}");
+        assert!(p.verdict(&headers(Some("evil.example.com:8051"), None)).is_err());
+        assert!(p.verdict(&headers(Some("127.0.0.1.evil.example"), None)).is_err());
+        assert!(p.verdict(&headers(Some("[::2]:8051"), None)).is_err());
+    }
+
+    #[test]
+    fn bad_origins_get_refused_and_local_origins_pass() {
+        let p = loopback(&[]);
+        assert!(p.verdict(&headers(Some("127.0.0.1:8051"), Some("http://127.0.0.1:8051"))).is_ok());
+        assert!(p.verdict(&headers(Some("127.0.0.1:8051"), Some("http://localhost:3000"))).is_ok());
+        assert!(p.verdict(&headers(Some("127.0.0.1:8051"), Some("https://evil.example.com"))).is_err());
+        assert!(p.verdict(&headers(Some("127.0.0.1:8051"), Some("null"))).is_err());
+        assert!(p.verdict(&headers(Some("127.0.0.1:8051"), Some("http://localhost.evil.example"))).is_err());
+    }
+
+    #[test]
+    fn configured_origins_allow_their_origin_and_host() {
+        let p = loopback(&["https://App.Example.com/"]);
+        assert!(p.verdict(&headers(Some("app.example.com"), Some("https://app.example.com"))).is_ok());
+        assert!(p.verdict(&headers(Some("app.example.com"), Some("https://other.example.com"))).is_err());
+        assert!(p.verdict(&headers(Some("other.example.com"), None)).is_err());
+        let any = loopback(&["*"]);
+        assert!(any.verdict(&headers(Some("127.0.0.1"), Some("https://anything.example"))).is_ok());
+    }
+
+    #[test]
+    fn public_listener_checks_origin_against_its_own_host() {
+        let p = Policy::new("0.0.0.0:8051".parse().unwrap(), &[]);
+        assert!(p.verdict(&headers(Some("bridge.example.com"), None)).is_ok());
+        assert!(p.verdict(&headers(Some("bridge.example.com"), Some("https://bridge.example.com"))).is_ok());
+        assert!(p.verdict(&headers(Some("bridge.example.com"), Some("https://evil.example.com"))).is_err());
+    }
+
+    #[test]
+    fn configured_origins_are_validated() {
+        for ok in ["*", "null", "https://a.example", "http://localhost:3000", "http://[::1]:8080/"] {
+            assert!(validate_origin(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a.example", "https://", "https://a.example/path", "ftp://a.example", "https://u@a.example"] {
+            assert!(validate_origin(bad).is_err(), "{bad}");
+        }
+    }
+}
