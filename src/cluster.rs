@@ -47,13 +47,41 @@ pub enum ClusterError {
 
 /// One queued Redis write or publish; the writer task applies them in order, pipelined.
 pub(crate) enum Op {
-    Publish { channel: String, payload: String },
-    Event { sid: SessionId, stream: u32, seq: u64, data: Bytes, evicted_upto: u64 },
-    Reserve { sid: SessionId, stream: u32, seq: u64 },
-    Pending { sid: SessionId, id: Box<str>, stream: u32 },
-    Answered { sid: SessionId, id: Box<str> },
-    Field { sid: SessionId, field: &'static str, value: Bytes },
-    Forget { sid: SessionId },
+    Publish {
+        channel: String,
+        payload: String,
+    },
+    Event {
+        sid: SessionId,
+        stream: u32,
+        seq: u64,
+        data: Bytes,
+        evicted_upto: u64,
+    },
+    Reserve {
+        sid: SessionId,
+        stream: u32,
+        seq: u64,
+    },
+    Pending {
+        sid: SessionId,
+        id: Box<str>,
+        stream: u32,
+    },
+    Answered {
+        sid: SessionId,
+        id: Box<str>,
+    },
+    Field {
+        sid: SessionId,
+        field: &'static str,
+        value: Bytes,
+    },
+    Forget {
+        sid: SessionId,
+    },
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
 }
 
 /// A client stream this instance holds for a session owned elsewhere.
@@ -228,6 +256,14 @@ impl Cluster {
         }
     }
 
+    /// Waits (bounded) until every write queued so far has reached Redis.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.queue.send(Op::Flush(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+        }
+    }
+
     /// Sends a request to the owner of `sid` and waits for its answer.
     pub async fn call(&self, owner: &str, sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
@@ -330,7 +366,7 @@ impl Cluster {
     async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request) -> Result<Reply, Failure> {
         let session = SessionId::parse(sid).and_then(|id| self.registry()?.get(id));
         let Some(s) = session else {
-            return Err(Failure::new(format!("session {sid} is not owned by {}", self.instance)));
+            return Err(Failure { moved: true, ..Failure::new(format!("session {sid} is not owned by {}", self.instance)) });
         };
         let peeked = |messages: Vec<String>| -> Result<Vec<(Bytes, jsonrpc::Peek)>, Failure> {
             messages
@@ -354,10 +390,9 @@ impl Cluster {
                 Ok(Reply::Opened { stream: opened.stream, priming: opened.priming, polling: opened.polling })
             }
             Request::Attach { stream, after, replace, token } => {
-                let a = s.attach_with(stream, after, replace, sink(token), CloseCell::default()).map_err(|e| Failure {
-                    conflict: matches!(e, crate::session::AttachError::Conflict),
-                    message: e.to_string(),
-                })?;
+                let a = s
+                    .attach_with(stream, after, replace, sink(token), CloseCell::default())
+                    .map_err(|e| Failure { conflict: matches!(e, crate::session::AttachError::Conflict), ..Failure::new(e) })?;
                 let replay = a.replay.into_iter().map(|e| (e.seq, String::from_utf8_lossy(&e.data).into_owned())).collect();
                 Ok(Reply::Attached { stream, replay, done: a.done, polling: s.negotiated_polling() })
             }
@@ -411,6 +446,7 @@ async fn writer(cluster: Weak<Cluster>, mut conn: ConnectionManager, mut rx: mps
         let Some(c) = cluster.upgrade() else { return };
         let ttl = c.ttl.as_millis() as i64;
         let mut pipe = redis::pipe();
+        let mut flushed = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Publish { channel, payload } => {
@@ -447,9 +483,13 @@ async fn writer(cluster: Weak<Cluster>, mut conn: ConnectionManager, mut rx: mps
                 Op::Forget { sid } => {
                     pipe.del(&[key_session(sid), key_pending(sid), key_lease(sid)]).ignore();
                 }
+                Op::Flush(done) => flushed.push(done),
             }
         }
         let ok = pipe.query_async::<()>(&mut conn).await.is_ok();
+        flushed.into_iter().for_each(|done| {
+            let _ = done.send(());
+        });
         if !ok {
             tracing::warn!("redis write failed; sessions keep working locally");
         }

@@ -118,11 +118,14 @@ pub async fn run(
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: ending every session");
-            if let Some(c) = &cluster {
-                // Hand the sessions over: their records stay, their leases go.
-                c.release(&registry.ids()).await;
-            }
+            let ids = registry.ids();
             registry.end_all(CloseReason::Shutdown, "the bridge is shutting down");
+            if let Some(c) = &cluster {
+                // Hand the sessions over: their records stay, their leases go, so the next
+                // instance a client reaches takes them over at once.
+                c.flush().await;
+                c.release(&ids).await;
+            }
         })
         .await
 }

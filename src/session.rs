@@ -593,6 +593,7 @@ impl Session {
             for (id, p) in pending {
                 let msg = format!("mcp-bridge: session ended ({reason}): {detail}");
                 let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
+                st.persist(|sid| Op::Answered { sid, id });
             }
             st.ended = Some(reason);
             for s in st.streams.values_mut() {

@@ -65,11 +65,14 @@ pub enum Reply {
 pub struct Failure {
     /// A second standalone stream was refused (409), not a missing session (404).
     pub conflict: bool,
+    /// The receiver does not hold the session (any more): look up the owner again.
+    #[serde(default)]
+    pub moved: bool,
     pub message: String,
 }
 
 impl Failure {
     pub fn new(message: impl ToString) -> Failure {
-        Failure { conflict: false, message: message.to_string() }
+        Failure { conflict: false, moved: false, message: message.to_string() }
     }
 }

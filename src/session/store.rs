@@ -153,6 +153,11 @@ async fn recover(app: &AppState, id: SessionId) -> Result<Arc<Session>, OpError>
     Err(OpError::Unavailable(ClusterError::Timeout(format!("the owner of session {id}"))))
 }
 
+/// The owner did not answer, or no longer holds the session: find it again.
+fn owner_gone(e: &ClusterError) -> bool {
+    matches!(e, ClusterError::Timeout(_)) || matches!(e, ClusterError::Remote { failure, .. } if failure.moved)
+}
+
 fn strings(messages: &[(Bytes, Peek)]) -> Vec<String> {
     messages.iter().map(|(raw, _)| String::from_utf8_lossy(raw).into_owned()).collect()
 }
@@ -192,7 +197,7 @@ impl Handle {
             Handle::Local(s) => Ok(s.send(messages, stream).await?),
             Handle::Remote(r) => {
                 match r.cluster.call(&r.owner, r.id, Request::Send { stream, messages: strings(&messages) }).await {
-                    Err(ClusterError::Timeout(_)) => Ok(recover(app, r.id).await?.send(messages, stream).await?),
+                    Err(e) if owner_gone(&e) => Ok(recover(app, r.id).await?.send(messages, stream).await?),
                     other => other.map(|_| ()).map_err(OpError::from),
                 }
             }
@@ -218,7 +223,7 @@ impl Handle {
                         let attached = Attached { stream, replay: Vec::new(), rx, reason };
                         Ok((Opened { stream, priming, polling }, attached, Detach::Remote(r.cluster.clone(), token)))
                     }
-                    Err(ClusterError::Timeout(_)) => {
+                    Err(e) if owner_gone(&e) => {
                         r.cluster.release_held(token);
                         open_local(&recover(app, r.id).await?, messages, requests, json).await
                     }
@@ -255,7 +260,7 @@ impl Handle {
                         }
                         Ok((Attached { stream, replay, rx, reason }, polling, Detach::Remote(r.cluster.clone(), token)))
                     }
-                    Err(ClusterError::Timeout(_)) => {
+                    Err(e) if owner_gone(&e) => {
                         r.cluster.release_held(token);
                         attach_local(&recover(app, r.id).await?, stream, after, replace)
                     }
