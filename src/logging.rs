@@ -13,7 +13,10 @@ pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::W
 
 pub fn init(log_dir: Option<&Path>) -> anyhow::Result<LogGuard> {
     let filter = || EnvFilter::try_from_env("MCP_BRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let stdout = fmt::layer().with_target(false).with_filter(filter());
+    // Colour only on a terminal: redirected stdout (a file, journald, `docker logs`) must stay
+    // greppable as `reason=client_closed`.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let stdout = fmt::layer().with_ansi(ansi).with_target(false).with_filter(filter());
     let (file, guard) = match log_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
