@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -13,6 +14,21 @@ use tokio::sync::mpsc;
 use super::{sse_events, with_headers, Context, UpstreamEvent};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
+
+/// Resumptions in a row that bring no event before a request is given up.
+const MAX_IDLE_RESUMES: u32 = 10;
+/// Cap on the `retry:` delay honoured before a resumption.
+const MAX_RETRY_MS: u64 = 10_000;
+
+/// How an SSE response from the remote server ended.
+#[derive(Default)]
+struct StreamEnd {
+    /// Events seen, priming events included.
+    events: usize,
+    answered: bool,
+    last_id: Option<String>,
+    retry: Option<u64>,
+}
 
 /// Upstream session state shared by the request tasks.
 #[derive(Default)]
@@ -117,7 +133,33 @@ impl Remote {
         let is_sse =
             resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
         if is_sse {
-            self.forward_stream(resp).await;
+            let mut end = self.forward_stream(resp, request_id.as_deref()).await;
+            // SEP-1699 (2025-11-25): the server may close a POST stream before it answers; the
+            // answer then comes on a GET that resumes after the last event id.
+            let mut idle_resumes = 0;
+            while let Some(id) = request_id.as_deref().filter(|_| !end.answered) {
+                let Some(last) = end.last_id.clone() else {
+                    return fail(format!("the remote server closed the stream of request {id} before answering, without an event id to resume from")).await;
+                };
+                if idle_resumes >= MAX_IDLE_RESUMES || self.events.is_closed() {
+                    return fail(format!("the remote server did not answer request {id} after {idle_resumes} resumptions")).await;
+                }
+                tokio::time::sleep(Duration::from_millis(end.retry.unwrap_or(1000).min(MAX_RETRY_MS))).await;
+                let resumed = self
+                    .request(reqwest::Method::GET)
+                    .header(ACCEPT, "text/event-stream")
+                    .header("last-event-id", &last)
+                    .send()
+                    .await;
+                let resp = match resumed {
+                    Ok(r) if r.status().is_success() => r,
+                    Ok(r) => return fail(format!("resuming after event {last}: GET {} answered {}", self.url, r.status())).await,
+                    Err(e) => return fail(format!("resuming after event {last}: GET {}: {e}", self.url)).await,
+                };
+                let next = self.forward_stream(resp, Some(id)).await;
+                idle_resumes = if next.events > 0 { 0 } else { idle_resumes + 1 };
+                end = StreamEnd { last_id: next.last_id.or(Some(last)), retry: next.retry.or(end.retry), ..next };
+            }
         } else if status != reqwest::StatusCode::ACCEPTED {
             let body = match resp.bytes().await {
                 Ok(b) => b,
@@ -130,14 +172,28 @@ impl Remote {
         Ok(())
     }
 
-    /// Forwards every message of an SSE response.
-    async fn forward_stream(&self, resp: reqwest::Response) {
+    /// Forwards every message of an SSE response, and says how it ended: whether it carried
+    /// the response to `request` and the last event id and `retry:` it gave.
+    async fn forward_stream(&self, resp: reqwest::Response, request: Option<&str>) -> StreamEnd {
+        let mut end = StreamEnd::default();
         let mut events = std::pin::pin!(sse_events(resp));
         while let Some(ev) = events.next().await {
+            end.events += 1;
+            if let Some(id) = ev.id.filter(|id| !id.is_empty()) {
+                end.last_id = Some(id);
+            }
+            end.retry = ev.retry.or(end.retry);
             if matches!(ev.event.as_deref(), None | Some("message")) && !ev.data.trim().is_empty() {
-                self.forward(Bytes::from(ev.data)).await;
+                let data = Bytes::from(ev.data);
+                if let Some(r) = request {
+                    let answers = |p: jsonrpc::Peek| p.kind == Kind::Response && p.id.as_deref() == Some(r);
+                    end.answered |=
+                        jsonrpc::split(&data).is_ok_and(|(items, _)| items.iter().any(|m| jsonrpc::peek(m).is_ok_and(answers)));
+                }
+                self.forward(data).await;
             }
         }
+        end
     }
 
     async fn forward(&self, body: Bytes) {
@@ -159,7 +215,9 @@ impl Remote {
     async fn listen(&self) {
         let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
         match resp {
-            Ok(r) if r.status().is_success() => self.forward_stream(r).await,
+            Ok(r) if r.status().is_success() => {
+                self.forward_stream(r, None).await;
+            }
             Ok(r) if r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => {}
             Ok(r) => tracing::debug!(url = %self.url, status = %r.status(), "remote upstream refused the GET stream"),
             Err(e) => tracing::debug!(url = %self.url, error = %e, "remote upstream GET stream failed"),
