@@ -141,12 +141,16 @@ pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, Clust
     Ok(None)
 }
 
-/// After an owner stopped answering: waits for its lease to lapse, then takes over.
-async fn recover(app: &AppState, id: SessionId) -> Result<Arc<Session>, OpError> {
+/// After `failed` stopped answering for a session: waits for its lease to lapse, then finds
+/// the session again (taken over here, or by another live instance).
+async fn recover(app: &AppState, id: SessionId, failed: &str) -> Result<Handle, OpError> {
     let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
-        if let Ok(Some(Handle::Local(s))) = find(app, id).await {
-            return Ok(s);
+        match find(app, id).await {
+            Ok(Some(Handle::Remote(r))) if r.owner == failed => {}
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) => return Err(OpError::NotFound(format!("session {id} is gone"))),
+            Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -197,7 +201,7 @@ impl Handle {
             Handle::Local(s) => Ok(s.send(messages, stream).await?),
             Handle::Remote(r) => {
                 match r.cluster.call(&r.owner, r.id, Request::Send { stream, messages: strings(&messages) }).await {
-                    Err(e) if owner_gone(&e) => Ok(recover(app, r.id).await?.send(messages, stream).await?),
+                    Err(e) if owner_gone(&e) => Box::pin(recover(app, r.id, &r.owner).await?.send(app, messages, stream)).await,
                     other => other.map(|_| ()).map_err(OpError::from),
                 }
             }
@@ -225,7 +229,7 @@ impl Handle {
                     }
                     Err(e) if owner_gone(&e) => {
                         r.cluster.release_held(token);
-                        open_local(&recover(app, r.id).await?, messages, requests, json).await
+                        Box::pin(recover(app, r.id, &r.owner).await?.open(app, messages, requests, json)).await
                     }
                     Err(e) => {
                         r.cluster.release_held(token);
@@ -262,7 +266,7 @@ impl Handle {
                     }
                     Err(e) if owner_gone(&e) => {
                         r.cluster.release_held(token);
-                        attach_local(&recover(app, r.id).await?, stream, after, replace)
+                        Box::pin(recover(app, r.id, &r.owner).await?.attach(app, stream, after, replace)).await
                     }
                     Err(e) => {
                         r.cluster.release_held(token);
