@@ -80,6 +80,7 @@ async fn legacy_stream_sends_first_bytes_at_once_then_comment_heartbeats_and_log
         .await;
     assert!(closed.contains("reason=client_closed"), "{closed}");
     assert!(closed.contains("heartbeats="), "{closed}");
+    assert!(!bridge.raw_log().contains('\u{1b}'), "stdout redirected to a file carries no colour codes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

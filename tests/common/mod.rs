@@ -239,7 +239,12 @@ impl Bridge {
 
     /// The log so far, without colour codes.
     pub(crate) fn log(&self) -> String {
-        strip_ansi(&String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()))
+        strip_ansi(&self.raw_log())
+    }
+
+    /// The log so far, exactly as written.
+    pub(crate) fn raw_log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()
     }
 
     /// Waits until a log line satisfies `pred`; panics with the log after `timeout`.
