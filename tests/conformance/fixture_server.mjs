@@ -88,6 +88,11 @@ const TOOLS = [
     description: 'Waits `ms` milliseconds (default 30000) unless cancelled',
     inputSchema: { type: 'object', properties: { ms: { type: 'number' } } },
   },
+  {
+    name: 'test_cancellations',
+    description: 'How many test_slow calls of this session were cancelled (waits up to 3 s for one)',
+    inputSchema: noArgs,
+  },
 ];
 
 const RESOURCES = [
@@ -128,6 +133,7 @@ function makeServer() {
     },
   );
   const subscriptions = new Set();
+  let cancellations = 0;
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: TOOLS }));
   server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
@@ -293,12 +299,16 @@ function makeServer() {
         await new Promise((resolve) => {
           const t = setTimeout(resolve, ms);
           extra.signal.addEventListener('abort', () => {
+            cancellations += 1;
             clearTimeout(t);
             resolve();
           });
         });
         return { content: [text(extra.signal.aborted ? 'cancelled' : `slept ${ms} ms`)] };
       }
+      case 'test_cancellations':
+        for (let i = 0; i < 60 && cancellations === 0; i++) await sleep(50);
+        return { content: [text(`cancelled: ${cancellations}`)] };
       default:
         throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${req.params.name}`);
     }
