@@ -115,7 +115,24 @@ async fn sixteen_sessions_without_crosstalk(transport: &str) {
     }
     assert!(failures.is_empty(), "{} of {SESSIONS} sessions failed:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(sessions.len(), SESSIONS, "every client had its own session: {sessions:?}");
+    let peak = peak_open_session_streams(&bridge.log());
+    assert!(peak >= 4, "the sessions overlapped in time (peak of {peak} session streams open at once)");
     assert_clean_log(&bridge);
+}
+
+/// The most session streams (stream 0: the legacy stream, or the standalone GET) open at once,
+/// from the lifecycle lines in log order.
+fn peak_open_session_streams(log: &str) -> usize {
+    let (mut open, mut peak) = (0usize, 0usize);
+    for line in log.lines().filter(|l| l.contains(" stream=0 ")) {
+        if line.contains("SSE connection opened") {
+            open += 1;
+            peak = peak.max(open);
+        } else if line.contains("SSE connection closed") {
+            open = open.saturating_sub(1);
+        }
+    }
+    peak
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

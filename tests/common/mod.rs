@@ -42,29 +42,36 @@ fn missing(what: &str) -> ! {
 }
 
 /// Node on PATH and the npm pins (TS SDK, server-everything) in tests/clients/node_modules.
+/// Checked once per test binary.
 pub(crate) fn require_node() {
-    let ok = Command::new("node").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !ok.is_ok_and(|s| s.success()) {
-        missing("node (Node.js 20 on PATH)");
-    }
-    let sdk = clients_dir().join("node_modules/@modelcontextprotocol/sdk/package.json");
-    if !sdk.is_file() {
-        missing(&format!("{} (tests/clients/node_modules)", sdk.display()));
-    }
-    if !everything_entry().is_file() {
-        missing(&format!("{} (server-everything)", everything_entry().display()));
-    }
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let ok = Command::new("node").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            missing("node (Node.js 20 on PATH)");
+        }
+        let sdk = clients_dir().join("node_modules/@modelcontextprotocol/sdk/package.json");
+        if !sdk.is_file() {
+            missing(&format!("{} (tests/clients/node_modules)", sdk.display()));
+        }
+        if !everything_entry().is_file() {
+            missing(&format!("{} (server-everything)", everything_entry().display()));
+        }
+    });
 }
 
-/// The Python venv with the pinned `mcp` SDK.
+/// The Python venv with the pinned `mcp` SDK. Checked once per test binary.
 pub(crate) fn require_python() {
-    if !python().is_file() {
-        missing(&format!("{} (tests/clients/.venv)", python().display()));
-    }
-    let ok = Command::new(python()).args(["-c", "import mcp, httpx2"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !ok.is_ok_and(|s| s.success()) {
-        missing("the Python `mcp` package in tests/clients/.venv");
-    }
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        if !python().is_file() {
+            missing(&format!("{} (tests/clients/.venv)", python().display()));
+        }
+        let ok = Command::new(python()).args(["-c", "import mcp, httpx2"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            missing("the Python `mcp` package in tests/clients/.venv");
+        }
+    });
 }
 
 // ---- temp dirs and ports ----------------------------------------------------------------
@@ -371,7 +378,26 @@ impl ClientRun {
 
 /// Runs `tests/clients/{ts_client.mjs,py_client.py} --transport T --url U ARGS...` and parses
 /// its one JSON line.
+///
+/// One known client-side race is retried once: the Python SDK's `sse_client` (mcp 2.3.0,
+/// `mcp/client/sse.py` `sse_reader`) raises `BrokenResourceError` out of its task group when a
+/// server message (e.g. server-everything's late `roots/list`) arrives after the session closed
+/// its read stream. It happens directly against server-everything too, without the bridge, and
+/// only at teardown: every assertion of the run has passed by then.
 pub(crate) async fn run_client(sdk: Sdk, transport: &str, url: &str, args: &[&str]) -> ClientRun {
+    let first = run_client_once(sdk, transport, url, args).await;
+    let teardown_race = sdk == Sdk::Py
+        && transport == "sse"
+        && first.json["error"].as_str().is_some_and(|e| e.starts_with("BrokenResourceError"))
+        && first.stderr.contains("Error in sse_reader");
+    if !teardown_race {
+        return first;
+    }
+    eprintln!("{}: retrying once after the Python sse_client teardown race (BrokenResourceError)", first.label);
+    run_client_once(sdk, transport, url, args).await
+}
+
+async fn run_client_once(sdk: Sdk, transport: &str, url: &str, args: &[&str]) -> ClientRun {
     let (mut cmd, name) = match sdk {
         Sdk::Ts => {
             require_node();
