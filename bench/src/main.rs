@@ -1,0 +1,154 @@
+//! `mcp-bench`: the load generator and harness behind BENCHMARKS.md. `run` does the whole
+//! benchmark (bridge, baselines, peers, idle streams, resume) and writes a markdown report;
+//! the other subcommands run one workload against a server you started yourself.
+
+mod ceiling;
+mod http;
+mod idle;
+mod mcp;
+mod peers;
+mod procs;
+mod report;
+mod resume;
+mod run;
+mod sse;
+mod stats;
+mod throughput;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "mcp-bench", about = "Benchmarks mcp-bridge against baselines and peers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole benchmark: starts every server itself, prints markdown, writes --out.
+    Run(run::Args),
+    /// Serve the HTTP ceiling: a bare hyper server that answers each POST itself.
+    Ceiling {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Throughput and latency against a running server (or a stdio command).
+    Throughput {
+        #[arg(long, value_enum)]
+        transport: TransportArg,
+        /// http://HOST:PORT/path for sse and streamable.
+        #[arg(long)]
+        url: Option<String>,
+        /// The stdio server for `--transport stdio`.
+        #[arg(long)]
+        command: Option<PathBuf>,
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        sessions: Vec<usize>,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[arg(long, default_value = "echo")]
+        tool: String,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+    },
+    /// Hold N idle SSE streams against a running bridge.
+    Idle {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+        #[arg(long, default_value_t = 16)]
+        sources: u8,
+        /// The heartbeat interval the bridge runs with.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// The bridge's pid, for RSS and CPU.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Reconnect with Last-Event-ID and time the replay (legacy SSE).
+    Resume {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 500)]
+        events: usize,
+        #[arg(long, default_value_t = 30)]
+        cycles: usize,
+        #[arg(long, default_value = "echo")]
+        tool: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Sse,
+    Streamable,
+    Stdio,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run::main(args).await,
+            Command::Ceiling { listen } => ceiling::serve(listen).await,
+            Command::Throughput { transport, url, command, sessions, duration, repeat, tool, size } => {
+                let target = match (transport, url, command) {
+                    (TransportArg::Sse, Some(u), _) => throughput::Target::Sse(http::Url::parse(&u)?),
+                    (TransportArg::Streamable, Some(u), _) => throughput::Target::Streamable(http::Url::parse(&u)?),
+                    (TransportArg::Stdio, _, Some(c)) => throughput::Target::Stdio { command: c, args: vec![] },
+                    _ => anyhow::bail!("sse and streamable need --url; stdio needs --command"),
+                };
+                println!("{}", report::throughput_header());
+                for k in sessions {
+                    let load =
+                        throughput::Load { sessions: k, duration, size, tool: tool.clone(), timeout: Duration::from_secs(10) };
+                    let mut points = Vec::new();
+                    for _ in 0..repeat.max(1) {
+                        points.push(throughput::run(&target, &load).await.point());
+                    }
+                    println!("{}", report::throughput_row(k, "target", transport_name(transport), &stats::median(&points)));
+                }
+                Ok(())
+            }
+            Command::Idle { url, streams, sources, interval, window, pid } => {
+                procs::raise_nofile();
+                let o = idle::Opts { url: http::Url::parse(&url)?, streams, sources, interval, window, pid };
+                let out = idle::run(&o).await?;
+                println!("{}\n{}", report::idle_header(), report::idle_row(&out));
+                Ok(())
+            }
+            Command::Resume { url, events, cycles, tool } => {
+                let o = resume::Opts {
+                    url: http::Url::parse(&url)?,
+                    events,
+                    cycles,
+                    size: 100,
+                    tool,
+                    settle: Duration::from_millis(100),
+                };
+                let out = resume::run(&o).await;
+                println!("{}\n{}", report::resume_header(), report::resume_row(&o, &out));
+                Ok(())
+            }
+        }
+    })
+}
+
+fn transport_name(t: TransportArg) -> &'static str {
+    match t {
+        TransportArg::Sse => "sse",
+        TransportArg::Streamable => "streamable",
+        TransportArg::Stdio => "stdio",
+    }
+}

@@ -1,0 +1,728 @@
+//! `mcp-bench run`: the whole benchmark in one command. Starts the bridge, the HTTP ceiling
+//! and each installed peer itself (every process in a Drop guard), runs every workload with
+//! repeats interleaved, and writes one markdown report with the commands that made it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::http::Url;
+use crate::idle;
+use crate::peers;
+use crate::procs::{self, shell_word, Proc};
+use crate::report::{self, ratio, thousands, us};
+use crate::resume;
+use crate::stats::{self, Point};
+use crate::throughput::{self, Load, Target};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds-long run with tiny N and no peers (for CI): checks that every mode ran and that
+    /// no reply reached the wrong session. Asserts no timing.
+    #[arg(long)]
+    smoke: bool,
+    #[arg(long, default_value = "target/release/mcp-bridge")]
+    bridge: PathBuf,
+    #[arg(long, default_value = "target/release/mcp-echo-server")]
+    echo: PathBuf,
+    /// Where scripts/bench-peers installed the peers.
+    #[arg(long, default_value = "bench/.peers")]
+    peers: PathBuf,
+    /// The committed peer pins and helpers (listen-loopback.cjs).
+    #[arg(long, default_value = "bench/peers")]
+    pins: PathBuf,
+    #[arg(long)]
+    no_peers: bool,
+    /// Logs, configs and the report go here.
+    #[arg(long, default_value = "target/mcp-bench")]
+    work: PathBuf,
+    /// The report file (default: WORK/results.md, or WORK/smoke.md with --smoke).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Concurrent sessions per throughput point [1,16,64,256; smoke 1,4].
+    #[arg(long, value_delimiter = ',')]
+    sessions: Option<Vec<usize>>,
+    /// Length of each throughput run [5s; smoke 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Runs per point; the report gives the median [3; smoke 1].
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Idle SSE stream counts, each on a fresh bridge [10000; smoke 50]. Clamped to the fd limit.
+    #[arg(long, value_delimiter = ',')]
+    idle_streams: Option<Vec<usize>>,
+    /// The heartbeat interval the idle bridge runs with [5s; smoke 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_interval: Option<Duration>,
+    /// How long idle streams are watched once all are open [20s; smoke 4s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_window: Option<Duration>,
+    /// Requests answered while disconnected, replayed per resume cycle [500; smoke 20].
+    #[arg(long)]
+    resume_events: Option<usize>,
+    #[arg(long)]
+    resume_cycles: Option<usize>,
+    /// Sessions in the peer comparison.
+    #[arg(long, default_value_t = 16)]
+    peer_sessions: usize,
+    /// Phases to leave out: throughput, logging, resume, idle, peers.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+}
+
+struct Settings {
+    sessions: Vec<usize>,
+    duration: Duration,
+    repeat: usize,
+    idle_streams: Vec<usize>,
+    idle_interval: Duration,
+    idle_window: Duration,
+    resume_events: usize,
+    resume_cycles: usize,
+    peers: bool,
+}
+
+impl Settings {
+    fn from(a: &Args) -> Settings {
+        let smoke = a.smoke;
+        let mut sessions = a.sessions.clone().unwrap_or(if smoke { vec![1, 4] } else { vec![1, 16, 64, 256] });
+        let peers = !smoke && !a.no_peers && !a.skip.iter().any(|s| s == "peers");
+        if peers && !sessions.contains(&a.peer_sessions) {
+            sessions.push(a.peer_sessions);
+        }
+        Settings {
+            sessions,
+            duration: a.duration.unwrap_or(Duration::from_secs(if smoke { 1 } else { 5 })),
+            repeat: a.repeat.unwrap_or(if smoke { 1 } else { 3 }).max(1),
+            idle_streams: a.idle_streams.clone().unwrap_or(if smoke { vec![50] } else { vec![10_000] }),
+            idle_interval: a.idle_interval.unwrap_or(Duration::from_secs(if smoke { 1 } else { 5 })),
+            idle_window: a.idle_window.unwrap_or(Duration::from_secs(if smoke { 4 } else { 20 })),
+            resume_events: a.resume_events.unwrap_or(if smoke { 20 } else { 500 }),
+            resume_cycles: a.resume_cycles.unwrap_or(if smoke { 3 } else { 30 }),
+            peers,
+        }
+    }
+}
+
+/// One throughput series: who, over what, and the points per session count.
+struct Series {
+    target: String,
+    transport: String,
+    /// Counts toward the checks (the bridge and the baselines; peers are only reported).
+    checked: bool,
+    points: BTreeMap<usize, Vec<Point>>,
+}
+
+impl Series {
+    fn median(&self, k: usize) -> Option<Point> {
+        self.points.get(&k).map(|p| stats::median(p))
+    }
+}
+
+struct Harness {
+    work: PathBuf,
+    bridge: PathBuf,
+    config: PathBuf,
+    commands: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Harness {
+    fn start_bridge(&mut self, name: &str, extra: &[String], env: &[(&str, &str)]) -> anyhow::Result<(Proc, u16)> {
+        let port = procs::free_port()?;
+        let mut args = vec!["serve".into(), "--config".into(), self.config.display().to_string()];
+        args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
+        args.extend(extra.iter().cloned());
+        let log = self.work.join("logs").join(format!("{name}.log"));
+        let mut p = Proc::start(name, &self.bridge, &args, env, &log)?;
+        p.wait_listening(format!("127.0.0.1:{port}").parse()?, Duration::from_secs(20))?;
+        self.commands.push(format!("{}    # {name}, stdout to {}", p.command, log.display()));
+        Ok((p, port))
+    }
+}
+
+pub async fn main(a: Args) -> anyhow::Result<()> {
+    let s = Settings::from(&a);
+    let skip = |phase: &str| a.skip.iter().any(|x| x == phase);
+    std::fs::create_dir_all(a.work.join("logs"))?;
+    let work = std::fs::canonicalize(&a.work)?;
+    let bridge = std::fs::canonicalize(&a.bridge)
+        .with_context(|| format!("{} missing: run `cargo build --release` (scripts/bench does)", a.bridge.display()))?;
+    let echo = std::fs::canonicalize(&a.echo)
+        .with_context(|| format!("{} missing: run `cargo build --release` (scripts/bench does)", a.echo.display()))?;
+    let nofile = procs::raise_nofile();
+    let config = work.join("bridge.toml");
+    std::fs::write(&config, bridge_config(&echo))?;
+    let mut h = Harness { work: work.clone(), bridge, config, commands: Vec::new(), failures: Vec::new() };
+    let invocation: Vec<String> = std::env::args().map(|a| shell_word(&a)).collect();
+    h.commands.push(invocation.join(" "));
+
+    let mut doc = String::new();
+    let title = if a.smoke { "mcp-bench smoke run" } else { "mcp-bench results" };
+    writeln!(doc, "# {title}\n\n{}", machine(nofile))?;
+    writeln!(doc, "Bridge config (`{}`):\n\n```toml\n{}```\n", h.config.display(), std::fs::read_to_string(&h.config)?)?;
+
+    // ---- throughput and latency: the bridge and both baselines, repeats interleaved
+    let mut series: Vec<Series> = Vec::new();
+    if !skip("throughput") {
+        let ceiling_port = procs::free_port()?;
+        let me = std::env::current_exe()?;
+        let ceiling_log = work.join("logs/ceiling.log");
+        let mut ceiling = Proc::start(
+            "ceiling",
+            &me,
+            &["ceiling".into(), "--listen".into(), format!("127.0.0.1:{ceiling_port}")],
+            &[],
+            &ceiling_log,
+        )?;
+        ceiling.wait_listening(format!("127.0.0.1:{ceiling_port}").parse()?, Duration::from_secs(10))?;
+        h.commands.push(format!("{}    # the HTTP ceiling", ceiling.command));
+        let (mut bridge, port) = h.start_bridge("bridge", &[], &[])?;
+        let b = format!("http://127.0.0.1:{port}");
+        let targets = vec![
+            ("stdio, no bridge", "stdio", Target::Stdio { command: echo.clone(), args: vec![] }),
+            (
+                "HTTP ceiling (bare hyper)",
+                "streamable, JSON answers",
+                Target::Streamable(Url::parse(&format!("http://127.0.0.1:{ceiling_port}/mcp"))?),
+            ),
+            ("mcp-bridge", "sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?)),
+            ("mcp-bridge", "streamable, SSE answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo"))?)),
+            ("mcp-bridge", "streamable, JSON answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo-json"))?)),
+        ];
+        for (t, _, target) in &targets {
+            h.commands.push(generator_command(target, &s, "echo", t));
+        }
+        series = targets
+            .iter()
+            .map(|(t, tr, _)| Series { target: t.to_string(), transport: tr.to_string(), checked: true, points: BTreeMap::new() })
+            .collect();
+        for &k in &s.sessions {
+            for _ in 0..s.repeat {
+                for (i, (name, tr, target)) in targets.iter().enumerate() {
+                    let load = load(k, s.duration, "echo");
+                    let p = throughput::run(target, &load).await.point();
+                    eprintln!("[mcp-bench] {k:>4} sessions  {name:<26} {tr:<26} {:>9} req/s  p50 {:>7} µs  p99 {:>7} µs  errors {}  wrong {}", thousands(p.rps), us(p.p50_us), us(p.p99_us), p.errors, p.wrong);
+                    series[i].points.entry(k).or_default().push(p);
+                }
+                if !bridge.alive() {
+                    bail!("the bridge died during the throughput runs; see {}", bridge.log.display());
+                }
+                if !ceiling.alive() {
+                    bail!("the ceiling server died; see {}", ceiling.log.display());
+                }
+            }
+        }
+        drop(bridge);
+        drop(ceiling);
+        write_throughput(&mut doc, &series, &s)?;
+    }
+
+    // ---- what the bridge's per-stream log lines cost
+    if !a.smoke && !skip("logging") && !skip("throughput") {
+        let k = a.peer_sessions;
+        let (mut bridge, port) = h.start_bridge("bridge-quiet", &[], &[("MCP_BRIDGE_LOG", "warn")])?;
+        let b = format!("http://127.0.0.1:{port}");
+        let targets = [
+            ("sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?)),
+            ("streamable, SSE answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo"))?)),
+            ("streamable, JSON answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo-json"))?)),
+        ];
+        writeln!(doc, "### The cost of logging: mcp-bridge at {k} sessions with `MCP_BRIDGE_LOG=warn`\n")?;
+        writeln!(doc, "Same workload; the default (`info`) writes an open and a close line for every SSE stream, and a Streamable POST answered over SSE is one stream.\n")?;
+        writeln!(doc, "{}", report::throughput_header())?;
+        for (tr, target) in &targets {
+            let mut pts = Vec::new();
+            for _ in 0..s.repeat {
+                pts.push(throughput::run(target, &load(k, s.duration, "echo")).await.point());
+            }
+            let m = stats::median(&pts);
+            let with_logs = series.iter().find(|x| x.target == "mcp-bridge" && x.transport == *tr).and_then(|x| x.median(k));
+            eprintln!("[mcp-bench] quiet bridge {tr}: {} req/s", thousands(m.rps));
+            writeln!(doc, "{}", report::throughput_row(k, "mcp-bridge, logs at warn", tr, &m))?;
+            if let Some(w) = with_logs {
+                writeln!(
+                    doc,
+                    "| | (info logs, from above) | {tr} | {} | {} | {} | | | |",
+                    thousands(w.rps),
+                    us(w.p50_us),
+                    us(w.p99_us)
+                )?;
+            }
+            check(&mut h.failures, &format!("quiet bridge {tr} at {k}"), &m);
+        }
+        writeln!(doc)?;
+        if !bridge.alive() {
+            h.failures.push("the quiet bridge died".into());
+        }
+    }
+
+    // ---- resume with Last-Event-ID
+    let mut resume_out = None;
+    if !skip("resume") {
+        let (_bridge, port) = h.start_bridge("bridge-resume", &[], &[])?;
+        let o = resume::Opts {
+            url: Url::parse(&format!("http://127.0.0.1:{port}/sse/echo"))?,
+            events: s.resume_events,
+            cycles: s.resume_cycles,
+            size: 100,
+            tool: "echo".into(),
+            settle: Duration::from_millis(100),
+        };
+        h.commands.push(format!(
+            "target/release/mcp-bench resume --url {} --events {} --cycles {}",
+            o.url.path_url(),
+            o.events,
+            o.cycles
+        ));
+        let r = resume::run(&o).await;
+        eprintln!("[mcp-bench] resume: first event p99 {:.2} ms, {} events/s", r.first_p99_ms, thousands(r.replay_per_s));
+        writeln!(doc, "## Resume: legacy SSE reconnect with `Last-Event-ID`\n")?;
+        writeln!(doc, "Each cycle: drop the stream, POST the events' requests while disconnected, wait 100 ms, reconnect with the last seen event id. Time runs from the reconnect's TCP connect to the first replayed answer; the rate is events over reconnect-to-last-event.\n")?;
+        writeln!(doc, "{}\n{}\n", report::resume_header(), report::resume_row(&o, &r))?;
+        if let Some(e) = &r.error {
+            writeln!(doc, "Error: {e}\n")?;
+            h.failures.push(format!("resume: {e}"));
+        }
+        if r.cycles != o.cycles || r.wrong != 0 || r.missing != 0 {
+            h.failures.push(format!("resume: {} of {} cycles, {} wrong, {} missing", r.cycles, o.cycles, r.wrong, r.missing));
+        }
+        resume_out = Some(r);
+    }
+
+    // ---- peers side by side
+    let mut peer_rows: Vec<(String, String, String, Point)> = Vec::new();
+    let mut peer_notes: Vec<String> = Vec::new();
+    if s.peers {
+        let k = a.peer_sessions;
+        let peers_dir = std::fs::canonicalize(&a.peers).unwrap_or(a.peers.clone());
+        let pins = std::fs::canonicalize(&a.pins).unwrap_or(a.pins.clone());
+        for peer in peers::all(&peers_dir, &pins, &echo, 0, &work) {
+            let peer = match peer {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("[mcp-bench] {e}");
+                    peer_notes.push(e);
+                    continue;
+                }
+            };
+            let port = procs::free_port()?;
+            // Every peer gets a port of its own, picked just before it starts.
+            let peer = peers::all(&peers_dir, &pins, &echo, port, &work)
+                .into_iter()
+                .flatten()
+                .find(|p| p.name == peer.name)
+                .unwrap_or(peer);
+            if let Some((path, text)) = &peer.config {
+                std::fs::write(path, text)?;
+            }
+            let log = work.join("logs").join(format!("peer-{}.log", slug(peer.name)));
+            let env: Vec<(&str, &str)> = peer.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut proc = match Proc::start(peer.name, &peer.program, &peer.args, &env, &log) {
+                Ok(p) => p,
+                Err(e) => {
+                    peer_notes.push(format!("{}: {e:#}", peer.name));
+                    continue;
+                }
+            };
+            if let Err(e) = proc.wait_listening(format!("127.0.0.1:{port}").parse()?, Duration::from_secs(30)) {
+                peer_notes.push(format!("{}: {e:#}", peer.name));
+                continue;
+            }
+            // Let a Node or Python server finish its start-up before the clock runs.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            h.commands.push(format!("{}    # {} {}", proc.command, peer.name, peer.version));
+            for ep in &peer.endpoints {
+                let url = Url::parse(&format!("http://127.0.0.1:{port}{}", ep.path))?;
+                let target = if ep.transport == "sse" { Target::Sse(url) } else { Target::Streamable(url) };
+                h.commands.push(generator_command(
+                    &target,
+                    &Settings { sessions: vec![k], ..s.clone_light() },
+                    peer.tool,
+                    peer.name,
+                ));
+                let mut pts = Vec::new();
+                for _ in 0..s.repeat {
+                    pts.push(throughput::run(&target, &load(k, s.duration, peer.tool)).await.point());
+                }
+                let m = stats::median(&pts);
+                eprintln!(
+                    "[mcp-bench] peer {} {}: {} req/s, errors {}, wrong {}",
+                    peer.name,
+                    ep.transport,
+                    thousands(m.rps),
+                    m.errors,
+                    m.wrong
+                );
+                peer_rows.push((peer.name.to_string(), peer.version.clone(), ep.transport.to_string(), m));
+            }
+            if !proc.alive() {
+                peer_notes.push(format!("{} exited during its run; see {}", peer.name, log.display()));
+            }
+        }
+        write_peers(&mut doc, &series, &peer_rows, &peer_notes, k)?;
+    }
+
+    // ---- idle streams, each count on a fresh bridge
+    let mut idle_out = Vec::new();
+    if !skip("idle") {
+        writeln!(doc, "## Idle SSE streams\n")?;
+        writeln!(
+            doc,
+            "Legacy SSE streams (`GET /sse/echo`: a session each, no child until a POST), opened 128 at a time from 127.0.0.1–127.0.0.16, each count on a fresh bridge with `--heartbeat-interval {}`. RSS per stream is (RSS with all held − RSS before) ÷ held, after 2 s of settling; CPU is the bridge's user+system time over a {}-s window in which only heartbeats flow; lateness is each heartbeat's gap since the stream's previous byte minus the interval, for beats inside the window. A drop is a stream that ended, or got no heartbeat inside the window. Open-file limit: {nofile} (the hard limit here; the bridge inherits it), so a count above that is clamped.\n",
+            humantime::format_duration(s.idle_interval),
+            s.idle_window.as_secs()
+        )?;
+        writeln!(doc, "{}", report::idle_header())?;
+        for &n in &s.idle_streams {
+            let held = n.min((nofile as usize).saturating_sub(300));
+            let interval = humantime::format_duration(s.idle_interval).to_string();
+            let (mut bridge, port) =
+                h.start_bridge(&format!("bridge-idle-{n}"), &["--heartbeat-interval".into(), interval.clone()], &[])?;
+            let o = idle::Opts {
+                url: Url::parse(&format!("http://127.0.0.1:{port}/sse/echo"))?,
+                streams: held,
+                sources: 16,
+                interval: s.idle_interval,
+                window: s.idle_window,
+                pid: Some(bridge.pid()),
+            };
+            h.commands.push(format!(
+                "target/release/mcp-bench idle --url {} --streams {held} --sources 16 --interval {interval} --window {}s --pid {}",
+                o.url.path_url(),
+                s.idle_window.as_secs(),
+                bridge.pid()
+            ));
+            let mut r = idle::run(&o).await?;
+            r.requested = n;
+            eprintln!(
+                "[mcp-bench] idle {n}: held {} ({:.1} KiB/stream), CPU {:.2}%, lateness p99 {:.1} ms, drops {}",
+                r.opened,
+                r.kib_per_stream(),
+                r.cpu_percent,
+                r.late_p99_ms,
+                r.drops
+            );
+            writeln!(doc, "{}", report::idle_row(&r))?;
+            if let Some(e) = &r.first_error {
+                peer_notes.push(format!("idle {n}: first open error: {e}"));
+            }
+            if r.opened != held || r.ended != 0 {
+                h.failures.push(format!("idle {n}: held {} of {held}, {} ended early", r.opened, r.ended));
+            }
+            if !bridge.alive() {
+                h.failures.push(format!("idle {n}: the bridge died"));
+            }
+            idle_out.push(r);
+        }
+        writeln!(doc)?;
+        for r in &idle_out {
+            if let Some(e) = &r.first_error {
+                writeln!(doc, "- {} streams: {} failed to open; first error: {e}", r.requested, r.open_failed)?;
+            }
+        }
+        writeln!(doc)?;
+    }
+
+    write_targets(&mut doc, &series, &peer_rows, &idle_out, resume_out.as_ref(), a.peer_sessions)?;
+
+    for x in series.iter().filter(|x| x.checked) {
+        for k in x.points.keys() {
+            if let Some(m) = x.median(*k) {
+                check(&mut h.failures, &format!("{} / {} at {k} sessions", x.target, x.transport), &m);
+            }
+        }
+    }
+    writeln!(doc, "## Commands\n\nEvery process the harness started and the generator's equivalent stand-alone commands (ports were picked free for this run):\n\n```sh")?;
+    for c in &h.commands {
+        writeln!(doc, "{c}")?;
+    }
+    writeln!(doc, "```\n\nLogs: `{}`.\n", work.join("logs").display())?;
+    writeln!(doc, "## Checks\n")?;
+    if h.failures.is_empty() {
+        writeln!(doc, "All passed: every mode ran, no reply reached the wrong session, no errors, no dropped stream.")?;
+    } else {
+        for f in &h.failures {
+            writeln!(doc, "- FAILED: {f}")?;
+        }
+    }
+    let out = a.out.clone().unwrap_or_else(|| work.join(if a.smoke { "smoke.md" } else { "results.md" }));
+    std::fs::write(&out, &doc)?;
+    println!("{doc}");
+    eprintln!("[mcp-bench] report written to {}", out.display());
+    if !h.failures.is_empty() {
+        bail!("{} check(s) failed: {}", h.failures.len(), h.failures.join("; "));
+    }
+    Ok(())
+}
+
+impl Settings {
+    fn clone_light(&self) -> Settings {
+        Settings { sessions: self.sessions.clone(), idle_streams: self.idle_streams.clone(), ..*self }
+    }
+}
+
+fn load(sessions: usize, duration: Duration, tool: &str) -> Load {
+    Load { sessions, duration, size: 100, tool: tool.to_string(), timeout: Duration::from_secs(10) }
+}
+
+/// A point ran (answers came back) with no wrong delivery and no error.
+fn check(failures: &mut Vec<String>, what: &str, p: &Point) {
+    if p.requests == 0 {
+        failures.push(format!("{what}: no request completed ({})", p.samples.join("; ")));
+    }
+    if p.wrong != 0 {
+        failures.push(format!("{what}: {} replies reached the wrong session", p.wrong));
+    }
+    if p.errors != 0 {
+        failures.push(format!("{what}: {} errors ({})", p.errors, p.samples.join("; ")));
+    }
+}
+
+fn generator_command(target: &Target, s: &Settings, tool: &str, who: &str) -> String {
+    let ks = s.sessions.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",");
+    let (transport, dest) = match target {
+        Target::Sse(u) => ("sse", format!("--url {}", u.path_url())),
+        Target::Streamable(u) => ("streamable", format!("--url {}", u.path_url())),
+        Target::Stdio { command, .. } => ("stdio", format!("--command {}", shell_word(&command.display().to_string()))),
+    };
+    let tool = if tool == "echo" { String::new() } else { format!(" --tool {tool}") };
+    format!(
+        "target/release/mcp-bench throughput --transport {transport} {dest} --sessions {ks} --duration {} --repeat {}{tool}    # {who}",
+        humantime::format_duration(s.duration),
+        s.repeat
+    )
+}
+
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
+}
+
+fn bridge_config(echo: &Path) -> String {
+    let echo = echo.display();
+    format!(
+        "# Written by mcp-bench. Detached sessions end after 10 s so the children of finished\n\
+         # benchmark sessions do not pile up (the default is 5 min).\n\
+         [sessions]\nidle_timeout = \"10s\"\n\n\
+         [servers.echo]\ncommand = \"{echo}\"\n\n\
+         [servers.echo-json]\ncommand = \"{echo}\"\njson_response = true\n"
+    )
+}
+
+fn machine(nofile: u64) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model =
+        cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':'])).unwrap_or("?");
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or("?".to_string(), |k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "Machine: {cpus} CPUs ({model}), {mem} RAM, Linux {}, open-file limit {nofile}. Load average at start: {} (other engineers build and test on the same cores; numbers are medians of repeats).\n",
+        kernel.trim(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
+fn write_throughput(doc: &mut String, series: &[Series], s: &Settings) -> anyhow::Result<()> {
+    writeln!(doc, "## Throughput and latency\n")?;
+    writeln!(
+        doc,
+        "K sessions, each sending sequential `tools/call` echo requests with a 100-byte message for {} (after set-up), median of {} runs; runs of the different targets are interleaved. Latency is from writing the request to reading the matching answer. A wrong-session delivery is any answer with another session's payload or an id not in flight.\n",
+        humantime::format_duration(s.duration),
+        s.repeat
+    )?;
+    writeln!(doc, "{}", report::throughput_header())?;
+    for &k in &s.sessions {
+        for x in series {
+            if let Some(m) = x.median(k) {
+                writeln!(doc, "{}", report::throughput_row(k, &x.target, &x.transport, &m))?;
+            }
+        }
+    }
+    writeln!(doc)?;
+    let get = |t: &str, tr: &str, k: usize| series.iter().find(|x| x.target == t && x.transport == tr).and_then(|x| x.median(k));
+    writeln!(doc, "### The bridge against the baselines\n")?;
+    writeln!(doc, "| sessions | bridge transport | ÷ stdio (no bridge) | ÷ HTTP ceiling | added p50 µs over stdio | added p99 µs over stdio |\n|---:|---|---:|---:|---:|---:|")?;
+    for &k in &s.sessions {
+        let (Some(stdio), Some(ceil)) =
+            (get("stdio, no bridge", "stdio", k), get("HTTP ceiling (bare hyper)", "streamable, JSON answers", k))
+        else {
+            continue;
+        };
+        for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers"] {
+            if let Some(b) = get("mcp-bridge", tr, k) {
+                writeln!(
+                    doc,
+                    "| {k} | {tr} | {} | {} | {} | {} |",
+                    ratio(b.rps, stdio.rps),
+                    ratio(b.rps, ceil.rps),
+                    us(b.p50_us - stdio.p50_us),
+                    us(b.p99_us - stdio.p99_us)
+                )?;
+            }
+        }
+    }
+    writeln!(doc)?;
+    Ok(())
+}
+
+fn write_peers(
+    doc: &mut String,
+    series: &[Series],
+    rows: &[(String, String, String, Point)],
+    notes: &[String],
+    k: usize,
+) -> anyhow::Result<()> {
+    writeln!(doc, "## Peers side by side at {k} sessions\n")?;
+    writeln!(doc, "Each peer fronts the same `mcp-echo-server`, bound to 127.0.0.1, driven by the same generator; peers run with request logging off where they have a switch (generous to them), the bridge with its default `info` logs. The ratio column is mcp-bridge over the same transport (Streamable: the bridge's default SSE answers) ÷ the peer.\n")?;
+    writeln!(doc, "| peer | version | transport | req/s | p50 µs | p99 µs | max µs | errors | wrong-session | mcp-bridge ÷ peer |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    let bridge = |tr: &str| {
+        let t = if tr == "sse" { "sse" } else { "streamable, SSE answers" };
+        series.iter().find(|x| x.target == "mcp-bridge" && x.transport == t).and_then(|x| x.median(k))
+    };
+    for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers"] {
+        if let Some(b) = series.iter().find(|x| x.target == "mcp-bridge" && x.transport == tr).and_then(|x| x.median(k)) {
+            writeln!(
+                doc,
+                "| **mcp-bridge** | this run | {tr} | {} | {} | {} | {} | {} | {} | 1.00× |",
+                thousands(b.rps),
+                us(b.p50_us),
+                us(b.p99_us),
+                us(b.max_us),
+                b.errors,
+                b.wrong
+            )?;
+        }
+    }
+    for (name, version, tr, p) in rows {
+        let r = bridge(tr).map_or("–".to_string(), |b| ratio(b.rps, p.rps));
+        writeln!(
+            doc,
+            "| {name} | {version} | {tr} | {} | {} | {} | {} | {} | {} | {r} |",
+            thousands(p.rps),
+            us(p.p50_us),
+            us(p.p99_us),
+            us(p.max_us),
+            p.errors,
+            p.wrong
+        )?;
+    }
+    writeln!(doc)?;
+    for (name, _, tr, p) in rows {
+        if !p.samples.is_empty() {
+            writeln!(doc, "- {name} ({tr}) errors, first: {}", p.samples.join(" | ").chars().take(300).collect::<String>())?;
+        }
+    }
+    for n in notes {
+        writeln!(doc, "- {n}")?;
+    }
+    writeln!(doc)?;
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn write_targets(
+    doc: &mut String,
+    series: &[Series],
+    peers: &[(String, String, String, Point)],
+    idle: &[idle::Outcome],
+    resume: Option<&resume::Outcome>,
+    k: usize,
+) -> anyhow::Result<()> {
+    writeln!(doc, "## Targets (issue 8)\n\n| target | goal | measured | verdict |\n|---|---|---|---|")?;
+    let get = |t: &str, tr: &str, k: usize| series.iter().find(|x| x.target == t && x.transport == tr).and_then(|x| x.median(k));
+    let best_bridge = ["sse", "streamable, SSE answers", "streamable, JSON answers"]
+        .iter()
+        .filter_map(|tr| get("mcp-bridge", tr, k).map(|p| (tr.to_string(), p)))
+        .max_by(|a, b| a.1.rps.total_cmp(&b.1.rps));
+    if let Some((btr, b)) = &best_bridge {
+        let correct = peers.iter().filter(|(_, _, _, p)| p.wrong == 0 && p.errors == 0 && p.requests > 0);
+        if let Some((name, _, tr, p)) = correct.max_by(|a, b| a.3.rps.total_cmp(&b.3.rps)) {
+            let r = b.rps / p.rps;
+            writeln!(doc, "| throughput at {k} sessions vs the fastest correct peer | ≥ 10× | {:.1}× ({} req/s {btr} vs {name} {tr} {}) | {} |", r, thousands(b.rps), thousands(p.rps), verdict(r >= 10.0))?;
+        }
+        if let Some((_, _, tr, p)) = peers.iter().filter(|x| x.0 == "Rust mcp-proxy").max_by(|a, b| a.3.rps.total_cmp(&b.3.rps)) {
+            let r = b.rps / p.rps;
+            writeln!(
+                doc,
+                "| throughput at {k} sessions vs the Rust gateway | ≥ 3× | {:.1}× ({} vs {} req/s, {tr}) | {} |",
+                r,
+                thousands(b.rps),
+                thousands(p.rps),
+                verdict(r >= 3.0)
+            )?;
+        }
+        if let Some(c) = get("HTTP ceiling (bare hyper)", "streamable, JSON answers", k) {
+            let r = b.rps / c.rps;
+            writeln!(
+                doc,
+                "| throughput at {k} sessions vs the HTTP ceiling | ≥ 50% | {:.0}% ({} vs {} req/s) | {} |",
+                r * 100.0,
+                thousands(b.rps),
+                thousands(c.rps),
+                verdict(r >= 0.5)
+            )?;
+        }
+    }
+    if let Some(stdio) = get("stdio, no bridge", "stdio", 1) {
+        for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers"] {
+            if let Some(b) = get("mcp-bridge", tr, 1) {
+                let (d50, d99) = (b.p50_us - stdio.p50_us, b.p99_us - stdio.p99_us);
+                writeln!(
+                    doc,
+                    "| added latency at 1 session, {tr} | p50 < 100 µs, p99 < 1 ms | p50 +{} µs, p99 +{} µs | {} |",
+                    us(d50),
+                    us(d99),
+                    verdict(d50 < 100.0 && d99 < 1000.0)
+                )?;
+            }
+        }
+    }
+    if let Some(r) = idle.iter().max_by_key(|r| r.opened) {
+        writeln!(
+            doc,
+            "| idle SSE streams held | 100,000 | {} (open-file limit) | {} |",
+            thousands(r.opened as f64),
+            verdict(r.opened >= 100_000)
+        )?;
+        writeln!(
+            doc,
+            "| bridge RSS per idle stream | < 10 KiB | {:.1} KiB at {} streams | {} |",
+            r.kib_per_stream(),
+            r.opened,
+            verdict(r.kib_per_stream() < 10.0)
+        )?;
+        writeln!(doc, "| dropped idle streams | 0 | {} | {} |", r.drops, verdict(r.drops == 0))?;
+        writeln!(doc, "| heartbeat lateness p99 | < 1 s | {:.1} ms | {} |", r.late_p99_ms, verdict(r.late_p99_ms < 1000.0))?;
+    }
+    if let Some(r) = resume {
+        writeln!(
+            doc,
+            "| resume to first replayed event, p99 | < 10 ms | {:.2} ms over {} reconnects | {} |",
+            r.first_p99_ms,
+            r.cycles,
+            verdict(r.first_p99_ms < 10.0 && r.cycles > 0)
+        )?;
+    }
+    writeln!(
+        doc,
+        "| forwarded request overhead (cluster) | < 1 ms p50 | not measured: the bridge has no cluster forwarding yet | – |\n"
+    )?;
+    Ok(())
+}
