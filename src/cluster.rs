@@ -212,7 +212,14 @@ impl Cluster {
             .arg("PX")
             .arg(LEASE.as_millis() as u64)
             .ignore()
-            .hset_multiple(key_session(s.id), &[("server", s.server.name.as_str()), ("transport", s.transport.as_str())])
+            .hset_multiple(
+                key_session(s.id),
+                &[
+                    ("server", s.server.name.as_str()),
+                    ("transport", s.transport.as_str()),
+                    ("principal", s.principal.as_deref().unwrap_or("")),
+                ],
+            )
             .ignore()
             .pexpire(key_session(s.id), ttl as i64)
             .ignore()

@@ -27,7 +27,41 @@ pub struct Config {
     /// their hosts are also accepted in `Host` when the bridge listens on loopback.
     pub allowed_origins: Vec<String>,
     pub sessions: SessionSettings,
+    pub limits: Limits,
+    /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
+    pub auth: Option<crate::auth::AuthModel>,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
+}
+
+/// Bounds that keep one client from hurting the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body (413 past it).
+    pub max_body: usize,
+    /// Sessions this instance holds at once (503 past it).
+    pub max_sessions: usize,
+    /// Sessions one principal holds on this instance (429 past it).
+    pub max_sessions_per_principal: usize,
+    /// Child processes running at once; a session past it fails to start its upstream.
+    pub max_children: usize,
+    /// An upstream request unanswered this long gets a JSON-RPC error (and is cancelled
+    /// upstream); the session goes on.
+    pub request_timeout: Option<Duration>,
+    /// A client must send its request headers within this (slow-loris guard).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 8 * 1024 * 1024,
+            max_sessions: 100_000,
+            max_sessions_per_principal: 10_000,
+            max_children: 1024,
+            request_timeout: Some(Duration::from_secs(600)),
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Heartbeat settings; `interval: None` switches heartbeats off.
@@ -67,6 +101,8 @@ pub struct SessionSettings {
     /// after this long (after a `retry:` hint), and the client polls back.
     pub max_stream_lifetime: Option<Duration>,
     pub heartbeat: Heartbeat,
+    /// From `limits.request_timeout`: an upstream request unanswered this long gets an error.
+    pub request_timeout: Option<Duration>,
 }
 
 impl Default for SessionSettings {
@@ -78,6 +114,7 @@ impl Default for SessionSettings {
             retry: Duration::from_secs(1),
             max_stream_lifetime: None,
             heartbeat: Heartbeat::default(),
+            request_timeout: None,
         }
     }
 }
@@ -123,6 +160,8 @@ struct FileModel {
     allowed_origins: Vec<String>,
     heartbeat: Option<HeartbeatModel>,
     sessions: Option<SessionsModel>,
+    limits: Option<LimitsModel>,
+    auth: Option<crate::auth::AuthModel>,
     #[serde(default, deserialize_with = "unique_map")]
     servers: Option<Vec<(String, ServerModel)>>,
     #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
@@ -134,6 +173,17 @@ struct FileModel {
 struct HeartbeatModel {
     interval: Option<String>,
     format: Option<HeartbeatFormat>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsModel {
+    max_body: Option<usize>,
+    max_sessions: Option<usize>,
+    max_sessions_per_principal: Option<usize>,
+    max_children: Option<usize>,
+    request_timeout: Option<String>,
+    header_read_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -236,6 +286,7 @@ impl FileModel {
                 .transpose()?
                 .filter(|d| !d.is_zero()),
             heartbeat,
+            request_timeout: None,
         };
         if let Some(p) = &self.public_base_path {
             if !p.starts_with('/') {
@@ -252,6 +303,19 @@ impl FileModel {
             (Some(s), None) | (None, Some(s)) => s,
             (None, None) => return Err(invalid("servers", "no MCP servers are configured".into())),
         };
+        let l = self.limits.unwrap_or_default();
+        let d = Limits::default();
+        let limits = Limits {
+            max_body: l.max_body.unwrap_or(d.max_body),
+            max_sessions: l.max_sessions.unwrap_or(d.max_sessions),
+            max_sessions_per_principal: l.max_sessions_per_principal.unwrap_or(d.max_sessions_per_principal),
+            max_children: l.max_children.unwrap_or(d.max_children),
+            request_timeout: match l.request_timeout.as_deref() {
+                None => d.request_timeout,
+                Some(v) => parse_interval(v).map_err(|r| invalid("limits.request_timeout", r))?,
+            },
+            header_read_timeout: dur("limits.header_read_timeout", &l.header_read_timeout, d.header_read_timeout)?,
+        };
         let mut servers = BTreeMap::new();
         for (name, model) in entries {
             let key = format!("servers.{name}");
@@ -261,6 +325,10 @@ impl FileModel {
             let server = model.validate(&name, heartbeat, &key, &invalid)?;
             servers.insert(name, Arc::new(server));
         }
+        if let Some(auth) = &self.auth {
+            let names: Vec<&str> = servers.keys().map(String::as_str).collect();
+            crate::auth::Auth::from_model(auth.clone(), &names).map_err(|(key, reason)| invalid(&key, reason))?;
+        }
         Ok(Config {
             listen,
             instance_id: self.instance_id,
@@ -269,6 +337,8 @@ impl FileModel {
             redis: self.redis,
             allowed_origins: self.allowed_origins,
             sessions,
+            limits,
+            auth: self.auth,
             servers,
         })
     }

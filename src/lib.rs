@@ -2,6 +2,7 @@
 //! HTTP+SSE transport (`/sse/{name}`) and Streamable HTTP (`/mcp/{name}`), and keeps their
 //! streams alive. See ARCHITECTURE.md for the map.
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod diagnose;

@@ -2,24 +2,21 @@
 //! listener and a shutdown future, so tests can bind port 0 and stop it.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tower::Service;
 
 use crate::config::{Config, ServerConfig, SessionSettings};
 use crate::session::registry::Registry;
 use crate::session::CloseReason;
 use crate::transport::{origin, sse, streamable};
 use crate::upstream;
-
-/// Largest request body accepted.
-const MAX_BODY: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -48,12 +45,13 @@ impl AppState {
     }
 
     pub fn new(config: Config, instance: String, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
+        let children = upstream::ChildSlots::new(config.limits.max_children);
         let http = reqwest::Client::builder().build().expect("the HTTP client builds with default settings");
         let instance: Arc<str> = instance.into();
         AppState {
             config: Arc::new(config),
             registry: Arc::default(),
-            ctx: upstream::Context { http, instance: instance.clone(), cluster },
+            ctx: upstream::Context { http, instance: instance.clone(), cluster, children },
             instance,
         }
     }
@@ -64,13 +62,21 @@ impl AppState {
 
     /// Session settings with the server's own heartbeat.
     pub fn settings_for(&self, server: &ServerConfig) -> SessionSettings {
-        SessionSettings { heartbeat: server.heartbeat, ..self.config.sessions }
+        SessionSettings {
+            heartbeat: server.heartbeat,
+            request_timeout: self.config.limits.request_timeout,
+            ..self.config.sessions
+        }
     }
 }
 
 pub fn router(app: AppState) -> Router {
     let origin_policy = origin::Policy::new(app.config.listen, &app.config.allowed_origins);
-    Router::new()
+    let auth = app.config.auth.clone().map(|m| {
+        let names: Vec<&str> = app.config.servers.keys().map(String::as_str).collect();
+        Arc::new(crate::auth::Auth::from_model(m, &names).expect("the config was validated when it was loaded"))
+    });
+    let router = Router::new()
         .route("/sse/{name}", get(sse::open))
         .route("/sse/{name}/message", post(sse::message))
         .route("/message", post(sse::message))
@@ -82,9 +88,12 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(origin_policy, origin::check))
-        .with_state(app)
+        .layer(DefaultBodyLimit::max(app.config.limits.max_body));
+    let router = match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, crate::auth::check)),
+        None => router,
+    };
+    router.layer(axum::middleware::from_fn_with_state(origin_policy, origin::check)).with_state(app)
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
@@ -103,7 +112,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then ends every session with reason `shutdown` (which
-/// closes their streams and kills their children) and waits for connections to finish.
+/// closes their streams and kills their children) and waits (bounded) for connections to finish.
 pub async fn run(
     listener: TcpListener,
     app: AppState,
@@ -112,20 +121,50 @@ pub async fn run(
     let registry = app.registry.clone();
     let cluster = app.ctx.cluster.clone();
     let addr = listener.local_addr()?;
+    let header_timeout = app.config.limits.header_read_timeout;
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: ending every session");
-            let ids = registry.ids();
-            registry.end_all(CloseReason::Shutdown, "the bridge is shutting down");
-            if let Some(c) = &cluster {
-                // Hand the sessions over: their records stay, their leases go, so the next
-                // instance a client reaches takes them over at once.
-                c.flush().await;
-                c.release(&ids).await;
-            }
-        })
-        .await
+    let router = router(app);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A client must finish its request headers in time (slow-loris guard).
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { router.call(req.map(axum::body::Body::new)).await }
+        });
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    tracing::info!("shutting down: ending every session");
+    let ids = registry.ids();
+    registry.end_all(CloseReason::Shutdown, "the bridge is shutting down");
+    if let Some(c) = &cluster {
+        // Hand the sessions over: their records stay, their leases go, so the next
+        // instance a client reaches takes them over at once.
+        c.flush().await;
+        c.release(&ids).await;
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
 }

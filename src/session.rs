@@ -253,6 +253,7 @@ struct Stream {
 
 struct Pending {
     stream: u32,
+    since: Instant,
     progress_token: Option<Box<str>>,
     initialize: bool,
 }
@@ -311,6 +312,8 @@ pub struct Session {
     pub server: Arc<ServerConfig>,
     pub transport: Transport,
     pub settings: SessionSettings,
+    /// The authenticated client that opened the session; only it may use the session.
+    pub principal: Option<Arc<str>>,
     state: Mutex<State>,
     /// Upstream events for the session task; cloned into the upstream when it starts.
     events_tx: mpsc::Sender<UpstreamEvent>,
@@ -320,12 +323,13 @@ pub struct Session {
 
 impl Session {
     /// Creates a session and the receiver its task drives (see [`registry::Registry`]).
-    pub(crate) fn new(
+    pub fn new(
         id: SessionId,
         server: Arc<ServerConfig>,
         transport: Transport,
         settings: SessionSettings,
         ctx: upstream::Context,
+        principal: Option<Arc<str>>,
         restored: Option<Restored>,
     ) -> (Arc<Session>, mpsc::Receiver<UpstreamEvent>) {
         let (events_tx, events_rx) = mpsc::channel(STREAM_QUEUE);
@@ -347,6 +351,7 @@ impl Session {
         }
         let session = Session {
             id,
+            principal,
             server,
             transport,
             settings,
@@ -435,7 +440,9 @@ impl Session {
                     st.progress.insert(token.clone(), stream);
                 }
                 if let Some(id) = &peek.id {
-                    st.pending.insert(id.clone(), Pending { stream, progress_token: peek.progress_token.clone(), initialize });
+                    let pending =
+                        Pending { stream, since: Instant::now(), progress_token: peek.progress_token.clone(), initialize };
+                    st.pending.insert(id.clone(), pending);
                     if stream != DISCARD {
                         st.persist(|sid| Op::Pending { sid, id: id.clone(), stream });
                     }
@@ -621,13 +628,55 @@ impl Session {
         (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
-    /// Drives the session: upstream messages, upstream exit, idle expiry.
+    /// Answers requests unanswered past the request timeout with an error, and cancels them
+    /// upstream; returns the time until the next one is due.
+    fn expire_requests(&self) -> Option<std::time::Duration> {
+        let timeout = self.settings.request_timeout?;
+        let now = Instant::now();
+        let (expired, tx) = {
+            let mut st = self.state();
+            let due: Vec<Box<str>> = st
+                .pending
+                .iter()
+                .filter(|(_, p)| p.stream != DISCARD && p.since + timeout <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &due {
+                let Some(p) = st.pending.remove(id) else { continue };
+                if let Some(t) = &p.progress_token {
+                    st.progress.remove(t);
+                }
+                let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
+                let _ = st.push(p.stream, jsonrpc::error(Some(id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
+                st.persist(|sid| Op::Answered { sid, id: id.clone() });
+            }
+            let tx = match &st.upstream {
+                UpstreamState::Running(up) => Some(up.tx.clone()),
+                _ => None,
+            };
+            (due, tx)
+        };
+        for id in expired {
+            tracing::warn!(session = %self.id, server = %self.server.name, request = %id, "upstream request timed out");
+            let cancel = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out in mcp-bridge"}}}}"#
+            );
+            if let Some(tx) = &tx {
+                let _ = tx.try_send(Bytes::from(cancel));
+            }
+        }
+        let st = self.state();
+        st.pending.values().filter(|p| p.stream != DISCARD).map(|p| (p.since + timeout).saturating_duration_since(now)).min()
+    }
+
+    /// Drives the session: upstream messages, upstream exit, idle expiry, request timeouts.
     pub(crate) async fn run(self: Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
         loop {
             let Some(idle) = self.idle_left() else {
                 self.end(CloseReason::IdleTimeout, "no stream attached and no request within the idle timeout");
                 return;
             };
+            let wake = self.expire_requests().map_or(idle, |d| idle.min(d.max(std::time::Duration::from_millis(10))));
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
@@ -637,7 +686,7 @@ impl Session {
                     }
                     None => return,
                 },
-                _ = tokio::time::sleep(idle) => {}
+                _ = tokio::time::sleep(wake) => {}
                 _ = self.ended.notified() => return,
             }
         }

@@ -45,6 +45,12 @@ pub fn op_error(e: crate::session::store::OpError) -> Response {
             rpc_error(StatusCode::NOT_FOUND, jsonrpc::code::SESSION_NOT_FOUND, &format!("Session not found: {e}"))
         }
         OpError::Conflict(_) => rpc_error(StatusCode::CONFLICT, jsonrpc::code::CONNECTION_CLOSED, &format!("Conflict: {e}")),
+        OpError::Limit { per_principal: true, .. } => {
+            rpc_error(StatusCode::TOO_MANY_REQUESTS, jsonrpc::code::CONNECTION_CLOSED, &format!("Too Many Requests: {e}"))
+        }
+        OpError::Limit { .. } => {
+            rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::CONNECTION_CLOSED, &format!("Service Unavailable: {e}"))
+        }
         OpError::Unavailable(_) => {
             rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::INTERNAL_ERROR, &format!("Service Unavailable: {e}"))
         }

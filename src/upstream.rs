@@ -33,6 +33,40 @@ pub struct Context {
     pub instance: Arc<str>,
     /// Set in cluster mode: sessions persist what another instance needs to take them over.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    pub children: ChildSlots,
+}
+
+/// Counts running child processes against `limits.max_children`.
+#[derive(Clone)]
+pub struct ChildSlots {
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+/// One running child's slot, given back when dropped.
+pub struct ChildSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ChildSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl ChildSlots {
+    pub fn new(max: usize) -> ChildSlots {
+        ChildSlots { running: Arc::default(), max }
+    }
+
+    /// A slot, or `None` when `max` children already run.
+    pub fn take(&self) -> Option<ChildSlot> {
+        use std::sync::atomic::Ordering;
+        let taken = self.running.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max).then_some(n + 1)).is_ok();
+        taken.then(|| ChildSlot(self.running.clone()))
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A running upstream: the sender of client messages, and the task behind it.
@@ -54,7 +88,7 @@ pub fn start(server: &ServerConfig, session: SessionId, ctx: Context, events: mp
     let task = match server.upstream.clone() {
         UpstreamSpec::Stdio { command, args, env, cwd } => {
             let spec = stdio::Spec { command, args, env, cwd };
-            tokio::spawn(stdio::run(spec, name, session, rx, events))
+            tokio::spawn(stdio::run(spec, name, session, ctx.children.clone(), rx, events))
         }
         UpstreamSpec::StreamableHttp { url, headers } => tokio::spawn(http::run(url, headers, ctx, session, rx, events)),
         UpstreamSpec::Sse { url, headers } => tokio::spawn(sse::run(url, headers, ctx, session, rx, events)),

@@ -54,7 +54,8 @@ pub async fn take_over(app: &AppState, cluster: &Arc<Cluster>, sid: SessionId) -
         next_stream: text("next_stream").and_then(|v| v.parse().ok()).unwrap_or(1),
         streams,
     };
-    let session = app.registry.create(sid, server, transport, settings, app.ctx.clone(), Some(restored));
+    let principal = text("principal").filter(|p| !p.is_empty()).map(Arc::from);
+    let session = app.registry.start(Session::new(sid, server, transport, settings, app.ctx.clone(), principal, Some(restored)));
     let lost = pending.into_iter().map(|(id, stream)| (Box::from(id.as_str()), stream)).collect::<Vec<_>>();
     tracing::info!(session = %sid, server = %session.server.name, lost = lost.len(), instance = %cluster.instance, "session taken over");
     session.fail_lost(lost);

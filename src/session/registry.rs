@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::{CloseReason, Restored, Session, SessionId, Transport};
-use crate::config::{ServerConfig, SessionSettings};
-use crate::upstream;
+use tokio::sync::mpsc;
+
+use super::{CloseReason, Session, SessionId, Transport};
+use crate::upstream::UpstreamEvent;
 
 #[derive(Default)]
 pub struct Registry {
@@ -14,17 +15,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Creates a session (a new one, or one taken over with `restored`) and starts its task.
-    pub fn create(
-        self: &Arc<Self>,
-        id: SessionId,
-        server: Arc<ServerConfig>,
-        transport: Transport,
-        settings: SessionSettings,
-        ctx: upstream::Context,
-        restored: Option<Restored>,
-    ) -> Arc<Session> {
-        let (session, events) = Session::new(id, server, transport, settings, ctx, restored);
+    /// Registers a session made by `Session::new` and starts the task that drives it.
+    pub fn start(self: &Arc<Self>, (session, events): (Arc<Session>, mpsc::Receiver<UpstreamEvent>)) -> Arc<Session> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(session.id, session.clone());
         let registry = Arc::downgrade(self);
         let task = session.clone();
@@ -40,6 +32,16 @@ impl Registry {
 
     pub fn get(&self, id: SessionId) -> Option<Arc<Session>> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    /// Sessions held here for `principal`.
+    pub fn count_for(&self, principal: &str) -> usize {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| s.principal.as_deref() == Some(principal))
+            .count()
     }
 
     pub fn ids(&self) -> Vec<SessionId> {

@@ -30,6 +30,7 @@ pub struct Remote {
     pub server: String,
     pub transport: Transport,
     pub protocol_version: Option<String>,
+    pub principal: Option<Arc<str>>,
     cluster: Arc<Cluster>,
 }
 
@@ -44,6 +45,9 @@ pub enum OpError {
     Gap(String),
     #[error("cluster unavailable: {0}")]
     Unavailable(ClusterError),
+    /// A limit refused a new session: 503 for the instance's, 429 for the principal's.
+    #[error("{message}")]
+    Limit { per_principal: bool, message: String },
 }
 
 impl From<SendError> for OpError {
@@ -80,17 +84,49 @@ pub enum Detach {
 
 /// Creates a session owned here; in cluster mode it is registered in Redis before anyone
 /// learns its id.
-pub async fn create(app: &AppState, server: Arc<ServerConfig>, transport: Transport) -> Result<Arc<Session>, ClusterError> {
+pub async fn create(
+    app: &AppState,
+    server: Arc<ServerConfig>,
+    transport: Transport,
+    principal: Option<Arc<str>>,
+) -> Result<Arc<Session>, OpError> {
+    let limits = app.config.limits;
+    if app.registry.len() >= limits.max_sessions {
+        let message = format!("this instance holds its maximum of {} sessions; try again later", limits.max_sessions);
+        return Err(OpError::Limit { per_principal: false, message });
+    }
+    if let Some(p) = &principal {
+        if app.registry.count_for(p) >= limits.max_sessions_per_principal {
+            let message = format!("client `{p}` holds its maximum of {} sessions", limits.max_sessions_per_principal);
+            return Err(OpError::Limit { per_principal: true, message });
+        }
+    }
     let settings = app.settings_for(&server);
-    let session = app.registry.create(SessionId::random(), server, transport, settings, app.ctx.clone(), None);
+    let session =
+        app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.ctx.clone(), principal, None));
     if let Some(cluster) = &app.ctx.cluster {
         if let Err(e) = cluster.register(&session).await {
             app.registry.remove(session.id);
             session.end(CloseReason::Error, "the cluster store is unavailable");
-            return Err(e);
+            return Err(OpError::Unavailable(e));
         }
     }
     Ok(session)
+}
+
+/// Finds a session for `principal`. A session bound to someone else is "not found", exactly
+/// like an unknown one, and the attempt is logged.
+pub async fn find_for(app: &AppState, id: SessionId, principal: Option<&str>) -> Result<Option<Handle>, ClusterError> {
+    let Some(h) = find(app, id).await? else { return Ok(None) };
+    let owner = match &h {
+        Handle::Local(s) => s.principal.as_deref(),
+        Handle::Remote(r) => r.principal.as_deref(),
+    };
+    if owner != principal {
+        tracing::warn!(session = %id, requested_by = principal.unwrap_or("-"), "refused a session that belongs to another client");
+        return Ok(None);
+    }
+    Ok(Some(h))
 }
 
 /// Finds a session: here, at its owner, or by taking it over from a dead owner.
@@ -103,13 +139,15 @@ pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, Clust
         match cluster.owner(id).await? {
             Some(owner) if owner != *cluster.instance => {
                 let mut conn = cluster.conn();
-                let (server, transport, proto): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
-                    .arg(key_session(id))
-                    .arg("server")
-                    .arg("transport")
-                    .arg("proto")
-                    .query_async(&mut conn)
-                    .await?;
+                let (server, transport, proto, principal): (Option<String>, Option<String>, Option<String>, Option<String>) =
+                    redis::cmd("HMGET")
+                        .arg(key_session(id))
+                        .arg("server")
+                        .arg("transport")
+                        .arg("proto")
+                        .arg("principal")
+                        .query_async(&mut conn)
+                        .await?;
                 let (Some(server), Some(transport)) = (server, transport) else { return Ok(None) };
                 let transport = if transport == "sse" { Transport::Sse } else { Transport::Streamable };
                 return Ok(Some(Handle::Remote(Remote {
@@ -118,6 +156,7 @@ pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, Clust
                     server,
                     transport,
                     protocol_version: proto,
+                    principal: principal.filter(|p| !p.is_empty()).map(Arc::from),
                     cluster: cluster.clone(),
                 })));
             }

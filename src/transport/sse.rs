@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::event_stream::{EventStream, StreamInfo};
 use super::{client_addr, op_error, public_prefix, rpc_error, sse_response};
+use crate::auth::Who;
 use crate::jsonrpc;
 use crate::server::AppState;
 use crate::session::event_log::EventId;
@@ -23,6 +24,7 @@ pub async fn open(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Who(principal): Who,
     headers: HeaderMap,
 ) -> Response {
     let Some(server) = app.server(&name) else {
@@ -33,7 +35,7 @@ pub async fn open(
     let retry = sse::retry(app.config.sessions.retry.as_millis() as u64);
     let (id, attached, detach, first) = match resume {
         Some(last) => {
-            let handle = match store::find(&app, last.session).await {
+            let handle = match store::find_for(&app, last.session, principal.as_deref()).await {
                 Ok(h) => h.filter(|h| h.server_name() == name && h.transport() == Transport::Sse),
                 Err(e) => return op_error(OpError::Unavailable(e)),
             };
@@ -52,9 +54,9 @@ pub async fn open(
             }
         }
         None => {
-            let session = match store::create(&app, server.clone(), Transport::Sse).await {
+            let session = match store::create(&app, server.clone(), Transport::Sse, principal).await {
                 Ok(s) => s,
-                Err(e) => return op_error(OpError::Unavailable(e)),
+                Err(e) => return op_error(e),
             };
             let attached = match session.attach(0, None, true) {
                 Ok(a) => a,
@@ -91,6 +93,7 @@ pub async fn message(
     State(app): State<AppState>,
     name: Option<Path<String>>,
     Query(q): Query<MessageQuery>,
+    Who(principal): Who,
     body: Bytes,
 ) -> Response {
     let Some(raw_id) = q.session_id else {
@@ -99,7 +102,7 @@ pub async fn message(
     let Some(id) = SessionId::parse(&raw_id) else {
         return (StatusCode::NOT_FOUND, "session not found").into_response();
     };
-    let handle = match store::find(&app, id).await {
+    let handle = match store::find_for(&app, id, principal.as_deref()).await {
         Ok(h) => h,
         Err(e) => return op_error(OpError::Unavailable(e)),
     };

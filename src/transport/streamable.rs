@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::event_stream::{EventStream, StreamInfo};
 use super::{accepts, client_addr, op_error, rpc_error, sse_response};
+use crate::auth::Who;
 use crate::config::ServerConfig;
 use crate::jsonrpc::{self, code, Kind, Peek};
 use crate::server::AppState;
@@ -39,6 +40,7 @@ pub async fn post(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Who(principal): Who,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -76,15 +78,15 @@ pub async fn post(
                 "Invalid Request: Only one initialization request is allowed",
             );
         }
-        if matches!(session_from(&app, &headers, &name).await, Some(Ok(_))) {
+        if matches!(session_from(&app, &headers, &name, principal.as_deref()).await, Some(Ok(_))) {
             return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid Request: Server already initialized");
         }
-        match store::create(&app, server.clone(), Transport::Streamable).await {
+        match store::create(&app, server.clone(), Transport::Streamable, principal.clone()).await {
             Ok(s) => (Handle::Local(s), true),
-            Err(e) => return op_error(OpError::Unavailable(e)),
+            Err(e) => return op_error(e),
         }
     } else {
-        let handle = match checked_session(&app, &headers, &name).await {
+        let handle = match checked_session(&app, &headers, &name, principal.as_deref()).await {
             Ok(s) => s,
             Err(resp) => return resp,
         };
@@ -185,6 +187,7 @@ pub async fn get(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Who(principal): Who,
     headers: HeaderMap,
 ) -> Response {
     let Some(server) = app.server(&name) else {
@@ -197,7 +200,7 @@ pub async fn get(
             "Not Acceptable: Client must accept text/event-stream",
         );
     }
-    let handle = match checked_session(&app, &headers, &name).await {
+    let handle = match checked_session(&app, &headers, &name, principal.as_deref()).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -226,11 +229,11 @@ pub async fn get(
     stream_response(&app, &server, handle.id(), attached, detach, polling, None, client, &[])
 }
 
-pub async fn delete(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+pub async fn delete(State(app): State<AppState>, Path(name): Path<String>, Who(principal): Who, headers: HeaderMap) -> Response {
     if app.server(&name).is_none() {
         return super::sse::unknown_server(&name);
     }
-    let handle = match checked_session(&app, &headers, &name).await {
+    let handle = match checked_session(&app, &headers, &name, principal.as_deref()).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -247,12 +250,17 @@ pub async fn not_allowed() -> Response {
 }
 
 /// The session a request names, if it names one: `Err` if it is unknown (or unreachable).
-async fn session_from(app: &AppState, headers: &HeaderMap, name: &str) -> Option<Result<Handle, Response>> {
+async fn session_from(
+    app: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    principal: Option<&str>,
+) -> Option<Result<Handle, Response>> {
     let raw = headers.get(SESSION_HEADER)?;
     let Some(id) = raw.to_str().ok().and_then(SessionId::parse) else {
         return Some(Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")));
     };
-    let found = match store::find(app, id).await {
+    let found = match store::find_for(app, id, principal).await {
         Ok(h) => h,
         Err(e) => return Some(Err(op_error(OpError::Unavailable(e)))),
     };
@@ -263,8 +271,8 @@ async fn session_from(app: &AppState, headers: &HeaderMap, name: &str) -> Option
 }
 
 /// The session of a non-initialize request, with its protocol version header checked.
-async fn checked_session(app: &AppState, headers: &HeaderMap, name: &str) -> Result<Handle, Response> {
-    let handle = match session_from(app, headers, name).await {
+async fn checked_session(app: &AppState, headers: &HeaderMap, name: &str, principal: Option<&str>) -> Result<Handle, Response> {
+    let handle = match session_from(app, headers, name, principal).await {
         None => {
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,

@@ -46,9 +46,16 @@ pub(super) async fn run(
     spec: Spec,
     server: Arc<str>,
     session: SessionId,
+    slots: super::ChildSlots,
     mut rx: mpsc::Receiver<Bytes>,
     events: mpsc::Sender<UpstreamEvent>,
 ) {
+    let Some(_slot) = slots.take() else {
+        let detail = format!("the bridge already runs its maximum of {} child processes (limits.max_children)", slots.running());
+        tracing::warn!(session = %session, server = %server, "{detail}");
+        let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+        return;
+    };
     let mut cmd = Command::new(&spec.command);
     cmd.args(&spec.args)
         .env_clear()

@@ -1,0 +1,236 @@
+//! Who may do what: named clients with a bearer token or API key (kept as a SHA-256 hash),
+//! each allowed a set of servers. Missing or wrong credentials get 401 with
+//! `WWW-Authenticate`; a server the client may not use gets 403. The principal rides on the
+//! request so that sessions can be bound to it. Client credentials never reach an upstream.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::jsonrpc::code;
+use crate::transport::rpc_error;
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthModel {
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    #[serde(default)]
+    pub clients: Vec<ClientModel>,
+    /// RFC 9728 protected-resource metadata, served at `/.well-known/oauth-protected-resource`
+    /// and named in `WWW-Authenticate`.
+    pub resource_metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn default_realm() -> String {
+    "mcp-bridge".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientModel {
+    pub name: String,
+    /// The token in clear (prefer `token_sha256`).
+    pub token: Option<String>,
+    /// Hex SHA-256 of the token: `printf %s "$TOKEN" | sha256sum`.
+    pub token_sha256: Option<String>,
+    /// Servers this client may reach; `*` for all.
+    #[serde(default = "all_servers")]
+    pub servers: Vec<String>,
+}
+
+fn all_servers() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// The authenticated client of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal(pub Arc<str>);
+
+struct Client {
+    name: Arc<str>,
+    hash: [u8; 32],
+    servers: Vec<String>,
+}
+
+/// The checks, built once from the configuration.
+pub struct Auth {
+    realm: String,
+    clients: Vec<Client>,
+    metadata: Option<String>,
+}
+
+impl Auth {
+    /// Validates the table; `Err((key, reason))` names what is wrong.
+    pub fn from_model(m: AuthModel, servers: &[&str]) -> Result<Auth, (String, String)> {
+        let mut clients: Vec<Client> = Vec::new();
+        for (i, c) in m.clients.into_iter().enumerate() {
+            let key = format!("auth.clients[{i}]");
+            if clients.iter().any(|o| *o.name == *c.name) {
+                return Err((format!("{key}.name"), format!("duplicate client name `{}`", c.name)));
+            }
+            let hash = match (&c.token, &c.token_sha256) {
+                (Some(t), None) if !t.is_empty() => Sha256::digest(t.as_bytes()).into(),
+                (None, Some(h)) => parse_hex32(h).ok_or((format!("{key}.token_sha256"), "is not 64 hex digits".to_string()))?,
+                _ => return Err((key, "needs exactly one of `token` and `token_sha256`".into())),
+            };
+            if clients.iter().any(|o| o.hash == hash) {
+                return Err((key, "two clients share a token".into()));
+            }
+            for s in &c.servers {
+                if s != "*" && !servers.contains(&s.as_str()) {
+                    return Err((format!("{key}.servers"), format!("no server named `{s}`")));
+                }
+            }
+            clients.push(Client { name: c.name.into(), hash, servers: c.servers });
+        }
+        let metadata = m.resource_metadata.map(|md| serde_json::Value::Object(md).to_string());
+        Ok(Auth { realm: m.realm, clients, metadata })
+    }
+
+    /// The client a token belongs to. Every stored hash is compared in full, so the time taken
+    /// does not tell which bytes matched.
+    fn client(&self, token: &str) -> Option<&Client> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for c in &self.clients {
+            let diff = c.hash.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(c);
+            }
+        }
+        found
+    }
+
+    fn challenge(&self, error: Option<&str>) -> Response {
+        let mut value = format!("Bearer realm=\"{}\"", self.realm);
+        if self.metadata.is_some() {
+            value.push_str(", resource_metadata=\"/.well-known/oauth-protected-resource\"");
+        }
+        if let Some(e) = error {
+            value.push_str(&format!(", error=\"{e}\""));
+        }
+        let mut resp = rpc_error(
+            StatusCode::UNAUTHORIZED,
+            code::CONNECTION_CLOSED,
+            "Unauthorized: a valid bearer token or API key is required",
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+fn parse_hex32(h: &str) -> Option<[u8; 32]> {
+    let h = h.trim().as_bytes();
+    if h.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in h.chunks(2).enumerate() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        out[i] = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+/// The server a request path names (`/sse/{name}…`, `/mcp/{name}`), if any.
+fn server_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/sse/").or_else(|| path.strip_prefix("/mcp/"))?;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
+/// The middleware. Health, readiness and the metadata document stay open.
+pub async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    if path == "/.well-known/oauth-protected-resource" {
+        return match &auth.metadata {
+            Some(md) => ([(header::CONTENT_TYPE, "application/json")], md.clone()).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
+    let headers = req.headers();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim);
+    let Some(token) = token else {
+        return auth.challenge(None);
+    };
+    let Some(client) = auth.client(token) else {
+        tracing::warn!(path, "refused a request with an unknown token");
+        return auth.challenge(Some("invalid_token"));
+    };
+    if let Some(server) = server_of(path) {
+        if !client.servers.iter().any(|s| s == "*" || s == server) {
+            tracing::warn!(principal = %client.name, server, "refused a server the client may not use");
+            return rpc_error(
+                StatusCode::FORBIDDEN,
+                code::CONNECTION_CLOSED,
+                &format!("Forbidden: this client may not use server `{server}`"),
+            );
+        }
+    }
+    // Credentials stop here: upstream requests are built from the configuration alone.
+    req.headers_mut().remove(header::AUTHORIZATION);
+    req.headers_mut().remove("x-api-key");
+    req.extensions_mut().insert(Principal(client.name.clone()));
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(clients: &str) -> AuthModel {
+        toml::from_str(clients).unwrap()
+    }
+
+    #[test]
+    fn tokens_hashes_and_errors() {
+        let hash = format!("{:x}", Sha256::digest(b"s3cret"));
+        let m = model(&format!(
+            "[[clients]]\nname = \"a\"\ntoken = \"t1\"\nservers = [\"echo\"]\n[[clients]]\nname = \"b\"\ntoken_sha256 = \"{hash}\"\n"
+        ));
+        let auth = Auth::from_model(m, &["echo", "other"]).unwrap();
+        assert_eq!(auth.client("t1").map(|c| &*c.name), Some("a"));
+        assert_eq!(auth.client("s3cret").map(|c| &*c.name), Some("b"));
+        assert!(auth.client("nope").is_none());
+        let bad = model("[[clients]]\nname = \"a\"\ntoken = \"t\"\nservers = [\"missing\"]\n");
+        assert!(Auth::from_model(bad, &["echo"]).err().is_some_and(|(_, r)| r.contains("missing")));
+        let both = model("[[clients]]\nname = \"a\"\n");
+        assert!(Auth::from_model(both, &[]).is_err());
+    }
+
+    #[test]
+    fn server_names_from_paths() {
+        assert_eq!(server_of("/sse/echo"), Some("echo"));
+        assert_eq!(server_of("/sse/echo/message"), Some("echo"));
+        assert_eq!(server_of("/mcp/x"), Some("x"));
+        assert_eq!(server_of("/message"), None);
+    }
+}
+
+/// The request's principal, if authentication is configured: a handler argument.
+#[derive(Debug, Clone, Default)]
+pub struct Who(pub Option<Arc<str>>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Who(parts.extensions.get::<Principal>().map(|p| p.0.clone())))
+    }
+}
