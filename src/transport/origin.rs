@@ -2,14 +2,16 @@
 //! a request whose `Origin` is not allowed gets 403; when the bridge listens on a loopback
 //! address, a request whose `Host` is not a local name (or the host of a configured origin)
 //! gets 403 too. A request without `Origin` (every non-browser client) passes the first check.
+//! Allowed origins also get CORS: preflights are answered here, and responses name the origin,
+//! so a browser page on another origin can use `EventSource` and `fetch` against the bridge.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::rpc_error;
 use crate::jsonrpc::code;
@@ -69,7 +71,8 @@ impl Policy {
     }
 }
 
-/// The middleware: 403 with a JSON-RPC error body for a refused request.
+/// The middleware: 403 with a JSON-RPC error body for a refused request; CORS for an allowed
+/// origin.
 pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path != "/healthz" && path != "/readyz" {
@@ -78,7 +81,38 @@ pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) 
             return rpc_error(StatusCode::FORBIDDEN, code::CONNECTION_CLOSED, &format!("Forbidden: {reason}"));
         }
     }
-    next.run(req).await
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+        return next.run(req).await;
+    };
+    if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        return preflight(origin, req.headers());
+    }
+    let mut resp = next.run(req).await;
+    cors(resp.headers_mut(), origin);
+    resp
+}
+
+/// Headers a browser client needs to read: the session id and the negotiated version.
+const EXPOSED: &str = "mcp-session-id, mcp-protocol-version";
+const ALLOWED_HEADERS: &str = "content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id, authorization";
+
+/// CORS headers of an answer to an allowed origin.
+fn cors(h: &mut HeaderMap, origin: HeaderValue) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+/// The answer to a CORS preflight from an allowed origin.
+fn preflight(origin: HeaderValue, req: &HeaderMap) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    cors(h, origin);
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+    let asked = req.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.unwrap_or(HeaderValue::from_static(ALLOWED_HEADERS)));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    resp
 }
 
 /// Checks one configured `allowed_origins` entry: `*`, `null`, or `http(s)://host[:port]`.
@@ -197,6 +231,23 @@ mod tests {
         assert!(p.verdict(&headers(Some("bridge.example.com"), None)).is_ok());
         assert!(p.verdict(&headers(Some("bridge.example.com"), Some("https://bridge.example.com"))).is_ok());
         assert!(p.verdict(&headers(Some("bridge.example.com"), Some("https://evil.example.com"))).is_err());
+    }
+
+    #[test]
+    fn preflight_and_answers_name_the_origin() {
+        let origin = HeaderValue::from_static("http://127.0.0.1:3000");
+        let mut req = HeaderMap::new();
+        req.insert(header::ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_static("content-type, mcp-session-id"));
+        let resp = preflight(origin.clone(), &req);
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let h = resp.headers();
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://127.0.0.1:3000");
+        assert!(h[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains("POST"));
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_HEADERS], "content-type, mcp-session-id");
+        let mut answer = HeaderMap::new();
+        cors(&mut answer, origin);
+        assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://127.0.0.1:3000");
+        assert!(answer[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap().contains("mcp-session-id"));
     }
 
     #[test]
