@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod diagnose;
+pub mod health;
 pub mod jsonrpc;
 pub mod logging;
 pub mod server;

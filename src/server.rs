@@ -51,7 +51,7 @@ impl AppState {
         AppState {
             config: Arc::new(config),
             registry: Arc::default(),
-            ctx: upstream::Context { http, instance: instance.clone(), cluster, children },
+            ctx: upstream::Context { http, instance: instance.clone(), cluster, children, health: Arc::default() },
             instance,
         }
     }
@@ -105,7 +105,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "instance": &*app.instance,
         "mode": if app.ctx.cluster.is_some() { "cluster" } else { "memory" },
         "redis": redis,
-        "servers": app.config.servers.keys().collect::<Vec<_>>(),
+        "servers": app.config.servers.keys().map(|name| (name.clone(), app.ctx.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
+        "children": app.ctx.children.running(),
         "sessions": app.registry.len(),
     });
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

@@ -577,6 +577,7 @@ impl Session {
             let target = st.route(&peek, self.transport);
             if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
                 if target.1 {
+                    self.ctx.health.succeeded(&self.server.name);
                     st.protocol_version = Some(v.clone());
                     st.persist(|sid| Op::Field { sid, field: "proto", value: Bytes::from(v.clone()) });
                 }
@@ -614,6 +615,9 @@ impl Session {
             std::mem::replace(&mut st.upstream, UpstreamState::Ended)
         };
         drop(upstream);
+        if matches!(reason, CloseReason::UpstreamExited | CloseReason::UpstreamFailedToStart) {
+            self.ctx.health.crashed(&self.server.name, detail);
+        }
         tracing::info!(session = %self.id, server = %self.server.name, transport = self.transport.as_str(), reason = %reason, detail, "session ended");
         self.ended.notify_one();
     }

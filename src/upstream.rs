@@ -34,6 +34,7 @@ pub struct Context {
     /// Set in cluster mode: sessions persist what another instance needs to take them over.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub children: ChildSlots,
+    pub health: Arc<crate::health::Health>,
 }
 
 /// Counts running child processes against `limits.max_children`.

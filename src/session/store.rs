@@ -101,6 +101,11 @@ pub async fn create(
             return Err(OpError::Limit { per_principal: true, message });
         }
     }
+    if let Err(left) = app.ctx.health.admit(&server.name) {
+        let message =
+            format!("server `{}` keeps crashing; new sessions are refused for {} more s", server.name, left.as_secs() + 1);
+        return Err(OpError::Limit { per_principal: false, message });
+    }
     let settings = app.settings_for(&server);
     let session =
         app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.ctx.clone(), principal, None));
