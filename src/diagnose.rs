@@ -1,7 +1,9 @@
 //! `mcp-bridge diagnose URL`: opens an SSE stream like a client, holds it for a while, records
 //! what arrives (optionally running the MCP handshake and pings), and says how and why it
-//! ended. The facts and the verdict live in `report`; this file does the network part.
+//! ended. The facts and the verdict live in `report`, their text and JSON in `render`; this
+//! file does the network part.
 
+pub mod render;
 pub mod report;
 
 use std::io::{IsTerminal, Write};
@@ -43,7 +45,7 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 pub fn main(opts: Options) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let report = rt.block_on(run(&opts));
-    let out = if opts.json { format!("{}\n", report::to_json(&report)) } else { report::render_text(&report) };
+    let out = if opts.json { format!("{}\n", render::to_json(&report)) } else { render::render_text(&report) };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;

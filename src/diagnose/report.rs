@@ -5,8 +5,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 /// One thing that arrived on the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arrival {
@@ -26,7 +24,7 @@ pub enum Arrival {
 
 impl Arrival {
     /// The row label; consecutive arrivals with the same label collapse into one row.
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         match self {
             Arrival::Retry(ms) => format!("retry hint {ms} ms"),
             Arrival::Endpoint(uri) => format!("endpoint {uri}"),
@@ -37,7 +35,7 @@ impl Arrival {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             Arrival::Retry(_) => "retry",
             Arrival::Endpoint(_) => "endpoint",
@@ -110,7 +108,7 @@ pub enum VerdictKind {
 }
 
 impl VerdictKind {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             VerdictKind::StayedUp => "stayed_up",
             VerdictKind::IdleCut => "idle_cut",
@@ -131,7 +129,7 @@ pub struct Verdict {
 /// Gaps shorter than this are one burst (an endpoint right after the retry hint).
 const BURST: Duration = Duration::from_millis(200);
 
-fn secs(d: Duration) -> String {
+pub(super) fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
@@ -231,7 +229,11 @@ pub fn verdict(r: &Report) -> Verdict {
         End::Eof | End::Error(_) => String::new(),
     };
     let how = match &r.end {
-        End::Eof => "the stream was closed cleanly".to_string(),
+        End::Eof => "the stream was closed cleanly (a final chunk), so something chose to end it".to_string(),
+        End::Error(e) if e.contains("EOF") => {
+            "the connection was closed mid-stream without a final chunk, as a proxy does when it gives up".to_string()
+        }
+        End::Error(e) if e.contains("reset") => "the connection was reset".to_string(),
         End::Error(e) => format!("the connection broke off ({e})"),
         _ => unreachable!("handled above"),
     };
@@ -256,8 +258,10 @@ pub fn verdict(r: &Report) -> Verdict {
             silence.as_secs_f64()
         );
         if beats == 0 {
-            text.push_str(
-                "the bridge's heartbeat was not reaching you (heartbeats off, or an interval longer than that timeout)",
+            let _ = write!(
+                text,
+                "the bridge's heartbeat was not reaching you (heartbeats off, or an interval longer than that timeout: keep it well under {:.0} s)",
+                silence.as_secs_f64()
             );
         } else {
             let every = r.heartbeat_every().map_or(String::new(), |h| format!(" every {}", secs(h)));
@@ -285,159 +289,8 @@ fn with_pings(mut v: Verdict, r: &Report) -> Verdict {
     v
 }
 
-/// A timeline row: a run of arrivals with the same label.
-struct Row {
-    at: Duration,
-    until: Duration,
-    count: usize,
-    kind: &'static str,
-    label: String,
-    /// Silence before this row, when it stands out.
-    gap_before: Option<Duration>,
-}
-
-fn rows(r: &Report) -> Vec<Row> {
-    let threshold = r.cadence().map_or(Duration::from_secs(1), |c| c.mul_f64(1.5).max(Duration::from_secs(1)));
-    let mut out: Vec<Row> = Vec::new();
-    let mut prev = Duration::ZERO;
-    for rec in &r.records {
-        let gap = rec.at.saturating_sub(prev);
-        let label = rec.what.label();
-        match out.last_mut() {
-            Some(row) if row.label == label && gap < threshold => {
-                row.until = rec.at;
-                row.count += 1;
-            }
-            _ => out.push(Row {
-                at: rec.at,
-                until: rec.at,
-                count: 1,
-                kind: rec.what.kind(),
-                label,
-                gap_before: Some(gap).filter(|g| *g >= threshold),
-            }),
-        }
-        prev = rec.at;
-    }
-    out
-}
-
-fn end_text(end: &End) -> (&'static str, String) {
-    match end {
-        End::Lasted => ("lasted", "still up when the duration ran out".into()),
-        End::Eof => ("eof", "clean end of stream (the server or a layer closed it)".into()),
-        End::Error(e) => ("error", format!("connection reset or broken off: {e}")),
-        End::Status(code, _) => ("http_status", format!("HTTP error status {code}")),
-        End::Connect(e) => ("connect", format!("could not connect: {e}")),
-    }
-}
-
-/// The human-readable report.
-pub fn render_text(r: &Report) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "diagnose {} ({}), for up to {}", r.url, r.mode, secs(r.duration));
-    if let Some(code) = r.status {
-        let h: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        let _ = writeln!(s, "response: HTTP {code}; {}", h.join("; "));
-    }
-    if let End::Status(..) | End::Connect(_) = r.end {
-        let _ = writeln!(s, "ended: {}", end_text(&r.end).1);
-        let _ = writeln!(s, "verdict: {}", verdict(r).text);
-        return s;
-    }
-    let _ = writeln!(s, "timeline (seconds since the request):");
-    let cadence = r.cadence();
-    let threshold = cadence.map_or(Duration::from_secs(1), |c| c.mul_f64(1.5).max(Duration::from_secs(1)));
-    for row in rows(r) {
-        if let Some(g) = row.gap_before {
-            let _ = writeln!(s, "           … {} of silence …", secs(g));
-        }
-        if row.count == 1 {
-            let _ = writeln!(s, "  {:>8.3}  {}", row.at.as_secs_f64(), row.label);
-        } else {
-            let every = (row.until - row.at) / (row.count as u32 - 1);
-            let _ = writeln!(
-                s,
-                "  {:>8.3}  {} ×{}, about every {}, until {:.3}",
-                row.at.as_secs_f64(),
-                row.label,
-                row.count,
-                secs(every),
-                row.until.as_secs_f64()
-            );
-        }
-    }
-    let tail = r.final_silence();
-    if tail >= threshold {
-        let _ = writeln!(s, "           … {} of silence …", secs(tail));
-    }
-    let (_, end) = end_text(&r.end);
-    let _ = writeln!(s, "  {:>8.3}  end: {end}", r.lasted.as_secs_f64());
-    let (gap, from) = r.longest_silence();
-    let _ = writeln!(
-        s,
-        "lasted: {} of {}; {} message(s), {} heartbeat(s); longest silence {} (from {})",
-        secs(r.lasted),
-        secs(r.duration),
-        r.messages(),
-        r.heartbeats(),
-        secs(gap),
-        secs(from)
-    );
-    let _ = writeln!(s, "ended: {end}");
-    if let Some(p) = &r.pings {
-        let slowest = p.slowest.map_or(String::new(), |d| format!(", slowest {} ms", d.as_millis()));
-        let _ = writeln!(s, "pings: {} sent, {} answered{slowest}", p.sent, p.answered);
-    }
-    for n in &r.notes {
-        let _ = writeln!(s, "note: {n}");
-    }
-    let _ = writeln!(s, "verdict: {}", verdict(r).text);
-    s
-}
-
-/// The same facts as one JSON object.
-pub fn to_json(r: &Report) -> Value {
-    let v = verdict(r);
-    let (end, end_detail) = end_text(&r.end);
-    let (gap, from) = r.longest_silence();
-    let timeline: Vec<Value> = rows(r)
-        .into_iter()
-        .map(|row| {
-            json!({
-                "at_s": row.at.as_secs_f64(), "until_s": row.until.as_secs_f64(), "count": row.count,
-                "kind": row.kind, "label": row.label, "silence_before_s": row.gap_before.map(|g| g.as_secs_f64()),
-            })
-        })
-        .collect();
-    json!({
-        "url": r.url,
-        "mode": r.mode,
-        "duration_s": r.duration.as_secs_f64(),
-        "lasted_s": r.lasted.as_secs_f64(),
-        "status": r.status,
-        "headers": r.headers.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
-        "end": end,
-        "end_detail": end_detail,
-        "events": r.records.iter().filter(|x| !matches!(x.what, Arrival::Heartbeat | Arrival::Comment(_))).count(),
-        "messages": r.messages(),
-        "heartbeats": r.heartbeats(),
-        "heartbeat_every_s": r.heartbeat_every().map(|d| d.as_secs_f64()),
-        "longest_silence_s": gap.as_secs_f64(),
-        "longest_silence_from_s": from.as_secs_f64(),
-        "final_silence_s": r.final_silence().as_secs_f64(),
-        "pings": r.pings.as_ref().map(|p| json!({
-            "sent": p.sent, "answered": p.answered, "slowest_ms": p.slowest.map(|d| d.as_millis() as u64),
-        })),
-        "notes": r.notes,
-        "timeline": timeline,
-        "verdict_kind": v.kind.as_str(),
-        "verdict": v.text,
-    })
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn ms(n: u64) -> Duration {
@@ -446,7 +299,7 @@ mod tests {
 
     /// A legacy stream: retry hint and endpoint at once, then heartbeats every `every` ms
     /// until `until` ms, ending at `end_ms` with `end`.
-    fn report(every: Option<u64>, until: u64, end_ms: u64, end: End) -> Report {
+    pub(in crate::diagnose) fn report(every: Option<u64>, until: u64, end_ms: u64, end: End) -> Report {
         let mut records = vec![
             Record { at: ms(3), what: Arrival::Retry(1000) },
             Record { at: ms(3), what: Arrival::Endpoint("/sse/x/message?sessionId=1".into()) },
@@ -474,12 +327,18 @@ mod tests {
 
     #[test]
     fn silent_stream_cut_at_30s_is_an_idle_cut() {
-        let r = report(None, 0, 30_010, End::Error("connection closed before message completed".into()));
+        let r = report(
+            None,
+            0,
+            30_010,
+            End::Error("error reading a body from connection: unexpected EOF during chunk size line".into()),
+        );
         let v = verdict(&r);
         assert_eq!(v.kind, VerdictKind::IdleCut);
         assert!(v.text.starts_with("cut at 30.0 s after 30.0 s of silence"), "{}", v.text);
         assert!(v.text.contains("idle cut near 30 s"), "{}", v.text);
-        assert!(v.text.contains("heartbeat was not reaching you"), "{}", v.text);
+        assert!(v.text.contains("heartbeat was not reaching you") && v.text.contains("keep it well under 30 s"), "{}", v.text);
+        assert!(v.text.ends_with("without a final chunk, as a proxy does when it gives up"), "{}", v.text);
     }
 
     #[test]
@@ -524,7 +383,7 @@ mod tests {
         let r = report(None, 0, 200, End::Eof);
         let v = verdict(&r);
         assert_eq!(v.kind, VerdictKind::Closed, "{}", v.text);
-        assert!(v.text.contains("closed it on purpose") && v.text.contains("closed cleanly"));
+        assert!(v.text.contains("closed it on purpose") && v.text.contains("closed cleanly"), "{}", v.text);
     }
 
     #[test]
@@ -536,20 +395,6 @@ mod tests {
         assert!(v.text.contains("HTTP 400") && v.text.contains("add --mcp"), "{}", v.text);
         r.end = End::Connect("connection refused".into());
         assert_eq!(verdict(&r).kind, VerdictKind::ConnectFailed);
-    }
-
-    #[test]
-    fn timeline_collapses_heartbeat_runs_and_shows_gaps() {
-        let r = report(Some(2_000), 20_003, 30_003, End::Error("reset".into()));
-        let text = render_text(&r);
-        assert!(text.contains("heartbeat ×10, about every 2.0 s, until 20.003"), "{text}");
-        assert!(text.contains("… 10.0 s of silence …"), "{text}");
-        assert!(text.contains("endpoint /sse/x/message?sessionId=1"), "{text}");
-        let j = to_json(&r);
-        assert_eq!(j["heartbeats"], 10);
-        assert_eq!(j["verdict_kind"], "idle_cut");
-        assert_eq!(j["timeline"].as_array().map(Vec::len), Some(3));
-        assert_eq!(j["end"], "error");
     }
 
     #[test]
