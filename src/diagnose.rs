@@ -6,6 +6,7 @@
 pub mod render;
 pub mod report;
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -465,7 +466,7 @@ impl Progress {
         self.last = Some(Instant::now());
         let since = elapsed.saturating_sub(r.records.last().map_or(Duration::ZERO, |x| x.at));
         let silence = report::longest_gap(&r.records, elapsed).0;
-        let line = format!(
+        let mut line = format!(
             "{:>7.1} s  events {}  heartbeats {}  longest silence {:.1} s  (last arrival {:.1} s ago)",
             elapsed.as_secs_f64(),
             r.records.len() - r.heartbeats(),
@@ -473,6 +474,9 @@ impl Progress {
             silence.as_secs_f64(),
             since.as_secs_f64()
         );
+        if let Some(p) = &r.pings {
+            let _ = write!(line, "  pings answered {}/{}", p.answered, p.sent);
+        }
         let mut err = std::io::stderr().lock();
         let _ = if self.tty { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
     }
