@@ -415,13 +415,16 @@ impl Cluster {
     }
 
     /// The sessions owned here whose lease renewal failed are ended: someone else owns them.
+    /// With no session to renew, a PING keeps `healthy` (and so `/readyz`) true to Redis.
     async fn renew(&self) {
         let Some(registry) = self.registry() else { return };
         let ids = registry.ids();
+        let mut conn = self.conn();
         if ids.is_empty() {
+            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+            self.healthy.store(pong.is_ok(), Ordering::Relaxed);
             return;
         }
-        let mut conn = self.conn();
         let script = redis::Script::new(RENEW);
         let mut lost = Vec::new();
         let mut ok = true;
@@ -441,6 +444,34 @@ impl Cluster {
         for id in lost {
             if let Some(s) = registry.remove(id) {
                 s.end(CloseReason::Error, "another instance holds this session's lease");
+            }
+        }
+    }
+
+    /// Ends the client streams held here for an instance that no longer holds the session's
+    /// lease (it died, or lost the session): nothing would reach them any more. Their clients
+    /// reconnect with `Last-Event-ID`, and whoever owns the session then replays what they
+    /// missed.
+    async fn check_held(&self) {
+        let held: Vec<(u64, SessionId, String)> =
+            self.held.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, h)| (*t, h.sid, h.owner.clone())).collect();
+        let mut owners: HashMap<SessionId, Option<String>> = HashMap::new();
+        let mut conn = self.conn();
+        for (_, sid, _) in &held {
+            if owners.contains_key(sid) {
+                continue;
+            }
+            // Without Redis nobody can tell; keep the streams.
+            let Ok(owner) = conn.get::<_, Option<String>>(key_lease(*sid)).await else { return };
+            owners.insert(*sid, owner);
+        }
+        let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for (token, sid, owner) in held {
+            if owners.get(&sid).is_some_and(|now| now.as_deref() != Some(owner.as_str())) {
+                if let Some(h) = map.remove(&token) {
+                    let _ = h.reason.set(CloseReason::Error);
+                    tracing::info!(session = %sid, owner = %owner, "ending a stream held for an instance that lost the session");
+                }
             }
         }
     }
@@ -525,5 +556,6 @@ async fn renew_leases(cluster: Weak<Cluster>) {
         tick.tick().await;
         let Some(c) = cluster.upgrade() else { return };
         c.renew().await;
+        c.check_held().await;
     }
 }
