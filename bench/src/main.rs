@@ -13,6 +13,7 @@ mod resume;
 mod run;
 mod sse;
 mod stats;
+mod summary;
 mod throughput;
 
 use std::net::SocketAddr;
