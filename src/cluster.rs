@@ -84,6 +84,15 @@ pub(crate) enum Op {
     Flush(oneshot::Sender<()>),
 }
 
+/// A session as the cluster's records list it.
+pub struct Listed {
+    pub id: String,
+    pub server: String,
+    pub transport: String,
+    pub principal: Option<String>,
+    pub owner: Option<String>,
+}
+
 /// A client stream this instance holds for a session owned elsewhere.
 struct HeldStream {
     tx: mpsc::Sender<Frame>,
@@ -271,6 +280,43 @@ impl Cluster {
         }
     }
 
+    /// Every session in the cluster, from the records in Redis (bounded scan).
+    pub async fn list_sessions(&self) -> Result<Vec<Listed>, ClusterError> {
+        let mut conn = self.conn();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("mcpb:sess:*")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() >= 100_000 {
+                break;
+            }
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(id) = key.strip_prefix("mcpb:sess:") else { continue };
+            let (server, transport, principal): (Option<String>, Option<String>, Option<String>) =
+                redis::cmd("HMGET").arg(&key).arg("server").arg("transport").arg("principal").query_async(&mut conn).await?;
+            let owner: Option<String> = conn.get(format!("mcpb:lease:{id}")).await?;
+            out.push(Listed {
+                id: id.to_string(),
+                server: server.unwrap_or_default(),
+                transport: transport.unwrap_or_default(),
+                principal: principal.filter(|p| !p.is_empty()),
+                owner,
+            });
+        }
+        Ok(out)
+    }
+
     /// Sends a request to the owner of `sid` and waits for its answer.
     pub async fn call(&self, owner: &str, sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
@@ -281,7 +327,11 @@ impl Cluster {
             self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
             return Err(ClusterError::Busy);
         }
+        let started = std::time::Instant::now();
         let answer = tokio::time::timeout(RPC_TIMEOUT, rx).await;
+        let m = crate::metrics::get();
+        m.forwarded.inc();
+        m.forward_latency.observe(started.elapsed().as_secs_f64());
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
         match answer {
             Ok(Ok(Ok(reply))) => Ok(reply),

@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
     pub auth: Option<crate::auth::AuthModel>,
+    /// `[admin]`: the admin API's own token.
+    pub admin: Option<crate::admin::AdminModel>,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
 }
 
@@ -162,6 +164,7 @@ struct FileModel {
     sessions: Option<SessionsModel>,
     limits: Option<LimitsModel>,
     auth: Option<crate::auth::AuthModel>,
+    admin: Option<crate::admin::AdminModel>,
     #[serde(default, deserialize_with = "unique_map")]
     servers: Option<Vec<(String, ServerModel)>>,
     #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
@@ -339,6 +342,7 @@ impl FileModel {
             sessions,
             limits,
             auth: self.auth,
+            admin: self.admin,
             servers,
         })
     }

@@ -54,6 +54,7 @@ impl Health {
                 s.crashes.pop_front();
             }
             s.last_error = Some(detail.chars().take(300).collect());
+            crate::metrics::get().upstream_crashes.get_or_create(&crate::metrics::Server { server: server.to_string() }).inc();
             if s.crashes.len() >= CRASHES {
                 let backoff = s.backoff.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
                 s.backoff = Some(backoff);

@@ -37,6 +37,8 @@ pub struct Peek {
     pub progress_token: Option<Box<str>>,
     /// `result.protocolVersion`, present on initialize responses.
     pub protocol_version: Option<String>,
+    /// The message is an error response.
+    pub error: bool,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +123,7 @@ pub fn peek(raw: &[u8]) -> Result<Peek, PeekError> {
         }
     });
     Ok(Peek {
+        error: w.error.is_some(),
         kind,
         id: id.map(Box::from),
         method: w.method,

@@ -2,6 +2,7 @@
 //! HTTP+SSE transport (`/sse/{name}`) and Streamable HTTP (`/mcp/{name}`), and keeps their
 //! streams alive. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod diagnose;
 pub mod health;
 pub mod jsonrpc;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod sse;

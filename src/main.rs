@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -97,25 +98,36 @@ fn main() -> anyhow::Result<()> {
             if let Some(d) = log_dir {
                 c.log_dir = Some(d);
             }
-            // Flags override the config everywhere, per-server settings included.
-            let servers = std::mem::take(&mut c.servers);
-            for (name, s) in servers {
-                let mut s = (*s).clone();
-                if let Some(Interval(i)) = heartbeat_interval {
-                    s.heartbeat.interval = i;
+            // Flags override the config everywhere, per-server settings included, and again
+            // on every reload.
+            let overrides = move |c: &mut Config| {
+                let servers = std::mem::take(&mut c.servers);
+                for (name, s) in servers {
+                    let mut s = (*s).clone();
+                    if let Some(Interval(i)) = heartbeat_interval {
+                        s.heartbeat.interval = i;
+                    }
+                    if let Some(f) = heartbeat_format {
+                        s.heartbeat.format = f;
+                    }
+                    c.servers.insert(name, s.into());
                 }
-                if let Some(f) = heartbeat_format {
-                    s.heartbeat.format = f;
-                }
-                c.servers.insert(name, s.into());
-            }
+            };
+            overrides(&mut c);
+            let reloader: server::Reloader = Arc::new(move || {
+                let mut c = Config::load(&config)?;
+                overrides(&mut c);
+                Ok(c)
+            });
             let _logs = mcp_bridge::logging::init(c.log_dir.as_deref())?;
             let instance = instance_id.or(c.instance_id.clone()).unwrap_or_else(|| default_instance(c.listen));
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::bind(c.listen).await.with_context(|| format!("cannot listen on {}", c.listen))?;
-                let app = AppState::connect(c, instance).await.context("cannot join the cluster")?;
+                let mut app = AppState::connect(c, instance).await.context("cannot join the cluster")?;
+                app.reloader = Some(reloader);
+                tokio::spawn(reload_on_sighup(app.clone()));
                 server::run(listener, app, shutdown_signal()).await.context("server failed")
             })
         }
@@ -125,6 +137,17 @@ fn main() -> anyhow::Result<()> {
 fn default_instance(listen: SocketAddr) -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     format!("{host}:{}", listen.port())
+}
+
+/// SIGHUP reloads the server list from the config file.
+async fn reload_on_sighup(app: AppState) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        if let Err(e) = app.reload() {
+            tracing::warn!("SIGHUP: reload refused, the running configuration is unchanged: {e:#}");
+        }
+    }
 }
 
 async fn shutdown_signal() {

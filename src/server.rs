@@ -18,9 +18,19 @@ use crate::session::CloseReason;
 use crate::transport::{origin, sse, streamable};
 use crate::upstream;
 
+/// The configured servers; replaced whole on reload.
+pub type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfig>>>;
+
+/// Loads the configuration again (with the command line's overrides), for reload.
+pub type Reloader = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct AppState {
+    /// The configuration as started. Its `servers` are the starting set: read the live set
+    /// through [`AppState::server`] and [`AppState::servers`].
     pub config: Arc<Config>,
+    servers: Arc<std::sync::RwLock<Servers>>,
+    pub reloader: Option<Reloader>,
     pub registry: Arc<Registry>,
     pub ctx: upstream::Context,
     pub instance: Arc<str>,
@@ -37,6 +47,7 @@ impl AppState {
             }
             None => None,
         };
+        crate::metrics::init(&instance);
         let app = AppState::new(config, instance, cluster);
         if let Some(c) = &app.ctx.cluster {
             c.set_registry(&app.registry);
@@ -49,6 +60,8 @@ impl AppState {
         let http = reqwest::Client::builder().build().expect("the HTTP client builds with default settings");
         let instance: Arc<str> = instance.into();
         AppState {
+            servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
+            reloader: None,
             config: Arc::new(config),
             registry: Arc::default(),
             ctx: upstream::Context { http, instance: instance.clone(), cluster, children, health: Arc::default() },
@@ -57,7 +70,36 @@ impl AppState {
     }
 
     pub fn server(&self, name: &str) -> Option<Arc<ServerConfig>> {
-        self.config.servers.get(name).cloned()
+        self.servers().get(name).cloned()
+    }
+
+    /// The servers configured now.
+    pub fn servers(&self) -> Servers {
+        self.servers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reloads the server list: added servers appear, removed ones take no new sessions
+    /// (their live sessions go on), changed settings apply to new sessions and streams.
+    /// Other settings need a restart. Returns what changed.
+    pub fn reload(&self) -> anyhow::Result<serde_json::Value> {
+        let Some(reloader) = &self.reloader else { anyhow::bail!("this bridge was started without a config file to reload") };
+        let new = reloader()?;
+        let old = self.servers();
+        let added: Vec<&String> = new.servers.keys().filter(|k| !old.contains_key(*k)).collect();
+        let removed: Vec<&String> = old.keys().filter(|k| !new.servers.contains_key(*k)).collect();
+        let changed: Vec<&String> = new
+            .servers
+            .iter()
+            .filter(|(k, v)| {
+                old.get(*k)
+                    .is_some_and(|o| o.upstream != v.upstream || o.heartbeat != v.heartbeat || o.json_response != v.json_response)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let summary = serde_json::json!({ "added": added, "removed": removed, "changed": changed });
+        *self.servers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new.servers.clone());
+        tracing::info!(%summary, "configuration reloaded");
+        Ok(summary)
     }
 
     /// Session settings with the server's own heartbeat.
@@ -74,6 +116,7 @@ pub fn router(app: AppState) -> Router {
     let origin_policy = origin::Policy::new(app.config.listen, &app.config.allowed_origins);
     let auth = app.config.auth.clone().map(|m| {
         let names: Vec<&str> = app.config.servers.keys().map(String::as_str).collect();
+        // Clients may name servers added by a later reload only after a restart.
         Arc::new(crate::auth::Auth::from_model(m, &names).expect("the config was validated when it was loaded"))
     });
     let router = Router::new()
@@ -87,13 +130,27 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(crate::admin::router())
         .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
         .layer(DefaultBodyLimit::max(app.config.limits.max_body));
     let router = match auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, crate::auth::check)),
         None => router,
     };
-    router.layer(axum::middleware::from_fn_with_state(origin_policy, origin::check)).with_state(app)
+    router
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::admin::guard))
+        .layer(axum::middleware::from_fn_with_state(origin_policy, origin::check))
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let m = crate::metrics::get();
+    for name in app.servers().keys() {
+        let healthy = app.ctx.health.status(name).healthy;
+        m.upstream_healthy.get_or_create(&crate::metrics::Server { server: name.clone() }).set(i64::from(healthy));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
@@ -105,7 +162,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "instance": &*app.instance,
         "mode": if app.ctx.cluster.is_some() { "cluster" } else { "memory" },
         "redis": redis,
-        "servers": app.config.servers.keys().map(|name| (name.clone(), app.ctx.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
+        "servers": app.servers().keys().map(|name| (name.clone(), app.ctx.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
         "children": app.ctx.children.running(),
         "sessions": app.registry.len(),
     });

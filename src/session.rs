@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::cluster::{Cluster, Op};
 use crate::config::{ServerConfig, SessionSettings};
 use crate::jsonrpc::{self, Kind, Peek};
+use crate::metrics;
 use crate::upstream::{self, Upstream, UpstreamEvent};
 use event_log::{Entry, EventLog, Gap, Overflow};
 
@@ -163,6 +164,43 @@ pub enum Frame {
     Priming(u64),
 }
 
+/// Requests kept per session for the admin timeline.
+const TIMELINE: usize = 64;
+
+/// One request in a session's recent history (the admin API's timeline).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimelineEntry {
+    pub method: String,
+    pub id: String,
+    /// Unix milliseconds when the request went upstream.
+    pub at_ms: u64,
+    pub latency_ms: Option<f64>,
+    /// `pending`, `ok`, `error` or `timeout`.
+    pub outcome: &'static str,
+}
+
+/// What the admin API shows of a session.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub id: String,
+    pub server: String,
+    pub transport: &'static str,
+    pub principal: Option<String>,
+    pub age_ms: u64,
+    pub idle_ms: u64,
+    pub protocol_version: Option<String>,
+    pub streams: usize,
+    pub attached: usize,
+    pub events: u64,
+    pub bytes: u64,
+    pub pending: usize,
+    pub upstream: &'static str,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Where the stream's close reason is left for the body to log.
 pub type CloseCell = Arc<OnceLock<CloseReason>>;
 
@@ -256,6 +294,8 @@ struct Pending {
     since: Instant,
     progress_token: Option<Box<str>>,
     initialize: bool,
+    /// For the latency histogram.
+    method: Option<String>,
 }
 
 enum UpstreamState {
@@ -278,6 +318,10 @@ struct State {
     ended: Option<CloseReason>,
     /// In cluster mode, where writes go so another instance can take the session over.
     persist: Option<(Arc<Cluster>, SessionId)>,
+    timeline: VecDeque<TimelineEntry>,
+    /// Messages and their bytes routed to the client.
+    events: u64,
+    bytes: u64,
 }
 
 /// What a taken-over session starts from (see `cluster::restore`).
@@ -309,6 +353,7 @@ pub enum SendError {
 
 pub struct Session {
     pub id: SessionId,
+    pub created: Instant,
     pub server: Arc<ServerConfig>,
     pub transport: Transport,
     pub settings: SessionSettings,
@@ -349,7 +394,10 @@ impl Session {
                 streams.insert(n, stream);
             }
         }
+        let labels = metrics::Session { server: server.name.clone(), transport: transport.as_str() };
+        metrics::get().sessions_open.get_or_create(&labels).inc();
         let session = Session {
+            created: Instant::now(),
             id,
             principal,
             server,
@@ -367,6 +415,9 @@ impl Session {
                 last_activity: Instant::now(),
                 ended: None,
                 persist,
+                timeline: VecDeque::new(),
+                events: 0,
+                bytes: 0,
             }),
             events_tx,
             ended: Notify::new(),
@@ -385,6 +436,36 @@ impl Session {
 
     pub fn ended(&self) -> Option<CloseReason> {
         self.state().ended
+    }
+
+    /// What the admin API lists.
+    pub fn summary(&self) -> Summary {
+        let st = self.state();
+        let now = Instant::now();
+        Summary {
+            id: self.id.to_string(),
+            server: self.server.name.clone(),
+            transport: self.transport.as_str(),
+            principal: self.principal.as_deref().map(str::to_string),
+            age_ms: now.duration_since(self.created).as_millis() as u64,
+            idle_ms: now.duration_since(st.last_activity).as_millis() as u64,
+            protocol_version: st.protocol_version.clone(),
+            streams: st.streams.len(),
+            attached: st.streams.values().filter(|s| s.live.as_ref().is_some_and(Live::reading)).count(),
+            events: st.events,
+            bytes: st.bytes,
+            pending: st.pending.len(),
+            upstream: match st.upstream {
+                UpstreamState::NotStarted => "not_started",
+                UpstreamState::Running(_) => "running",
+                UpstreamState::Ended => "ended",
+            },
+        }
+    }
+
+    /// The session's recent requests, oldest first.
+    pub fn timeline(&self) -> Vec<TimelineEntry> {
+        self.state().timeline.iter().cloned().collect()
     }
 
     /// Whether SSE streams of this session get priming events and may be closed for polling.
@@ -431,6 +512,23 @@ impl Session {
                 if peek.kind != Kind::Request {
                     continue;
                 }
+                if let Some(method) = &peek.method {
+                    let labels = metrics::Method { server: self.server.name.clone(), method: method.clone() };
+                    metrics::get().requests.get_or_create(&labels).inc();
+                    if stream != DISCARD {
+                        if st.timeline.len() == TIMELINE {
+                            st.timeline.pop_front();
+                        }
+                        let id = peek.id.as_deref().unwrap_or("null").to_string();
+                        st.timeline.push_back(TimelineEntry {
+                            method: method.clone(),
+                            id,
+                            at_ms: unix_ms(),
+                            latency_ms: None,
+                            outcome: "pending",
+                        });
+                    }
+                }
                 let initialize = peek.method.as_deref() == Some("initialize");
                 if initialize && stream != DISCARD {
                     st.initialize = Some(raw.clone());
@@ -440,8 +538,13 @@ impl Session {
                     st.progress.insert(token.clone(), stream);
                 }
                 if let Some(id) = &peek.id {
-                    let pending =
-                        Pending { stream, since: Instant::now(), progress_token: peek.progress_token.clone(), initialize };
+                    let pending = Pending {
+                        stream,
+                        since: Instant::now(),
+                        progress_token: peek.progress_token.clone(),
+                        initialize,
+                        method: peek.method.clone(),
+                    };
                     st.pending.insert(id.clone(), pending);
                     if stream != DISCARD {
                         st.persist(|sid| Op::Pending { sid, id: id.clone(), stream });
@@ -574,7 +677,7 @@ impl Session {
             if st.ended.is_some() {
                 return;
             }
-            let target = st.route(&peek, self.transport);
+            let target = st.route(&peek, self.transport, &self.server.name);
             if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
                 if target.1 {
                     self.ctx.health.succeeded(&self.server.name);
@@ -615,6 +718,8 @@ impl Session {
             std::mem::replace(&mut st.upstream, UpstreamState::Ended)
         };
         drop(upstream);
+        let labels = metrics::Session { server: self.server.name.clone(), transport: self.transport.as_str() };
+        metrics::get().sessions_open.get_or_create(&labels).dec();
         if matches!(reason, CloseReason::UpstreamExited | CloseReason::UpstreamFailedToStart) {
             self.ctx.health.crashed(&self.server.name, detail);
         }
@@ -652,6 +757,9 @@ impl Session {
                 }
                 let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
                 let _ = st.push(p.stream, jsonrpc::error(Some(id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
+                if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == **id) {
+                    entry.outcome = "timeout";
+                }
                 st.persist(|sid| Op::Answered { sid, id: id.clone() });
             }
             let tx = match &st.upstream {
@@ -680,7 +788,12 @@ impl Session {
                 self.end(CloseReason::IdleTimeout, "no stream attached and no request within the idle timeout");
                 return;
             };
-            let wake = self.expire_requests().map_or(idle, |d| idle.min(d.max(std::time::Duration::from_millis(10))));
+            // With nothing pending, still look again within one request timeout: a request sent
+            // meanwhile is noticed only at the next wake, so it must come before it is due.
+            let wake = match self.expire_requests() {
+                Some(due) => idle.min(due.max(std::time::Duration::from_millis(10))),
+                None => self.settings.request_timeout.map_or(idle, |t| idle.min(t)),
+            };
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
@@ -729,7 +842,7 @@ impl State {
 
     /// Picks the stream for an upstream message; the flag says it answers the client's
     /// initialize.
-    fn route(&mut self, peek: &Peek, transport: Transport) -> (u32, bool) {
+    fn route(&mut self, peek: &Peek, transport: Transport, server: &str) -> (u32, bool) {
         let mut initialize = false;
         let stream = match peek.kind {
             Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
@@ -742,6 +855,14 @@ impl State {
                         self.progress.remove(t);
                     }
                     initialize = p.initialize;
+                    if let Some(entry) = self.timeline.iter_mut().rev().find(|e| Some(e.id.as_str()) == peek.id.as_deref()) {
+                        entry.latency_ms = Some(p.since.elapsed().as_secs_f64() * 1000.0);
+                        entry.outcome = if peek.error { "error" } else { "ok" };
+                    }
+                    if let Some(method) = p.method {
+                        let labels = metrics::Method { server: server.to_string(), method };
+                        metrics::get().upstream_latency.get_or_create(&labels).observe(p.since.elapsed().as_secs_f64());
+                    }
                     p.stream
                 }
                 None => 0,
@@ -778,6 +899,8 @@ impl State {
         };
         let live = s.live.as_ref().is_some_and(Live::reading);
         let pushed = s.log.push(raw.clone(), live, now);
+        self.events += 1;
+        self.bytes += raw.len() as u64;
         if let Ok(seq) = pushed {
             if let Some((cluster, sid)) = &self.persist {
                 let op = Op::Event { sid: *sid, stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };

@@ -78,12 +78,12 @@ pub fn public_prefix(headers: &HeaderMap, configured: Option<&str>) -> String {
     forwarded.or(configured).unwrap_or("").trim_end_matches('/').to_string()
 }
 
-/// Whether an `Accept` header admits `mime` (or a wildcard for it).
+/// Whether an `Accept` header names `mime` itself. Wildcards do not count: the spec has
+/// clients list both media types, and the official SDK servers answer 406 to `*/*`.
 pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|part| {
         let m = part.split(';').next().unwrap_or("").trim();
-        m.eq_ignore_ascii_case(mime) || m == "*/*" || m.strip_suffix("/*").is_some_and(|k| k.eq_ignore_ascii_case(kind))
+        m.eq_ignore_ascii_case(mime)
     })
 }
 
@@ -104,7 +104,7 @@ mod tests {
         let m = h(&[("accept", "application/json;q=0.9, text/event-stream")]);
         assert!(accepts(&m, "text/event-stream") && accepts(&m, "application/json"));
         assert!(!accepts(&h(&[("accept", "text/html")]), "application/json"));
-        assert!(accepts(&h(&[("accept", "*/*")]), "text/event-stream"));
+        assert!(!accepts(&h(&[("accept", "*/*")]), "text/event-stream"), "as the official servers: wildcards are not enough");
         assert!(!accepts(&HeaderMap::new(), "text/event-stream"));
     }
 

@@ -44,6 +44,10 @@ impl Registry {
             .count()
     }
 
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
     pub fn ids(&self) -> Vec<SessionId> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }

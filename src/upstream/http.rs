@@ -56,6 +56,8 @@ pub(super) async fn run(
     let remote = Arc::new(Remote { url, headers, ctx, shared: Mutex::default(), events });
     let mut initialized = false;
     let _delete = DeleteOnDrop(remote.clone());
+    // Request and listener tasks; dropping the set (the session ended) aborts them.
+    let mut tasks = tokio::task::JoinSet::new();
     while let Some(msg) = rx.recv().await {
         let peek = jsonrpc::peek(&msg).ok();
         let is_init = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
@@ -68,14 +70,27 @@ pub(super) async fn run(
             initialized = true;
             continue;
         }
+        while tasks.try_join_next().is_some() {}
         let starts_get = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("notifications/initialized"));
-        let r = remote.clone();
-        tokio::spawn(async move {
-            if let Err(detail) = r.post(msg, peek).await {
+        let is_request = peek.as_ref().is_some_and(|p| p.kind == Kind::Request);
+        if !is_request {
+            // Notifications and answers are acknowledged at once (202): sending them in line
+            // keeps their order, so `initialized` is there before the next request.
+            if let Err(detail) = remote.post(msg, peek).await {
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
             if starts_get {
-                r.listen().await;
+                let r = remote.clone();
+                tasks.spawn(async move { r.listen().await });
+            }
+            continue;
+        }
+        // A request may take long, and may need the client's answer to a server request
+        // meanwhile: it runs on its own, in a set that dies with the session.
+        let r = remote.clone();
+        tasks.spawn(async move {
+            if let Err(detail) = r.post(msg, peek).await {
+                tracing::warn!(session = %session, "remote upstream: {detail}");
             }
         });
     }

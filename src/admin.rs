@@ -1,0 +1,164 @@
+//! The admin API and status page (`/admin`): servers with their health, sessions (all
+//! instances in cluster mode), one session's request timeline, ending a session, reloading the
+//! configuration. Behind its own token; without one, only loopback clients that did not come
+//! through a proxy may use it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::server::AppState;
+use crate::session::store;
+use crate::session::{CloseReason, SessionId};
+
+/// The `[admin]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminModel {
+    pub token: Option<String>,
+    pub token_sha256: Option<String>,
+}
+
+impl AdminModel {
+    fn hash(&self) -> Option<[u8; 32]> {
+        match (&self.token, &self.token_sha256) {
+            (Some(t), _) => Some(Sha256::digest(t.as_bytes()).into()),
+            (None, Some(h)) => crate::auth::parse_hex32(h),
+            (None, None) => None,
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(page))
+        .route("/admin/api/servers", get(servers))
+        .route("/admin/api/sessions", get(sessions))
+        .route("/admin/api/sessions/{id}", get(session).delete(end_session))
+        .route("/admin/api/reload", post(reload))
+}
+
+/// Admits a request with the admin token, or from loopback when no token is configured.
+pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    // The page itself holds no data; its API calls carry the token.
+    if !req.uri().path().starts_with("/admin/api") {
+        return next.run(req).await;
+    }
+    let allowed = match app.config.admin.as_ref().and_then(AdminModel::hash) {
+        Some(want) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() })
+            .is_some_and(|got| got.iter().zip(want.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0),
+        None => {
+            let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            peer.is_some_and(|p| p.ip().is_loopback()) && !req.headers().contains_key("x-forwarded-for")
+        }
+    };
+    if !allowed {
+        let mut resp = (StatusCode::UNAUTHORIZED, "the admin API needs the admin token (or, without one, a loopback client)")
+            .into_response();
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-bridge-admin\""));
+        return resp;
+    }
+    next.run(req).await
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("admin/status.html"))
+}
+
+async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let summaries: Vec<_> = app.registry.all().into_iter().map(|s| s.summary()).collect();
+    let list: Vec<serde_json::Value> = app
+        .servers()
+        .iter()
+        .map(|(name, s)| {
+            let kind = match &s.upstream {
+                crate::config::UpstreamSpec::Stdio { .. } => "stdio",
+                crate::config::UpstreamSpec::StreamableHttp { .. } => "streamable-http",
+                crate::config::UpstreamSpec::Sse { .. } => "sse",
+            };
+            serde_json::json!({
+                "name": name,
+                "kind": kind,
+                "health": app.ctx.health.status(name),
+                "sessions": summaries.iter().filter(|x| x.server == *name).count(),
+                "heartbeat_ms": s.heartbeat.interval.map(|d| d.as_millis() as u64),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "instance": &*app.instance, "servers": list }))
+}
+
+async fn sessions(State(app): State<AppState>) -> Response {
+    let mut list: Vec<serde_json::Value> = app
+        .registry
+        .all()
+        .into_iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s.summary()).unwrap_or_default();
+            v["instance"] = serde_json::Value::from(&*app.instance);
+            v
+        })
+        .collect();
+    if let Some(cluster) = &app.ctx.cluster {
+        match cluster.list_sessions().await {
+            Ok(remote) => {
+                let local: std::collections::HashSet<String> =
+                    list.iter().filter_map(|v| v["id"].as_str().map(String::from)).collect();
+                list.extend(remote.into_iter().filter(|r| !local.contains(&r.id)).map(|r| {
+                    serde_json::json!({ "id": r.id, "server": r.server, "transport": r.transport, "instance": r.owner, "principal": r.principal })
+                }));
+            }
+            Err(e) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot list the cluster's sessions: {e}")).into_response()
+            }
+        }
+    }
+    let by_server = list.iter().fold(BTreeMap::<String, usize>::new(), |mut m, v| {
+        *m.entry(v["server"].as_str().unwrap_or("").to_string()).or_default() += 1;
+        m
+    });
+    Json(serde_json::json!({ "instance": &*app.instance, "count": list.len(), "by_server": by_server, "sessions": list }))
+        .into_response()
+}
+
+async fn session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(s) = SessionId::parse(&id).and_then(|id| app.registry.get(id)) else {
+        return (StatusCode::NOT_FOUND, "no such session on this instance (in cluster mode, ask its owner)").into_response();
+    };
+    Json(serde_json::json!({ "session": s.summary(), "timeline": s.timeline() })).into_response()
+}
+
+async fn end_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(id) = SessionId::parse(&id) else {
+        return (StatusCode::NOT_FOUND, "no such session").into_response();
+    };
+    match store::find(&app, id).await {
+        Ok(Some(h)) => match h.end(&app, CloseReason::Deleted, "ended through the admin API").await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => crate::transport::op_error(e),
+        },
+        Ok(None) => (StatusCode::NOT_FOUND, "no such session").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn reload(State(app): State<AppState>) -> Response {
+    match app.reload() {
+        Ok(summary) => Json(summary).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("reload refused, the running configuration is unchanged: {e:#}"))
+            .into_response(),
+    }
+}
