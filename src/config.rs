@@ -102,6 +102,9 @@ pub struct SessionSettings {
     /// If set, POST and GET streams of clients that negotiated 2025-11-25 or later are closed
     /// after this long (after a `retry:` hint), and the client polls back.
     pub max_stream_lifetime: Option<Duration>,
+    /// On SIGTERM, open streams keep flowing this long (with `/readyz` answering 503) before
+    /// they are closed and their sessions handed over or ended.
+    pub drain_grace: Duration,
     pub heartbeat: Heartbeat,
     /// From `limits.request_timeout`: an upstream request unanswered this long gets an error.
     pub request_timeout: Option<Duration>,
@@ -115,6 +118,7 @@ impl Default for SessionSettings {
             event_log_age: Duration::from_secs(600),
             retry: Duration::from_secs(1),
             max_stream_lifetime: None,
+            drain_grace: Duration::from_secs(1),
             heartbeat: Heartbeat::default(),
             request_timeout: None,
         }
@@ -197,6 +201,7 @@ struct SessionsModel {
     event_log_age: Option<String>,
     retry: Option<String>,
     max_stream_lifetime: Option<String>,
+    drain_grace: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +287,7 @@ impl FileModel {
             event_log_size: s.event_log_size.unwrap_or(defaults.event_log_size).max(1),
             event_log_age: dur("sessions.event_log_age", &s.event_log_age, defaults.event_log_age)?,
             retry: dur("sessions.retry", &s.retry, defaults.retry)?,
+            drain_grace: dur("sessions.drain_grace", &s.drain_grace, defaults.drain_grace)?,
             max_stream_lifetime: s
                 .max_stream_lifetime
                 .as_deref()

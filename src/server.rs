@@ -31,6 +31,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     servers: Arc<std::sync::RwLock<Servers>>,
     pub reloader: Option<Reloader>,
+    /// Set on SIGTERM: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
     pub registry: Arc<Registry>,
     pub ctx: upstream::Context,
     pub instance: Arc<str>,
@@ -62,6 +64,7 @@ impl AppState {
         AppState {
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
             reloader: None,
+            draining: Arc::default(),
             config: Arc::new(config),
             registry: Arc::default(),
             ctx: upstream::Context { http, instance: instance.clone(), cluster, children, health: Arc::default() },
@@ -156,8 +159,16 @@ async fn metrics(State(app): State<AppState>) -> Response {
 async fn readyz(State(app): State<AppState>) -> Response {
     let redis = app.ctx.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
     let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
+    let draining = app.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let status = if draining {
+        "draining"
+    } else if degraded.is_empty() {
+        "ready"
+    } else {
+        "degraded"
+    };
     let body = serde_json::json!({
-        "status": if degraded.is_empty() { "ready" } else { "degraded" },
+        "status": status,
         "degraded": degraded,
         "instance": &*app.instance,
         "mode": if app.ctx.cluster.is_some() { "cluster" } else { "memory" },
@@ -166,7 +177,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "children": app.ctx.children.running(),
         "sessions": app.registry.len(),
     });
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let code = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Serves until `shutdown` resolves, then ends every session with reason `shutdown` (which
@@ -180,6 +192,8 @@ pub async fn run(
     let cluster = app.ctx.cluster.clone();
     let addr = listener.local_addr()?;
     let header_timeout = app.config.limits.header_read_timeout;
+    let grace = app.config.sessions.drain_grace;
+    let draining = app.draining.clone();
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
     let router = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -187,7 +201,15 @@ pub async fn run(
     http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // Set once the shutdown signal came: the end of the drain.
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
+        let drain_end = async {
+            match drain_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -198,7 +220,15 @@ pub async fn run(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if drain_until.is_none() => {
+                // Drain: say so on /readyz, keep serving (a load balancer moves new work
+                // elsewhere meanwhile), then end the streams when the grace period is over.
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(grace_ms = grace.as_millis() as u64, sessions = registry.len(), "draining");
+                drain_until = Some(tokio::time::Instant::now() + grace);
+                continue;
+            }
+            _ = drain_end => break,
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
@@ -213,6 +243,7 @@ pub async fn run(
             let _ = conn.await;
         });
     }
+    drop(listener);
     tracing::info!("shutting down: ending every session");
     let ids = registry.ids();
     registry.end_all(CloseReason::Shutdown, "the bridge is shutting down");
@@ -222,7 +253,6 @@ pub async fn run(
         c.flush().await;
         c.release(&ids).await;
     }
-    drop(listener);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
     Ok(())
 }
