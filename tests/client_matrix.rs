@@ -18,6 +18,9 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+#[path = "client_matrix/rmcp_cell.rs"]
+mod rmcp_cell;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -143,7 +146,7 @@ fn expected() -> Value {
         "cancelled": "cancelled: 1",
         "sampling": "LLM response: sampled: matrix",
         "samplingRequests": 1,
-        "elicitation": "User response: action=accept, content={\"username\":\"matrix\",\"email\":\"matrix@example.com\"}",
+        "elicitation": "User response: action=accept, content={\"email\":\"matrix@example.com\",\"username\":\"matrix\"}",
         "setLevel": {},
     })
 }
@@ -262,6 +265,20 @@ fn inspector_cli_streamable() {
 #[test]
 fn inspector_cli_sse() {
     inspector_cell("sse");
+}
+
+#[test]
+fn rmcp_streamable() {
+    let bridge = Bridge::start();
+    let url = endpoint(&bridge, "streamable");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let got = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(90), rmcp_cell::session(&url)).await });
+    let got = match got {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => json!({"ok": false, "client": "rmcp", "error": e}),
+        Err(_) => json!({"ok": false, "client": "rmcp", "error": "timeout after 90 s"}),
+    };
+    check("rmcp/streamable", &got, FULL, &bridge);
 }
 
 /// Serves the matrix page and takes the one result it POSTs to `/result`.

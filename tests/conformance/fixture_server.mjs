@@ -219,7 +219,9 @@ function makeServer() {
           },
           ElicitResultSchema,
         );
-        return { content: [text(`User response: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`)] };
+        // Keys sorted, so that every client of the matrix gets the same text.
+        const content = Object.fromEntries(Object.entries(r.content ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)));
+        return { content: [text(`User response: action=${r.action}, content=${JSON.stringify(content)}`)] };
       }
       case 'test_elicitation_sep1034_defaults': {
         const r = await extra.sendRequest(
