@@ -95,6 +95,7 @@ async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
                 "health": app.ctx.health.status(name),
                 "sessions": summaries.iter().filter(|x| x.server == *name).count(),
                 "heartbeat_ms": s.heartbeat.interval.map(|d| d.as_millis() as u64),
+                "pool": app.ctx.pools.status(name),
             })
         })
         .collect();

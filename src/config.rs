@@ -133,6 +133,23 @@ pub struct ServerConfig {
     pub heartbeat: Heartbeat,
     /// Answer Streamable HTTP POSTs with one JSON body instead of an SSE stream.
     pub json_response: bool,
+    /// A remote server with several instances (`urls`): how sessions are spread over them.
+    pub pool: Option<PoolSpec>,
+}
+
+/// Several instances of one remote MCP server. A session sticks to the instance it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub urls: Vec<String>,
+    pub balance: Balance,
+    /// Probe each instance (an MCP initialize) this often; passive checks always run.
+    pub health_check_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastSessions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +231,11 @@ struct ServerModel {
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     url: Option<String>,
+    /// Several instances of the same remote server.
+    #[serde(default)]
+    urls: Vec<String>,
+    balance: Option<String>,
+    health_check_interval: Option<String>,
     #[serde(rename = "type", alias = "transport")]
     kind: Option<String>,
     #[serde(default)]
@@ -363,7 +385,39 @@ impl ServerModel {
         invalid: &dyn Fn(&str, String) -> ConfigError,
     ) -> Result<ServerConfig, ConfigError> {
         let kind = self.kind.as_deref();
-        let upstream = match (self.command, self.url) {
+        let mut pool = None;
+        if !self.urls.is_empty() {
+            if self.url.is_some() || self.command.is_some() {
+                return Err(invalid(key, "`urls` replaces `url` and `command`; give only `urls`".into()));
+            }
+            for u in &self.urls {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(invalid(&format!("{key}.urls"), format!("`{u}` is not an http(s) URL")));
+                }
+            }
+            let balance = match self.balance.as_deref() {
+                None | Some("round-robin") => Balance::RoundRobin,
+                Some("least-sessions") => Balance::LeastSessions,
+                Some(o) => {
+                    return Err(invalid(&format!("{key}.balance"), format!("`{o}` is not `round-robin` or `least-sessions`")))
+                }
+            };
+            let health_check_interval = match self.health_check_interval.as_deref() {
+                None => None,
+                Some(v) => parse_interval(v).map_err(|r| invalid(&format!("{key}.health_check_interval"), r))?,
+            };
+            if kind == Some("sse") {
+                return Err(invalid(
+                    &format!("{key}.urls"),
+                    "pools are for Streamable HTTP servers; a legacy SSE server takes one `url`".into(),
+                ));
+            }
+            pool = Some(PoolSpec { urls: self.urls.clone(), balance, health_check_interval });
+        } else if self.balance.is_some() || self.health_check_interval.is_some() {
+            return Err(invalid(key, "`balance` and `health_check_interval` go with `urls`".into()));
+        }
+        let url = self.url.or_else(|| self.urls.first().cloned());
+        let upstream = match (self.command, url) {
             (Some(_), Some(_)) => return Err(invalid(key, "has both `command` and `url`; give one".into())),
             (None, None) => return Err(invalid(key, "needs `command` (a stdio server) or `url` (a remote server)".into())),
             (Some(command), None) => {
@@ -391,7 +445,7 @@ impl ServerModel {
             }
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
-        Ok(ServerConfig { name: name.to_string(), upstream, heartbeat, json_response: self.json_response })
+        Ok(ServerConfig { name: name.to_string(), upstream, heartbeat, json_response: self.json_response, pool })
     }
 }
 
@@ -473,6 +527,19 @@ mod tests {
         assert_eq!(c.allowed_origins, ["https://app.example.com", "*"]);
         let e = toml("allowed_origins = [\"app.example.com\"]\n[servers.a]\ncommand = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("allowed_origins") && e.contains("app.example.com"), "{e}");
+    }
+
+    #[test]
+    fn pools_of_remote_instances() {
+        let c = toml("[servers.p]\nurls = [\"http://a/mcp\", \"http://b/mcp\"]\nbalance = \"least-sessions\"\nhealth_check_interval = \"5s\"\n").unwrap();
+        let pool = c.servers["p"].pool.clone().unwrap();
+        assert_eq!(pool.urls.len(), 2);
+        assert_eq!(pool.balance, Balance::LeastSessions);
+        assert_eq!(pool.health_check_interval, Some(Duration::from_secs(5)));
+        let e = toml("[servers.p]\nurl = \"http://a\"\nurls = [\"http://b\"]\n").unwrap_err().to_string();
+        assert!(e.contains("urls"), "{e}");
+        let e = toml("[servers.p]\nurls = [\"http://b\"]\nbalance = \"random\"\n").unwrap_err().to_string();
+        assert!(e.contains("balance"), "{e}");
     }
 
     #[test]

@@ -67,7 +67,14 @@ impl AppState {
             draining: Arc::default(),
             config: Arc::new(config),
             registry: Arc::default(),
-            ctx: upstream::Context { http, instance: instance.clone(), cluster, children, health: Arc::default() },
+            ctx: upstream::Context {
+                http,
+                instance: instance.clone(),
+                cluster,
+                children,
+                health: Arc::default(),
+                pools: Arc::default(),
+            },
             instance,
         }
     }

@@ -3,6 +3,7 @@
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
 mod http;
+pub mod pool;
 mod sse;
 mod stdio;
 
@@ -35,6 +36,7 @@ pub struct Context {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub children: ChildSlots,
     pub health: Arc<crate::health::Health>,
+    pub pools: Arc<pool::Pools>,
 }
 
 /// Counts running child processes against `limits.max_children`.
@@ -91,7 +93,10 @@ pub fn start(server: &ServerConfig, session: SessionId, ctx: Context, events: mp
             let spec = stdio::Spec { command, args, env, cwd };
             tokio::spawn(stdio::run(spec, name, session, ctx.children.clone(), rx, events))
         }
-        UpstreamSpec::StreamableHttp { url, headers } => tokio::spawn(http::run(url, headers, ctx, session, rx, events)),
+        UpstreamSpec::StreamableHttp { url, headers } => {
+            let pool = server.pool.as_ref().map(|p| ctx.pools.get(&server.name, p, &ctx.http, &headers));
+            tokio::spawn(http::run(url, headers, ctx, session, pool, rx, events))
+        }
         UpstreamSpec::Sse { url, headers } => tokio::spawn(sse::run(url, headers, ctx, session, rx, events)),
     };
     Upstream { tx, task }

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 
+use super::pool::{Lease, Pool};
 use super::{sse_events, with_headers, Context, UpstreamEvent};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
@@ -43,6 +44,8 @@ struct Remote {
     ctx: Context,
     shared: Mutex<Shared>,
     events: mpsc::Sender<UpstreamEvent>,
+    /// The pool instance this session sticks to, told of each request's outcome.
+    lease: Option<Lease>,
 }
 
 pub(super) async fn run(
@@ -50,20 +53,63 @@ pub(super) async fn run(
     headers: BTreeMap<String, String>,
     ctx: Context,
     session: SessionId,
+    pool: Option<Arc<Pool>>,
     mut rx: mpsc::Receiver<Bytes>,
     events: mpsc::Sender<UpstreamEvent>,
 ) {
-    let remote = Arc::new(Remote { url, headers, ctx, shared: Mutex::default(), events });
-    let mut initialized = false;
+    let Some(first) = rx.recv().await else { return };
+    let first_peek = jsonrpc::peek(&first).ok();
+    let is_init = first_peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
+    // Choose the instance: with a pool, the initialize moves on to the next instance until
+    // one answers; the session then sticks to it.
+    let mut tried = Vec::new();
+    let remote = loop {
+        let lease = pool.as_ref().and_then(|p| p.pick(&tried));
+        let more = pool.as_ref().is_some_and(|p| tried.len() + 1 < p.len());
+        let url = lease.as_ref().map_or(url.clone(), |l| l.url().to_string());
+        let remote = Arc::new(Remote {
+            url,
+            headers: headers.clone(),
+            ctx: ctx.clone(),
+            shared: Mutex::default(),
+            events: events.clone(),
+            lease,
+        });
+        if !is_init {
+            break remote;
+        }
+        // The handshake is awaited: everything after it needs the upstream session id.
+        match remote.post(first.clone(), first_peek.clone(), !more).await {
+            Ok(()) => break remote,
+            Err(detail) if more => {
+                tracing::warn!(session = %session, url = %remote.url, "pool instance failed the handshake, trying the next: {detail}");
+                if let Some(l) = &remote.lease {
+                    tried.push(l.index());
+                }
+            }
+            Err(detail) => {
+                let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+                return;
+            }
+        }
+    };
+    let mut initialized = is_init;
     let _delete = DeleteOnDrop(remote.clone());
     // Request and listener tasks; dropping the set (the session ended) aborts them.
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(msg) = rx.recv().await {
+    let mut pending_first = (!is_init).then_some(first);
+    loop {
+        let msg = match pending_first.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
         let peek = jsonrpc::peek(&msg).ok();
         let is_init = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
         if is_init && !initialized {
-            // The handshake is awaited: everything after it needs the upstream session id.
-            if let Err(detail) = remote.post(msg, peek).await {
+            if let Err(detail) = remote.post(msg, peek, true).await {
                 let _ = remote.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
                 return;
             }
@@ -76,7 +122,7 @@ pub(super) async fn run(
         if !is_request {
             // Notifications and answers are acknowledged at once (202): sending them in line
             // keeps their order, so `initialized` is there before the next request.
-            if let Err(detail) = remote.post(msg, peek).await {
+            if let Err(detail) = remote.post(msg, peek, true).await {
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
             if starts_get {
@@ -89,7 +135,7 @@ pub(super) async fn run(
         // meanwhile: it runs on its own, in a set that dies with the session.
         let r = remote.clone();
         tasks.spawn(async move {
-            if let Err(detail) = r.post(msg, peek).await {
+            if let Err(detail) = r.post(msg, peek, true).await {
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
         });
@@ -111,8 +157,17 @@ impl Remote {
 
     /// POSTs one message and forwards what comes back. A request that fails gets a JSON-RPC
     /// error, so the client never waits for an answer that cannot come.
-    async fn post(&self, msg: Bytes, peek: Option<jsonrpc::Peek>) -> Result<(), String> {
-        let request_id = peek.as_ref().filter(|p| p.kind == Kind::Request).and_then(|p| p.id.clone());
+    /// With `answer_failures`, a request that fails gets a JSON-RPC error from the bridge.
+    async fn post(&self, msg: Bytes, peek: Option<jsonrpc::Peek>, answer_failures: bool) -> Result<(), String> {
+        let r = self.post_once(msg, peek, answer_failures).await;
+        if let Some(l) = &self.lease {
+            l.report(r.is_ok());
+        }
+        r
+    }
+
+    async fn post_once(&self, msg: Bytes, peek: Option<jsonrpc::Peek>, answer_failures: bool) -> Result<(), String> {
+        let request_id = peek.as_ref().filter(|p| p.kind == Kind::Request && answer_failures).and_then(|p| p.id.clone());
         let fail = |detail: String| async {
             if let Some(id) = &request_id {
                 let err = jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
