@@ -62,9 +62,20 @@ fn spawn_group(cmd: &mut Command) -> Group {
 
 /// The bridge with one server, `matrix`: the fixture over stdio.
 struct Bridge {
-    _proc: Group,
+    proc: Option<Group>,
     base: String,
     log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        drop(self.proc.take());
+        // Keep the config and log of a failed cell for a look.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 impl Bridge {
@@ -95,7 +106,7 @@ impl Bridge {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if let Some(addr) = text.split("listen=").nth(1).and_then(|s| s.split_whitespace().next()) {
                 let addr: String = addr.chars().filter(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
-                return Bridge { _proc: proc, base: format!("http://{addr}"), log };
+                return Bridge { proc: Some(proc), base: format!("http://{addr}"), log, dir };
             }
             assert!(Instant::now() < deadline, "the bridge did not start: {text}");
             std::thread::sleep(Duration::from_millis(50));
