@@ -135,6 +135,8 @@ pub struct ServerConfig {
     pub json_response: bool,
     /// A remote server with several instances (`urls`): how sessions are spread over them.
     pub pool: Option<PoolSpec>,
+    /// `sharing = "shared"`: one long-lived child serves every session of a stdio server.
+    pub shared: bool,
 }
 
 /// Several instances of one remote MCP server. A session sticks to the instance it starts on.
@@ -243,6 +245,8 @@ struct ServerModel {
     heartbeat: Option<HeartbeatModel>,
     #[serde(default)]
     json_response: bool,
+    /// `per-session` (default) or `shared`, for stdio servers.
+    sharing: Option<String>,
 }
 
 /// Deserializes a map into ordered pairs, rejecting a name given twice (JSON parsers would
@@ -416,6 +420,14 @@ impl ServerModel {
         } else if self.balance.is_some() || self.health_check_interval.is_some() {
             return Err(invalid(key, "`balance` and `health_check_interval` go with `urls`".into()));
         }
+        let shared = match self.sharing.as_deref() {
+            None | Some("per-session") => false,
+            Some("shared") if self.command.is_some() => true,
+            Some("shared") => {
+                return Err(invalid(&format!("{key}.sharing"), "only a stdio server (`command`) can be shared".into()))
+            }
+            Some(o) => return Err(invalid(&format!("{key}.sharing"), format!("`{o}` is not `per-session` or `shared`"))),
+        };
         let url = self.url.or_else(|| self.urls.first().cloned());
         let upstream = match (self.command, url) {
             (Some(_), Some(_)) => return Err(invalid(key, "has both `command` and `url`; give one".into())),
@@ -445,7 +457,7 @@ impl ServerModel {
             }
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
-        Ok(ServerConfig { name: name.to_string(), upstream, heartbeat, json_response: self.json_response, pool })
+        Ok(ServerConfig { name: name.to_string(), upstream, heartbeat, json_response: self.json_response, pool, shared })
     }
 }
 

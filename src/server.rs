@@ -74,6 +74,7 @@ impl AppState {
                 children,
                 health: Arc::default(),
                 pools: Arc::default(),
+                shared: Arc::default(),
             },
             instance,
         }

@@ -4,6 +4,7 @@
 
 mod http;
 pub mod pool;
+mod shared;
 mod sse;
 mod stdio;
 
@@ -19,7 +20,7 @@ use crate::session::{CloseReason, SessionId};
 use crate::sse::parse::{Event, Item, Parser};
 
 /// Client messages queued for an upstream before senders wait.
-const QUEUE: usize = 256;
+pub(crate) const QUEUE: usize = 256;
 
 #[derive(Debug)]
 pub enum UpstreamEvent {
@@ -37,6 +38,7 @@ pub struct Context {
     pub children: ChildSlots,
     pub health: Arc<crate::health::Health>,
     pub pools: Arc<pool::Pools>,
+    pub shared: Arc<shared::SharedChildren>,
 }
 
 /// Counts running child processes against `limits.max_children`.
@@ -91,7 +93,12 @@ pub fn start(server: &ServerConfig, session: SessionId, ctx: Context, events: mp
     let task = match server.upstream.clone() {
         UpstreamSpec::Stdio { command, args, env, cwd } => {
             let spec = stdio::Spec { command, args, env, cwd };
-            tokio::spawn(stdio::run(spec, name, session, ctx.children.clone(), rx, events))
+            if server.shared {
+                let shared = ctx.shared.get(&server.name, spec, ctx.children.clone());
+                tokio::spawn(shared.serve(session, rx, events))
+            } else {
+                tokio::spawn(stdio::run(spec, name, session, ctx.children.clone(), rx, events))
+            }
         }
         UpstreamSpec::StreamableHttp { url, headers } => {
             let pool = server.pool.as_ref().map(|p| ctx.pools.get(&server.name, p, &ctx.http, &headers));
