@@ -1,0 +1,578 @@
+//! Cluster mode against a real redis-server and a real nginx, both started by the tests:
+//! SDK clients through round-robin nginx over three instances, `kill -9` of a session's owner
+//! mid-session (legacy SSE and Streamable HTTP), a Redis restart during a session, and lease
+//! expiry, takeover and forwarding between two instances addressed directly.
+//! Run with `--nocapture` to see the failover figures.
+
+mod cluster_support;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use cluster_support::{echo, echo_text, poll, Cluster, Instance, Legacy, Redis};
+use common::{echo_server, everything_stdio, http, require_node, run_client, ClientRun, Sdk, SseBlock, SseReader};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+/// Both servers: the fast bundled echo server and server-everything (progress, sampling, a
+/// slow tool), each a stdio child per session.
+fn config() -> String {
+    format!("{}\n{}", echo_server("echo"), everything_stdio("everything"))
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// server-everything's slow tool with a progress token: one progress notification a second.
+fn slow_call(id: u64, seconds: u64, token: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "trigger-long-running-operation", "arguments": {"duration": seconds, "steps": seconds},
+        "_meta": {"progressToken": token}}})
+}
+
+fn is_progress(m: &Value, token: &str) -> bool {
+    m["method"] == "notifications/progress" && m["params"]["progressToken"] == token
+}
+
+/// The error a request in flight on a dead owner must get.
+fn assert_lost_request_error(m: &Value, id: u64) {
+    assert_eq!(m["id"], id, "{m}");
+    assert!(m["result"].is_null(), "request {id} was in flight on the dead instance; it cannot have a result: {m}");
+    assert_eq!(m["error"]["code"], -32603, "request {id} gets an internal error: {m}");
+    assert!(m["error"]["message"].as_str().is_some_and(|s| s.contains("died")), "the error says why: {m}");
+}
+
+// ---- round robin --------------------------------------------------------------------------
+
+fn assert_full(run: &ClientRun, repeat: u64) {
+    let v = run.ok();
+    let l = &run.label;
+    let tools: Vec<&str> = v["tools"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    for t in ["echo", "get-sum", "trigger-long-running-operation", "trigger-sampling-request"] {
+        assert!(tools.contains(&t), "{l}: tools/list has {t}: {tools:?}");
+    }
+    assert_eq!(v["echoCount"], repeat, "{l}: every tagged echo came back once: {v}");
+    assert_eq!(v["sum"].as_f64(), Some(5.0), "{l}");
+    assert!(v["progress"].as_u64().unwrap_or(0) >= 3, "{l}: progress notifications: {v}");
+    assert_eq!(v["samplingRequests"], 1, "{l}: exactly one sampling request reached the client: {v}");
+    assert!(v["sampling"].as_str().is_some_and(|s| s.contains("ping")), "{l}: sampling round trip: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_sdk_clients_run_the_full_scenario_across_three_instances() {
+    require_node();
+    let c = Cluster::start(&config(), 3, true);
+    let sse = c.nginx().url("/sse/everything");
+    let mcp = c.nginx().url("/mcp/everything");
+    let repeat = 5;
+    let r = repeat.to_string();
+    let runs = join_all([
+        run_client(Sdk::Ts, "sse", &sse, &["--id-tag", "ts-sse", "--repeat", &r]),
+        run_client(Sdk::Ts, "streamable", &mcp, &["--id-tag", "ts-http", "--repeat", &r]),
+        run_client(Sdk::Py, "sse", &sse, &["--id-tag", "py-sse", "--repeat", &r]),
+        run_client(Sdk::Py, "streamable", &mcp, &["--id-tag", "py-http", "--repeat", &r]),
+    ])
+    .await;
+    for run in &runs {
+        assert_full(run, repeat);
+    }
+
+    // Where nginx sent each session's requests: round-robin spreads them, so most sessions
+    // see several instances, and the ones that did not own the session forwarded.
+    let requests = c.nginx().requests();
+    let mut spread = Vec::new();
+    for run in &runs {
+        let sid = run.json["sessionId"].as_str().expect("the client reports its session id");
+        let hits: Vec<_> = requests.iter().filter(|r| r.session == sid).collect();
+        let instances: BTreeSet<&str> = hits.iter().filter_map(|r| c.id_at(&r.upstream)).collect();
+        assert!(hits.len() >= 5, "{}: nginx logged the session's requests ({sid}): {hits:?}", run.label);
+        assert!(hits.iter().all(|r| r.status < 400), "{}: no request of the session failed: {hits:?}", run.label);
+        eprintln!("{}: {} requests over {:?} (owner {:?})", run.label, hits.len(), instances, c.redis.lease_owner(sid));
+        spread.push(instances.len());
+    }
+    assert!(
+        spread.iter().all(|&n| n >= 2),
+        "every session's requests reached at least two instances under round-robin: {spread:?}"
+    );
+    let all: BTreeSet<&str> = requests.iter().filter_map(|r| c.id_at(&r.upstream)).collect();
+    assert_eq!(all.len(), 3, "requests reached all three instances: {all:?}");
+    let opened: Vec<usize> = c.instances.iter().map(|i| i.count("SSE connection opened")).collect();
+    assert!(opened.iter().filter(|&&n| n > 0).count() >= 2, "streams opened on several instances: {opened:?}");
+    eprintln!("SSE connections opened per instance: {opened:?}");
+    for i in &c.instances {
+        let log = i.log();
+        assert!(!log.contains("panicked"), "instance {} panicked:\n{log}", i.id);
+        let ready = i.readyz().await;
+        assert_eq!((ready["mode"].as_str(), ready["status"].as_str()), (Some("cluster"), Some("ready")), "{ready}");
+    }
+}
+
+// ---- kill -9 of the owner, legacy SSE ----------------------------------------------------------
+
+/// A legacy session that was disconnected with requests answered while it was away.
+struct Away {
+    s: Legacy,
+    owner: String,
+    /// Response ids it received before disconnecting.
+    seen: Vec<u64>,
+    /// Ids answered while it was away (waiting in the event log).
+    missed: Vec<u64>,
+}
+
+/// Waits until the answers to `ids` are in the session's event log in Redis.
+async fn persisted(redis: &Redis, sid: &str, ids: &[u64]) {
+    let found = poll(MINUTE, || {
+        let log = redis.stream_log(sid, 0);
+        ids.iter().all(|id| log.iter().any(|m| m["id"] == *id && m.get("method").is_none())).then_some(())
+    })
+    .await;
+    assert!(found.is_some(), "answers {ids:?} of session {sid} reached Redis: {:?}", redis.stream_log(sid, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx() {
+    require_node();
+    let mut c = Cluster::start(&config(), 3, true);
+    let base = c.nginx().base();
+
+    // The main session (server-everything): answers seen, a slow call in flight, answers
+    // that arrive while the client is away.
+    let mut main = Legacy::open(&base, "everything").await;
+    for i in 10..13 {
+        assert_eq!(echo_text(&main.echo(&base, i, &format!("before-{i}")).await), format!("Echo: before-{i}"));
+    }
+    let (status, body) = main.post(&base, &slow_call(20, 60, "slow")).await;
+    assert_eq!(status, 202, "the slow call is accepted: {body}");
+    let deadline = Instant::now() + MINUTE;
+    while !main.received.iter().any(|m| is_progress(m, "slow")) {
+        assert!(Instant::now() < deadline, "a progress notification of the slow call arrives");
+        main.next(MINUTE).await.expect("an event").expect("the stream stays open");
+    }
+    let owner = c.redis.lease_owner(&main.sid).expect("the session has an owner");
+    main.disconnect();
+    for i in 13..16 {
+        assert_eq!(main.post(&base, &echo(i, &format!("away-{i}"))).await.0, 202, "echo {i} while away is accepted");
+    }
+    persisted(&c.redis, &main.sid, &[13, 14, 15]).await;
+    // Let the slow call report progress while the client is away, too.
+    let progressed =
+        poll(MINUTE, || (c.redis.stream_log(&main.sid, 0).iter().filter(|m| is_progress(m, "slow")).count() >= 3).then_some(()))
+            .await;
+    assert!(progressed.is_some(), "the slow call's progress is logged in Redis while the client is away");
+    let mut sessions = vec![Away { s: main, owner: owner.clone(), seen: vec![1, 10, 11, 12], missed: vec![13, 14, 15] }];
+
+    // More sessions (the echo server), spread over the instances by round-robin.
+    for k in 0..5 {
+        let mut s = Legacy::open(&base, "echo").await;
+        assert_eq!(echo_text(&s.echo(&base, 2, &format!("s{k}-seen")).await), format!("s{k}-seen"));
+        let owner = c.redis.lease_owner(&s.sid).expect("the session has an owner");
+        s.disconnect();
+        assert_eq!(s.post(&base, &echo(3, &format!("s{k}-away"))).await.0, 202);
+        persisted(&c.redis, &s.sid, &[3]).await;
+        sessions.push(Away { s, owner, seen: vec![1, 2], missed: vec![3] });
+    }
+    let owners: BTreeMap<&str, usize> = sessions.iter().fold(BTreeMap::new(), |mut m, a| {
+        *m.entry(a.owner.as_str()).or_default() += 1;
+        m
+    });
+    eprintln!("owners before the kill: {owners:?}");
+
+    let victim = c.index_of(&owner);
+    let children = c.instances[victim].kill9();
+    let killed_at = Instant::now();
+    eprintln!("killed -9 {owner} (pid {}), which had {} stdio children", c.instances[victim].pid(), children.len());
+
+    let mut resume_times = Vec::new();
+    let mut replayed_total = 0;
+    let mut kept = 0;
+    for (k, a) in sessions.iter_mut().enumerate() {
+        let orphaned = a.owner == owner;
+        let t = Instant::now();
+        let (status, body) = a.s.resume(&base).await;
+        assert_eq!(status, 200, "session {} (owner {}) resumes through nginx: {body}", a.s.sid, a.owner);
+        let before = a.s.received.len();
+        // The missed answers come first, each once; the in-flight call gets an error.
+        for id in a.missed.clone() {
+            let m = a.s.answer(id, MINUTE).await;
+            assert!(m["result"].is_object(), "answer {id} replayed: {m}");
+        }
+        if orphaned {
+            resume_times.push(t.elapsed());
+        }
+        if k == 0 {
+            let m = a.s.answer(20, MINUTE).await;
+            assert_lost_request_error(&m, 20);
+        }
+        replayed_total += a.s.received.len() - before;
+        if k == 0 {
+            let replayed: Vec<f64> = a.s.received[before..]
+                .iter()
+                .filter(|m| is_progress(m, "slow"))
+                .filter_map(|m| m["params"]["progress"].as_f64())
+                .collect();
+            assert!(replayed.len() >= 2, "progress sent while the client was away is replayed: {:?}", &a.s.received[before..]);
+            let all: Vec<f64> =
+                a.s.received.iter().filter(|m| is_progress(m, "slow")).filter_map(|m| m["params"]["progress"].as_f64()).collect();
+            assert!(all.windows(2).all(|w| w[0] < w[1]), "each progress notification once, in order: {all:?}");
+        }
+        // And the session goes on, on whichever instance owns it now.
+        let text = echo_text(&a.s.echo(&base, 99, "after").await);
+        assert!(text.ends_with("after"), "{text}");
+        let new_owner = c.redis.lease_owner(&a.s.sid).expect("an owner after the failover");
+        assert_ne!(new_owner, owner, "session {} is owned by a live instance", a.s.sid);
+        kept += 1;
+    }
+    let resumed_at = killed_at.elapsed();
+
+    // Nothing more arrives, and every answer arrived exactly once over both connections.
+    for a in &mut sessions {
+        while let Ok(Some(m)) = a.s.next(Duration::from_millis(300)).await {
+            assert!(m.get("method").is_some(), "session {}: no answer after the last one: {m}", a.s.sid);
+        }
+        let mut ids = a.seen.clone();
+        ids.extend(&a.missed);
+        ids.push(99);
+        for id in ids {
+            assert_eq!(a.s.responses_to(id), 1, "session {}: answer {id} exactly once: {:?}", a.s.sid, a.s.received);
+        }
+    }
+    assert_eq!(sessions[0].s.responses_to(20), 1, "the lost call was answered once (with an error)");
+    let taken_over: usize = c.instances.iter().map(|i| i.count("session taken over")).sum();
+    let on_victim = sessions.iter().filter(|a| a.owner == owner).count();
+    assert!(taken_over >= on_victim, "each session of {owner} was taken over ({taken_over} takeovers, {on_victim} sessions)");
+    let orphans = c.instances[victim].orphans_alive();
+    eprintln!(
+        "FAILOVER legacy SSE: sessions kept {kept}/{} ({on_victim} were on the killed instance); events replayed {replayed_total}; \
+         time to resume after kill -9: {} (per session of the dead owner, ms: {:?}); all sessions resumed after {} ms; \
+         stdio children of the killed instance still running: {}/{}",
+        sessions.len(),
+        resume_times.iter().map(|d| d.as_millis()).max().unwrap_or(0),
+        resume_times.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
+        resumed_at.as_millis(),
+        orphans.len(),
+        children.len(),
+    );
+    assert_eq!(kept, sessions.len());
+}
+
+// ---- kill -9 of the owner, Streamable HTTP -------------------------------------------------------
+
+/// A raw Streamable HTTP client for one session.
+struct Streamable {
+    http: reqwest::Client,
+    url: String,
+    sid: String,
+}
+
+impl Streamable {
+    async fn post(&self, msg: &Value) -> reqwest::Response {
+        self.http
+            .post(&self.url)
+            .header("accept", common::ACCEPT_BOTH)
+            .header("content-type", "application/json")
+            .header("mcp-session-id", &self.sid)
+            .header("mcp-protocol-version", common::PROTOCOL)
+            .body(msg.to_string())
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    async fn get(&self, last_event_id: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(&self.url).header("accept", "text/event-stream").header("mcp-session-id", &self.sid);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req.send().await.expect("GET")
+    }
+}
+
+/// Reads an SSE stream to its end (bounded), returning its events with data.
+async fn drain(r: &mut SseReader, timeout: Duration, what: &str) -> Vec<SseBlock> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match r.try_next(left).await {
+            Ok(Some(b)) if b.data.as_deref().is_some_and(|d| !d.is_empty()) => out.push(b),
+            Ok(Some(_)) => {}
+            Ok(None) => return out,
+            Err(()) => panic!("{what}: the stream did not end within {timeout:?}; got {out:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_owner_mid_session_streamable_http_client_resumes_through_nginx() {
+    require_node();
+    let mut c = Cluster::start(&config(), 3, true);
+    let url = c.nginx().url("/mcp/everything");
+    let opened = common::McpSession::open(&url).await;
+    let s = Streamable { http: http(), url: url.clone(), sid: opened.id.clone() };
+    let owner = c.redis.lease_owner(&s.sid).expect("the session has an owner");
+    for i in 10..13 {
+        assert_eq!(opened.echo(i, &format!("m{i}")).await, format!("Echo: m{i}"));
+    }
+    // The standalone GET stream, wherever nginx puts it.
+    let get = s.get(None).await;
+    assert_eq!(get.status(), 200, "the standalone GET stream opens");
+    let mut standalone = SseReader::new(get);
+    // Two slow calls in flight: one through nginx, whose client then goes away (its progress
+    // piles up unseen), one sent straight to an instance that does not own the session, so
+    // that its stream is held there for the owner.
+    let other = c.instances.iter().find(|i| i.id != owner).expect("a second instance");
+    let (other_id, other_url) = (other.id.clone(), other.url("/mcp/everything"));
+    let held = Streamable { http: http(), url: other_url, sid: s.sid.clone() };
+    let mut away = SlowCall::start(&s, 20, "away").await;
+    let mut held_call = SlowCall::start(&held, 21, "held").await;
+    away.reader = None;
+    let stream = away.last.split('-').nth(1).and_then(|n| n.parse::<u32>().ok()).expect("stream number in the event id");
+    let piled = poll(MINUTE, || {
+        (c.redis.stream_log(&s.sid, stream).iter().filter(|m| is_progress(m, "away")).count() >= 3).then_some(())
+    })
+    .await;
+    assert!(piled.is_some(), "progress of the call whose client went away is logged in Redis");
+
+    let victim = c.index_of(&owner);
+    c.instances[victim].kill9();
+    let killed_at = Instant::now();
+
+    // The held call's stream ends (nothing can reach it from a dead owner); both clients
+    // resume through nginx with Last-Event-ID and get what they missed, then the error.
+    held_call.drain_until_end("the stream held for the dead owner").await;
+    let held_ended = killed_at.elapsed();
+    let mut replayed = 0;
+    for call in [&mut away, &mut held_call] {
+        let resp = s.get(Some(&call.last)).await;
+        assert_eq!(resp.status(), 200, "call {} resumes through nginx: {:?}", call.id, resp.text().await);
+        call.reader = Some(SseReader::new(resp));
+        replayed += call.drain_until_end("a resumed call stream").await;
+        let answers: Vec<&Value> = call.seen.iter().filter(|m| m["id"] == call.id && m.get("method").is_none()).collect();
+        assert_eq!(answers.len(), 1, "call {} is answered exactly once: {:?}", call.id, call.seen);
+        assert_lost_request_error(answers[0], call.id);
+        let progress: Vec<f64> =
+            call.seen.iter().filter(|m| is_progress(m, &call.token)).filter_map(|m| m["params"]["progress"].as_f64()).collect();
+        assert!(progress.windows(2).all(|w| w[0] < w[1]), "call {}: each progress notification once: {progress:?}", call.id);
+    }
+    let resumed_after = killed_at.elapsed();
+    let away_progress = away.seen.iter().filter(|m| is_progress(m, "away")).count();
+    assert!(away_progress >= 3, "the progress sent while the client was away was replayed: {:?}", away.seen);
+
+    // The standalone stream ends too; reopened through nginx, it works.
+    drain(&mut standalone, MINUTE, "the standalone GET stream after its owner died").await;
+    let get = s.get(None).await;
+    assert_eq!(get.status(), 200, "the standalone GET stream reopens");
+    drop(get);
+
+    // The session goes on, through nginx, on a live owner.
+    for i in 30..33 {
+        let resp = s.post(&echo(i, &format!("after-{i}"))).await;
+        assert_eq!(resp.status(), 200, "echo {i} after the failover");
+        let answers = common::responses(resp).await;
+        let mine: Vec<&Value> = answers.iter().filter(|m| m["id"] == i).collect();
+        assert_eq!(mine.len(), 1, "echo {i} answered once: {answers:?}");
+        assert_eq!(echo_text(mine[0]), format!("Echo: after-{i}"));
+    }
+    let new_owner = c.redis.lease_owner(&s.sid).expect("an owner after the failover");
+    assert_ne!(new_owner, owner);
+    eprintln!(
+        "FAILOVER Streamable HTTP: sessions kept 1/1 ({owner} -> {new_owner}); events replayed {replayed} on the two resumed \
+         call streams; the stream held on {} ended {} ms after kill -9; both calls resumed and answered {} ms after it",
+        other_id,
+        held_ended.as_millis(),
+        resumed_after.as_millis()
+    );
+}
+
+/// A slow call over Streamable HTTP: its SSE answer, read event by event.
+struct SlowCall {
+    id: u64,
+    token: String,
+    reader: Option<SseReader>,
+    last: String,
+    seen: Vec<Value>,
+}
+
+impl SlowCall {
+    /// POSTs the call and reads up to its first progress notification.
+    async fn start(s: &Streamable, id: u64, token: &str) -> SlowCall {
+        let resp = s.post(&slow_call(id, 60, token)).await;
+        assert_eq!(resp.status(), 200, "the slow call {id} gets an SSE answer");
+        let mut reader = SseReader::new(resp);
+        let (mut last, mut seen) = (None, Vec::new());
+        while !seen.iter().any(|m: &Value| is_progress(m, token)) {
+            let b = reader.next_event(MINUTE).await.expect("a progress notification before the stream ends");
+            last = b.id.clone().or(last);
+            seen.extend(b.json());
+        }
+        let last = last.expect("the call's events carry ids");
+        SlowCall { id, token: token.to_string(), reader: Some(reader), last, seen }
+    }
+
+    /// Reads the stream to its end (bounded); returns how many messages came.
+    async fn drain_until_end(&mut self, what: &str) -> usize {
+        let reader = self.reader.as_mut().expect("a connected stream");
+        let blocks = drain(reader, MINUTE, what).await;
+        self.reader = None;
+        if let Some(id) = blocks.iter().rev().find_map(|b| b.id.clone()) {
+            self.last = id;
+        }
+        let messages: Vec<Value> = blocks.iter().filter_map(SseBlock::json).collect();
+        let n = messages.len();
+        self.seen.extend(messages);
+        n
+    }
+}
+
+// ---- Redis restart -------------------------------------------------------------------------------
+
+/// Polls `/readyz` of `inst` until `want` holds; panics with the last answer after `timeout`.
+async fn readyz_until(inst: &Instance, timeout: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let r = inst.readyz().await;
+        if want(&r) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "instance {}: /readyz {what} within {timeout:?}; last: {r}", inst.id);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn degraded(r: &Value) -> bool {
+    r["status"] == "degraded"
+        && r["redis"] == "unavailable"
+        && r["degraded"].as_array().is_some_and(|d| d.contains(&json!("redis")))
+}
+
+fn ready(r: &Value) -> bool {
+    r["status"] == "ready" && r["redis"] == "ok"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_local_traffic_flowing_and_readyz_reports_it() {
+    let mut c = Cluster::start(&echo_server("echo"), 3, false);
+    let (a, b) = (&c.instances[0], &c.instances[1]);
+    // A session whose stream and POSTs go to one instance, and a second one on b.
+    let mut s = Legacy::open(&a.base(), "echo").await;
+    assert_eq!(echo_text(&s.echo(&a.base(), 2, "before").await), "before");
+    let mut t = Legacy::open(&b.base(), "echo").await;
+    // Cross-instance works while Redis is up: a POST for a's session sent to b is forwarded.
+    assert_eq!(echo_text(&s.echo(&b.base(), 3, "forwarded").await), "forwarded");
+    for i in &c.instances {
+        assert!(ready(&i.readyz().await), "instance {} is ready with Redis up", i.id);
+    }
+
+    c.redis.stop();
+    let (a, b, idle) = (&c.instances[0], &c.instances[1], &c.instances[2]);
+    for i in [a, b, idle] {
+        let after = readyz_until(i, MINUTE, "says redis is unavailable", degraded).await;
+        eprintln!("instance {}: /readyz degraded {} ms after Redis stopped", i.id, after.as_millis());
+    }
+    // Local traffic keeps flowing on both instances.
+    for i in 0..5 {
+        let id = 10 + i;
+        assert_eq!(echo_text(&s.echo(&a.base(), id, &format!("down-{i}")).await), format!("down-{i}"));
+        assert_eq!(echo_text(&t.echo(&b.base(), id, &format!("down-{i}")).await), format!("down-{i}"));
+    }
+    // A request for a session owned elsewhere cannot be forwarded: 503 with a JSON-RPC error.
+    let (status, body) = s.post(&b.base(), &echo(20, "cross")).await;
+    assert_eq!(status, 503, "a cross-instance POST while Redis is down: {body}");
+    let err: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("a JSON body ({e}): {body}"));
+    assert_eq!(err["jsonrpc"], "2.0", "{err}");
+    assert!(err["error"]["code"].is_i64() && err["error"]["message"].is_string(), "a JSON-RPC error: {err}");
+    // So is a new session: it cannot be registered.
+    let r = http().get(a.url("/sse/echo")).header("accept", "text/event-stream").send().await.expect("GET /sse");
+    assert_eq!(r.status(), 503, "a new session while Redis is down");
+    assert!(common::rpc_error_code(&r.text().await.unwrap_or_default()).is_some(), "with a JSON-RPC error body");
+
+    c.redis.start_again();
+    let (a, b, idle) = (&c.instances[0], &c.instances[1], &c.instances[2]);
+    for i in [a, b, idle] {
+        let after = readyz_until(i, Duration::from_secs(90), "is ready again", ready).await;
+        eprintln!("instance {}: /readyz ready {} ms after Redis came back", i.id, after.as_millis());
+    }
+    // Everything works again: local, forwarded both ways, and new sessions.
+    assert_eq!(echo_text(&s.echo(&a.base(), 30, "local").await), "local");
+    assert_eq!(echo_text(&s.echo(&b.base(), 31, "forwarded-again").await), "forwarded-again");
+    assert_eq!(echo_text(&t.echo(&a.base(), 31, "forwarded-again").await), "forwarded-again");
+    let mut n = Legacy::open(&idle.base(), "echo").await;
+    assert_eq!(echo_text(&n.echo(&a.base(), 2, "new").await), "new");
+    for (x, ids) in [(&s, vec![1, 2, 3, 10, 11, 12, 13, 14, 30, 31]), (&t, vec![1, 10, 11, 12, 13, 14, 31])] {
+        for id in ids {
+            assert_eq!(x.responses_to(id), 1, "session {}: answer {id} exactly once: {:?}", x.sid, x.received);
+        }
+    }
+    assert_eq!(s.responses_to(20), 0, "the refused request was not delivered");
+}
+
+// ---- lease, forwarding and takeover between two instances ----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_lease_renewal_and_takeover_between_two_instances() {
+    let mut c = Cluster::start(&echo_server("echo"), 2, false);
+    let (a, b) = (&c.instances[0], &c.instances[1]);
+
+    // A legacy session opened on a; every POST goes to b and is forwarded to the owner.
+    let mut s = Legacy::connect(&a.base(), "echo").await;
+    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b1"), "the instance that opened it owns it");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    assert_eq!(s.post(&b.base(), &init).await.0, 202);
+    assert!(s.answer(1, MINUTE).await["result"]["serverInfo"].is_object(), "initialize answered on a's stream");
+    assert_eq!(s.post(&b.base(), &json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await.0, 202);
+    assert_eq!(echo_text(&s.echo(&b.base(), 2, "via b").await), "via b");
+    let pttl: i64 = c.redis.cli_raw(&["PTTL", &format!("mcpb:lease:{}", s.sid)]).parse().unwrap_or(-9);
+    assert!((1..=4000).contains(&pttl), "the lease is a short one: PTTL {pttl} ms");
+
+    // The owner renews its lease: after longer than a lease, it still owns the session.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b1"), "a renews its lease");
+    assert_eq!(echo_text(&s.echo(&b.base(), 3, "still via b").await), "still via b");
+
+    // A Streamable HTTP session on a, used through b: the answer comes on b's POST stream.
+    let h = common::McpSession::open(&a.url("/mcp/echo")).await;
+    let via_b = Streamable { http: http(), url: b.url("/mcp/echo"), sid: h.id.clone() };
+    let answers = common::responses(via_b.post(&echo(5, "streamable via b")).await).await;
+    assert_eq!(answers.iter().filter(|m| m["id"] == 5).map(echo_text).collect::<Vec<_>>(), ["streamable via b"]);
+
+    // The legacy client reconnects to b: b holds the stream for a, and a's answers reach it.
+    s.disconnect();
+    assert_eq!(s.resume(&b.base()).await.0, 200, "resume on the other instance");
+    assert_eq!(echo_text(&s.echo(&a.base(), 4, "held on b").await), "held on b");
+    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b1"), "resuming elsewhere does not move the session");
+
+    // kill -9 a. The stream b holds for it ends (nothing can reach it any more); the client
+    // comes back to b, which takes the session over once a's lease has lapsed.
+    c.instances[0].kill9();
+    let killed_at = Instant::now();
+    let b = &c.instances[1];
+    let mut ended = None;
+    while ended.is_none() && killed_at.elapsed() < MINUTE {
+        match s.next(Duration::from_secs(1)).await {
+            Ok(None) => ended = Some(killed_at.elapsed()),
+            Ok(Some(m)) => panic!("nothing to deliver on the held stream: {m}"),
+            Err(()) => {}
+        }
+    }
+    let ended = ended.expect("the stream b held for the dead owner ends, so that the client reconnects");
+    assert_eq!(s.post(&b.base(), &echo(6, "after the kill")).await.0, 202, "b accepts a request for the dead owner's session");
+    let took_over = killed_at.elapsed();
+    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b2"), "b took the session over");
+    assert!(b.count("session taken over") >= 1, "b logged the takeover");
+    assert_eq!(s.resume(&b.base()).await.0, 200);
+    assert_eq!(echo_text(&s.answer(6, MINUTE).await), "after the kill", "the answer given while away is replayed");
+    assert_eq!(echo_text(&s.echo(&b.base(), 7, "on b").await), "on b");
+    for id in [1, 2, 3, 4, 6, 7] {
+        assert_eq!(s.responses_to(id), 1, "answer {id} exactly once: {:?}", s.received);
+    }
+    // The Streamable HTTP session moves to b too.
+    let answers = common::responses(via_b.post(&echo(8, "streamable on b")).await).await;
+    assert_eq!(answers.iter().filter(|m| m["id"] == 8).map(echo_text).collect::<Vec<_>>(), ["streamable on b"]);
+    assert_eq!(c.redis.lease_owner(&h.id).as_deref(), Some("b2"));
+    eprintln!(
+        "lease takeover: the held stream ended {} ms after kill -9; b owned the session {} ms after it",
+        ended.as_millis(),
+        took_over.as_millis()
+    );
+}
