@@ -92,7 +92,7 @@ impl Shared {
         let _leave = Leave(self.clone(), session);
         while let Some(raw) = rx.recv().await {
             let Ok(mut msg) = serde_json::from_slice::<Value>(&raw) else { continue };
-            if let Some(out) = self.from_client(session, &mut msg).await {
+            if let Some(out) = self.inbound(session, &mut msg).await {
                 if self.tx.send(Bytes::from(out.to_string())).await.is_err() {
                     return;
                 }
@@ -101,7 +101,7 @@ impl Shared {
     }
 
     /// Rewrites a client message for the child; `None` if it goes no further.
-    async fn from_client(&self, session: SessionId, msg: &mut Value) -> Option<Value> {
+    async fn inbound(&self, session: SessionId, msg: &mut Value) -> Option<Value> {
         let method = msg.get("method").and_then(Value::as_str).map(str::to_string);
         let id = msg.get("id").cloned().filter(|v| !v.is_null());
         match (method.as_deref(), id) {
@@ -180,7 +180,7 @@ impl Shared {
     }
 
     /// Routes one child message to its session(s).
-    fn from_child(&self, raw: &[u8]) {
+    fn outbound(&self, raw: &[u8]) {
         let Ok(mut msg) = serde_json::from_slice::<Value>(raw) else { return };
         let method = msg.get("method").and_then(Value::as_str).map(str::to_string);
         let id = msg.get("id").cloned().filter(|v| !v.is_null());
@@ -275,7 +275,7 @@ async fn demux(shared: Weak<Shared>, mut rx: mpsc::Receiver<UpstreamEvent>) {
     while let Some(ev) = rx.recv().await {
         let Some(s) = shared.upgrade() else { return };
         match ev {
-            UpstreamEvent::Message(raw) => s.from_child(&raw),
+            UpstreamEvent::Message(raw) => s.outbound(&raw),
             UpstreamEvent::Closed { reason, detail } => {
                 tracing::warn!(server = %s.server, "the shared child ended: {detail}");
                 let mux = s.mux();
