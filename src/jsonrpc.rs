@@ -100,6 +100,10 @@ pub fn peek(raw: &[u8]) -> Result<Peek, PeekError> {
             PeekError::Parse(e.to_string())
         }
     })?;
+    // serde also reads a struct from a JSON array (`["2.0",1,"initialize"]`): only an object is a message.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(PeekError::Invalid("not a JSON-RPC object"));
+    }
     if w.jsonrpc != Some("2.0") {
         return Err(PeekError::Invalid("`jsonrpc` must be \"2.0\""));
     }
@@ -181,6 +185,7 @@ mod tests {
     fn rejects_malformed() {
         assert!(matches!(peek(b"{"), Err(PeekError::Parse(_))));
         assert!(matches!(peek(b"[1]"), Err(PeekError::Invalid(_))));
+        assert!(matches!(peek(br#"["2.0",1,"initialize",null,null,null]"#), Err(PeekError::Invalid(_))));
         assert!(matches!(peek(br#"{"jsonrpc":"1.0","method":"x"}"#), Err(PeekError::Invalid(_))));
         assert!(matches!(peek(br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#), Err(PeekError::Invalid(_))));
         assert!(matches!(peek(br#"{"jsonrpc":"2.0","id":1}"#), Err(PeekError::Invalid(_))));
