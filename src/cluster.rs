@@ -136,7 +136,7 @@ fn channel(instance: &str) -> String {
 const RENEW: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
 return 0"#;
 
 impl Cluster {
@@ -477,12 +477,14 @@ impl Cluster {
         }
         let script = redis::Script::new(RENEW);
         let mut lost = Vec::new();
+        let mut recreated = Vec::new();
         let mut ok = true;
         for id in &ids {
             let r: Result<i64, _> =
                 script.key(key_lease(*id)).arg(&*self.instance).arg(LEASE.as_millis() as u64).invoke_async(&mut conn).await;
             match r {
                 Ok(0) => lost.push(*id),
+                Ok(2) => recreated.push(*id),
                 Ok(_) => {}
                 Err(_) => {
                     ok = false;
@@ -494,6 +496,18 @@ impl Cluster {
         for id in lost {
             if let Some(s) = registry.remove(id) {
                 s.end(CloseReason::Error, "another instance holds this session's lease");
+            }
+        }
+        // The lease was gone without anyone taking over: Redis lost its data (a restart
+        // without persistence). Write the record again, so that other instances can find
+        // the session and forward to it instead of answering "session not found".
+        for id in recreated {
+            let Some(s) = registry.get(id) else { continue };
+            if self.register(&s).await.is_ok() {
+                if let Some(v) = s.protocol_version() {
+                    self.enqueue(Op::Field { sid: id, field: "proto", value: Bytes::from(v) });
+                }
+                tracing::info!(session = %id, "re-registered a session whose record Redis had lost");
             }
         }
     }
