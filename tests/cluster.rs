@@ -576,3 +576,26 @@ async fn forwarding_lease_renewal_and_takeover_between_two_instances() {
         took_over.as_millis()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_its_data_sessions_are_still_reachable_from_other_instances() {
+    let mut c = Cluster::start(&echo_server("echo"), 2, false);
+    let (a, b) = (&c.instances[0], &c.instances[1]);
+    let mut s = Legacy::open(&a.base(), "echo").await;
+    assert_eq!(echo_text(&s.echo(&b.base(), 2, "forwarded").await), "forwarded");
+
+    // A crash without persistence: Redis comes back empty.
+    c.redis.crash();
+    c.redis.start_again();
+    let (a, b) = (&c.instances[0], &c.instances[1]);
+    for i in [a, b] {
+        readyz_until(i, Duration::from_secs(90), "is ready again", ready).await;
+    }
+    assert_eq!(echo_text(&s.echo(&a.base(), 3, "local").await), "local");
+    // The owner re-asserts its session: a request through the other instance reaches it.
+    let reached = poll(Duration::from_secs(30), || Some(c.redis.lease_owner(&s.sid)?).filter(|o| o == "b1")).await;
+    assert!(reached.is_some(), "the owner took its lease back");
+    let (status, body) = s.post(&b.base(), &echo(4, "forwarded again")).await;
+    assert_eq!(status, 202, "a request via the other instance after Redis lost its data: {body}");
+    assert_eq!(echo_text(&s.answer(4, MINUTE).await), "forwarded again");
+}
