@@ -509,6 +509,9 @@ impl Session {
             }
             st.last_activity = Instant::now();
             for (raw, peek) in &messages {
+                if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
+                    st.cancelled(raw);
+                }
                 if peek.kind != Kind::Request {
                     continue;
                 }
@@ -823,6 +826,54 @@ impl Stream {
 }
 
 impl State {
+    /// The client cancelled one of its requests: no answer will come (the server SHOULD NOT
+    /// send one), so the request no longer holds its stream open.
+    fn cancelled(&mut self, raw: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Cancel<'a> {
+            #[serde(borrow)]
+            params: Option<CancelParams<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct CancelParams<'a> {
+            #[serde(borrow, rename = "requestId")]
+            request_id: Option<&'a serde_json::value::RawValue>,
+        }
+        let Ok(c) = serde_json::from_slice::<Cancel>(raw) else { return };
+        let Some(id) = c.params.and_then(|p| p.request_id).map(|r| r.get()) else { return };
+        let Some(p) = self.pending.remove(id) else { return };
+        if let Some(t) = &p.progress_token {
+            self.progress.remove(t);
+        }
+        if let Some(entry) = self.timeline.iter_mut().rev().find(|e| e.id == id) {
+            entry.outcome = "cancelled";
+        }
+        let id: Box<str> = id.into();
+        self.persist(|sid| Op::Answered { sid, id });
+        self.request_done(p.stream);
+    }
+
+    /// One request of stream `n` is over; a POST stream with none left is complete.
+    fn request_done(&mut self, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&n) else { return };
+        s.open_requests = s.open_requests.saturating_sub(1);
+        if s.open_requests == 0 && !s.done {
+            s.done = true;
+            if let Some(l) = s.live.take() {
+                l.close(CloseReason::Completed);
+            }
+            self.done_streams.push_back(n);
+            while self.done_streams.len() > DONE_STREAMS_KEPT {
+                if let Some(old) = self.done_streams.pop_front() {
+                    self.streams.remove(&old);
+                }
+            }
+        }
+    }
+
     /// Queues a cluster write, in cluster mode.
     fn persist(&self, op: impl FnOnce(SessionId) -> Op) {
         if let Some((cluster, sid)) = &self.persist {
@@ -918,20 +969,8 @@ impl State {
                 Err(SendFailed::Closed) => s.live = None,
             }
         }
-        if is_response && n != 0 {
-            s.open_requests = s.open_requests.saturating_sub(1);
-            if s.open_requests == 0 && !s.done {
-                s.done = true;
-                if let Some(l) = s.live.take() {
-                    l.close(CloseReason::Completed);
-                }
-                self.done_streams.push_back(n);
-                while self.done_streams.len() > DONE_STREAMS_KEPT {
-                    if let Some(old) = self.done_streams.pop_front() {
-                        self.streams.remove(&old);
-                    }
-                }
-            }
+        if is_response {
+            self.request_done(n);
         }
         pushed.map(|_| ())
     }

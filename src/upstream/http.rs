@@ -282,15 +282,28 @@ impl Remote {
     }
 
     /// Holds the upstream's standalone GET stream for server-initiated messages.
+    /// Holds the upstream's standalone GET stream, reconnecting when the upstream closes it
+    /// (a few failures in a row, or 405, end the attempts). The task dies with the session.
     async fn listen(&self) {
-        let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
-        match resp {
-            Ok(r) if r.status().is_success() => {
-                self.forward_stream(r, None).await;
+        let mut failures = 0;
+        while failures < 5 {
+            let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
+            match resp {
+                Ok(r) if r.status().is_success() => {
+                    failures = 0;
+                    self.forward_stream(r, None).await;
+                }
+                Ok(r) if r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => return,
+                Ok(r) => {
+                    failures += 1;
+                    tracing::debug!(url = %self.url, status = %r.status(), "remote upstream refused the GET stream");
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(url = %self.url, error = %e, "remote upstream GET stream failed");
+                }
             }
-            Ok(r) if r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => {}
-            Ok(r) => tracing::debug!(url = %self.url, status = %r.status(), "remote upstream refused the GET stream"),
-            Err(e) => tracing::debug!(url = %self.url, error = %e, "remote upstream GET stream failed"),
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
 }
