@@ -1,6 +1,6 @@
-//! Resume: a legacy SSE client drops its stream, POSTs K echo requests while disconnected,
-//! and reconnects with `Last-Event-ID`. Measures the time from the reconnect (TCP connect
-//! included) to the first replayed event, and the replay rate of the K answers.
+//! Resume: a legacy SSE client (a fresh session each cycle) drops its stream, POSTs K echo
+//! requests while disconnected, and reconnects with `Last-Event-ID`. Measures the time from
+//! the reconnect (TCP connect included) to the first replayed event, and the replay rate.
 
 use std::time::Duration;
 
@@ -68,13 +68,33 @@ async fn next_message(s: &mut Stream) -> anyhow::Result<(String, String)> {
 
 pub async fn run(o: &Opts) -> Outcome {
     let mut out = Outcome::default();
-    if let Err(e) = cycles(o, &mut out).await {
-        out.error = Some(format!("{e:#}"));
+    let mut firsts = Vec::new();
+    let mut rates = Vec::new();
+    for _ in 0..o.cycles {
+        match cycle(o, &mut out).await {
+            Ok((first, rate)) => {
+                firsts.push(first.as_nanos() as u64);
+                rates.push(rate);
+                out.cycles += 1;
+            }
+            Err(e) => {
+                out.error = Some(format!("{e:#}"));
+                break;
+            }
+        }
     }
+    firsts.sort_unstable();
+    out.first_p50_ms = percentile(&firsts, 50.0) as f64 / 1e6;
+    out.first_p99_ms = percentile(&firsts, 99.0) as f64 / 1e6;
+    out.first_max_ms = firsts.last().copied().unwrap_or(0) as f64 / 1e6;
+    rates.sort_by(f64::total_cmp);
+    out.replay_per_s = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
     out
 }
 
-async fn cycles(o: &Opts, out: &mut Outcome) -> anyhow::Result<()> {
+/// One resume on a fresh session (so every cycle starts from the same state): returns the
+/// time to the first replayed event and the replay rate.
+async fn cycle(o: &Opts, out: &mut Outcome) -> anyhow::Result<(Duration, f64)> {
     let limit = Duration::from_secs(10);
     let mut s = attach(&o.url, None).await?;
     let endpoint = timeout(limit, async {
@@ -99,60 +119,43 @@ async fn cycles(o: &Opts, out: &mut Outcome) -> anyhow::Result<()> {
         Ok(())
     };
     send(&mut post, mcp::initialize(1)).await?;
-    let (mut last, init) = timeout(limit, next_message(&mut s)).await.map_err(|_| anyhow!("no initialize answer"))??;
+    let (last, init) = timeout(limit, next_message(&mut s)).await.map_err(|_| anyhow!("no initialize answer"))??;
     if mcp::check(init.as_bytes(), 1, "") != Verdict::Ok {
         bail!("unexpected initialize answer: {init}");
     }
     send(&mut post, mcp::initialized()).await?;
-    let mut firsts = Vec::new();
-    let mut rates = Vec::new();
-    let mut id = 2u64;
-    for _ in 0..o.cycles {
-        drop(s);
-        let base = id;
-        for _ in 0..o.events {
-            let want = mcp::payload("resume", id, o.size);
-            send(&mut post, mcp::call(id, &o.tool, &want)).await?;
-            id += 1;
-        }
-        tokio::time::sleep(o.settle).await;
-        let t0 = Instant::now();
-        s = attach(&o.url, Some(&last)).await?;
-        let mut first = None;
-        let mut got = 0u64;
-        let replay = async {
-            for n in 0..o.events as u64 {
-                let (ev_id, data) = next_message(&mut s).await?;
-                first.get_or_insert_with(|| t0.elapsed());
-                let want = mcp::payload("resume", base + n, o.size);
-                if mcp::check(data.as_bytes(), base + n, &want) != Verdict::Ok {
-                    out.wrong += 1;
-                }
-                got += 1;
-                last = ev_id;
-            }
-            anyhow::Ok(())
-        };
-        let r = timeout(limit, replay).await;
-        out.missing += o.events as u64 - got;
-        out.replayed += got;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => bail!("replay of {} events not complete within {limit:?}", o.events),
-        }
-        let total = t0.elapsed();
-        if let Some(f) = first {
-            firsts.push(f.as_nanos() as u64);
-        }
-        rates.push(got as f64 / total.as_secs_f64());
-        out.cycles += 1;
+    drop(s);
+    let base = 2u64;
+    for n in 0..o.events as u64 {
+        let want = mcp::payload("resume", base + n, o.size);
+        send(&mut post, mcp::call(base + n, &o.tool, &want)).await?;
     }
-    firsts.sort_unstable();
-    out.first_p50_ms = percentile(&firsts, 50.0) as f64 / 1e6;
-    out.first_p99_ms = percentile(&firsts, 99.0) as f64 / 1e6;
-    out.first_max_ms = firsts.last().copied().unwrap_or(0) as f64 / 1e6;
-    rates.sort_by(f64::total_cmp);
-    out.replay_per_s = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
-    Ok(())
+    tokio::time::sleep(o.settle).await;
+    let t0 = Instant::now();
+    let mut s = attach(&o.url, Some(&last)).await?;
+    let mut first = None;
+    let mut got = 0u64;
+    let replay = async {
+        for n in 0..o.events as u64 {
+            let (_, data) = next_message(&mut s).await?;
+            first.get_or_insert_with(|| t0.elapsed());
+            let want = mcp::payload("resume", base + n, o.size);
+            if mcp::check(data.as_bytes(), base + n, &want) != Verdict::Ok {
+                out.wrong += 1;
+            }
+            got += 1;
+        }
+        anyhow::Ok(())
+    };
+    let r = timeout(limit, replay).await;
+    let total = t0.elapsed();
+    out.missing += o.events as u64 - got;
+    out.replayed += got;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => bail!("replay of {} events not complete within {limit:?}", o.events),
+    }
+    let first = first.ok_or_else(|| anyhow!("nothing replayed"))?;
+    Ok((first, got as f64 / total.as_secs_f64()))
 }

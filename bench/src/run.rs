@@ -61,7 +61,7 @@ pub struct Args {
     /// How long idle streams are watched once all are open [20s; smoke 4s].
     #[arg(long, value_parser = humantime::parse_duration)]
     idle_window: Option<Duration>,
-    /// Requests answered while disconnected, replayed per resume cycle [500; smoke 20].
+    /// Requests answered while disconnected, replayed per resume cycle [200; smoke 20].
     #[arg(long)]
     resume_events: Option<usize>,
     #[arg(long)]
@@ -101,8 +101,8 @@ impl Settings {
             idle_streams: a.idle_streams.clone().unwrap_or(if smoke { vec![50] } else { vec![10_000] }),
             idle_interval: a.idle_interval.unwrap_or(Duration::from_secs(if smoke { 1 } else { 5 })),
             idle_window: a.idle_window.unwrap_or(Duration::from_secs(if smoke { 4 } else { 20 })),
-            resume_events: a.resume_events.unwrap_or(if smoke { 20 } else { 500 }),
-            resume_cycles: a.resume_cycles.unwrap_or(if smoke { 3 } else { 30 }),
+            resume_events: a.resume_events.unwrap_or(if smoke { 20 } else { 200 }),
+            resume_cycles: a.resume_cycles.unwrap_or(if smoke { 3 } else { 100 }),
             peers,
         }
     }
@@ -267,7 +267,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         let r = resume::run(&o).await;
         eprintln!("[mcp-bench] resume: first event p99 {:.2} ms, {} events/s", r.first_p99_ms, thousands(r.replay_per_s));
         writeln!(doc, "## Resume: legacy SSE reconnect with `Last-Event-ID`\n")?;
-        writeln!(doc, "Each cycle: drop the stream, POST the events' requests while disconnected, wait 100 ms, reconnect with the last seen event id. Time runs from the reconnect's TCP connect to the first replayed answer; the rate is events over reconnect-to-last-event.\n")?;
+        writeln!(doc, "Each cycle, on a fresh session: initialize, drop the stream, POST the events' requests while disconnected, wait 100 ms, reconnect with the last seen event id. Time runs from the reconnect's TCP connect to the first replayed answer; the rate is events over reconnect-to-last-event.\n")?;
         writeln!(doc, "{}\n{}\n", report::resume_header(), report::resume_row(&o, &r))?;
         if let Some(e) = &r.error {
             writeln!(doc, "Error: {e}\n")?;
