@@ -482,8 +482,16 @@ pub fn parse_interval(v: &str) -> Result<Option<Duration>, String> {
     duration(v).map(|d| Some(d).filter(|d| !d.is_zero()))
 }
 
+/// The longest duration accepted: ample for any setting, and short enough that a deadline
+/// computed from it (`Instant::now() + d`) cannot overflow and panic a session task.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v).map_err(|e| format!("`{v}` is not a duration like `15s` or `5m` ({e})"))
+    let d = humantime::parse_duration(v).map_err(|e| format!("`{v}` is not a duration like `15s` or `5m` ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!("`{v}` is longer than 100 years"));
+    }
+    Ok(d)
 }
 
 /// Server names appear in URL paths and logs; keep them to a safe alphabet.
@@ -581,5 +589,7 @@ mod tests {
         assert!(e.contains("servers.../x"), "{e}");
         let e = toml("[heartbeat]\ninterval = \"soon\"\n[servers.a]\ncommand = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("heartbeat.interval"), "{e}");
+        let e = toml("[sessions]\nidle_timeout = \"500000000000years\"\n[servers.a]\ncommand = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("sessions.idle_timeout") && e.contains("100 years"), "{e}");
     }
 }
