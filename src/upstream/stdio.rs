@@ -53,7 +53,9 @@ pub(super) async fn run(
     let Some(_slot) = slots.take() else {
         let detail = format!("the bridge already runs its maximum of {} child processes (limits.max_children)", slots.running());
         tracing::warn!(session = %session, server = %server, "{detail}");
-        let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+        // Not `UpstreamFailedToStart`: the server did not fail, the bridge is full, and the
+        // crash-loop guard must not lock every client out of a healthy server for it.
+        let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::Error, detail }).await;
         return;
     };
     let mut cmd = Command::new(&spec.command);
