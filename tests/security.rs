@@ -541,10 +541,25 @@ async fn past_max_children_initialize_gets_an_error_naming_the_limit() {
     let m = l.next_message(Duration::from_secs(20)).await.expect("an answer to initialize");
     assert!(m["error"]["message"].as_str().unwrap_or("").contains("max_children"), "{m}");
 
+    // More refusals than the crash-loop guard tolerates: being at the cap is not a crash, so
+    // the server must not be marked unhealthy for everyone.
+    for _ in 0..6 {
+        let resp = http
+            .post(&url)
+            .header("accept", ACCEPT_BOTH)
+            .header("content-type", "application/json")
+            .body(initialize_request(1).to_string())
+            .send()
+            .await
+            .expect("POST initialize");
+        assert_eq!(resp.status(), 200, "refused at the cap, not as an unhealthy server");
+        let answers = responses(resp).await;
+        assert!(answers.iter().any(|m| m["error"]["message"].as_str().unwrap_or("").contains("max_children")), "{answers:?}");
+    }
     assert_eq!(first.echo(2, "first").await, "first", "the running session is untouched");
     let del = http.delete(&url).header("mcp-session-id", &first.id).send().await.expect("DELETE");
     assert_eq!(del.status(), 200);
-    // The slot is given back when the child is gone.
+    // The slot is given back when the child is gone, and the server is still healthy.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let resp = http
@@ -555,13 +570,18 @@ async fn past_max_children_initialize_gets_an_error_naming_the_limit() {
             .send()
             .await
             .expect("POST initialize");
+        let status = resp.status();
         let answers = responses(resp).await;
+        assert_eq!(status, 200, "a server that never crashed was refused: {answers:?}");
         if answers.iter().any(|m| m["id"] == 1 && m["result"].is_object()) {
             break;
         }
         assert!(Instant::now() < deadline, "the freed slot is never given back: {answers:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let ready = common::http().get(bridge.url("/readyz")).send().await.expect("readyz").text().await.unwrap_or_default();
+    let ready: Value = serde_json::from_str(&ready).expect("readyz JSON");
+    assert_eq!(ready["servers"]["echo"]["healthy"], true, "{ready}");
     healthz(&bridge).await;
 }
 
