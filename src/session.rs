@@ -314,6 +314,8 @@ struct State {
     protocol_version: Option<String>,
     /// The client's own initialize request, kept so the upstream side can be re-created.
     initialize: Option<Bytes>,
+    /// A remote Streamable HTTP upstream's session (`url`, `id`): a successor reuses it.
+    upstream_session: Option<(String, String)>,
     last_activity: Instant,
     ended: Option<CloseReason>,
     /// In cluster mode, where writes go so another instance can take the session over.
@@ -328,6 +330,8 @@ struct State {
 pub struct Restored {
     pub protocol_version: Option<String>,
     pub initialize: Option<Bytes>,
+    /// A remote Streamable HTTP upstream's session (`url`, `id`), to be reused as it is.
+    pub upstream_session: Option<(String, String)>,
     pub next_stream: u32,
     pub streams: Vec<(u32, EventLog)>,
 }
@@ -382,11 +386,12 @@ impl Session {
         streams.insert(0, Stream::new(&settings, false));
         let persist = ctx.cluster.clone().map(|c| (c, id));
         let mut next_stream = 1;
-        let (mut protocol_version, mut initialize) = (None, None);
+        let (mut protocol_version, mut initialize, mut upstream_session) = (None, None, None);
         if let Some(r) = restored {
             next_stream = r.next_stream.max(1);
             protocol_version = r.protocol_version;
             initialize = r.initialize;
+            upstream_session = r.upstream_session;
             for (n, log) in r.streams {
                 let mut stream = Stream::new(&settings, false);
                 stream.log = log;
@@ -412,6 +417,7 @@ impl Session {
                 upstream: UpstreamState::NotStarted,
                 protocol_version,
                 initialize,
+                upstream_session,
                 last_activity: Instant::now(),
                 ended: None,
                 persist,
@@ -480,8 +486,16 @@ impl Session {
 
     /// Re-creates the upstream side after a takeover: the client's recorded initialize is
     /// replayed (its answer discarded, the client had it already), then `initialized`.
+    /// A remote Streamable HTTP upstream keeps its session: it is reused, not re-initialized.
     pub async fn replay_initialize(&self) {
-        let Some(init) = self.state().initialize.clone() else { return };
+        let init = {
+            let st = self.state();
+            if st.upstream_session.is_some() {
+                return;
+            }
+            st.initialize.clone()
+        };
+        let Some(init) = init else { return };
         let Ok(peek) = jsonrpc::peek(&init) else { return };
         let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         let Ok(initialized_peek) = jsonrpc::peek(&initialized) else { return };
@@ -555,7 +569,12 @@ impl Session {
                 }
             }
             if matches!(st.upstream, UpstreamState::NotStarted) {
-                let up = upstream::start(&self.server, self.id, self.ctx.clone(), self.events_tx.clone());
+                let resume = st.upstream_session.clone().map(|(url, id)| upstream::Resume {
+                    url,
+                    id,
+                    protocol_version: st.protocol_version.clone(),
+                });
+                let up = upstream::start(&self.server, self.id, self.ctx.clone(), self.events_tx.clone(), resume);
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
@@ -800,6 +819,12 @@ impl Session {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
+                    Some(UpstreamEvent::Session { url, id }) => {
+                        let mut st = self.state();
+                        let value = Bytes::from(format!("{url} {id}"));
+                        st.persist(|sid| Op::Field { sid, field: "upstream_session", value });
+                        st.upstream_session = Some((url, id));
+                    }
                     Some(UpstreamEvent::Closed { reason, detail }) => {
                         self.end(reason, &detail);
                         return;

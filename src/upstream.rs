@@ -25,7 +25,23 @@ pub(crate) const QUEUE: usize = 256;
 #[derive(Debug)]
 pub enum UpstreamEvent {
     Message(Bytes),
-    Closed { reason: CloseReason, detail: String },
+    /// A remote Streamable HTTP upstream issued its session id.
+    Session {
+        url: String,
+        id: String,
+    },
+    Closed {
+        reason: CloseReason,
+        detail: String,
+    },
+}
+
+/// An upstream session to continue rather than open (a session taken over in cluster mode).
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub url: String,
+    pub id: String,
+    pub protocol_version: Option<String>,
 }
 
 /// What every upstream shares: the HTTP client for remote ones, and names for logs.
@@ -87,7 +103,13 @@ impl Drop for Upstream {
 }
 
 /// Starts the upstream of one session.
-pub fn start(server: &ServerConfig, session: SessionId, ctx: Context, events: mpsc::Sender<UpstreamEvent>) -> Upstream {
+pub fn start(
+    server: &ServerConfig,
+    session: SessionId,
+    ctx: Context,
+    events: mpsc::Sender<UpstreamEvent>,
+    resume: Option<Resume>,
+) -> Upstream {
     let (tx, rx) = mpsc::channel(QUEUE);
     let name: Arc<str> = server.name.as_str().into();
     let task = match server.upstream.clone() {
@@ -102,7 +124,7 @@ pub fn start(server: &ServerConfig, session: SessionId, ctx: Context, events: mp
         }
         UpstreamSpec::StreamableHttp { url, headers } => {
             let pool = server.pool.as_ref().map(|p| ctx.pools.get(&server.name, p, &ctx.http, &headers));
-            tokio::spawn(http::run(url, headers, ctx, session, pool, rx, events))
+            tokio::spawn(http::run(url, headers, ctx, session, (pool, resume), rx, events))
         }
         UpstreamSpec::Sse { url, headers } => tokio::spawn(sse::run(url, headers, ctx, session, rx, events)),
     };

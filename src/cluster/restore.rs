@@ -51,6 +51,7 @@ pub async fn take_over(app: &AppState, cluster: &Arc<Cluster>, sid: SessionId) -
     let restored = Restored {
         protocol_version: text("proto"),
         initialize: record.get("init").map(|v| Bytes::copy_from_slice(v)),
+        upstream_session: text("upstream_session").and_then(|v| v.split_once(' ').map(|(u, i)| (u.to_string(), i.to_string()))),
         next_stream: text("next_stream").and_then(|v| v.parse().ok()).unwrap_or(1),
         streams,
     };

@@ -12,7 +12,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 
 use super::pool::{Lease, Pool};
-use super::{sse_events, with_headers, Context, UpstreamEvent};
+use super::{sse_events, with_headers, Context, Resume, UpstreamEvent};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
@@ -53,10 +53,18 @@ pub(super) async fn run(
     headers: BTreeMap<String, String>,
     ctx: Context,
     session: SessionId,
-    pool: Option<Arc<Pool>>,
+    (pool, resume): (Option<Arc<Pool>>, Option<Resume>),
     mut rx: mpsc::Receiver<Bytes>,
     events: mpsc::Sender<UpstreamEvent>,
 ) {
+    if let Some(resume) = resume {
+        // A session taken over: continue the upstream session its first owner opened.
+        let lease = pool.as_ref().and_then(|p| p.lease_url(&resume.url));
+        let shared = Shared { session_id: Some(resume.id), protocol_version: resume.protocol_version };
+        let remote = Arc::new(Remote { url: resume.url, headers, ctx, shared: Mutex::new(shared), events, lease });
+        tracing::info!(session = %session, url = %remote.url, "continuing the remote upstream session");
+        return serve(remote, session, None, true, true, rx).await;
+    }
     let Some(first) = rx.recv().await else { return };
     let first_peek = jsonrpc::peek(&first).ok();
     let is_init = first_peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
@@ -93,11 +101,27 @@ pub(super) async fn run(
             }
         }
     };
-    let mut initialized = is_init;
+    let pending_first = (!is_init).then_some(first);
+    serve(remote, session, pending_first, is_init, false, rx).await;
+}
+
+/// Relays a session's messages once its upstream session is open (or being opened).
+/// `listen_now`: the session is continued, so its standalone stream is reopened at once.
+async fn serve(
+    remote: Arc<Remote>,
+    session: SessionId,
+    mut pending_first: Option<Bytes>,
+    mut initialized: bool,
+    listen_now: bool,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
     let _delete = DeleteOnDrop(remote.clone());
     // Request and listener tasks; dropping the set (the session ended) aborts them.
     let mut tasks = tokio::task::JoinSet::new();
-    let mut pending_first = (!is_init).then_some(first);
+    if listen_now {
+        let r = remote.clone();
+        tasks.spawn(async move { r.listen().await });
+    }
     loop {
         let msg = match pending_first.take() {
             Some(m) => m,
@@ -187,7 +211,12 @@ impl Remote {
             Err(e) => return fail(format!("POST {}: {e}", self.url)).await,
         };
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id = Some(id.to_string());
+            let new =
+                self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id.replace(id.to_string()).as_deref() != Some(id);
+            if new {
+                // Recorded, so that a successor in the cluster continues this upstream session.
+                let _ = self.events.send(UpstreamEvent::Session { url: self.url.clone(), id: id.to_string() }).await;
+            }
         }
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND && self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id.is_some()

@@ -82,6 +82,13 @@ impl Pool {
         Arc::new(Pool { members, balance: spec.balance, next: AtomicUsize::new(0) })
     }
 
+    /// The lease of the instance at `url` (a session continued on the instance it began on).
+    pub fn lease_url(self: &Arc<Self>, url: &str) -> Option<Lease> {
+        let index = self.members.iter().position(|m| m.url == url)?;
+        self.members[index].sessions.fetch_add(1, Ordering::Relaxed);
+        Some(Lease { pool: self.clone(), index })
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }

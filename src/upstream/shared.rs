@@ -276,6 +276,7 @@ async fn demux(shared: Weak<Shared>, mut rx: mpsc::Receiver<UpstreamEvent>) {
         let Some(s) = shared.upgrade() else { return };
         match ev {
             UpstreamEvent::Message(raw) => s.outbound(&raw),
+            UpstreamEvent::Session { .. } => {}
             UpstreamEvent::Closed { reason, detail } => {
                 tracing::warn!(server = %s.server, "the shared child ended: {detail}");
                 let mux = s.mux();
