@@ -189,6 +189,10 @@ async fn readyz(State(app): State<AppState>) -> Response {
     (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
+/// On shutdown, how long requests already sent upstream may take to be answered before the
+/// sessions end (in cluster mode it must stay well inside the lease).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Serves until `shutdown` resolves, then ends every session with reason `shutdown` (which
 /// closes their streams and kills their children) and waits (bounded) for connections to finish.
 pub async fn run(
@@ -252,15 +256,38 @@ pub async fn run(
         });
     }
     drop(listener);
+    // Close the idle keep-alive connections (nginx pools them) and let busy ones finish their
+    // current request, before the sessions end. Otherwise a request read after that finds this
+    // instance's own lease on a session it no longer holds, takes the session over again just
+    // before the process exits, and its answer is lost (the next owner fails it after the lease
+    // lapses). The first poll sends the signal; the wait comes last.
+    let mut connections = std::pin::pin!(graceful.shutdown());
+    let all_closed = futures_util::FutureExt::now_or_never(&mut connections).is_some();
     tracing::info!("shutting down: ending every session");
-    let ids = registry.ids();
-    registry.end_all(CloseReason::Shutdown, "the bridge is shutting down");
+    // Out of the registry, no new request reaches a session (a forwarded one is told the
+    // session moved and waits for the next owner); requests already sent upstream get their
+    // answers before the children are killed, instead of a "session ended" error. Bounded
+    // well inside the lease, which is no longer renewed.
+    let sessions = registry.all();
+    for s in &sessions {
+        registry.remove(s.id);
+    }
+    let settle = tokio::time::Instant::now() + SETTLE;
+    while sessions.iter().any(|s| s.summary().pending > 0) && tokio::time::Instant::now() < settle {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for s in &sessions {
+        s.end(CloseReason::Shutdown, "the bridge is shutting down");
+    }
     if let Some(c) = &cluster {
         // Hand the sessions over: their records stay, their leases go, so the next
         // instance a client reaches takes them over at once.
+        let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
         c.flush().await;
         c.release(&ids).await;
     }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    if !all_closed {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connections).await;
+    }
     Ok(())
 }
