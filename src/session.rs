@@ -649,6 +649,9 @@ impl Session {
             Some(after) => s.log.after(after)?,
             None => Vec::new(),
         };
+        // The client has what it acknowledged and is about to get the rest: nothing logged is
+        // unsent any more, so it no longer counts against the overflow bound.
+        s.log.mark_all_sent();
         if s.done {
             let _ = reason.set(CloseReason::Completed);
         } else if let Some(old) = s.live.replace(Live { sink, reason }) {

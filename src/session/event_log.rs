@@ -100,6 +100,11 @@ impl EventLog {
         log
     }
 
+    /// Marks every logged event as sent (a client attached and is replayed the rest).
+    pub fn mark_all_sent(&mut self) {
+        self.entries.iter_mut().for_each(|e| e.sent_live = true);
+    }
+
     /// The highest sequence number evicted so far.
     pub fn evicted_upto(&self) -> u64 {
         self.evicted_upto
@@ -223,6 +228,16 @@ mod tests {
         assert_eq!(log.len(), 2);
         assert!(log.after(0).is_err());
         assert_eq!(log.after(1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn events_sent_on_a_resume_no_longer_count_against_the_bound() {
+        let now = Instant::now();
+        let mut log = EventLog::new(2, Duration::from_secs(60));
+        log.push(Bytes::new(), false, now).unwrap();
+        log.push(Bytes::new(), false, now).unwrap();
+        log.mark_all_sent();
+        assert!(log.push(Bytes::new(), false, now).is_ok(), "the client got them on its resume");
     }
 
     #[test]
