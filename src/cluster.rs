@@ -43,6 +43,8 @@ pub enum ClusterError {
     Remote { owner: String, failure: Failure },
     #[error("the cluster queue is full")]
     Busy,
+    #[error("this instance is shutting down; its sessions continue on the other instances")]
+    ShuttingDown,
 }
 
 /// One queued Redis write or publish; the writer task applies them in order, pipelined.

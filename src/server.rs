@@ -33,6 +33,12 @@ pub struct AppState {
     pub reloader: Option<Reloader>,
     /// Set on SIGTERM: `/readyz` answers 503 from then on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Set on shutdown when the sessions are taken out of the registry to be ended or handed
+    /// over: from then on this instance takes no session over (`store::find`).
+    pub retired: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests whose handler is running (an SSE response counts until its head is ready), so
+    /// that shutdown lets them finish before the sessions go.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub registry: Arc<Registry>,
     pub ctx: upstream::Context,
     pub instance: Arc<str>,
@@ -65,6 +71,8 @@ impl AppState {
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
             reloader: None,
             draining: Arc::default(),
+            retired: Arc::default(),
+            in_flight: Arc::default(),
             config: Arc::new(config),
             registry: Arc::default(),
             ctx: upstream::Context {
@@ -152,7 +160,28 @@ pub fn router(app: AppState) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::admin::guard))
         .layer(axum::middleware::from_fn_with_state(origin_policy, origin::check))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), count_in_flight))
         .with_state(app)
+}
+
+/// Counts the request in [`AppState::in_flight`] while its handler runs. While draining, every
+/// answer says `Connection: close`, so a proxy stops reusing its pooled connections to this
+/// instance before they are closed: a request written to a connection just as the bridge
+/// closes it fails (nginx answers 502 and does not retry a POST).
+async fn count_in_flight(State(app): State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    struct Done(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    app.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _done = Done(app.in_flight.clone());
+    let mut resp = next.run(req).await;
+    if app.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
@@ -206,6 +235,7 @@ pub async fn run(
     let header_timeout = app.config.limits.header_read_timeout;
     let grace = app.config.sessions.drain_grace;
     let draining = app.draining.clone();
+    let (retired, in_flight) = (app.retired.clone(), app.in_flight.clone());
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
     let router = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -264,10 +294,17 @@ pub async fn run(
     let mut connections = std::pin::pin!(graceful.shutdown());
     let all_closed = futures_util::FutureExt::now_or_never(&mut connections).is_some();
     tracing::info!("shutting down: ending every session");
+    // Requests already read still reach their sessions.
+    let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 && tokio::time::Instant::now() < quiet {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     // Out of the registry, no new request reaches a session (a forwarded one is told the
-    // session moved and waits for the next owner); requests already sent upstream get their
+    // session moved and waits for the next owner; one still being handled here gets 503 rather
+    // than a take-over by this dying instance); requests already sent upstream get their
     // answers before the children are killed, instead of a "session ended" error. Bounded
     // well inside the lease, which is no longer renewed.
+    retired.store(true, std::sync::atomic::Ordering::Relaxed);
     let sessions = registry.all();
     for s in &sessions {
         registry.remove(s.id);

@@ -165,6 +165,11 @@ pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, Clust
                     cluster: cluster.clone(),
                 })));
             }
+            Some(_) | None if app.retired.load(std::sync::atomic::Ordering::Relaxed) => {
+                // Shutting down: this instance's sessions were just handed over; never take
+                // one (back) over here, the next instance a client reaches will.
+                return Err(ClusterError::ShuttingDown);
+            }
             Some(_) => {
                 // Our own lease on a session we do not hold: this instance restarted. Let it go.
                 let mut conn = cluster.conn();
