@@ -394,7 +394,7 @@ impl Client {
     }
 
     /// POSTs one message to the endpoint at `base`.
-    pub(crate) async fn post(&self, base: &str, msg: &Value) -> reqwest::Result<(u16, String)> {
+    pub(crate) async fn post(&mut self, base: &str, msg: &Value) -> reqwest::Result<(u16, String)> {
         let mut req = self
             .http
             .post(format!("{base}{}", self.endpoint))
