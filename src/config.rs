@@ -51,6 +51,9 @@ pub struct Limits {
     pub request_timeout: Option<Duration>,
     /// A client must send its request headers within this (slow-loris guard).
     pub header_read_timeout: Duration,
+    /// A write to a client blocked this long closes the connection (a client that stopped
+    /// reading); its events wait in the session's log for a resume.
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -62,6 +65,7 @@ impl Default for Limits {
             max_children: 1024,
             request_timeout: Some(Duration::from_secs(600)),
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -210,6 +214,7 @@ struct LimitsModel {
     max_children: Option<usize>,
     request_timeout: Option<String>,
     header_read_timeout: Option<String>,
+    write_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -350,6 +355,7 @@ impl FileModel {
                 Some(v) => parse_interval(v).map_err(|r| invalid("limits.request_timeout", r))?,
             },
             header_read_timeout: dur("limits.header_read_timeout", &l.header_read_timeout, d.header_read_timeout)?,
+            write_timeout: dur("limits.write_timeout", &l.write_timeout, d.write_timeout)?,
         };
         let mut servers = BTreeMap::new();
         for (name, model) in entries {

@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod sse;
+pub mod timed_io;
 pub mod transport;
 pub mod upstream;

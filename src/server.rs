@@ -233,6 +233,7 @@ pub async fn run(
     let cluster = app.ctx.cluster.clone();
     let addr = listener.local_addr()?;
     let header_timeout = app.config.limits.header_read_timeout;
+    let write_timeout = app.config.limits.write_timeout;
     let grace = app.config.sessions.drain_grace;
     let draining = app.draining.clone();
     let (retired, in_flight) = (app.retired.clone(), app.in_flight.clone());
@@ -279,7 +280,9 @@ pub async fn run(
             let mut router = router.clone();
             async move { router.call(req.map(axum::body::Body::new)).await }
         });
-        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        // A client that stops reading is cut after the write timeout (its events wait in the log).
+        let io = crate::timed_io::TimedIo::new(stream, write_timeout);
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
