@@ -18,7 +18,7 @@ use crate::config::{Heartbeat, HeartbeatFormat};
 use crate::session::event_log::{Entry, EventId};
 use crate::session::store::Detach;
 use crate::session::{Attached, CloseCell, CloseReason, Frame, SessionId, Transport};
-use crate::sse;
+use crate::{metrics, sse};
 
 /// Who a stream is for, for its lifecycle lines.
 #[derive(Clone)]
@@ -33,6 +33,8 @@ pub struct StreamInfo {
 
 pub struct EventStream {
     info: StreamInfo,
+    /// `{session}-{stream}-`: every event id starts with it, formatted once.
+    id_prefix: String,
     first: Option<Bytes>,
     replay: std::vec::IntoIter<Entry>,
     rx: mpsc::Receiver<Frame>,
@@ -62,6 +64,13 @@ impl EventStream {
         let heartbeat = heartbeat.interval.map(|every| (every, heartbeat.format, Box::pin(tokio::time::sleep(every))));
         let lifetime = lifetime.map(|d| Box::pin(tokio::time::sleep(d)));
         let Attached { replay, rx, reason, .. } = attached;
+        let m = metrics::get();
+        m.streams_opened
+            .get_or_create(&metrics::Session { server: info.server.to_string(), transport: info.transport.as_str() })
+            .inc();
+        if !replay.is_empty() {
+            m.events_replayed.get_or_create(&metrics::Server { server: info.server.to_string() }).inc_by(replay.len() as u64);
+        }
         tracing::info!(
             session = %info.session,
             server = %info.server,
@@ -72,7 +81,10 @@ impl EventStream {
             replayed = replay.len(),
             "SSE connection opened"
         );
+        // The wire form of `EventId` up to its sequence number.
+        let id_prefix = format!("{}-{}-", info.session, info.stream);
         EventStream {
+            id_prefix,
             info,
             first: Some(first),
             replay: replay.into_iter(),
@@ -91,7 +103,11 @@ impl EventStream {
     }
 
     fn id(&self, seq: u64) -> String {
-        EventId { session: self.info.session, stream: self.info.stream, seq }.to_string()
+        use std::fmt::Write;
+        let mut id = String::with_capacity(self.id_prefix.len() + 20);
+        id.push_str(&self.id_prefix);
+        let _ = write!(id, "{seq}");
+        id
     }
 
     fn message(&mut self, seq: u64, data: &[u8]) -> Bytes {
@@ -107,6 +123,7 @@ impl EventStream {
 
     fn beat(&mut self, format: HeartbeatFormat) -> Bytes {
         self.heartbeats += 1;
+        metrics::get().heartbeats.get_or_create(&metrics::Server { server: self.info.server.to_string() }).inc();
         match format {
             HeartbeatFormat::Comment => Bytes::from_static(b": heartbeat\n\n"),
             HeartbeatFormat::Event => {
@@ -186,6 +203,12 @@ impl Drop for EventStream {
     fn drop(&mut self) {
         let reason = self.reason.get().copied().unwrap_or(if self.done { CloseReason::Error } else { CloseReason::ClientClosed });
         let _ = self.reason.set(reason);
+        let labels = metrics::Closed {
+            server: self.info.server.to_string(),
+            transport: self.info.transport.as_str(),
+            reason: reason.as_str(),
+        };
+        metrics::get().streams_closed.get_or_create(&labels).inc();
         match &self.detach {
             Some(Detach::Local(s)) => s.detached(self.info.stream, &self.reason),
             Some(Detach::Remote(cluster, token)) => cluster.release_held(*token),
