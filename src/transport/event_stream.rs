@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::{Heartbeat, HeartbeatFormat};
-use crate::session::event_log::{Entry, EventId};
+use crate::session::event_log::Entry;
 use crate::session::store::Detach;
 use crate::session::{Attached, CloseCell, CloseReason, Frame, SessionId, Transport};
 use crate::{metrics, sse};
