@@ -269,7 +269,8 @@ async fn an_upstream_that_cannot_start_answers_initialize_with_an_error_not_a_ha
         // Six failed starts within a minute also trip the crash-loop guard (src/health.rs):
         // from then on a new session is refused with 503 at once. Either way: an error, fast.
         assert!(
-            (e.contains("upstream_failed_to_start") || e.contains("503") || e.contains("keeps crashing")) && !e.contains("timeout"),
+            (e.contains("upstream_failed_to_start") || e.contains("503") || e.contains("keeps crashing"))
+                && !e.contains("timeout"),
             "{}: the client gets the bridge's error, not a hang: {e}\n{}",
             r.label,
             r.stderr
