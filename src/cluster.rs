@@ -106,6 +106,8 @@ struct HeldStream {
 
 pub struct Cluster {
     pub instance: Arc<str>,
+    /// Held while this instance takes a session over.
+    pub takeover: tokio::sync::Mutex<()>,
     conn: ConnectionManager,
     queue: mpsc::Sender<Op>,
     rpc: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, Failure>>>>,
@@ -163,6 +165,7 @@ impl Cluster {
         let (queue, queue_rx) = mpsc::channel(QUEUE);
         let cluster = Arc::new(Cluster {
             instance,
+            takeover: tokio::sync::Mutex::new(()),
             conn,
             queue,
             rpc: Mutex::default(),
@@ -497,7 +500,7 @@ impl Cluster {
         self.healthy.store(ok, Ordering::Relaxed);
         for id in lost {
             if let Some(s) = registry.remove(id) {
-                s.end(CloseReason::Error, "another instance holds this session's lease");
+                s.end(CloseReason::Moved, "another instance holds this session's lease");
             }
         }
         // The lease was gone without anyone taking over: Redis lost its data (a restart

@@ -105,6 +105,8 @@ pub enum CloseReason {
     StreamLifetime,
     /// The client opened a new stream in place of this one.
     Replaced,
+    /// Another instance of the cluster owns the session now.
+    Moved,
     Error,
 }
 
@@ -122,6 +124,7 @@ impl CloseReason {
             CloseReason::EventLogOverflow => "event_log_overflow",
             CloseReason::StreamLifetime => "stream_lifetime",
             CloseReason::Replaced => "replaced",
+            CloseReason::Moved => "moved",
             CloseReason::Error => "error",
         }
     }
@@ -142,6 +145,7 @@ impl CloseReason {
             EventLogOverflow,
             StreamLifetime,
             Replaced,
+            Moved,
             Error,
         ]
         .into_iter()
@@ -737,7 +741,9 @@ impl Session {
                     live.close(reason);
                 }
             }
-            if reason != CloseReason::Shutdown {
+            // A session handed over (shutdown) or taken by another instance (moved) lives on
+            // there: its records in Redis are the new owner's now.
+            if !matches!(reason, CloseReason::Shutdown | CloseReason::Moved) {
                 st.persist(|sid| Op::Forget { sid });
             }
             std::mem::replace(&mut st.upstream, UpstreamState::Ended)

@@ -171,11 +171,23 @@ pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, Clust
                 return Err(ClusterError::ShuttingDown);
             }
             Some(_) => {
-                // Our own lease on a session we do not hold: this instance restarted. Let it go.
+                // Our own lease on a session we do not hold: this instance restarted, or
+                // another request here is taking it over right now (then it is in the registry
+                // once that request holds the takeover lock no more).
+                let _one = cluster.takeover.lock().await;
+                if let Some(s) = app.registry.get(id) {
+                    return Ok(Some(Handle::Local(s)));
+                }
                 let mut conn = cluster.conn();
                 let _: () = conn.del(crate::cluster::key_lease(id)).await?;
             }
             None => {
+                // One takeover at a time on this instance, so two requests for the same
+                // session never build two copies of it.
+                let _one = cluster.takeover.lock().await;
+                if let Some(s) = app.registry.get(id) {
+                    return Ok(Some(Handle::Local(s)));
+                }
                 if let Some(s) = restore::take_over(app, cluster, id).await? {
                     return Ok(Some(Handle::Local(s)));
                 }
