@@ -48,6 +48,10 @@ enum Command {
         /// The stdio server for `--transport stdio`.
         #[arg(long)]
         command: Option<PathBuf>,
+        /// Streamable only: initialize at --url, send every later request here (another
+        /// instance of the cluster, which forwards it to the owner).
+        #[arg(long)]
+        forward_url: Option<String>,
         #[arg(long, value_delimiter = ',', default_value = "1,16")]
         sessions: Vec<usize>,
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -103,8 +107,12 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => run::main(args).await,
             Command::Ceiling { listen } => ceiling::serve(listen).await,
-            Command::Throughput { transport, url, command, sessions, duration, repeat, tool, size } => {
+            Command::Throughput { transport, url, command, forward_url, sessions, duration, repeat, tool, size } => {
                 let target = match (transport, url, command) {
+                    (TransportArg::Streamable, Some(u), _) if forward_url.is_some() => throughput::Target::Forwarded {
+                        init: http::Url::parse(&u)?,
+                        rest: http::Url::parse(forward_url.as_deref().unwrap_or_default())?,
+                    },
                     (TransportArg::Sse, Some(u), _) => throughput::Target::Sse(http::Url::parse(&u)?),
                     (TransportArg::Streamable, Some(u), _) => throughput::Target::Streamable(http::Url::parse(&u)?),
                     (TransportArg::Stdio, _, Some(c)) => throughput::Target::Stdio { command: c, args: vec![] },

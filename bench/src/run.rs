@@ -473,6 +473,9 @@ fn generator_command(target: &Target, s: &Settings, tool: &str, who: &str) -> St
     let (transport, dest) = match target {
         Target::Sse(u) => ("sse", format!("--url {}", u.path_url())),
         Target::Streamable(u) => ("streamable", format!("--url {}", u.path_url())),
+        Target::Forwarded { init, rest } => {
+            ("streamable", format!("--url {} --forward-url {}", init.path_url(), rest.path_url()))
+        }
         Target::Stdio { command, .. } => ("stdio", format!("--command {}", shell_word(&command.display().to_string()))),
     };
     let tool = if tool == "echo" { String::new() } else { format!(" --tool {tool}") };

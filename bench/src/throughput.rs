@@ -25,6 +25,9 @@ pub enum Target {
     Sse(Url),
     /// Streamable HTTP: POST everything to one URL, session in `Mcp-Session-Id`.
     Streamable(Url),
+    /// Streamable HTTP across a cluster: initialize at `init` (the owner), then send every
+    /// other request to `rest` (another instance, which forwards to the owner).
+    Forwarded { init: Url, rest: Url },
     /// A stdio MCP server spawned per session, no HTTP at all.
     Stdio { command: PathBuf, args: Vec<String> },
 }
@@ -60,6 +63,11 @@ impl Session {
         let mut s = match target {
             Target::Sse(url) => Session::Sse(SseSession::open(url, limit).await?),
             Target::Streamable(url) => Session::Streamable(StreamableSession::open(url).await?),
+            Target::Forwarded { init, rest } => {
+                let mut s = StreamableSession::open(init).await?;
+                s.then = Some(rest.clone());
+                Session::Streamable(s)
+            }
             Target::Stdio { command, args } => Session::Stdio(StdioSession::open(command, args)?),
         };
         let a = s.request(1, mcp::initialize(1), "", limit).await?;
@@ -171,12 +179,14 @@ struct StreamableSession {
     url: Url,
     session: Option<String>,
     version: Option<String>,
+    /// Where requests go after the handshake (the forwarded workload).
+    then: Option<Url>,
 }
 
 impl StreamableSession {
     async fn open(url: &Url) -> anyhow::Result<StreamableSession> {
         let conn = http::connect(url.addr, None).await?;
-        Ok(StreamableSession { conn: Some(conn), url: url.clone(), session: None, version: None })
+        Ok(StreamableSession { conn: Some(conn), url: url.clone(), session: None, version: None, then: None })
     }
 
     async fn send(
@@ -188,6 +198,14 @@ impl StreamableSession {
             _ => self.conn.insert(http::connect(self.url.addr, None).await?),
         };
         conn.send(req).await
+    }
+
+    /// After the handshake, moves on to the `then` URL, if any.
+    fn switch(&mut self) {
+        if let Some(rest) = self.then.take() {
+            self.url = rest;
+            self.conn = None;
+        }
     }
 
     fn headers(&self) -> Vec<(&str, &str)> {
@@ -226,6 +244,7 @@ impl StreamableSession {
             }
             if id == 1 {
                 self.version = Some(mcp::PROTOCOL.to_string());
+                self.switch();
             }
             return Ok(answer);
         }
@@ -233,6 +252,7 @@ impl StreamableSession {
         let at = Instant::now();
         if id == 1 {
             self.version = mcp::negotiated(&text).or(Some(mcp::PROTOCOL.to_string()));
+            self.switch();
         }
         Ok(match mcp::check(&text, id, want) {
             Verdict::Ok => Answer { at, wrong: 0, error: None },
