@@ -6,6 +6,7 @@
 
 mod cluster_support;
 mod common;
+mod support_nginx;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -9,6 +9,7 @@
 mod cluster_support;
 mod common;
 mod ops_support;
+mod support_nginx;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

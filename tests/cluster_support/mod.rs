@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::common::{free_port, root, strip_ansi, TempDir};
+use crate::support_nginx::Nginx;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -380,56 +381,21 @@ pub(crate) fn render(template: &str, listen: u16, backends: &[u16]) -> String {
     out.join("\n")
 }
 
-/// nginx balancing round-robin over bridge instances, with its own prefix dir.
+/// nginx balancing round-robin over bridge instances (the shared test nginx, with the deployed
+/// config rendered for several backends).
 pub(crate) struct Balancer {
-    child: Child,
+    nginx: Nginx,
     pub(crate) port: u16,
-    dir: TempDir,
 }
 
 impl Balancer {
     pub(crate) fn start(backends: &[u16]) -> Balancer {
-        let bin = require("nginx", "nginx");
+        require("nginx", "nginx");
         let conf = root().join("deploy/nginx/nginx.conf");
         let template = std::fs::read_to_string(&conf)
             .unwrap_or_else(|e| panic!("read {}: {e} (the deployed nginx config the cluster runs behind)", conf.display()));
-        for attempt in 0..3 {
-            let dir = TempDir::new("nginx-cluster");
-            for sub in ["logs", "temp"] {
-                std::fs::create_dir_all(dir.path().join(sub)).expect("create nginx prefix dirs");
-            }
-            let port = free_port();
-            let conf_path = dir.path().join("nginx.conf");
-            std::fs::write(&conf_path, render(&template, port, backends)).expect("write nginx.conf");
-            let out = std::fs::File::create(dir.path().join("logs/stderr.log")).expect("create nginx stderr log");
-            let child = Command::new(&bin)
-                .arg("-p")
-                .arg(dir.path())
-                .args(["-e", "logs/error.log", "-c"])
-                .arg(&conf_path)
-                .args(["-g", "daemon off;"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(out)
-                .spawn()
-                .expect("spawn nginx");
-            let mut b = Balancer { child, port, dir };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = b.child.try_wait() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return b;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if attempt < 2 && b.error_log().contains("Address already in use") {
-                continue;
-            }
-            panic!("nginx did not start on port {port}; error.log:\n{}", b.error_log());
-        }
-        unreachable!("the loop returns or panics")
+        let nginx = Nginx::start_with(|port| render(&template, port, backends));
+        Balancer { port: nginx.port, nginx }
     }
 
     pub(crate) fn base(&self) -> String {
@@ -441,14 +407,12 @@ impl Balancer {
     }
 
     pub(crate) fn error_log(&self) -> String {
-        let read = |p: &str| std::fs::read_to_string(self.dir.path().join(p)).unwrap_or_default();
-        format!("{}{}", read("logs/stderr.log"), read("logs/error.log"))
+        self.nginx.error_log()
     }
 
     /// (upstream address, method, uri, session id, status) of every request so far.
     pub(crate) fn requests(&self) -> Vec<AccessLine> {
-        let log = std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
-        log.lines().filter_map(AccessLine::parse).collect()
+        self.nginx.access_log().lines().filter_map(AccessLine::parse).collect()
     }
 }
 
@@ -483,19 +447,6 @@ impl AccessLine {
         let status = parts.next()?.strip_prefix("status=")?.parse().ok()?;
         let upstream = upstreams.rsplit(", ").next()?.to_string();
         Some(AccessLine { upstream, method, uri, session, status })
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- nginx error.log ({}) ----\n{}", self.dir.path().display(), self.error_log());
-        }
-        let workers = children_of(self.child.id());
-        stop(&mut self.child, Signal::SIGTERM, Duration::from_secs(5));
-        for w in workers {
-            let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
-        }
     }
 }
 

@@ -91,8 +91,14 @@ pub(crate) struct Nginx {
 impl Nginx {
     /// Starts nginx in front of `backend` (a loopback port); returns once it accepts connections.
     pub(crate) fn start(backend: u16, opts: &NginxOpts) -> Nginx {
-        let bin = nginx_bin();
         let template = std::fs::read_to_string(deploy_conf_path()).expect("read deploy/nginx/nginx.conf");
+        Nginx::start_with(|port| render(&template, port, backend, opts))
+    }
+
+    /// Starts nginx with the configuration `conf` renders for a listen port; tries another free
+    /// port when one was taken meanwhile.
+    pub(crate) fn start_with(conf: impl Fn(u16) -> String) -> Nginx {
+        let bin = nginx_bin();
         for attempt in 0..3 {
             let dir = TempDir::new("nginx");
             for sub in ["logs", "temp"] {
@@ -100,7 +106,7 @@ impl Nginx {
             }
             let port = free_port();
             let conf_path = dir.path().join("nginx.conf");
-            std::fs::write(&conf_path, render(&template, port, backend, opts)).expect("write nginx.conf");
+            std::fs::write(&conf_path, conf(port)).expect("write nginx.conf");
             let out = std::fs::File::create(dir.path().join("logs/stderr.log")).expect("create nginx stderr log");
             let child = Command::new(&bin)
                 .arg("-p")
