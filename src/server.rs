@@ -77,7 +77,6 @@ impl AppState {
             registry: Arc::default(),
             ctx: upstream::Context {
                 http,
-                instance: instance.clone(),
                 cluster,
                 children,
                 health: Arc::default(),

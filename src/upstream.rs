@@ -48,7 +48,6 @@ pub struct Resume {
 #[derive(Clone)]
 pub struct Context {
     pub http: reqwest::Client,
-    pub instance: Arc<str>,
     /// Set in cluster mode: sessions persist what another instance needs to take them over.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub children: ChildSlots,

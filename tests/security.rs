@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     echo_server, initialize_request, python_fixture, raw, responses, rpc_error_code, toml_str, Bridge, LegacySession, McpSession,
-    RawResponse, SseReader, ACCEPT_BOTH, PROTOCOL,
+    RawResponse, ACCEPT_BOTH, PROTOCOL,
 };
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -83,18 +83,7 @@ async fn open_mcp(http: &reqwest::Client, url: &str) -> McpSession {
 
 /// Opens a legacy stream with `http`'s credentials and completes the handshake.
 async fn open_legacy(http: &reqwest::Client, base: &str, name: &str) -> LegacySession {
-    let resp = http.get(format!("{base}/sse/{name}")).header("accept", "text/event-stream").send().await.expect("GET /sse");
-    assert_eq!(resp.status(), 200, "GET /sse/{name}");
-    let mut stream = SseReader::new(resp);
-    let ev = loop {
-        let b = stream.next(Duration::from_secs(10)).await.expect("the endpoint event");
-        if b.event.as_deref() == Some("endpoint") {
-            break b;
-        }
-    };
-    let path = ev.data.unwrap_or_default();
-    let id = path.split("sessionId=").nth(1).expect("sessionId in the endpoint").to_string();
-    let mut s = LegacySession { http: http.clone(), stream, endpoint: format!("{base}{path}"), id };
+    let mut s = LegacySession::connect_with(http.clone(), base, name).await;
     assert_eq!(s.post(&initialize_request(1)).await, 202, "initialize is accepted");
     let answer = s.next_message(Duration::from_secs(30)).await.expect("initialize answer");
     assert!(answer["result"]["protocolVersion"].is_string(), "initialize answered: {answer}");

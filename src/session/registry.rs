@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-use super::{CloseReason, Session, SessionId, Transport};
+use super::{Session, SessionId};
 use crate::upstream::UpstreamEvent;
 
 #[derive(Default)]
@@ -60,21 +60,8 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Ends every session (used on shutdown): streams close with `reason`, children die.
-    pub fn end_all(&self, reason: CloseReason, detail: &str) {
-        let all: Vec<Arc<Session>> = self.sessions.write().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, s)| s).collect();
-        for s in all {
-            s.end(reason, detail);
-        }
-    }
-
     /// Removes a session that ended through a request (DELETE).
     pub fn remove(&self, id: SessionId) -> Option<Arc<Session>> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).remove(&id)
-    }
-
-    /// Used by `Transport` in logs and metrics later; counts per transport.
-    pub fn count(&self, transport: Transport) -> usize {
-        self.sessions.read().unwrap_or_else(|e| e.into_inner()).values().filter(|s| s.transport == transport).count()
     }
 }

@@ -734,7 +734,11 @@ pub(crate) struct LegacySession {
 impl LegacySession {
     /// Opens the stream and reads up to the endpoint event.
     pub(crate) async fn connect(base: &str, name: &str) -> LegacySession {
-        let http = http();
+        LegacySession::connect_with(http(), base, name).await
+    }
+
+    /// The same with a given client (one that carries credentials, say).
+    pub(crate) async fn connect_with(http: reqwest::Client, base: &str, name: &str) -> LegacySession {
         let resp = http.get(format!("{base}/sse/{name}")).header("accept", "text/event-stream").send().await.expect("GET /sse");
         assert_eq!(resp.status(), 200, "GET /sse/{name}");
         let mut stream = SseReader::new(resp);
