@@ -773,43 +773,37 @@ impl Session {
     fn expire_requests(&self) -> Option<std::time::Duration> {
         let timeout = self.settings.request_timeout?;
         let now = Instant::now();
-        let (expired, tx) = {
-            let mut st = self.state();
-            let due: Vec<Box<str>> = st
-                .pending
-                .iter()
-                .filter(|(_, p)| p.stream != DISCARD && p.since + timeout <= now)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &due {
-                let Some(p) = st.pending.remove(id) else { continue };
-                if let Some(t) = &p.progress_token {
-                    st.progress.remove(t);
-                }
-                let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
-                let _ = st.push(p.stream, jsonrpc::error(Some(id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
-                if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == **id) {
-                    entry.outcome = "timeout";
-                }
-                st.persist(|sid| Op::Answered { sid, id: id.clone() });
-            }
-            let tx = match &st.upstream {
-                UpstreamState::Running(up) => Some(up.tx.clone()),
-                _ => None,
-            };
-            (due, tx)
-        };
-        for id in expired {
-            tracing::warn!(session = %self.id, server = %self.server.name, request = %id, "upstream request timed out");
-            let cancel = format!(
-                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out in mcp-bridge"}}}}"#
-            );
-            if let Some(tx) = &tx {
-                let _ = tx.try_send(Bytes::from(cancel));
+        // One pass under one lock: this runs after every upstream message, and nearly always
+        // finds nothing due and only the next deadline to compute.
+        let mut st = self.state();
+        let mut next: Option<std::time::Duration> = None;
+        let mut due: Vec<Box<str>> = Vec::new();
+        for (id, p) in st.pending.iter().filter(|(_, p)| p.stream != DISCARD) {
+            match (p.since + timeout).checked_duration_since(now).filter(|d| !d.is_zero()) {
+                Some(left) => next = Some(next.map_or(left, |n| n.min(left))),
+                None => due.push(id.clone()),
             }
         }
-        let st = self.state();
-        st.pending.values().filter(|p| p.stream != DISCARD).map(|p| (p.since + timeout).saturating_duration_since(now)).min()
+        for id in due {
+            let Some(p) = st.pending.remove(&id) else { continue };
+            if let Some(t) = &p.progress_token {
+                st.progress.remove(t);
+            }
+            let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
+            let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
+            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == *id) {
+                entry.outcome = "timeout";
+            }
+            tracing::warn!(session = %self.id, server = %self.server.name, request = %id, "upstream request timed out");
+            if let UpstreamState::Running(up) = &st.upstream {
+                let cancel = format!(
+                    r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out in mcp-bridge"}}}}"#
+                );
+                let _ = up.tx.try_send(Bytes::from(cancel));
+            }
+            st.persist(|sid| Op::Answered { sid, id });
+        }
+        next
     }
 
     /// Drives the session: upstream messages, upstream exit, idle expiry, request timeouts.
