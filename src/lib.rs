@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod sse;
+pub mod stateless;
 pub mod timed_io;
 pub mod transport;
 pub mod upstream;

@@ -40,6 +40,8 @@ pub struct AppState {
     /// that shutdown lets them finish before the sessions go.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub registry: Arc<Registry>,
+    /// Upstream sessions serving 2026-07-28 (stateless) requests, idle between requests.
+    pub stateless: Arc<crate::stateless::Pool>,
     pub ctx: upstream::Context,
     pub instance: Arc<str>,
 }
@@ -75,6 +77,7 @@ impl AppState {
             in_flight: Arc::default(),
             config: Arc::new(config),
             registry: Arc::default(),
+            stateless: Arc::default(),
             ctx: upstream::Context {
                 http,
                 cluster,

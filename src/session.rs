@@ -23,7 +23,7 @@ use event_log::{Entry, EventLog, Gap, Overflow};
 
 /// Pending-request marker for answers the bridge itself asked for (a replayed initialize):
 /// routed to no stream.
-const DISCARD: u32 = u32::MAX;
+pub(crate) const DISCARD: u32 = u32::MAX;
 
 /// Frames queued per attached stream before the client counts as a slow consumer.
 pub const STREAM_QUEUE: usize = 256;
@@ -74,6 +74,9 @@ pub enum Transport {
     Sse,
     /// Streamable HTTP: `/mcp/{name}`.
     Streamable,
+    /// An upstream session the bridge opened itself to serve 2026-07-28 (stateless) requests
+    /// (see [`crate::stateless`]); no client knows its id.
+    Stateless,
 }
 
 impl Transport {
@@ -81,7 +84,12 @@ impl Transport {
         match self {
             Transport::Sse => "sse",
             Transport::Streamable => "streamable_http",
+            Transport::Stateless => "stateless",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Transport> {
+        [Transport::Sse, Transport::Streamable, Transport::Stateless].into_iter().find(|t| t.as_str() == s)
     }
 }
 
@@ -107,6 +115,9 @@ pub enum CloseReason {
     Replaced,
     /// Another instance of the cluster owns the session now.
     Moved,
+    /// A 2026-07-28 client closed the response of a request still in flight: that is how
+    /// it cancels, and the upstream session serving it is ended.
+    Cancelled,
     Error,
 }
 
@@ -125,6 +136,7 @@ impl CloseReason {
             CloseReason::StreamLifetime => "stream_lifetime",
             CloseReason::Replaced => "replaced",
             CloseReason::Moved => "moved",
+            CloseReason::Cancelled => "cancelled",
             CloseReason::Error => "error",
         }
     }
@@ -146,6 +158,7 @@ impl CloseReason {
             StreamLifetime,
             Replaced,
             Moved,
+            Cancelled,
             Error,
         ]
         .into_iter()
@@ -952,6 +965,7 @@ impl State {
                 .and_then(|t| self.progress.get(t).copied())
                 .filter(|n| self.streams.get(n).is_some_and(|s| !s.done && !s.json))
                 .unwrap_or_else(|| self.server_initiated_target()),
+            _ if transport == Transport::Stateless => self.stateless_target(),
             _ => self.server_initiated_target(),
         };
         if transport == Transport::Sse && stream != DISCARD {
@@ -968,6 +982,16 @@ impl State {
             return 0;
         }
         self.streams.iter().rev().find(|(n, s)| **n != 0 && !s.done && !s.json && reading(s)).map_or(0, |(n, _)| *n)
+    }
+
+    /// A stateless backing session has no client of its own: a listener on stream 0 gets
+    /// server-initiated messages, else the request in flight (read or parked between MRTR
+    /// rounds, when its log keeps them for the retry), else nobody.
+    fn stateless_target(&self) -> u32 {
+        if self.streams.get(&0).is_some_and(|s| s.live.as_ref().is_some_and(Live::reading)) {
+            return 0;
+        }
+        self.streams.iter().rev().find(|(n, s)| **n != 0 && !s.done).map_or(DISCARD, |(n, _)| *n)
     }
 
     /// Logs a message in a stream and sends it to the attached client, if any.

@@ -2,6 +2,7 @@
 //! who the client is behind a proxy.
 
 pub mod event_stream;
+pub mod modern;
 pub mod origin;
 pub mod sse;
 pub mod streamable;
@@ -13,11 +14,15 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::jsonrpc;
-use event_stream::EventStream;
 
 /// Wraps an event stream in a response with the headers streaming needs on any path:
 /// no caching, no proxy buffering (`X-Accel-Buffering` is a *response* header), no compression.
-pub fn sse_response(stream: EventStream, extra: &[(&'static str, String)]) -> Response {
+pub fn sse_response<S>(stream: S, extra: &[(&'static str, String)]) -> Response
+where
+    S: futures_util::TryStream + Send + 'static,
+    S::Ok: Into<axum::body::Bytes>,
+    S::Error: Into<axum::BoxError>,
+{
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -22,10 +22,8 @@ pub async fn take_over(app: &AppState, cluster: &Arc<Cluster>, sid: SessionId) -
     let Some(server) = text("server").and_then(|name| app.server(&name)) else {
         return Ok(None);
     };
-    let transport = match text("transport").as_deref() {
-        Some("sse") => Transport::Sse,
-        Some("streamable_http") => Transport::Streamable,
-        _ => return Ok(None),
+    let Some(transport) = text("transport").as_deref().and_then(Transport::parse) else {
+        return Ok(None);
     };
     if !cluster.claim(sid).await? {
         return Ok(None);

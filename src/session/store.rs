@@ -18,12 +18,14 @@ use crate::server::AppState;
 use crate::session::event_log::Entry;
 
 /// A session as a handler sees it.
+#[derive(Clone)]
 pub enum Handle {
     Local(Arc<Session>),
     Remote(Remote),
 }
 
 /// A session owned by another instance.
+#[derive(Clone)]
 pub struct Remote {
     pub id: SessionId,
     pub owner: String,
@@ -154,7 +156,7 @@ pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, Clust
                         .query_async(&mut conn)
                         .await?;
                 let (Some(server), Some(transport)) = (server, transport) else { return Ok(None) };
-                let transport = if transport == "sse" { Transport::Sse } else { Transport::Streamable };
+                let transport = Transport::parse(&transport).unwrap_or(Transport::Streamable);
                 return Ok(Some(Handle::Remote(Remote {
                     id,
                     owner,

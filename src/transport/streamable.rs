@@ -65,6 +65,9 @@ pub async fn post(
             "Unsupported Media Type: Content-Type must be application/json",
         );
     }
+    if super::modern::is_modern(&headers, &body) {
+        return super::modern::post(app, server, principal, headers, body).await;
+    }
     let (messages, batch) = match parse_messages(&body) {
         Ok(m) => m,
         Err(resp) => return resp,
@@ -193,6 +196,9 @@ pub async fn get(
     let Some(server) = app.server(&name) else {
         return super::sse::unknown_server(&name);
     };
+    if let Some(refused) = super::modern::refuse(&headers) {
+        return refused;
+    }
     if !accepts(&headers, "text/event-stream") {
         return rpc_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -232,6 +238,9 @@ pub async fn get(
 pub async fn delete(State(app): State<AppState>, Path(name): Path<String>, Who(principal): Who, headers: HeaderMap) -> Response {
     if app.server(&name).is_none() {
         return super::sse::unknown_server(&name);
+    }
+    if let Some(refused) = super::modern::refuse(&headers) {
+        return refused;
     }
     let handle = match checked_session(&app, &headers, &name, principal.as_deref()).await {
         Ok(s) => s,
