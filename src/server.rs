@@ -85,6 +85,7 @@ impl AppState {
                 health: Arc::default(),
                 pools: Arc::default(),
                 shared: Arc::default(),
+                eras: Arc::default(),
             },
             instance,
         }

@@ -367,6 +367,8 @@ pub enum CheckoutError {
 #[derive(Default)]
 pub struct Pool {
     inner: Mutex<Inner>,
+    /// Spreads passed-through requests over a pool's URLs.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -475,6 +477,18 @@ impl Pool {
         }
         app.registry.remove(s.id);
         s.end(reason, detail);
+    }
+
+    /// Whether the remote upstream at `url` serves `version` itself (its `server/discover`).
+    pub async fn serves_modern(&self, app: &AppState, url: &str, headers: &BTreeMap<String, String>, version: &str) -> bool {
+        let versions = app.ctx.eras.supported(&app.ctx.http, url, headers).await;
+        versions.is_some_and(|v| v.iter().any(|s| s == version))
+    }
+
+    /// The next URL of a pool for a passed-through request.
+    pub fn pick<'a>(&self, urls: &'a [String]) -> &'a str {
+        let n = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &urls[n % urls.len()]
     }
 
     /// Idle backing sessions held now (for tests and the admin view).

@@ -3,6 +3,7 @@
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
 mod http;
+pub mod modern;
 pub mod pool;
 mod shared;
 mod sse;
@@ -54,6 +55,8 @@ pub struct Context {
     pub health: Arc<crate::health::Health>,
     pub pools: Arc<pool::Pools>,
     pub shared: Arc<shared::SharedChildren>,
+    /// Which protocol versions remote upstreams serve (their `server/discover`).
+    pub eras: Arc<modern::Eras>,
 }
 
 /// Counts running child processes against `limits.max_children`.
@@ -131,7 +134,7 @@ pub fn start(
 }
 
 /// The SSE events of a response body, in order; ends at EOF or on a read error.
-fn sse_events(resp: reqwest::Response) -> impl futures_util::Stream<Item = Event> + Send {
+pub(crate) fn sse_events(resp: reqwest::Response) -> impl futures_util::Stream<Item = Event> + Send {
     let body = resp.bytes_stream();
     futures_util::stream::unfold((body, Parser::default()), |(mut body, mut parser)| async move {
         loop {
@@ -150,7 +153,7 @@ fn sse_events(resp: reqwest::Response) -> impl futures_util::Stream<Item = Event
 }
 
 /// Applies configured headers to a remote request.
-fn with_headers(
+pub(crate) fn with_headers(
     mut req: reqwest::RequestBuilder,
     headers: &std::collections::BTreeMap<String, String>,
 ) -> reqwest::RequestBuilder {

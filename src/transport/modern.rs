@@ -181,6 +181,9 @@ pub async fn post(
     if let Err(resp) = validate(&headers, &req) {
         return resp;
     }
+    if let Some(resp) = passthrough(&app, &server, &headers, &body, &req).await {
+        return resp;
+    }
     match req.method.as_str() {
         "server/discover" => discover(&app, server, principal, &req).await,
         "subscriptions/listen" => listen(&app, server, principal, &req).await,
@@ -196,6 +199,57 @@ pub async fn post(
         _ if req.request_state.is_some() => resume(&app, &server, principal, req).await,
         _ => call(&app, server, principal, raw, peek, req).await,
     }
+}
+
+/// Request headers a modern request carries on to a modern upstream.
+fn forwarded(name: &str) -> bool {
+    matches!(name, "content-type" | "accept" | "mcp-protocol-version" | "mcp-method" | "mcp-name")
+        || name.starts_with("mcp-param-")
+}
+
+/// A remote upstream that serves 2026-07-28 itself gets modern requests as they came (body
+/// and `Mcp-*` headers, which the bridge has validated), and its answer streams back. Closing
+/// the response closes the upstream request too, which is the upstream's cancellation.
+async fn passthrough(
+    app: &AppState,
+    server: &ServerConfig,
+    headers: &HeaderMap,
+    body: &Bytes,
+    req: &ModernRequest,
+) -> Option<Response> {
+    let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
+    let urls = server.pool.as_ref().map_or_else(|| std::slice::from_ref(url), |p| p.urls.as_slice());
+    let version = req.meta.version.as_deref()?;
+    let url = app.stateless.pick(urls);
+    if !app.stateless.serves_modern(app, url, extra, version).await {
+        return None;
+    }
+    let mut out = crate::upstream::with_headers(app.ctx.http.post(url), extra);
+    for (k, v) in headers {
+        if forwarded(k.as_str()) {
+            out = out.header(k, v);
+        }
+    }
+    let resp = match out.body(body.clone()).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("mcp-bridge: the upstream could not be reached: {e}");
+            return Some(error(StatusCode::BAD_GATEWAY, Some(&req.id), jsonrpc::code::INTERNAL_ERROR, &msg));
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    let streaming = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut response = if streaming {
+        super::sse_response(resp.bytes_stream(), &[])
+    } else {
+        Response::new(axum::body::Body::from_stream(resp.bytes_stream()))
+    };
+    *response.status_mut() = status;
+    if let Some(ct) = content_type {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    Some(response)
 }
 
 fn checkout_failed(id: &str, e: CheckoutError) -> Response {

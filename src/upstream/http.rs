@@ -68,6 +68,16 @@ pub(super) async fn run(
     let Some(first) = rx.recv().await else { return };
     let first_peek = jsonrpc::peek(&first).ok();
     let is_init = first_peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
+    // A server that serves only the stateless revision cannot be initialized: the bridge
+    // adapts the session to it instead.
+    if is_init && pool.is_none() {
+        if let Some(versions) = ctx.eras.supported(&ctx.http, &url, &headers).await {
+            let modern = |v: &String| crate::stateless::MODERN_VERSIONS.contains(&v.as_str());
+            if !versions.is_empty() && versions.iter().all(modern) {
+                return super::modern::run(url, headers, ctx, session, first, versions, rx, events).await;
+            }
+        }
+    }
     // Choose the instance: with a pool, the initialize moves on to the next instance until
     // one answers; the session then sticks to it.
     let mut tried = Vec::new();

@@ -1,0 +1,545 @@
+//! A remote upstream that speaks only the 2026-07-28 (stateless) revision, in front of a
+//! client that opened a session with `initialize`. The bridge plays the modern client: it
+//! answers `initialize` from the upstream's `server/discover`, sends every request with the
+//! session's identity and capabilities in `_meta` and the mirrored `Mcp-*` headers, turns an
+//! `InputRequiredResult` into server-to-client requests on the session and retries with the
+//! answers, keeps a `subscriptions/listen` stream for change notifications and resource
+//! subscriptions, and cancels a request by closing its response.
+//!
+//! [`Eras`] is the probe both directions share: which versions a remote URL serves.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{sse_events, with_headers, Context, UpstreamEvent};
+use crate::jsonrpc::{self, Kind};
+use crate::session::{CloseReason, SessionId};
+use crate::stateless::{self, MODERN_VERSIONS};
+
+/// MRTR rounds one request may take before the bridge gives up on it.
+const MAX_ROUNDS: usize = 16;
+
+/// What remote URLs answered to a `server/discover` probe: the versions they serve, or
+/// `None` for a server that does not know the method (a legacy one).
+#[derive(Default)]
+pub struct Eras {
+    known: Mutex<HashMap<String, Option<Vec<String>>>>,
+}
+
+impl Eras {
+    /// The versions `url` serves, probed once (a failed connection is not remembered).
+    pub async fn supported(&self, http: &reqwest::Client, url: &str, headers: &BTreeMap<String, String>) -> Option<Vec<String>> {
+        if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
+            return known.clone();
+        }
+        let version = MODERN_VERSIONS[0];
+        let probe = format!(
+            r#"{{"jsonrpc":"2.0","id":"mcp-bridge-probe","method":"server/discover","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"{version}","io.modelcontextprotocol/clientCapabilities":{{}},"io.modelcontextprotocol/clientInfo":{{"name":"mcp-bridge","version":"{}"}}}}}}}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        let req = with_headers(http.post(url), headers)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", version)
+            .header("mcp-method", "server/discover")
+            .timeout(Duration::from_secs(10))
+            .body(probe);
+        let versions = match req.send().await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let text = resp.text().await.unwrap_or_default();
+                let v = first_json(&text);
+                // A modern server that does not serve the probe's version still says which
+                // ones it does (-32022).
+                let list = if ok { &v["result"]["supportedVersions"] } else { &v["error"]["data"]["supported"] };
+                list.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            }
+            Err(_) => return None,
+        };
+        tracing::info!(url, versions = ?versions, "probed the upstream's protocol versions with server/discover");
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string(), versions.clone());
+        versions
+    }
+}
+
+/// The first JSON object of a body that is JSON or an SSE stream.
+fn first_json(text: &str) -> serde_json::Value {
+    let json = text.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim).unwrap_or(text.trim());
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// A JSON object's members, each kept as the bytes it came with.
+type Members = BTreeMap<String, Box<RawValue>>;
+
+fn raw(text: String) -> Box<RawValue> {
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+}
+
+/// Who the session's client said it is in `initialize`.
+struct Identity {
+    version: &'static str,
+    client_info: String,
+    capabilities: String,
+}
+
+struct Adapter {
+    url: String,
+    headers: BTreeMap<String, String>,
+    ctx: Context,
+    session: SessionId,
+    events: mpsc::Sender<UpstreamEvent>,
+    id: Identity,
+    log_level: Mutex<Option<String>>,
+    /// Server-to-client requests the bridge sent on the session, by id, awaiting the answer.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Bytes>>>,
+    next: std::sync::atomic::AtomicU64,
+    /// `x-mcp-header` names per tool and argument, learned from `tools/list` answers.
+    param_headers: Mutex<HashMap<String, Vec<(String, String)>>>,
+}
+
+/// Serves a session whose remote upstream speaks only `versions` (modern ones).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run(
+    url: String,
+    headers: BTreeMap<String, String>,
+    ctx: Context,
+    session: SessionId,
+    initialize: Bytes,
+    versions: Vec<String>,
+    mut rx: mpsc::Receiver<Bytes>,
+    events: mpsc::Sender<UpstreamEvent>,
+) {
+    #[derive(Deserialize)]
+    struct Init<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+        params: Option<InitParams>,
+    }
+    #[derive(Deserialize)]
+    struct InitParams {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: Option<String>,
+        capabilities: Option<Box<RawValue>>,
+        #[serde(rename = "clientInfo")]
+        client_info: Option<Box<RawValue>>,
+    }
+    let Ok(init) = serde_json::from_slice::<Init>(&initialize) else { return };
+    let Some(version) = MODERN_VERSIONS.iter().copied().find(|v| versions.iter().any(|s| s == v)) else {
+        let detail = format!("the upstream serves only {versions:?}, none of which the bridge speaks");
+        let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+        return;
+    };
+    let p = init.params;
+    let asked = p.as_ref().and_then(|p| p.protocol_version.clone()).unwrap_or_default();
+    let id = Identity {
+        version,
+        client_info: p
+            .as_ref()
+            .and_then(|p| p.client_info.as_ref())
+            .map_or(r#"{"name":"unknown","version":"0"}"#.into(), |c| c.get().into()),
+        capabilities: p.as_ref().and_then(|p| p.capabilities.as_ref()).map_or("{}".into(), |c| c.get().into()),
+    };
+    let adapter = Arc::new(Adapter {
+        url,
+        headers,
+        ctx,
+        session,
+        events,
+        id,
+        log_level: Mutex::new(None),
+        waiting: Mutex::default(),
+        next: Default::default(),
+        param_headers: Mutex::default(),
+    });
+    tracing::info!(session = %session, url = %adapter.url, version, "the upstream speaks only {versions:?}: the bridge adapts this session to it");
+    // initialize, answered from server/discover in the client's own (legacy) version.
+    let discover = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"mcp-bridge-discover","method":"server/discover","params":{}}"#);
+    let answer = match adapter.exchange(discover, "server/discover").await {
+        Ok(body) => body,
+        Err(detail) => {
+            let _ = adapter.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+            return;
+        }
+    };
+    let legacy_version = if crate::transport::streamable::SUPPORTED_VERSIONS.contains(&asked.as_str()) {
+        asked
+    } else {
+        stateless::UPSTREAM_VERSION.into()
+    };
+    let v = first_json(&String::from_utf8_lossy(&answer));
+    let r = &v["result"];
+    let result = serde_json::json!({
+        "protocolVersion": legacy_version,
+        "capabilities": r["capabilities"],
+        "serverInfo": r["_meta"]["io.modelcontextprotocol/serverInfo"].as_object().map_or(serde_json::json!({"name": "upstream", "version": "0"}), |o| serde_json::Value::Object(o.clone())),
+        "instructions": r["instructions"],
+    });
+    let mut result = result;
+    if result["instructions"].is_null() {
+        result.as_object_mut().map(|o| o.remove("instructions"));
+    }
+    let reply = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, init.id.get(), result);
+    let _ = adapter.events.send(UpstreamEvent::Message(Bytes::from(reply))).await;
+    let caps = r["capabilities"].clone();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut in_flight: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    let mut subscriptions: BTreeSet<String> = BTreeSet::new();
+    let mut listener: Option<tokio::task::AbortHandle> = None;
+    while let Some(msg) = rx.recv().await {
+        while tasks.try_join_next().is_some() {}
+        let Ok(peek) = jsonrpc::peek(&msg) else { continue };
+        let method = peek.method.as_deref().unwrap_or("");
+        match peek.kind {
+            Kind::Response => {
+                let waiter =
+                    peek.id.as_deref().and_then(|id| adapter.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(id));
+                if let Some(w) = waiter {
+                    let _ = w.send(msg);
+                }
+            }
+            Kind::Notification => match method {
+                "notifications/initialized" => {
+                    listener = Some(adapter.clone().listen(&mut tasks, &caps, &subscriptions));
+                }
+                "notifications/cancelled" => {
+                    // Closing the request's response is the modern cancellation.
+                    if let Some(task) = cancelled_id(&msg).and_then(|id| in_flight.remove(&id)) {
+                        task.abort();
+                    }
+                }
+                _ => {}
+            },
+            Kind::Request => {
+                let id = peek.id.clone().unwrap_or_default();
+                let local = |result: &str| Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#));
+                match method {
+                    "ping" => adapter.emit(local("{}")).await,
+                    "logging/setLevel" => {
+                        *adapter.log_level.lock().unwrap_or_else(|e| e.into_inner()) = level_of(&msg);
+                        adapter.emit(local("{}")).await;
+                    }
+                    "resources/subscribe" | "resources/unsubscribe" => {
+                        if let Some(uri) = uri_of(&msg) {
+                            if method == "resources/subscribe" {
+                                subscriptions.insert(uri);
+                            } else {
+                                subscriptions.remove(&uri);
+                            }
+                        }
+                        // The listen stream is reopened with the new set of subscriptions.
+                        if let Some(l) = listener.take() {
+                            l.abort();
+                        }
+                        listener = Some(adapter.clone().listen(&mut tasks, &caps, &subscriptions));
+                        adapter.emit(local("{}")).await;
+                    }
+                    _ => {
+                        in_flight.retain(|_, t| !t.is_finished());
+                        let a = adapter.clone();
+                        let method = method.to_string();
+                        let task = tasks.spawn(async move { a.call(msg, id.to_string(), method).await });
+                        in_flight.insert(peek.id.as_deref().unwrap_or("").to_string(), task);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn cancelled_id(msg: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(msg).ok()?;
+    Some(v["params"]["requestId"].to_string())
+}
+
+fn level_of(msg: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(msg).ok()?;
+    v["params"]["level"].as_str().map(str::to_string)
+}
+
+fn uri_of(msg: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(msg).ok()?;
+    v["params"]["uri"].as_str().map(str::to_string)
+}
+
+/// A header value as the revision encodes it: plain visible ASCII, else the Base64 sentinel.
+fn header_value(s: &str) -> String {
+    use base64::Engine;
+    let sentinel = s.starts_with("=?base64?") && s.ends_with("?=");
+    let visible = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let plain = visible && !s.is_empty() && !s.starts_with(' ') && !s.ends_with(' ') && !sentinel;
+    if plain {
+        s.to_string()
+    } else {
+        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(s))
+    }
+}
+
+impl Adapter {
+    async fn emit(&self, msg: Bytes) {
+        let _ = self.events.send(UpstreamEvent::Message(msg)).await;
+    }
+
+    /// The request as the modern upstream wants it: `_meta` with the session's identity, and
+    /// the id given.
+    fn modern_body(&self, msg: &[u8], id: &str, extra: Option<(&Members, Option<&str>)>) -> Bytes {
+        let Ok(mut m) = serde_json::from_slice::<Members>(msg) else { return Bytes::copy_from_slice(msg) };
+        let mut params: Members = m.get("params").and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
+        let mut meta: Members = params.get("_meta").and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
+        meta.insert("io.modelcontextprotocol/protocolVersion".into(), raw(format!("\"{}\"", self.id.version)));
+        meta.insert("io.modelcontextprotocol/clientInfo".into(), raw(self.id.client_info.clone()));
+        meta.insert("io.modelcontextprotocol/clientCapabilities".into(), raw(self.id.capabilities.clone()));
+        if let Some(level) = self.log_level.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
+            meta.insert("io.modelcontextprotocol/logLevel".into(), raw(serde_json::to_string(level).unwrap_or_default()));
+        }
+        params.insert("_meta".into(), raw(serde_json::to_string(&meta).unwrap_or_default()));
+        if let Some((responses, state)) = extra {
+            params.insert("inputResponses".into(), raw(serde_json::to_string(responses).unwrap_or_default()));
+            match state {
+                Some(s) => params.insert("requestState".into(), raw(serde_json::to_string(s).unwrap_or_default())),
+                None => params.remove("requestState"),
+            };
+        }
+        m.insert("params".into(), raw(serde_json::to_string(&params).unwrap_or_default()));
+        m.insert("id".into(), raw(id.to_string()));
+        Bytes::from(serde_json::to_vec(&m).unwrap_or_default())
+    }
+
+    /// The POST of one modern request, with its mirrored headers.
+    fn post(&self, body: Bytes, method: &str) -> reqwest::RequestBuilder {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let mut req = with_headers(self.ctx.http.post(&self.url), &self.headers)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", self.id.version)
+            .header("mcp-method", method);
+        let name = match method {
+            "tools/call" | "prompts/get" => v["params"]["name"].as_str(),
+            "resources/read" => v["params"]["uri"].as_str(),
+            _ => None,
+        };
+        if let Some(name) = name {
+            req = req.header("mcp-name", header_value(name));
+        }
+        if method == "tools/call" {
+            let known = self.param_headers.lock().unwrap_or_else(|e| e.into_inner()).get(name.unwrap_or("")).cloned();
+            for (arg, header) in known.unwrap_or_default() {
+                let value = match &v["params"]["arguments"][&arg] {
+                    serde_json::Value::String(s) => Some(header_value(s)),
+                    serde_json::Value::Bool(b) => Some(b.to_string()),
+                    serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+                    _ => None,
+                };
+                if let Some(value) = value {
+                    req = req.header(format!("mcp-param-{header}"), value);
+                }
+            }
+        }
+        req.body(body)
+    }
+
+    /// Sends one modern request and returns its final message; notifications on the way go
+    /// to the session.
+    async fn exchange(&self, body: Bytes, method: &str) -> Result<Bytes, String> {
+        let body = self.modern_body(
+            &body,
+            &serde_json::from_slice::<serde_json::Value>(&body).map(|v| v["id"].to_string()).unwrap_or_default(),
+            None,
+        );
+        self.send(body, method).await
+    }
+
+    async fn send(&self, body: Bytes, method: &str) -> Result<Bytes, String> {
+        let resp = self.post(body, method).send().await.map_err(|e| format!("POST {}: {e}", self.url))?;
+        let status = resp.status();
+        let sse =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
+        if !sse {
+            let text = resp.bytes().await.map_err(|e| format!("reading the answer: {e}"))?;
+            if !status.is_success() && jsonrpc::peek(&text).is_err() {
+                return Err(format!(
+                    "POST {} answered {status}: {}",
+                    self.url,
+                    String::from_utf8_lossy(&text).chars().take(200).collect::<String>()
+                ));
+            }
+            return Ok(text);
+        }
+        let mut events = std::pin::pin!(sse_events(resp));
+        while let Some(ev) = events.next().await {
+            if !matches!(ev.event.as_deref(), None | Some("message")) || ev.data.trim().is_empty() {
+                continue;
+            }
+            let data = Bytes::from(ev.data);
+            match jsonrpc::peek(&data) {
+                Ok(p) if p.kind == Kind::Response => return Ok(data),
+                Ok(p) if p.kind == Kind::Notification => self.emit(data).await,
+                _ => {}
+            }
+        }
+        Err(format!("the upstream closed the stream of {method} before answering"))
+    }
+
+    /// A client request, served through MRTR rounds until the upstream completes it.
+    async fn call(&self, msg: Bytes, client_id: String, method: String) {
+        let mut extra: Option<(Members, Option<String>)> = None;
+        let mut final_msg = None;
+        for round in 0..MAX_ROUNDS {
+            // The retry of a request is a new request: it needs its own id.
+            let id = if round == 0 { client_id.clone() } else { format!("\"mcp-bridge-{}-retry-{round}\"", self.session) };
+            let body = self.modern_body(&msg, &id, extra.as_ref().map(|(r, s)| (r, s.as_deref())));
+            let answer = match self.send(body, &method).await {
+                Ok(a) => a,
+                Err(detail) => {
+                    let err = jsonrpc::error(
+                        Some(&client_id),
+                        jsonrpc::code::INTERNAL_ERROR,
+                        &format!("mcp-bridge: upstream: {detail}"),
+                    );
+                    return self.emit(err).await;
+                }
+            };
+            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+            if v["result"]["resultType"] != "input_required" {
+                final_msg = Some(answer);
+                break;
+            }
+            let state = v["result"]["requestState"].as_str().map(str::to_string);
+            let mut responses = Members::new();
+            if let Some(requests) = v["result"]["inputRequests"].as_object() {
+                for (key, request) in requests {
+                    match self.ask(request).await {
+                        Ok(result) => {
+                            responses.insert(key.clone(), result);
+                        }
+                        Err(detail) => {
+                            let msg = format!("mcp-bridge: the client did not answer {}: {detail}", request["method"]);
+                            let err = jsonrpc::error(Some(&client_id), jsonrpc::code::INTERNAL_ERROR, &msg);
+                            return self.emit(err).await;
+                        }
+                    }
+                }
+            }
+            extra = Some((responses, state));
+        }
+        let Some(answer) = final_msg else {
+            let msg = format!("mcp-bridge: the upstream asked for input more than {MAX_ROUNDS} times");
+            return self.emit(jsonrpc::error(Some(&client_id), jsonrpc::code::INTERNAL_ERROR, &msg)).await;
+        };
+        if method == "tools/list" {
+            self.learn_param_headers(&answer);
+        }
+        self.emit(stateless::final_response(&answer, &client_id, false)).await;
+    }
+
+    /// Sends one server-to-client request on the session and waits for the client's result.
+    async fn ask(&self, request: &serde_json::Value) -> Result<Box<RawValue>, String> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("\"mcp-bridge-input-{n}\"");
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        let msg = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":{},"params":{}}}"#,
+            request["method"],
+            request.get("params").cloned().unwrap_or_default()
+        );
+        self.emit(Bytes::from(msg)).await;
+        let answer = rx.await.map_err(|_| "the session ended".to_string())?;
+        #[derive(Deserialize)]
+        struct A {
+            result: Option<Box<RawValue>>,
+            error: Option<Box<RawValue>>,
+        }
+        let a: A = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+        match (a.result, a.error) {
+            (Some(r), _) => Ok(r),
+            (None, Some(e)) => Err(e.get().to_string()),
+            _ => Err("an empty answer".into()),
+        }
+    }
+
+    /// Remembers which tool arguments the upstream wants mirrored into `Mcp-Param-*` headers
+    /// (top-level properties of the input schema).
+    fn learn_param_headers(&self, answer: &[u8]) {
+        let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
+        let mut map = self.param_headers.lock().unwrap_or_else(|e| e.into_inner());
+        for tool in v["result"]["tools"].as_array().into_iter().flatten() {
+            let Some(name) = tool["name"].as_str() else { continue };
+            let props = tool["inputSchema"]["properties"].as_object();
+            let headers: Vec<(String, String)> = props
+                .into_iter()
+                .flatten()
+                .filter_map(|(arg, schema)| schema["x-mcp-header"].as_str().map(|h| (arg.clone(), h.to_string())))
+                .collect();
+            if !headers.is_empty() {
+                map.insert(name.to_string(), headers);
+            }
+        }
+    }
+
+    /// Keeps a `subscriptions/listen` stream open for what the upstream can notify, and
+    /// forwards its notifications to the session.
+    fn listen(
+        self: Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        caps: &serde_json::Value,
+        subscriptions: &BTreeSet<String>,
+    ) -> tokio::task::AbortHandle {
+        let flag = |area: &str| caps[area]["listChanged"].as_bool().unwrap_or(false);
+        let filter = serde_json::json!({
+            "toolsListChanged": flag("tools"),
+            "promptsListChanged": flag("prompts"),
+            "resourcesListChanged": flag("resources"),
+            "resourceSubscriptions": subscriptions,
+        });
+        tasks.spawn(async move {
+            let mut failures = 0;
+            while failures < 5 {
+                let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let req = format!(r#"{{"jsonrpc":"2.0","id":"mcp-bridge-listen-{n}","method":"subscriptions/listen","params":{{"notifications":{filter}}}}}"#);
+                let body = self.modern_body(req.as_bytes(), &format!("\"mcp-bridge-listen-{n}\""), None);
+                match self.post(body, "subscriptions/listen").send().await {
+                    Ok(resp) if resp.status().is_success() => {
+                        failures = 0;
+                        let mut events = std::pin::pin!(sse_events(resp));
+                        while let Some(ev) = events.next().await {
+                            let data = Bytes::from(ev.data);
+                            let wanted = jsonrpc::peek(&data).is_ok_and(|p| {
+                                p.kind == Kind::Notification && p.method.as_deref() != Some("notifications/subscriptions/acknowledged")
+                            });
+                            if wanted {
+                                self.emit(data).await;
+                            }
+                        }
+                    }
+                    _ => failures += 1,
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            tracing::debug!(session = %self.session, "the upstream's subscriptions/listen stream could not be held");
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_encode_as_the_revision_says_and_decode_back() {
+        for s in ["get_weather", "Hello, 世界", " padded ", "line1\nline2", "=?base64?literal?=", "file:///a b"] {
+            let h = header_value(s);
+            assert!(h.bytes().all(|b| (0x20..0x7f).contains(&b)), "{h:?} is a valid header value");
+            assert_eq!(stateless::decode_header_value(h.as_bytes()).as_deref(), Some(s), "{s:?} round-trips");
+        }
+        assert_eq!(header_value("us-west1"), "us-west1");
+        assert_eq!(header_value("Hello, 世界"), "=?base64?SGVsbG8sIOS4lueVjA==?=");
+    }
+}
