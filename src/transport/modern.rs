@@ -31,18 +31,39 @@ const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// Methods of the session-based revisions that a stateless request may not use.
 const LEGACY_ONLY: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
 
-/// Whether a POST is a modern one: it names a modern version, carries per-request metadata,
-/// or names a version the bridge does not know without naming a session (a modern server's
-/// answer, with the supported versions, serves that client best).
+/// Whether a POST is a modern one: it names a modern version, carries per-request metadata
+/// in `params._meta`, or names a version the bridge does not know without naming a session (a
+/// modern server's answer, with the supported versions, serves that client best).
 pub fn is_modern(headers: &HeaderMap, body: &[u8]) -> bool {
     let version = headers.get("mcp-protocol-version").map(|v| v.to_str().unwrap_or("?"));
     if version.is_some_and(|v| MODERN_VERSIONS.contains(&v)) {
         return true;
     }
-    if body.windows(META_VERSION.len()).any(|w| w == META_VERSION.as_bytes()) {
+    // The cheap test first; the text may also just be in a legacy request's arguments.
+    if body.windows(META_VERSION.len()).any(|w| w == META_VERSION.as_bytes()) && carries_modern_meta(body) {
         return true;
     }
     version.is_some_and(|v| !SUPPORTED_VERSIONS.contains(&v)) && headers.get("mcp-session-id").is_none()
+}
+
+/// Whether a body is one request with `params._meta["io.modelcontextprotocol/protocolVersion"]`.
+fn carries_modern_meta(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Msg<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, rename = "_meta")]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow, rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Msg>(body).ok().and_then(|m| m.params).and_then(|p| p.meta).is_some_and(|m| m.version.is_some())
 }
 
 /// GET and DELETE from a modern client: the revision has no standalone stream and no session.
@@ -715,5 +736,30 @@ struct Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.app.stateless.forget(&self.app, &self.session, CloseReason::ClientClosed, "the subscriptions/listen stream closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn which_posts_are_modern() {
+        let meta = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert!(is_modern(&h(&[("mcp-protocol-version", "2026-07-28")]), b"{}"));
+        assert!(is_modern(&HeaderMap::new(), meta), "per-request _meta without the header: modern (and then a -32020)");
+        let legacy_args = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"io.modelcontextprotocol/protocolVersion"}}}"#;
+        assert!(!is_modern(&h(&[("mcp-session-id", "ab"), ("mcp-protocol-version", "2025-11-25")]), legacy_args));
+        assert!(!is_modern(&HeaderMap::new(), br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#));
+        assert!(is_modern(&h(&[("mcp-protocol-version", "2099-01-01")]), b"{}"), "unknown version, no session");
+        assert!(!is_modern(&h(&[("mcp-protocol-version", "2099-01-01"), ("mcp-session-id", "ab")]), b"{}"));
     }
 }
