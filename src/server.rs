@@ -86,6 +86,7 @@ impl AppState {
                 pools: Arc::default(),
                 shared: Arc::default(),
                 eras: Arc::default(),
+                changes: Arc::default(),
             },
             instance,
         }

@@ -457,6 +457,13 @@ impl Session {
         self.state().protocol_version.clone()
     }
 
+    /// Whether no client request is waiting for an upstream answer (the bridge's own
+    /// requests, answered into nowhere, do not count).
+    pub fn quiet(&self) -> bool {
+        let st = self.state();
+        st.ended.is_none() && st.pending.values().all(|p| p.stream == DISCARD)
+    }
+
     pub fn ended(&self) -> Option<CloseReason> {
         self.state().ended
     }
@@ -714,6 +721,12 @@ impl Session {
                 return;
             }
         };
+        if self.transport == Transport::Stateless
+            && peek.kind == Kind::Notification
+            && peek.method.as_deref().is_some_and(crate::stateless::is_list_change)
+        {
+            self.ctx.changes.publish(&self.server.name, self.principal.as_ref(), &raw);
+        }
         let overflow = {
             let mut st = self.state();
             if st.ended.is_some() {

@@ -66,6 +66,8 @@ pub struct ModernRequest {
     pub meta: RequestMeta,
     pub request_state: Option<String>,
     pub input_responses: BTreeMap<String, Box<RawValue>>,
+    /// `tools/call`'s arguments (for the `Mcp-Param-*` checks).
+    pub arguments: serde_json::Value,
     /// `subscriptions/listen`'s filter.
     pub notifications: Option<ListenFilter>,
 }
@@ -103,6 +105,7 @@ struct WireParams {
     #[serde(rename = "inputResponses")]
     input_responses: Option<BTreeMap<String, Box<RawValue>>>,
     notifications: Option<ListenFilter>,
+    arguments: Option<serde_json::Value>,
 }
 
 /// Reads a modern request; the error is the message of an `Invalid params` answer.
@@ -124,6 +127,7 @@ pub fn parse_request(raw: &[u8]) -> Result<ModernRequest, String> {
         request_state: None,
         input_responses: None,
         notifications: None,
+        arguments: None,
     });
     Ok(ModernRequest {
         id: id.into(),
@@ -133,6 +137,7 @@ pub fn parse_request(raw: &[u8]) -> Result<ModernRequest, String> {
         request_state: p.request_state,
         input_responses: p.input_responses.unwrap_or_default(),
         notifications: p.notifications,
+        arguments: p.arguments.unwrap_or_default(),
     })
 }
 
@@ -209,6 +214,15 @@ fn raw(text: String) -> Box<RawValue> {
 pub fn final_response(upstream: &[u8], id: &str, cacheable: bool) -> Bytes {
     let Ok(mut m) = serde_json::from_slice::<Members>(upstream) else { return Bytes::copy_from_slice(upstream) };
     m.insert("id".into(), raw(id.to_string()));
+    // A missing resource is -32602 since 2026-07-28 (it was -32002).
+    if let Some(error) = m.get("error") {
+        if let Ok(mut e) = serde_json::from_str::<Members>(error.get()) {
+            if e.get("code").is_some_and(|c| c.get() == "-32002") {
+                e.insert("code".into(), raw(code::INVALID_PARAMS.to_string()));
+                m.insert("error".into(), raw(serde_json::to_string(&e).unwrap_or_default()));
+            }
+        }
+    }
     if let Some(result) = m.get("result") {
         if let Ok(mut r) = serde_json::from_str::<Members>(result.get()) {
             let mut add = vec![("resultType", "\"complete\"")];
@@ -251,24 +265,27 @@ pub fn with_meta(notification: &[u8], key: &str, value: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&m).unwrap_or_default())
 }
 
-/// An `InputRequiredResult` answering request `id`: the upstream's server-to-client request
-/// (`key` is its id's JSON text), and the state the retry brings back.
-pub fn input_required(id: &str, key: &str, upstream_request: &[u8], state: &str) -> Bytes {
+/// An `InputRequiredResult` answering request `id`: the upstream's server-to-client requests
+/// (each keyed by its id's JSON text), and the state the retry brings back.
+pub fn input_required(id: &str, asks: &[(String, Bytes)], state: &str) -> Bytes {
     #[derive(Deserialize)]
     struct Req<'a> {
         method: &'a str,
         #[serde(borrow)]
         params: Option<&'a RawValue>,
     }
-    let (method, params) = match serde_json::from_slice::<Req>(upstream_request) {
-        Ok(r) => (r.method.to_string(), r.params.map_or("{}".to_string(), |p| p.get().to_string())),
-        Err(_) => (String::new(), "{}".into()),
-    };
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let requests: Vec<String> = asks
+        .iter()
+        .filter_map(|(key, msg)| {
+            let r = serde_json::from_slice::<Req>(msg).ok()?;
+            let params = r.params.map_or("{}", |p| p.get());
+            Some(format!(r#"{}:{{"method":{},"params":{params}}}"#, q(key), q(r.method)))
+        })
+        .collect();
     Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{{}:{{"method":{},"params":{params}}}}},"requestState":{}}}}}"#,
-        q(key),
-        q(&method),
+        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{{}}},"requestState":{}}}}}"#,
+        requests.join(","),
         q(state)
     ))
 }
@@ -329,6 +346,48 @@ impl Init {
     }
 }
 
+type ChangeSender = tokio::sync::broadcast::Sender<Bytes>;
+/// A server and the principal whose listen streams hear its list changes.
+type ChangeKey = (String, Option<Arc<str>>);
+/// Each tool's `x-mcp-header` annotations, by tool name.
+pub type ToolHeaders = HashMap<String, Vec<ParamHeader>>;
+
+/// List changes seen on any backing session of a server, for the listen streams of the same
+/// principal: with a child per backing session, the `tools/call` that changes the tools runs on
+/// another session than the listen stream's.
+#[derive(Default)]
+pub struct Changes {
+    channels: Mutex<HashMap<ChangeKey, ChangeSender>>,
+}
+
+impl Changes {
+    fn channel(&self, server: &str, principal: Option<&Arc<str>>) -> tokio::sync::broadcast::Sender<Bytes> {
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, tx| tx.receiver_count() > 0);
+        map.entry((server.to_string(), principal.cloned())).or_insert_with(|| tokio::sync::broadcast::channel(64).0).clone()
+    }
+
+    /// A `notifications/*/list_changed` from a backing session.
+    pub fn publish(&self, server: &str, principal: Option<&Arc<str>>, raw: &Bytes) {
+        let key = (server.to_string(), principal.cloned());
+        if let Some(tx) = self.channels.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            let _ = tx.send(raw.clone());
+        }
+    }
+
+    pub fn subscribe(&self, server: &str, principal: Option<&Arc<str>>) -> tokio::sync::broadcast::Receiver<Bytes> {
+        self.channel(server, principal).subscribe()
+    }
+}
+
+/// Whether a notification method is a list change.
+pub fn is_list_change(method: &str) -> bool {
+    matches!(
+        method,
+        "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed"
+    )
+}
+
 /// Backing sessions are shared only by requests of one principal that declare the same
 /// client identity and capabilities: the upstream was initialized with exactly those.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -369,13 +428,16 @@ pub struct Pool {
     inner: Mutex<Inner>,
     /// Spreads passed-through requests over a pool's URLs.
     turn: std::sync::atomic::AtomicUsize,
+    /// The `x-mcp-header` annotations of each server's tools, from its latest `tools/list`.
+    tool_headers: Mutex<HashMap<String, Arc<ToolHeaders>>>,
 }
 
 #[derive(Default)]
 struct Inner {
-    idle: HashMap<Key, Vec<Arc<Session>>>,
     /// Every backing session opened here that may still live: its key and initialize result.
     known: HashMap<SessionId, (Key, Arc<Init>)>,
+    /// Those checked out now (serving a request, or a listen stream).
+    busy: std::collections::HashSet<SessionId>,
 }
 
 impl Pool {
@@ -383,7 +445,8 @@ impl Pool {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An idle backing session for this client, or a new one initialized with its identity
+    /// An idle backing session for this client (one that serves no request: none checked
+    /// out here, none parked between MRTR rounds), or a new one initialized with its identity
     /// and capabilities.
     pub async fn checkout(
         &self,
@@ -395,25 +458,24 @@ impl Pool {
         let key = Key::of(&server.name, principal.as_ref(), meta);
         {
             let mut inner = self.inner();
-            let Inner { idle, known } = &mut *inner;
-            if let Some(list) = idle.get_mut(&key) {
-                while let Some(session) = list.pop() {
-                    if session.ended().is_some() {
-                        known.remove(&session.id);
-                        continue;
-                    }
-                    if let Some((_, init)) = known.get(&session.id) {
-                        return Ok(Backing { init: init.clone(), session, key });
-                    }
-                }
+            let Inner { known, busy } = &mut *inner;
+            known.retain(|id, _| app.registry.get(*id).is_some_and(|s| s.ended().is_none()));
+            let free = known
+                .iter()
+                .filter(|(id, (k, _))| *k == key && !busy.contains(*id))
+                .find_map(|(id, (_, init))| app.registry.get(*id).filter(|s| s.quiet()).map(|s| (s, init.clone())));
+            if let Some((session, init)) = free {
+                busy.insert(session.id);
+                return Ok(Backing { session, init, key });
             }
         }
-        self.prune(app);
         let session = store::create(app, server, Transport::Stateless, principal).await?;
         match initialize(&session, meta, app.config.limits.request_timeout).await {
             Ok(init) => {
                 let init = Arc::new(init);
-                self.inner().known.insert(session.id, (key.clone(), init.clone()));
+                let mut inner = self.inner();
+                inner.known.insert(session.id, (key.clone(), init.clone()));
+                inner.busy.insert(session.id);
                 Ok(Backing { session, init, key })
             }
             Err(e) => {
@@ -424,45 +486,41 @@ impl Pool {
         }
     }
 
-    /// Drops what the pool remembers of sessions that ended (idle expiry, upstream exit).
-    fn prune(&self, app: &AppState) {
-        let mut inner = self.inner();
-        inner.known.retain(|id, _| app.registry.get(*id).is_some_and(|s| s.ended().is_none()));
-        let Inner { idle, known } = &mut *inner;
-        idle.retain(|_, list| {
-            list.retain(|s| known.contains_key(&s.id));
-            !list.is_empty()
-        });
-    }
-
-    /// The backing session `id` if this instance opened it and it lives.
+    /// The backing session `id`, checked out for the retry of a request parked on it, if this
+    /// instance opened it and it lives.
     pub fn local(&self, app: &AppState, id: SessionId) -> Option<Backing> {
         let session = app.registry.get(id).filter(|s| s.ended().is_none())?;
-        let (key, init) = self.inner().known.get(&id).cloned()?;
+        let mut inner = self.inner();
+        let (key, init) = inner.known.get(&id).cloned()?;
+        inner.busy.insert(id);
         Some(Backing { session, init, key })
+    }
+
+    /// A request parked between MRTR rounds holds its backing session no longer; the session
+    /// is idle again once the request completes, wherever its retry lands.
+    pub fn release(&self, id: SessionId) {
+        self.inner().busy.remove(&id);
     }
 
     /// Returns a backing session whose request is over, for the next request of its client.
     pub fn checkin(&self, app: &AppState, b: Backing) {
         let surplus = {
             let mut inner = self.inner();
+            inner.busy.remove(&b.session.id);
             if b.session.ended().is_some() {
                 inner.known.remove(&b.session.id);
                 return;
             }
-            let list = inner.idle.entry(b.key).or_default();
-            if list.iter().any(|s| Arc::ptr_eq(s, &b.session)) {
-                return;
-            }
-            list.push(b.session);
-            if list.len() > IDLE_PER_KEY {
-                Some(list.remove(0))
-            } else {
-                None
-            }
+            let idle = inner
+                .known
+                .iter()
+                .filter(|(id, (k, _))| *k == b.key && !inner.busy.contains(*id))
+                .filter(|(id, _)| app.registry.get(**id).is_some_and(|s| s.quiet()))
+                .count();
+            idle > IDLE_PER_KEY
         };
-        if let Some(s) = surplus {
-            self.forget(app, &s, CloseReason::Completed, "more idle backing sessions than kept for this client");
+        if surplus {
+            self.forget(app, &b.session, CloseReason::Completed, "more idle backing sessions than kept for this client");
         }
     }
 
@@ -471,29 +529,50 @@ impl Pool {
         {
             let mut inner = self.inner();
             inner.known.remove(&s.id);
-            for list in inner.idle.values_mut() {
-                list.retain(|x| !Arc::ptr_eq(x, s));
-            }
+            inner.busy.remove(&s.id);
         }
         app.registry.remove(s.id);
         s.end(reason, detail);
     }
 
-    /// Whether the remote upstream at `url` serves `version` itself (its `server/discover`).
-    pub async fn serves_modern(&self, app: &AppState, url: &str, headers: &BTreeMap<String, String>, version: &str) -> bool {
+    /// Idle backing sessions held now (for tests and the admin view).
+    pub fn idle(&self, app: &AppState) -> usize {
+        let inner = self.inner();
+        inner.known.keys().filter(|id| !inner.busy.contains(*id) && app.registry.get(**id).is_some_and(|s| s.quiet())).count()
+    }
+
+    /// Whether the remote upstream at `url` serves a modern revision itself (its
+    /// `server/discover` says so).
+    pub async fn modern_upstream(&self, app: &AppState, url: &str, headers: &BTreeMap<String, String>) -> bool {
         let versions = app.ctx.eras.supported(&app.ctx.http, url, headers).await;
-        versions.is_some_and(|v| v.iter().any(|s| s == version))
+        versions.is_some_and(|v| v.iter().any(|s| MODERN_VERSIONS.contains(&s.as_str())))
+    }
+
+    /// Remembers a server's `x-mcp-header` annotations from a `tools/list` answer.
+    pub fn learn_tools(&self, server: &str, answer: &[u8]) {
+        let map = Arc::new(param_headers(answer));
+        self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).insert(server.to_string(), map);
+    }
+
+    /// A server's `x-mcp-header` annotations, asking the backing session for `tools/list`
+    /// the first time.
+    pub async fn tool_headers(&self, b: &Backing, timeout: Option<Duration>) -> Arc<ToolHeaders> {
+        let server = b.session.server.name.clone();
+        if let Some(known) = self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).get(&server) {
+            return known.clone();
+        }
+        let list = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"mcp-bridge-tools","method":"tools/list","params":{}}"#);
+        match internal_request(&b.session, list, timeout).await {
+            Ok(answer) => self.learn_tools(&server, &answer),
+            Err(e) => tracing::warn!(server, error = %e, "could not list the upstream's tools to check Mcp-Param headers"),
+        }
+        self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).get(&server).cloned().unwrap_or_default()
     }
 
     /// The next URL of a pool for a passed-through request.
     pub fn pick<'a>(&self, urls: &'a [String]) -> &'a str {
         let n = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         &urls[n % urls.len()]
-    }
-
-    /// Idle backing sessions held now (for tests and the admin view).
-    pub fn idle(&self) -> usize {
-        self.inner().idle.values().map(|l| l.iter().filter(|s| s.ended().is_none()).count()).sum()
     }
 }
 
@@ -508,18 +587,7 @@ async fn initialize(session: &Arc<Session>, meta: &RequestMeta, timeout: Option<
     let init = Bytes::from(format!(
         r#"{{"jsonrpc":"2.0","id":"mcp-bridge-initialize","method":"initialize","params":{{"protocolVersion":"{UPSTREAM_VERSION}","capabilities":{caps},"clientInfo":{info}}}}}"#
     ));
-    let peek = jsonrpc::peek(&init).map_err(|e| format!("the client's _meta is not valid JSON: {e}"))?;
-    let (opened, mut attached) = session.open_stream(1, true).map_err(|e| e.to_string())?;
-    session.send(vec![(init, peek)], opened.stream).await.map_err(|e| e.to_string())?;
-    let wait = timeout.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60));
-    let answer = loop {
-        match tokio::time::timeout(wait, attached.rx.recv()).await {
-            Err(_) => return Err(format!("no answer to initialize within {wait:?}")),
-            Ok(None) => return Err(format!("the upstream session ended ({})", session.ended().unwrap_or(CloseReason::Error))),
-            Ok(Some(Frame::Message(_, data))) if jsonrpc::peek(&data).is_ok_and(|p| p.kind == Kind::Response) => break data,
-            Ok(Some(_)) => continue,
-        }
-    };
+    let answer = internal_request(session, init, timeout).await.map_err(|e| format!("initialize: {e}"))?;
     #[derive(Deserialize)]
     struct Answer {
         result: Option<Init>,
@@ -535,6 +603,101 @@ async fn initialize(session: &Arc<Session>, meta: &RequestMeta, timeout: Option<
     let peek = jsonrpc::peek(&initialized).map_err(|e| e.to_string())?;
     session.send(vec![(initialized, peek)], 0).await.map_err(|e| e.to_string())?;
     Ok(init)
+}
+
+/// A request of the bridge's own on a backing session, and its answer.
+async fn internal_request(session: &Arc<Session>, msg: Bytes, timeout: Option<Duration>) -> Result<Bytes, String> {
+    let peek = jsonrpc::peek(&msg).map_err(|e| format!("not a valid request (is the client's _meta JSON?): {e}"))?;
+    let (opened, mut attached) = session.open_stream(1, true).map_err(|e| e.to_string())?;
+    session.send(vec![(msg, peek)], opened.stream).await.map_err(|e| e.to_string())?;
+    let wait = timeout.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60));
+    loop {
+        match tokio::time::timeout(wait, attached.rx.recv()).await {
+            Err(_) => return Err(format!("no answer within {wait:?}")),
+            Ok(None) => return Err(format!("the upstream session ended ({})", session.ended().unwrap_or(CloseReason::Error))),
+            Ok(Some(Frame::Message(_, data))) if jsonrpc::peek(&data).is_ok_and(|p| p.kind == Kind::Response) => return Ok(data),
+            Ok(Some(_)) => continue,
+        }
+    }
+}
+
+/// Where a tool wants an argument mirrored into a header (`x-mcp-header`): the argument's
+/// path through `properties`, and the header's name part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamHeader {
+    pub path: Vec<String>,
+    pub header: String,
+}
+
+/// The `x-mcp-header` annotations of every tool in a `tools/list` answer, by tool name.
+pub fn param_headers(tools_list: &[u8]) -> ToolHeaders {
+    fn walk(schema: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<ParamHeader>) {
+        let Some(props) = schema.get("properties").and_then(|p| p.as_object()) else { return };
+        for (name, prop) in props {
+            path.push(name.clone());
+            if let Some(h) = prop.get("x-mcp-header").and_then(|h| h.as_str()) {
+                out.push(ParamHeader { path: path.clone(), header: h.to_string() });
+            }
+            walk(prop, path, out);
+            path.pop();
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(tools_list).unwrap_or_default();
+    let mut map = HashMap::new();
+    for tool in v["result"]["tools"].as_array().into_iter().flatten() {
+        let Some(name) = tool["name"].as_str() else { continue };
+        let mut out = Vec::new();
+        walk(&tool["inputSchema"], &mut Vec::new(), &mut out);
+        if !out.is_empty() {
+            map.insert(name.to_string(), out);
+        }
+    }
+    map
+}
+
+/// Checks a `tools/call`'s `Mcp-Param-*` headers against its arguments: a mirrored argument
+/// needs its header with the same value (numbers compared as numbers), an absent one none.
+pub fn check_param_headers(
+    headers: &axum::http::HeaderMap,
+    arguments: &serde_json::Value,
+    wanted: &[ParamHeader],
+) -> Result<(), String> {
+    for p in wanted {
+        let name = format!("mcp-param-{}", p.header.to_ascii_lowercase());
+        let value = p.path.iter().try_fold(arguments, |v, k| v.get(k)).filter(|v| !v.is_null());
+        let header = headers.get(&name);
+        let (value, header) = match (value, header) {
+            (None, None) => continue,
+            (Some(_), None) => {
+                return Err(format!(
+                    "the Mcp-Param-{} header is required: the body has argument `{}`",
+                    p.header,
+                    p.path.join(".")
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(format!("Mcp-Param-{} is set but the body has no argument `{}`", p.header, p.path.join(".")))
+            }
+            (Some(v), Some(h)) => (v, h),
+        };
+        let Some(decoded) = decode_header_value(header.as_bytes()) else {
+            return Err(format!(
+                "the Mcp-Param-{} header value has invalid characters or a malformed =?base64?…?= encoding",
+                p.header
+            ));
+        };
+        let same = match value {
+            serde_json::Value::String(s) => *s == decoded,
+            serde_json::Value::Bool(b) => decoded == if *b { "true" } else { "false" },
+            serde_json::Value::Number(n) => decoded.trim().parse::<f64>().ok().zip(n.as_f64()).is_some_and(|(a, b)| a == b),
+            _ => false,
+        };
+        if !same {
+            let d: String = decoded.chars().take(128).collect();
+            return Err(format!("Mcp-Param-{} header value '{d}' does not match body value {value}", p.header));
+        }
+    }
+    Ok(())
 }
 
 /// The `notifications/subscriptions/acknowledged` that opens a listen stream.
@@ -619,6 +782,9 @@ mod tests {
             serde_json::from_slice(&missing_capability("4", "sampling", "sampling/createMessage")).unwrap();
         assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(4), Some(-32021)));
         assert!(v["error"]["data"]["requiredCapabilities"]["sampling"].is_object());
+        let gone = br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32002,"message":"no such resource","data":{"uri":"x"}}}"#;
+        let v: serde_json::Value = serde_json::from_slice(&final_response(gone, "5", true)).unwrap();
+        assert_eq!((v["error"]["code"].as_i64(), v["error"]["data"]["uri"].as_str()), (Some(-32602), Some("x")));
         let err = br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"no"}}"#;
         let v: serde_json::Value = serde_json::from_slice(&final_response(err, "9", true)).unwrap();
         assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(9), Some(-32601)));
@@ -630,12 +796,42 @@ mod tests {
         assert_eq!(RequestState::parse(&st.to_string()), Some(st));
         assert_eq!(RequestState::parse("mcpb1.zz.3.7"), None);
         assert_eq!(RequestState::parse(&format!("mcpb1.{}.3.0", st.session)), None);
-        let ask = br#"{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{"maxTokens":5}}"#;
-        let v: serde_json::Value = serde_json::from_slice(&input_required("1", "0", ask, &st.to_string())).unwrap();
+        let ask = Bytes::from_static(br#"{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{"maxTokens":5}}"#);
+        let roots = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"r","method":"roots/list"}"#);
+        let asks = [("0".to_string(), ask), ("\"r\"".to_string(), roots)];
+        let v: serde_json::Value = serde_json::from_slice(&input_required("1", &asks, &st.to_string())).unwrap();
         assert_eq!(v["result"]["resultType"], "input_required");
         assert_eq!(v["result"]["inputRequests"]["0"]["method"], "sampling/createMessage");
         assert_eq!(v["result"]["inputRequests"]["0"]["params"]["maxTokens"], 5);
+        assert_eq!(v["result"]["inputRequests"]["\"r\""]["method"], "roots/list");
         assert_eq!(v["result"]["requestState"], st.to_string());
+    }
+
+    #[test]
+    fn param_headers_are_learned_and_checked() {
+        let list = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"sql","inputSchema":{"type":"object","properties":{
+            "region":{"type":"string","x-mcp-header":"Region"},"n":{"type":"integer","x-mcp-header":"N"},
+            "opt":{"type":"object","properties":{"flag":{"type":"boolean","x-mcp-header":"Flag"}}},"q":{"type":"string"}}}},
+            {"name":"plain","inputSchema":{"type":"object"}}]}}"#;
+        let map = param_headers(list);
+        assert_eq!(map.len(), 1);
+        let wanted = &map["sql"];
+        assert!(wanted.contains(&ParamHeader { path: vec!["opt".into(), "flag".into()], header: "Flag".into() }));
+        let mut h = axum::http::HeaderMap::new();
+        let args = serde_json::json!({"region": "us-west1", "n": 42, "q": "x"});
+        assert!(check_param_headers(&h, &args, wanted).unwrap_err().contains("header is required"));
+        h.insert("mcp-param-region", "us-west1".parse().unwrap());
+        h.insert("mcp-param-n", "42.0".parse().unwrap());
+        assert_eq!(check_param_headers(&h, &args, wanted), Ok(()), "integers compare as numbers");
+        h.insert("mcp-param-region", "=?base64?dXMtd2VzdDE=?=".parse().unwrap());
+        assert_eq!(check_param_headers(&h, &args, wanted), Ok(()), "the Base64 form decodes first");
+        h.insert("mcp-param-region", "=?base64?dXMtd2VzdDE?=".parse().unwrap());
+        assert!(check_param_headers(&h, &args, wanted).is_err(), "bad padding");
+        h.insert("mcp-param-region", "eu-west1".parse().unwrap());
+        assert!(check_param_headers(&h, &args, wanted).unwrap_err().contains("does not match"));
+        h.insert("mcp-param-region", "us-west1".parse().unwrap());
+        h.insert("mcp-param-flag", "true".parse().unwrap());
+        assert!(check_param_headers(&h, &args, wanted).unwrap_err().contains("no argument `opt.flag`"));
     }
 
     #[test]

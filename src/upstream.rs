@@ -57,6 +57,8 @@ pub struct Context {
     pub shared: Arc<shared::SharedChildren>,
     /// Which protocol versions remote upstreams serve (their `server/discover`).
     pub eras: Arc<modern::Eras>,
+    /// List changes on 2026-07-28 backing sessions, for listen streams.
+    pub changes: Arc<crate::stateless::Changes>,
 }
 
 /// Counts running child processes against `limits.max_children`.

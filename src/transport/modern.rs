@@ -28,6 +28,9 @@ use crate::stateless::{
 };
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// Upstream requests for the client that arrive within this long of each other go out in one
+/// `InputRequiredResult` (a server that asks for several inputs at once sends them together).
+const GATHER: Duration = Duration::from_millis(25);
 /// Methods of the session-based revisions that a stateless request may not use.
 const LEGACY_ONLY: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
 
@@ -129,20 +132,6 @@ fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Response> {
     if hv != bv {
         return Err(mismatch(id, &format!("MCP-Protocol-Version header value '{hv}' does not match body value '{bv}'")));
     }
-    if !MODERN_VERSIONS.contains(&bv) {
-        let supported = all_versions();
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": serde_json::from_str::<serde_json::Value>(id).unwrap_or_default(),
-            "error": {
-                "code": code::UNSUPPORTED_PROTOCOL_VERSION,
-                "message": format!("Unsupported protocol version: {bv} (mcp-bridge serves {} statelessly and {} with initialize)",
-                    MODERN_VERSIONS.join(", "), SUPPORTED_VERSIONS.join(", ")),
-                "data": { "supported": supported, "requested": bv },
-            }
-        });
-        return Err(answer(StatusCode::BAD_REQUEST, Bytes::from(body.to_string())));
-    }
     let method = match headers.get("mcp-method") {
         None => return Err(mismatch(id, "the Mcp-Method header is required")),
         Some(m) => shown(m),
@@ -163,6 +152,27 @@ fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Response> {
         }
     }
     Ok(())
+}
+
+/// The -32022 answer for a version the bridge does not serve statelessly.
+fn unsupported(req: &ModernRequest) -> Option<Response> {
+    let id = &*req.id;
+    let bv = req.meta.version.as_deref().unwrap_or_default();
+    if !MODERN_VERSIONS.contains(&bv) {
+        let supported = all_versions();
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": serde_json::from_str::<serde_json::Value>(id).unwrap_or_default(),
+            "error": {
+                "code": code::UNSUPPORTED_PROTOCOL_VERSION,
+                "message": format!("Unsupported protocol version: {bv} (mcp-bridge serves {} statelessly and {} with initialize)",
+                    MODERN_VERSIONS.join(", "), SUPPORTED_VERSIONS.join(", ")),
+                "data": { "supported": supported, "requested": bv },
+            }
+        });
+        return Some(answer(StatusCode::BAD_REQUEST, Bytes::from(body.to_string())));
+    }
+    None
 }
 
 /// A modern POST: one request, checked, then served by a backing session.
@@ -202,7 +212,11 @@ pub async fn post(
     if let Err(resp) = validate(&headers, &req) {
         return resp;
     }
+    // A modern upstream judges the version itself: its list of versions is the one that counts.
     if let Some(resp) = passthrough(&app, &server, &headers, &body, &req).await {
+        return resp;
+    }
+    if let Some(resp) = unsupported(&req) {
         return resp;
     }
     match req.method.as_str() {
@@ -218,7 +232,7 @@ pub async fn post(
             ),
         ),
         _ if req.request_state.is_some() => resume(&app, &server, principal, req).await,
-        _ => call(&app, server, principal, raw, peek, req).await,
+        _ => call(&app, server, principal, &headers, raw, peek, req).await,
     }
 }
 
@@ -240,9 +254,8 @@ async fn passthrough(
 ) -> Option<Response> {
     let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
     let urls = server.pool.as_ref().map_or_else(|| std::slice::from_ref(url), |p| p.urls.as_slice());
-    let version = req.meta.version.as_deref()?;
     let url = app.stateless.pick(urls);
-    if !app.stateless.serves_modern(app, url, extra, version).await {
+    if !app.stateless.modern_upstream(app, url, extra).await {
         return None;
     }
     let mut out = crate::upstream::with_headers(app.ctx.http.post(url), extra);
@@ -314,6 +327,7 @@ async fn call(
     app: &AppState,
     server: Arc<ServerConfig>,
     principal: Option<Arc<str>>,
+    headers: &HeaderMap,
     raw: Bytes,
     peek: jsonrpc::Peek,
     req: ModernRequest,
@@ -322,6 +336,15 @@ async fn call(
         Ok(b) => b,
         Err(e) => return checkout_failed(&req.id, e),
     };
+    if req.method == "tools/call" {
+        let tools = app.stateless.tool_headers(&backing, app.config.limits.request_timeout).await;
+        if let Some(wanted) = req.name.as_ref().and_then(|n| tools.get(n)) {
+            if let Err(msg) = stateless::check_param_headers(headers, &req.arguments, wanted) {
+                app.stateless.checkin(app, backing);
+                return mismatch(&req.id, &msg);
+            }
+        }
+    }
     let session = backing.session.clone();
     let (opened, attached) = match session.open_stream(1, false) {
         Ok(o) => o,
@@ -355,13 +378,24 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
         Err(OpError::NotFound(_)) => return expired("belongs to an upstream session that has ended"),
         Err(e) => return super::op_error(e),
     };
+    // The state is spent once its request was answered; and answers count only for the
+    // questions this state's request asked (the upstream requests logged on its stream from the
+    // asking event on). Anything else in inputResponses is ignored.
+    if attached.reason.get() == Some(&CloseReason::Completed) {
+        if let Detach::Remote(cluster, token) = &detach {
+            cluster.release_held(*token);
+        }
+        return expired("belongs to a request that has completed");
+    }
+    let asked: HashSet<Box<str>> = attached
+        .replay
+        .iter()
+        .filter_map(|e| jsonrpc::peek(&e.data).ok().filter(|p| p.kind == Kind::Request).and_then(|p| p.id))
+        .collect();
     let mut answers = Vec::new();
     let mut answered = HashSet::new();
     for (key, value) in &req.input_responses {
-        // A key is the JSON text of the upstream request's id: a number or a string, exactly.
-        let id_ok = serde_json::from_str::<serde_json::Value>(key)
-            .is_ok_and(|v| (v.is_number() || v.is_string()) && serde_json::to_string(&v).is_ok_and(|t| &t == key));
-        if !id_ok {
+        if !asked.contains(key.as_str()) {
             continue;
         }
         let msg = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{key},"result":{}}}"#, value.get()));
@@ -415,6 +449,11 @@ struct Exchange {
     log_level: Option<String>,
     /// On a retry: the upstream requests the client answered now, by id text.
     answered: HashSet<String>,
+    /// Upstream requests for the client gathered so far (id text, message), the event of the
+    /// first, and when the gathering ends.
+    asks: Vec<(String, Bytes)>,
+    first_ask: u64,
+    gather_until: Option<tokio::time::Instant>,
     phase: Phase,
     started: Instant,
 }
@@ -444,6 +483,9 @@ impl Exchange {
             caps: ClientCaps::of(&req.meta),
             log_level: req.meta.log_level.clone(),
             answered: retry.map(|(_, a)| a).unwrap_or_default(),
+            asks: Vec::new(),
+            first_ask: 0,
+            gather_until: None,
             phase: Phase::Running,
             started: Instant::now(),
         }
@@ -463,14 +505,31 @@ impl Exchange {
         self.to_upstream(jsonrpc::error(Some(id), code::METHOD_NOT_FOUND, message));
     }
 
+    /// The next thing the client gets. Cancel-safe (it runs under `select!` and `timeout`):
+    /// what it has taken from the stream is kept in `self` until it is answered.
     async fn next(&mut self) -> Option<Out> {
         while self.phase == Phase::Running {
-            let (seq, data) = match self.replay.next() {
-                Some(e) => (e.seq, e.data),
-                None => match self.rx.recv().await? {
-                    Frame::Message(seq, data) => (seq, data),
-                    Frame::Priming(_) => continue,
+            let item = match self.replay.next() {
+                Some(e) => Some((e.seq, e.data)),
+                None => match self.gather_until {
+                    Some(until) => match tokio::time::timeout_at(until, self.rx.recv()).await {
+                        Ok(Some(Frame::Message(seq, data))) => Some((seq, data)),
+                        Ok(Some(Frame::Priming(_))) => continue,
+                        Ok(None) => return None,
+                        Err(_) => None,
+                    },
+                    None => match self.rx.recv().await? {
+                        Frame::Message(seq, data) => Some((seq, data)),
+                        Frame::Priming(_) => continue,
+                    },
                 },
+            };
+            let Some((seq, data)) = item else {
+                // The upstream's requests that came together are all asked at once.
+                self.phase = Phase::Parked;
+                let state = RequestState { session: self.session_id, stream: self.stream, asked: self.first_ask };
+                let body = stateless::input_required(&self.reply_id, &self.asks, &state.to_string());
+                return Some(Out::Final { body, status: StatusCode::OK });
             };
             let Ok(peek) = jsonrpc::peek(&data) else { continue };
             match peek.kind {
@@ -478,6 +537,11 @@ impl Exchange {
                     self.phase = Phase::Done;
                     if let Some(b) = self.backing.take() {
                         self.app.stateless.checkin(&self.app, b);
+                    }
+                    if self.method == "tools/list" && !peek.error {
+                        if let Some(h) = &self.handle {
+                            self.app.stateless.learn_tools(h.server_name(), &data);
+                        }
                     }
                     let status = if peek.error { status_for(error_code(&data)) } else { StatusCode::OK };
                     let cacheable = stateless::CACHEABLE.contains(&self.method.as_str());
@@ -495,10 +559,11 @@ impl Exchange {
                     }
                     match self.caps.allows(method) {
                         Some((_, true)) if stateless::MRTR_METHODS.contains(&self.method.as_str()) => {
-                            self.phase = Phase::Parked;
-                            let state = RequestState { session: self.session_id, stream: self.stream, asked: seq };
-                            let body = stateless::input_required(&self.reply_id, uid, &data, &state.to_string());
-                            return Some(Out::Final { body, status: StatusCode::OK });
+                            if self.asks.is_empty() {
+                                self.first_ask = seq;
+                                self.gather_until = Some(tokio::time::Instant::now() + GATHER);
+                            }
+                            self.asks.push((uid.to_string(), data));
                         }
                         Some((_, true)) => self.refuse_upstream(
                             uid,
@@ -523,6 +588,9 @@ impl Exchange {
                         ),
                     }
                 }
+                // While requests are being gathered, notifications wait: the retry replays
+                // everything from the first of them on.
+                Kind::Notification if !self.asks.is_empty() => continue,
                 Kind::Notification => match peek.method.as_deref() {
                     Some("notifications/progress") => return Some(Out::Notify(data)),
                     Some("notifications/message") if stateless::log_wanted(self.log_level.as_deref(), &data) => {
@@ -582,6 +650,9 @@ impl Drop for Exchange {
                 }
                 (None, None) => {}
             }
+        }
+        if self.phase == Phase::Parked {
+            self.app.stateless.release(self.session_id);
         }
         if let Some(Detach::Remote(cluster, token)) = &self.detach {
             cluster.release_held(*token);
@@ -673,8 +744,9 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
     }
     tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");
     let first = sse::event(None, None, &stateless::acknowledged(&req.id, &honored));
+    let changes = app.ctx.changes.subscribe(&server.name, session.principal.as_ref());
     let listener =
-        Listener { app: app.clone(), session, rx: attached.rx, filter: honored, id: req.id.clone(), _backing: backing };
+        Listener { app: app.clone(), session, rx: attached.rx, changes, filter: honored, id: req.id.clone(), _backing: backing };
     let heartbeat = server.heartbeat.interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
     let stream = futures_util::stream::unfold(
         (listener, Some(first), heartbeat, false),
@@ -686,27 +758,36 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
                 return None;
             }
             loop {
-                let frame = match &mut hb {
-                    Some(t) => tokio::select! {
-                        f = l.rx.recv() => Some(f),
-                        _ = t.tick() => None,
-                    },
-                    None => Some(l.rx.recv().await),
-                };
-                let data = match frame {
-                    None => return Some((Ok(sse::comment("keep-alive")), (l, None, hb, false))),
-                    // The upstream session ended (bridge shutdown, upstream exit): the listen
-                    // request gets its result, which closes the subscription gracefully.
-                    Some(None) | Some(Some(Frame::Priming(_))) if l.session.ended().is_some() => {
-                        let closed = format!(
-                            r#"{{"jsonrpc":"2.0","id":{0},"result":{{"resultType":"complete","_meta":{{"io.modelcontextprotocol/subscriptionId":{0}}}}}}}"#,
-                            l.id
-                        );
-                        return Some((Ok(sse::event(None, None, closed.as_bytes())), (l, None, hb, true)));
+                let tick = async {
+                    match &mut hb {
+                        Some(t) => {
+                            t.tick().await;
+                        }
+                        None => std::future::pending().await,
                     }
-                    Some(None) => return None,
-                    Some(Some(Frame::Priming(_))) => continue,
-                    Some(Some(Frame::Message(_, data))) => data,
+                };
+                let data = tokio::select! {
+                    f = l.rx.recv() => match f {
+                        // The upstream session ended (bridge shutdown, upstream exit): the listen
+                        // request gets its result, which closes the subscription gracefully.
+                        None if l.session.ended().is_some() => {
+                            let closed = format!(
+                                r#"{{"jsonrpc":"2.0","id":{0},"result":{{"resultType":"complete","_meta":{{"io.modelcontextprotocol/subscriptionId":{0}}}}}}}"#,
+                                l.id
+                            );
+                            return Some((Ok(sse::event(None, None, closed.as_bytes())), (l, None, hb, true)));
+                        }
+                        None => return None,
+                        Some(Frame::Priming(_)) => continue,
+                        // List changes come through `changes`, from every backing session.
+                        Some(Frame::Message(_, data)) if is_list_change_msg(&data) => continue,
+                        Some(Frame::Message(_, data)) => data,
+                    },
+                    c = l.changes.recv() => match c {
+                        Ok(data) => data,
+                        Err(_) => continue,
+                    },
+                    _ = tick => return Some((Ok(sse::comment("keep-alive")), (l, None, hb, false))),
                 };
                 let Ok(peek) = jsonrpc::peek(&data) else { continue };
                 if peek.kind != Kind::Notification {
@@ -723,11 +804,16 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
     super::sse_response(stream, &[])
 }
 
+fn is_list_change_msg(data: &[u8]) -> bool {
+    jsonrpc::peek(data).ok().and_then(|p| p.method).is_some_and(|m| stateless::is_list_change(&m))
+}
+
 /// A listen stream's hold on its backing session: ended with the stream.
 struct Listener {
     app: AppState,
     session: Arc<Session>,
     rx: mpsc::Receiver<Frame>,
+    changes: tokio::sync::broadcast::Receiver<Bytes>,
     filter: ListenFilter,
     id: Box<str>,
     _backing: Backing,
