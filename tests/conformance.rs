@@ -1,8 +1,12 @@
-//! The official MCP conformance suite (`@modelcontextprotocol/conformance` 0.1.16, server mode,
-//! every scenario) through the bridge, with the SDK fixture behind it over stdio and as a remote
-//! Streamable HTTP upstream (`tests/conformance/run.mjs`). Fails on any scenario that fails or
-//! warns unless CONFORMANCE.md lists it as a known failure with an explanation, and on a listed
-//! known failure that no longer fails (so the list stays honest).
+//! The official MCP conformance suite (`@modelcontextprotocol/conformance` 0.2.0-alpha.12, server
+//! mode, `--suite all`) through the bridge, in four runs (`tests/conformance/run.mjs`):
+//! `stdio` and `http` at `--spec-version 2025-11-25` with the legacy SDK fixture behind the bridge
+//! over stdio and as a remote Streamable HTTP upstream; `modern-stdio` at `--spec-version
+//! 2026-07-28` against the same legacy fixture over stdio (the bridge maps 2026-07-28 requests
+//! onto legacy sessions); `modern-http` at `--spec-version 2026-07-28` with the v2-SDK 2026-07-28
+//! fixture (`fixture_modern.mjs`) as a remote upstream (passed through). Fails on any scenario that
+//! fails or warns unless CONFORMANCE.md lists it as a known failure with an explanation, and on a
+//! listed known failure that no longer fails (so the list stays honest).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -14,9 +18,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-/// Every server scenario of conformance 0.1.16 (`conformance list --server`).
-const SCENARIOS: &[&str] = &[
+/// Every server scenario of conformance 0.2.0-alpha.12 at `--spec-version 2025-11-25 --suite all`.
+const SCENARIOS_2025: &[&str] = &[
     "server-initialize",
+    "server-session-lifecycle",
     "logging-set-level",
     "ping",
     "completion-complete",
@@ -49,6 +54,54 @@ const SCENARIOS: &[&str] = &[
     "prompts-get-with-image",
     "dns-rebinding-protection",
 ];
+
+/// Every server scenario of conformance 0.2.0-alpha.12 at `--spec-version 2026-07-28 --suite all`.
+const SCENARIOS_2026: &[&str] = &[
+    "server-stateless",
+    "completion-complete",
+    "tools-list",
+    "tools-call-simple-text",
+    "tools-call-image",
+    "tools-call-audio",
+    "tools-call-embedded-resource",
+    "tools-call-mixed-content",
+    "tools-call-error",
+    "tools-call-with-progress",
+    "json-schema-2020-12",
+    "server-sse-multiple-streams",
+    "resources-list",
+    "resources-read-text",
+    "resources-read-binary",
+    "resources-templates-read",
+    "sep-2164-resource-not-found",
+    "prompts-list",
+    "prompts-get-simple",
+    "prompts-get-with-args",
+    "prompts-get-embedded-resource",
+    "prompts-get-with-image",
+    "dns-rebinding-protection",
+    "caching",
+    "http-header-validation",
+    "http-custom-header-server-validation",
+    "input-required-result-basic-elicitation",
+    "input-required-result-basic-sampling",
+    "input-required-result-basic-list-roots",
+    "input-required-result-request-state",
+    "input-required-result-multiple-input-requests",
+    "input-required-result-multi-round",
+    "input-required-result-missing-input-response",
+    "input-required-result-non-tool-request",
+    "input-required-result-result-type",
+    "input-required-result-unsupported-methods",
+    "input-required-result-tampered-state",
+    "input-required-result-capability-check",
+    "input-required-result-ignore-extra-params",
+    "input-required-result-validate-input",
+];
+
+/// The runs of `run.mjs` (its `upstream` labels) and the scenarios each must have run.
+const RUNS: &[(&str, &[&str])] =
+    &[("stdio", SCENARIOS_2025), ("http", SCENARIOS_2025), ("modern-stdio", SCENARIOS_2026), ("modern-http", SCENARIOS_2026)];
 
 /// Kills the runner's whole process group (runner, fixture, bridge, suite) when dropped.
 struct Group(Child);
@@ -117,7 +170,7 @@ fn conformance_suite_through_the_bridge() {
         let _ = stdout.read_to_string(&mut s);
         s
     });
-    // Generous: the suite takes ~35 s on an idle machine; this one is shared.
+    // Generous: the four runs take ~30-60 s on an idle machine; this one is shared.
     let deadline = Instant::now() + Duration::from_secs(900);
     while matches!(group.0.try_wait(), Ok(None)) {
         assert!(Instant::now() < deadline, "the conformance run did not finish within 900 s (logs in {})", out.display());
@@ -135,8 +188,8 @@ fn conformance_suite_through_the_bridge() {
     let known = known_failures(&md);
     let results = summary["results"].as_array().expect("results array");
     let mut problems = Vec::new();
-    for upstream in ["stdio", "http"] {
-        for scenario in SCENARIOS {
+    for &(upstream, scenarios) in RUNS {
+        for scenario in scenarios {
             let key = format!("{upstream}/{scenario}");
             let Some(r) = results.iter().find(|r| r["upstream"] == upstream && r["scenario"] == *scenario) else {
                 problems.push(format!("{key}: the suite did not run it"));

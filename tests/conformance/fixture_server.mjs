@@ -1,10 +1,19 @@
-// The MCP server behind mcp-bridge in the conformance run: every tool, resource and prompt the
-// server scenarios of @modelcontextprotocol/conformance 0.1.16 ask for, written with the official
-// TypeScript SDK (@modelcontextprotocol/sdk 1.32.2, low-level `Server` so that JSON Schemas pass
-// through untouched).
+// The legacy (2025-11-25) MCP server behind mcp-bridge in the conformance run: every tool, resource
+// and prompt the server scenarios of @modelcontextprotocol/conformance ask for, written with the
+// official TypeScript SDK (@modelcontextprotocol/sdk 1.32.2, low-level `Server` so that JSON
+// Schemas pass through untouched, and so that a thrown McpError becomes a JSON-RPC error).
 //
-//   node fixture_server.mjs stdio          # one session over stdin/stdout
-//   PORT=0 node fixture_server.mjs http    # Streamable HTTP on 127.0.0.1; prints `listening <url>`
+// Besides the 2025 scenarios it carries what the 2026-07-28 scenarios need when the bridge maps
+// them onto a legacy session (the `modern-stdio` run): the server-stateless diagnostic tools
+// (test_missing_capability, test_logging_tool, test_streaming_elicitation, test_trigger_*),
+// test_x_mcp_header, and the multi-round-trip tools and prompt written the 2025 way, with
+// server-to-client requests that the bridge turns into InputRequiredResult. A legacy server does
+// not choose the inputRequests keys (the bridge does), so the scenarios that insist on keys like
+// "user_name" cannot pass through that path. These extras are listed only with `--modern-extras`
+// (the client matrix, tests/client_matrix.rs, expects the exact 2025 lists).
+//
+//   node fixture_server.mjs stdio [--modern-extras]          # one session over stdin/stdout
+//   PORT=0 node fixture_server.mjs http [--modern-extras]    # Streamable HTTP on 127.0.0.1; prints `listening <url>`
 //
 // In http mode each session has its own Server and transport, with an in-memory event store so
 // that the SEP-1699 scenarios (priming events, `retry:`, polling after closeSSEStream) apply.
@@ -19,6 +28,7 @@ import {
   CreateMessageResultSchema,
   ElicitResultSchema,
   GetPromptRequestSchema,
+  ListRootsResultSchema,
   ListPromptsRequestSchema,
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
@@ -69,14 +79,55 @@ const TOOLS = [
   {
     name: 'json_schema_2020_12_tool',
     description: 'Tool with JSON Schema 2020-12 features',
+    // SEP-1613 keywords, plus the SEP-2106 vocabulary checked from 2026-07-28 on.
     inputSchema: {
       $schema: 'https://json-schema.org/draft/2020-12/schema',
       type: 'object',
-      $defs: { address: { type: 'object', properties: { street: { type: 'string' }, city: { type: 'string' } } } },
-      properties: { name: { type: 'string' }, address: { $ref: '#/$defs/address' } },
+      $defs: {
+        address: {
+          $anchor: 'addressDef',
+          type: 'object',
+          properties: { street: { type: 'string' }, city: { type: 'string' } },
+        },
+      },
+      properties: {
+        name: { type: 'string' },
+        address: { $ref: '#/$defs/address' },
+        contactMethod: { type: 'string', enum: ['phone', 'email'] },
+        phone: { type: 'string' },
+        email: { type: 'string' },
+      },
+      allOf: [{ anyOf: [{ required: ['phone'] }, { required: ['email'] }] }],
+      if: { properties: { contactMethod: { const: 'phone' } }, required: ['contactMethod'] },
+      then: { required: ['phone'] },
+      else: { required: ['email'] },
       additionalProperties: false,
     },
   },
+  // For the 2026-07-28 scenarios through the bridge (server-stateless, SEP-2243, SEP-2322);
+  // listed with --modern-extras only (see MODERN_EXTRAS).
+  { name: 'test_missing_capability', description: 'Needs the client capability sampling (-32021 without it)', inputSchema: noArgs },
+  { name: 'test_logging_tool', description: 'Logs at debug, info, warning and error', inputSchema: noArgs },
+  { name: 'test_streaming_elicitation', description: 'Asks the client for its name (elicitation)', inputSchema: noArgs },
+  { name: 'test_trigger_tool_change', description: 'Sends notifications/tools/list_changed', inputSchema: noArgs },
+  { name: 'test_trigger_prompt_change', description: 'Sends notifications/prompts/list_changed', inputSchema: noArgs },
+  {
+    name: 'test_x_mcp_header',
+    description: 'Mirrors region into the Mcp-Param-Region header (SEP-2243)',
+    inputSchema: {
+      type: 'object',
+      properties: { region: { type: 'string', description: 'A region', 'x-mcp-header': 'Region' } },
+      required: ['region'],
+    },
+  },
+  { name: 'test_input_required_result_elicitation', description: 'Asks for a name, then greets', inputSchema: noArgs },
+  { name: 'test_input_required_result_sampling', description: 'Asks the client to sample', inputSchema: noArgs },
+  { name: 'test_input_required_result_list_roots', description: 'Asks for the client roots', inputSchema: noArgs },
+  { name: 'test_input_required_result_request_state', description: 'Asks to confirm', inputSchema: noArgs },
+  { name: 'test_input_required_result_multiple_inputs', description: 'Asks name, greeting and roots at once', inputSchema: noArgs },
+  { name: 'test_input_required_result_multi_round', description: 'Asks a name, then a colour', inputSchema: noArgs },
+  { name: 'test_input_required_result_tampered_state', description: 'Asks to confirm', inputSchema: noArgs },
+  { name: 'test_input_required_result_capabilities', description: 'Asks only for what the client declared', inputSchema: noArgs },
   // Used by the client matrix (tests/client_matrix.rs).
   {
     name: 'echo',
@@ -117,7 +168,23 @@ const PROMPTS = [
     arguments: [{ name: 'resourceUri', description: 'URI of the resource to embed', required: true }],
   },
   { name: 'test_prompt_with_image', description: 'A prompt with an image' },
+  { name: 'test_input_required_result_prompt', description: 'Asks the client for context first (elicitation)' },
 ];
+
+// The tools and prompts for the 2026-07-28 scenarios: listed (and callable) with --modern-extras only.
+const MODERN_EXTRAS = process.argv.includes('--modern-extras');
+const isExtra = (name) =>
+  /^test_(missing_capability|logging_tool|streaming_elicitation|trigger_tool_change|trigger_prompt_change|x_mcp_header)$/.test(name) ||
+  name.startsWith('test_input_required_result_');
+const LISTED_TOOLS = TOOLS.filter((t) => MODERN_EXTRAS || !isExtra(t.name));
+const LISTED_PROMPTS = PROMPTS.filter((p) => MODERN_EXTRAS || !isExtra(p.name));
+
+const askString = (message, field) => ({
+  message,
+  requestedSchema: { type: 'object', properties: { [field]: { type: 'string' } }, required: [field] },
+});
+const confirmSchema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
+const samplingReply = (r) => (r.content?.type === 'text' ? r.content.text : JSON.stringify(r.content));
 
 function makeServer() {
   const server = new Server(
@@ -135,11 +202,20 @@ function makeServer() {
   const subscriptions = new Set();
   let cancellations = 0;
 
-  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: TOOLS }));
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: LISTED_TOOLS }));
   server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
     const args = req.params.arguments ?? {};
-    const log = (data) =>
-      extra.sendNotification({ method: 'notifications/message', params: { level: 'info', logger: 'fixture', data } });
+    const log = (data, level = 'info') =>
+      extra.sendNotification({ method: 'notifications/message', params: { level, logger: 'fixture', data } });
+    // Server-to-client requests on the request's own stream (the bridge maps them to MRTR).
+    const elicit = (params) => extra.sendRequest({ method: 'elicitation/create', params }, ElicitResultSchema);
+    const sample = (prompt, maxTokens) =>
+      extra.sendRequest(
+        { method: 'sampling/createMessage', params: { messages: [{ role: 'user', content: text(prompt) }], maxTokens } },
+        CreateMessageResultSchema,
+      );
+    const roots = () => extra.sendRequest({ method: 'roots/list' }, ListRootsResultSchema);
+    if (!MODERN_EXTRAS && isExtra(req.params.name)) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${req.params.name}`);
     switch (req.params.name) {
       case 'test_simple_text':
         return { content: [text('This is a simple text response for testing.')] };
@@ -296,6 +372,65 @@ function makeServer() {
         return { content: [text(`json_schema_2020_12_tool: ${JSON.stringify(args)}`)] };
       case 'echo':
         return { content: [text(`Echo: ${args.message}`)] };
+      case 'test_missing_capability':
+        if (!server.getClientCapabilities()?.sampling) {
+          throw new McpError(-32021, 'This tool requires the sampling client capability', {
+            requiredCapabilities: { sampling: {} },
+          });
+        }
+        return { content: [text(`LLM response: ${samplingReply(await sample('Say something', 20))}`)] };
+      case 'test_logging_tool':
+        for (const level of ['debug', 'info', 'warning', 'error']) {
+          await log(`a ${level} message`, level);
+          await sleep(20);
+        }
+        return { content: [text('Logged at debug, info, warning and error')] };
+      case 'test_streaming_elicitation': {
+        await log('about to ask for input');
+        const r = await server.elicitInput(askString('What is your name?', 'name'), { relatedRequestId: extra.requestId });
+        return { content: [text(r.action === 'accept' ? `Hello, ${r.content?.name}!` : `No name (${r.action})`)] };
+      }
+      case 'test_trigger_tool_change':
+        await server.sendToolListChanged();
+        return { content: [text('tools list changed')] };
+      case 'test_trigger_prompt_change':
+        await server.sendPromptListChanged();
+        return { content: [text('prompts list changed')] };
+      case 'test_x_mcp_header':
+        return { content: [text(`region: ${args.region}`)] };
+      case 'test_input_required_result_elicitation': {
+        const r = await elicit(askString('What is your name?', 'name'));
+        return { content: [text(`Hello, ${r.content?.name}!`)] };
+      }
+      case 'test_input_required_result_sampling':
+        return { content: [text(`Sampling answered: ${samplingReply(await sample('What is the capital of France?', 100))}`)] };
+      case 'test_input_required_result_list_roots': {
+        const r = await roots();
+        return { content: [text(`Client roots: ${r.roots.map((x) => x.uri).join(', ') || '(none)'}`)] };
+      }
+      case 'test_input_required_result_request_state':
+      case 'test_input_required_result_tampered_state': {
+        // The requestState is the bridge's: it reached this session only if the bridge verified it.
+        const r = await elicit({ message: 'Please confirm', requestedSchema: confirmSchema });
+        return { content: [text(`state-ok: confirmed=${JSON.stringify(r.content?.ok ?? null)} (action ${r.action})`)] };
+      }
+      case 'test_input_required_result_multiple_inputs': {
+        const [n, g, rt] = await Promise.all([elicit(askString('What is your name?', 'name')), sample('Generate a greeting', 50), roots()]);
+        return { content: [text(`name=${n.content?.name}; greeting=${samplingReply(g)}; roots=${rt.roots.length}`)] };
+      }
+      case 'test_input_required_result_multi_round': {
+        const n = await elicit(askString('Step 1: What is your name?', 'name'));
+        const c = await elicit(askString('Step 2: What is your favorite color?', 'color'));
+        return { content: [text(`${n.content?.name}'s favourite colour is ${c.content?.color}`)] };
+      }
+      case 'test_input_required_result_capabilities': {
+        const caps = server.getClientCapabilities() ?? {};
+        const asked = [];
+        if (caps.elicitation) asked.push(elicit(askString('What is your name?', 'name')).then(() => 'elicitation'));
+        if (caps.sampling) asked.push(sample('Generate a greeting', 50).then(() => 'sampling'));
+        if (caps.roots) asked.push(roots().then(() => 'roots'));
+        return { content: [text(`asked: ${(await Promise.all(asked)).join(', ') || '(nothing)'}`)] };
+      }
       case 'test_slow': {
         const ms = Number(args.ms ?? 30000);
         await new Promise((resolve) => {
@@ -334,7 +469,7 @@ function makeServer() {
       const id = decodeURIComponent(m[1]);
       return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify({ id, templateTest: true, data: `Data for ID: ${id}` }) }] };
     }
-    throw new McpError(-32002, `Resource not found: ${uri}`);
+    throw new McpError(-32002, `Resource not found: ${uri}`, { uri });
   });
   server.setRequestHandler(SubscribeRequestSchema, async (req) => {
     subscriptions.add(req.params.uri);
@@ -345,10 +480,18 @@ function makeServer() {
     return {};
   });
 
-  server.setRequestHandler(ListPromptsRequestSchema, async () => ({ prompts: PROMPTS }));
-  server.setRequestHandler(GetPromptRequestSchema, async (req) => {
+  server.setRequestHandler(ListPromptsRequestSchema, async () => ({ prompts: LISTED_PROMPTS }));
+  server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
     const a = req.params.arguments ?? {};
+    if (!MODERN_EXTRAS && isExtra(req.params.name)) throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
     switch (req.params.name) {
+      case 'test_input_required_result_prompt': {
+        const r = await extra.sendRequest(
+          { method: 'elicitation/create', params: askString('What context should the prompt use?', 'context') },
+          ElicitResultSchema,
+        );
+        return { messages: [{ role: 'user', content: text(`Use this context: ${r.content?.context}`) }] };
+      }
       case 'test_simple_prompt':
         return { messages: [{ role: 'user', content: text('This is a simple prompt for testing.') }] };
       case 'test_prompt_with_arguments':
@@ -459,6 +602,8 @@ async function serveHttp() {
 
 const mode = process.argv[2] ?? 'stdio';
 if (mode === 'stdio') {
+  // Exit when the client (the bridge) goes away, even with server-to-client requests pending.
+  process.stdin.on('end', () => process.exit(0));
   await makeServer().connect(new StdioServerTransport());
 } else if (mode === 'http') {
   await serveHttp();

