@@ -1,0 +1,34 @@
+//! Fuzz target: what the bridge reads and rewrites of 2026-07-28 traffic
+//! (`stateless::parse_request`, `decode_header_value`, `RequestState::parse`, `final_response`,
+//! `with_meta`, `check_param_headers`). Any input is read or refused without a panic; a
+//! rewritten message is still one JSON object that carries the id it was given.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcp_bridge::stateless::{self, RequestState};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = stateless::decode_header_value(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(st) = RequestState::parse(text) {
+            assert_eq!(RequestState::parse(&st.to_string()), Some(st), "a parsed requestState round-trips");
+        }
+    }
+    if let Ok(req) = stateless::parse_request(data) {
+        let caps = stateless::ClientCaps::of(&req.meta);
+        let _ = caps.allows(&req.method);
+        let tools = stateless::param_headers(data);
+        let headers = axum::http::HeaderMap::new();
+        for wanted in tools.values() {
+            let _ = stateless::check_param_headers(&headers, &req.arguments, wanted);
+        }
+    }
+    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_ok() {
+        for out in [stateless::final_response(data, "\"fz\"", true), stateless::with_meta(data, "k", "1")] {
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("a rewritten object is JSON");
+            assert!(v.is_object(), "a rewritten object stays an object");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&stateless::final_response(data, "\"fz\"", false)).expect("JSON");
+        assert_eq!(v["id"], "fz", "the final response carries the id it was given");
+    }
+});
