@@ -34,6 +34,14 @@ pub struct Method {
     pub method: String,
 }
 
+/// How a 2026-07-28 (stateless) request ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Stateless {
+    pub server: String,
+    /// `answered`, `input_required` or `cancelled`.
+    pub outcome: &'static str,
+}
+
 fn latency() -> Histogram {
     // 50 µs .. ~100 s
     Histogram::new(exponential_buckets(0.000_05, 2.5, 16))
@@ -51,6 +59,7 @@ pub struct Metrics {
     pub forward_latency: Histogram,
     pub upstream_crashes: Family<Server, Counter>,
     pub upstream_healthy: Family<Server, Gauge>,
+    pub stateless_requests: Family<Stateless, Counter>,
     registry: Registry,
 }
 
@@ -81,6 +90,7 @@ impl Metrics {
             forward_latency: latency(),
             upstream_crashes: Family::default(),
             upstream_healthy: Family::default(),
+            stateless_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register("sessions_open", "Sessions held by this instance", m.sessions_open.clone());
@@ -93,6 +103,11 @@ impl Metrics {
         registry.register("forwarded_requests", "Requests forwarded to the owning instance", m.forwarded.clone());
         registry.register("forward_latency_seconds", "Time for a forwarded request's answer", m.forward_latency.clone());
         registry.register("upstream_crashes", "Upstreams that exited or failed to start", m.upstream_crashes.clone());
+        registry.register(
+            "stateless_requests",
+            "2026-07-28 requests served on backing sessions, by outcome",
+            m.stateless_requests.clone(),
+        );
         registry.register(
             "upstream_healthy",
             "1 if the server takes new sessions, 0 while it backs off",

@@ -22,10 +22,10 @@ use crate::server::AppState;
 use crate::session::event_log::Entry;
 use crate::session::store::{self, Detach, Handle, OpError};
 use crate::session::{Attached, CloseReason, Frame, Session, SessionId, Transport, DISCARD};
-use crate::sse;
 use crate::stateless::{
     self, code, Backing, CheckoutError, ClientCaps, ListenFilter, ModernRequest, RequestState, MODERN_VERSIONS,
 };
+use crate::{metrics, sse};
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// Upstream requests for the client that arrive within this long of each other go out in one
@@ -435,6 +435,7 @@ enum Phase {
 /// see it. Dropped before its answer (the client closed the response), it cancels.
 struct Exchange {
     app: AppState,
+    server: String,
     handle: Option<Handle>,
     session_id: SessionId,
     backing: Option<Backing>,
@@ -471,6 +472,7 @@ impl Exchange {
         let Attached { stream, replay, rx, .. } = attached;
         Exchange {
             app: app.clone(),
+            server: handle.server_name().to_string(),
             session_id: handle.id(),
             handle: Some(handle),
             backing,
@@ -657,6 +659,8 @@ impl Drop for Exchange {
         if let Some(Detach::Remote(cluster, token)) = &self.detach {
             cluster.release_held(*token);
         }
+        let labels = metrics::Stateless { server: self.server.clone(), outcome };
+        metrics::get().stateless_requests.get_or_create(&labels).inc();
         tracing::info!(
             session = %self.session_id,
             method = %self.method,
