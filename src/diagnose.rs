@@ -29,6 +29,8 @@ pub struct Options {
     /// Run the MCP handshake and ping every `ping_interval`.
     pub mcp: bool,
     pub ping_interval: Duration,
+    /// Hold a 2026-07-28 `subscriptions/listen` stream instead of a GET.
+    pub listen: bool,
 }
 
 /// Parses `600`, `2.5` (seconds) or a duration like `10m`.
@@ -62,10 +64,15 @@ enum Mode {
     Sse,
     /// Streamable HTTP: POST initialize, GET the stream, answers come on each POST.
     Streamable,
+    /// 2026-07-28: the stream is the response to a POSTed `subscriptions/listen`.
+    Listen,
 }
 
 fn mode_for(opts: &Options) -> Mode {
     let path = reqwest::Url::parse(&opts.url).map(|u| u.path().to_string()).unwrap_or_default();
+    if opts.listen {
+        return Mode::Listen;
+    }
     match opts.mcp {
         false => Mode::Stream,
         true if path.trim_end_matches('/').rsplit('/').nth(1) == Some("mcp") || path.ends_with("/mcp") => Mode::Streamable,
@@ -108,6 +115,18 @@ fn initialize(version: &str) -> Value {
         "clientInfo": {"name": "mcp-bridge-diagnose", "version": env!("CARGO_PKG_VERSION")}}})
 }
 
+const MODERN_VERSION: &str = "2026-07-28";
+
+/// A `subscriptions/listen` for every kind of change notification.
+fn listen_request() -> Value {
+    json!({"jsonrpc": "2.0", "id": "diagnose-listen", "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "mcp-bridge-diagnose", "version": env!("CARGO_PKG_VERSION")}}}})
+}
+
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
 /// A reqwest error with its causes, which is where "connection reset" hides.
@@ -135,6 +154,7 @@ async fn run(opts: &Options) -> Report {
                 Mode::Stream => "stream",
                 Mode::Sse => "sse",
                 Mode::Streamable => "streamable",
+                Mode::Listen => "listen",
             },
             duration: opts.duration,
             lasted: Duration::ZERO,
@@ -164,6 +184,16 @@ async fn run(opts: &Options) -> Report {
     let mut get = run.client.get(&opts.url).header(ACCEPT, "text/event-stream").header("cache-control", "no-cache");
     if let Some((id, version)) = &run.session {
         get = get.header("mcp-session-id", id).header("mcp-protocol-version", version);
+    }
+    if mode == Mode::Listen {
+        get = run
+            .client
+            .post(&opts.url)
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .header("mcp-protocol-version", MODERN_VERSION)
+            .header("mcp-method", "subscriptions/listen")
+            .body(listen_request().to_string());
     }
     let resp = match tokio::time::timeout_at(deadline, get.send()).await {
         Err(_) => return run.finish(End::Error("no response headers within the duration".into())),
@@ -348,7 +378,7 @@ impl Run {
                     let _ = tx.send(msg);
                 });
             }
-            Mode::Stream => {}
+            Mode::Stream | Mode::Listen => {}
         }
     }
 

@@ -60,6 +60,9 @@ enum Command {
         /// Seconds between pings with --mcp.
         #[arg(long, default_value = "10", value_parser = diagnose::parse_seconds)]
         ping_interval: Duration,
+        /// Hold a 2026-07-28 `subscriptions/listen` stream (POST …/mcp/NAME) instead of a GET.
+        #[arg(long, conflicts_with = "mcp")]
+        listen: bool,
     },
 }
 
@@ -73,8 +76,8 @@ fn parse_interval(s: &str) -> Result<Interval, String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Diagnose { url, duration, json, mcp, ping_interval } => {
-            let code = diagnose::main(diagnose::Options { url, duration, json, mcp, ping_interval })?;
+        Command::Diagnose { url, duration, json, mcp, ping_interval, listen } => {
+            let code = diagnose::main(diagnose::Options { url, duration, json, mcp, ping_interval, listen })?;
             std::process::exit(code)
         }
         Command::CheckConfig { file } => {

@@ -1,6 +1,7 @@
 //! `mcp-bridge diagnose` against real set-ups: nginx with a 5 s proxy_read_timeout in front of a
 //! bridge with and without heartbeats, a proxy that caps stream time while heartbeats flow, the
-//! MCP handshake with pings over both transports, and the note's script.
+//! MCP handshake with pings over both transports, a 2026-07-28 listen stream, and the note's
+//! script.
 
 mod common;
 mod support_nginx;
@@ -144,6 +145,23 @@ async fn mcp_handshake_and_pings_through_the_prefix() {
     assert!(j["pings"]["sent"].as_u64().unwrap() >= 3 && j["pings"]["sent"] == j["pings"]["answered"], "{streamable}");
     assert!(j["heartbeats"].as_u64().unwrap() >= 1, "{streamable}");
     assert!(j["notes"].as_array().unwrap().is_empty(), "{streamable}");
+}
+
+/// A 2026-07-28 `subscriptions/listen` stream held through nginx's 5 s read timeout: the
+/// acknowledgement first, then heartbeats keep it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_stream_of_the_stateless_revision_stays_up_behind_nginx() {
+    let bridge = echo_bridge("2s").await;
+    let nginx = Nginx::start(bridge.port, &SHORT_READ_TIMEOUT);
+    let r = diagnose(&nginx.url("/mcp/echo"), 8, &["--listen", "--json"]).await;
+    let j = r.json();
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!((j["mode"].as_str(), j["end"].as_str()), (Some("listen"), Some("lasted")), "{r}");
+    assert!(j["heartbeats"].as_u64().unwrap() >= 2, "{r}");
+    let first = &j["timeline"][0];
+    assert_eq!(first["kind"], "message", "{r}");
+    assert!(first.to_string().contains("notifications/subscriptions/acknowledged"), "the acknowledgement comes first: {r}");
+    assert!(bridge.log().contains("subscriptions/listen opened"), "{}", bridge.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -684,7 +684,7 @@ async fn respond(mut ex: Exchange, server: &ServerConfig) -> Response {
             return error(StatusCode::OK, Some(&ex.reply_id.clone()), jsonrpc::code::INTERNAL_ERROR, msg);
         }
         Ok(Some(Out::Notify(b))) => sse::event(None, None, &b),
-        Err(_) => sse::comment("waiting for the upstream"),
+        Err(_) => sse::comment("heartbeat"),
     };
     struct Body {
         ex: Exchange,
@@ -709,7 +709,7 @@ async fn respond(mut ex: Exchange, server: &ServerConfig) -> Response {
             None => Some(b.ex.next().await),
         };
         match out {
-            None => Some((Ok(sse::comment("keep-alive")), b)),
+            None => Some((Ok(sse::comment("heartbeat")), b)),
             Some(None) => None,
             Some(Some(Out::Notify(m))) => Some((Ok(sse::event(None, None, &m)), b)),
             Some(Some(Out::Final { body, .. })) => {
@@ -791,7 +791,7 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
                         Ok(data) => data,
                         Err(_) => continue,
                     },
-                    _ = tick => return Some((Ok(sse::comment("keep-alive")), (l, None, hb, false))),
+                    _ = tick => return Some((Ok(sse::comment("heartbeat")), (l, None, hb, false))),
                 };
                 let Ok(peek) = jsonrpc::peek(&data) else { continue };
                 if peek.kind != Kind::Notification {
