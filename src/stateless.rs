@@ -298,6 +298,9 @@ pub struct RequestState {
     pub session: SessionId,
     pub stream: u32,
     pub asked: u64,
+    /// Which request it belongs to: a digest of the method and its target name, so that the
+    /// state of one request does not continue another.
+    pub request: u32,
 }
 
 impl RequestState {
@@ -306,13 +309,25 @@ impl RequestState {
         let session = SessionId::parse(it.next()?)?;
         let stream = it.next()?.parse().ok()?;
         let asked = it.next()?.parse().ok().filter(|a| *a > 0)?;
-        it.next().is_none().then_some(RequestState { session, stream, asked })
+        let request = u32::from_str_radix(it.next()?, 16).ok()?;
+        it.next().is_none().then_some(RequestState { session, stream, asked, request })
+    }
+
+    /// The digest of a request's method and target for [`RequestState::request`].
+    pub fn digest(method: &str, name: Option<&str>) -> u32 {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(method.as_bytes());
+        h.update([0]);
+        h.update(name.unwrap_or("").as_bytes());
+        let d = h.finalize();
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
     }
 }
 
 impl std::fmt::Display for RequestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mcpb1.{}.{}.{}", self.session, self.stream, self.asked)
+        write!(f, "mcpb1.{}.{}.{}.{:08x}", self.session, self.stream, self.asked, self.request)
     }
 }
 
@@ -792,10 +807,16 @@ mod tests {
 
     #[test]
     fn input_required_and_request_state_round_trip() {
-        let st = RequestState { session: SessionId::random(), stream: 3, asked: 7 };
+        let st = RequestState {
+            session: SessionId::random(),
+            stream: 3,
+            asked: 7,
+            request: RequestState::digest("tools/call", Some("a")),
+        };
         assert_eq!(RequestState::parse(&st.to_string()), Some(st));
-        assert_eq!(RequestState::parse("mcpb1.zz.3.7"), None);
-        assert_eq!(RequestState::parse(&format!("mcpb1.{}.3.0", st.session)), None);
+        assert_eq!(RequestState::parse("mcpb1.zz.3.7.0"), None);
+        assert_eq!(RequestState::parse(&format!("mcpb1.{}.3.0.0", st.session)), None);
+        assert_ne!(RequestState::digest("tools/call", Some("a")), RequestState::digest("tools/call", Some("b")));
         let ask = Bytes::from_static(br#"{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{"maxTokens":5}}"#);
         let roots = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"r","method":"roots/list"}"#);
         let asks = [("0".to_string(), ask), ("\"r\"".to_string(), roots)];

@@ -4,7 +4,9 @@
 //! log notifications; progress; cancellation; sampling and elicitation round trips. Each client
 //! prints one JSON line; every field it can produce is compared with the same expectation.
 //! Cells: Python SDK, TypeScript SDK, MCP Inspector CLI (streamable and sse), rmcp (streamable),
-//! and a browser `EventSource` page in headless Chromium (sse, from another origin).
+//! and a browser `EventSource` page in headless Chromium (sse, from another origin); and two
+//! cells that speak the 2026-07-28 revision to the same endpoint (the TypeScript v2 client and the
+//! Python SDK pinned to 2026-07-28), which the bridge serves on backing sessions of the fixture.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -159,6 +161,9 @@ fn expected() -> Value {
         "samplingRequests": 1,
         "elicitation": "User response: action=accept, content={\"email\":\"matrix@example.com\",\"username\":\"matrix\"}",
         "setLevel": {},
+        "era": "modern",
+        "protocolVersion": "2026-07-28",
+        "sessionId": null,
     })
 }
 
@@ -177,6 +182,26 @@ const FULL: &[&str] = &[
     "elicitation",
 ];
 const INSPECTOR: &[&str] = &["tools", "resources", "prompts", "echo", "setLevel"];
+/// The 2026-07-28 cells: the full session, pinned to the modern era and without a session id.
+/// `cancelled` (the fixture's own count of `notifications/cancelled` on its session) has no
+/// counterpart: a 2026-07-28 client cancels by closing the response, and the bridge ends the
+/// backing session that ran the call (its child with it), so [`check_modern_cancel`] looks for
+/// that in the bridge log instead.
+const MODERN: &[&str] = &[
+    "era",
+    "protocolVersion",
+    "sessionId",
+    "tools",
+    "resources",
+    "prompts",
+    "echo",
+    "logs",
+    "progress",
+    "cancelCallRejected",
+    "sampling",
+    "samplingRequests",
+    "elicitation",
+];
 
 fn check(cell: &str, got: &Value, fields: &[&str], bridge: &Bridge) {
     let log = || std::fs::read_to_string(&bridge.log).unwrap_or_default();
@@ -193,6 +218,37 @@ fn check(cell: &str, got: &Value, fields: &[&str], bridge: &Bridge) {
         }
     }
     assert!(wrong.is_empty(), "{cell} disagrees:\n{}\nfull result: {got}", wrong.join("\n"));
+}
+
+/// Step 6 of a 2026-07-28 cell, on the bridge's side: exactly one request ended as cancelled,
+/// and the backing session that ran it ended with `reason=cancelled`; steps 7 and 8 were
+/// `InputRequiredResult` round trips; and nothing was served on a 2025 session.
+fn check_modern_cancel(cell: &str, bridge: &Bridge) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(&bridge.log).unwrap_or_default();
+        if log.contains("reason=cancelled") || Instant::now() >= deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let count = |needles: &[&str]| log.lines().filter(|l| needles.iter().all(|n| l.contains(n))).count();
+    assert_eq!(
+        count(&["stateless request ended", "method=tools/call", "outcome=\"cancelled\""]),
+        1,
+        "{cell}: one request cancelled by closing its response:\n{log}"
+    );
+    assert_eq!(
+        count(&["session ended", "transport=\"stateless\"", "reason=cancelled"]),
+        1,
+        "{cell}: its backing session ended as cancelled:\n{log}"
+    );
+    assert_eq!(
+        count(&["stateless request ended", "outcome=\"input_required\""]),
+        2,
+        "{cell}: sampling and elicitation were InputRequiredResult round trips:\n{log}"
+    );
+    assert_eq!(count(&["transport=\"streamable_http\""]), 0, "{cell}: no 2025 session was opened:\n{log}");
 }
 
 fn endpoint(bridge: &Bridge, transport: &str) -> String {
@@ -233,6 +289,13 @@ fn typescript_cell(transport: &str) {
     check(&format!("typescript-sdk/{transport}"), &got, FULL, &bridge);
 }
 
+/// A 2026-07-28 cell: `cmd` runs the script against /mcp/matrix.
+fn modern_cell(cell: &str, cmd: &mut Command, bridge: &Bridge) {
+    let got = run_client(cmd, 90);
+    check(cell, &got, MODERN, bridge);
+    check_modern_cancel(cell, bridge);
+}
+
 fn inspector_cell(transport: &str) {
     require(&root().join("tests/conformance/node_modules/@modelcontextprotocol/inspector"), "the MCP Inspector");
     let bridge = Bridge::start();
@@ -266,6 +329,28 @@ fn typescript_sdk_streamable() {
 #[test]
 fn typescript_sdk_sse() {
     typescript_cell("sse");
+}
+
+#[test]
+fn typescript_v2_client_2026_07_28() {
+    require(
+        &root().join("tests/clients/node_modules/@modelcontextprotocol/client"),
+        "tests/clients/node_modules (TypeScript v2 client)",
+    );
+    let bridge = Bridge::start();
+    let script = root().join("tests/clients/matrix/ts_modern_matrix.mjs");
+    let url = endpoint(&bridge, "streamable");
+    modern_cell("typescript-v2/2026-07-28", Command::new("node").arg(script).args(["--url", &url]), &bridge);
+}
+
+#[test]
+fn python_sdk_2026_07_28() {
+    let python = root().join("tests/clients/.venv/bin/python");
+    require(&python, "tests/clients/.venv (Python mcp SDK)");
+    let bridge = Bridge::start();
+    let script = root().join("tests/clients/matrix/py_modern_matrix.py");
+    let url = endpoint(&bridge, "streamable");
+    modern_cell("python-sdk/2026-07-28", Command::new(python).arg(script).args(["--url", &url]), &bridge);
 }
 
 #[test]

@@ -367,6 +367,9 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
     let Some(state) = req.request_state.as_deref().and_then(RequestState::parse) else {
         return expired("was not issued by this bridge");
     };
+    if state.request != RequestState::digest(&req.method, req.name.as_deref()) {
+        return expired("belongs to another request (a different method or target)");
+    }
     let handle = match store::find_for(app, state.session, principal.as_deref()).await {
         Ok(Some(h)) if h.transport() == Transport::Stateless && h.server_name() == server.name => h,
         Ok(_) => return expired("belongs to an upstream session that has ended"),
@@ -448,6 +451,8 @@ struct Exchange {
     method: String,
     caps: ClientCaps,
     log_level: Option<String>,
+    /// The request's method and target, as its `requestState` names them.
+    digest: u32,
     /// On a retry: the upstream requests the client answered now, by id text.
     answered: HashSet<String>,
     /// Upstream requests for the client gathered so far (id text, message), the event of the
@@ -484,6 +489,7 @@ impl Exchange {
             method: req.method.clone(),
             caps: ClientCaps::of(&req.meta),
             log_level: req.meta.log_level.clone(),
+            digest: RequestState::digest(&req.method, req.name.as_deref()),
             answered: retry.map(|(_, a)| a).unwrap_or_default(),
             asks: Vec::new(),
             first_ask: 0,
@@ -529,7 +535,8 @@ impl Exchange {
             let Some((seq, data)) = item else {
                 // The upstream's requests that came together are all asked at once.
                 self.phase = Phase::Parked;
-                let state = RequestState { session: self.session_id, stream: self.stream, asked: self.first_ask };
+                let state =
+                    RequestState { session: self.session_id, stream: self.stream, asked: self.first_ask, request: self.digest };
                 let body = stateless::input_required(&self.reply_id, &self.asks, &state.to_string());
                 return Some(Out::Final { body, status: StatusCode::OK });
             };
