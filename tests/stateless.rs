@@ -1124,8 +1124,8 @@ async fn raw_legacy_session_on_a_modern_only_upstream_mrtr_list_changed_and_canc
     }
 
     // List changes: the upstream publishes to its listen streams; the client hears them on GET.
-    // (resources/subscribe just reopened the listen stream; give it a moment to be acknowledged.)
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // resources/subscribe just reopened the listen stream: the bridge holds the next request
+    // until the upstream acknowledged it, so no change is lost in between.
     let r = s.call(8, "notify-list-changed", json!({})).await;
     assert_eq!(text_of(&r), "published", "{r}");
     for m in ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"] {
@@ -1153,7 +1153,6 @@ async fn raw_legacy_session_on_a_modern_only_upstream_mrtr_list_changed_and_canc
 
     // A legacy HTTP+SSE session hears list changes on its one stream.
     let mut l = LegacySession::open(&bridge.base(), "adapted").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let call =
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "notify-list-changed", "arguments": {}}});
     assert_eq!(l.post(&call).await, 202);

@@ -102,6 +102,17 @@ struct Adapter {
     next: std::sync::atomic::AtomicU64,
     /// `x-mcp-header` names per tool and argument, learned from `tools/list` answers.
     param_headers: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// Whether the upstream acknowledged the listen stream: requests wait for it (a little),
+    /// so that a change they cause is heard, as a session-based client expects.
+    listening: tokio::sync::watch::Sender<Listening>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listening {
+    NotStarted,
+    Opening,
+    Open,
+    Failed,
 }
 
 /// Serves a session whose remote upstream speaks only `versions` (modern ones).
@@ -157,6 +168,7 @@ pub(super) async fn run(
         waiting: Mutex::default(),
         next: Default::default(),
         param_headers: Mutex::default(),
+        listening: tokio::sync::watch::channel(Listening::NotStarted).0,
     });
     tracing::info!(session = %session, url = %adapter.url, version, "the upstream speaks only {versions:?}: the bridge adapts this session to it");
     // initialize, answered from server/discover in the client's own (legacy) version.
@@ -389,6 +401,8 @@ impl Adapter {
 
     /// A client request, served through MRTR rounds until the upstream completes it.
     async fn call(&self, msg: Bytes, client_id: String, method: String) {
+        let mut listening = self.listening.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), listening.wait_for(|l| *l != Listening::Opening)).await;
         let mut extra: Option<(Members, Option<String>)> = None;
         let mut final_msg = None;
         for round in 0..MAX_ROUNDS {
@@ -499,6 +513,7 @@ impl Adapter {
             "resourcesListChanged": flag("resources"),
             "resourceSubscriptions": subscriptions,
         });
+        self.listening.send_replace(Listening::Opening);
         tasks.spawn(async move {
             let mut failures = 0;
             while failures < 5 {
@@ -511,6 +526,7 @@ impl Adapter {
                         let mut events = std::pin::pin!(sse_events(resp));
                         while let Some(ev) = events.next().await {
                             let data = Bytes::from(ev.data);
+                            self.listening.send_replace(Listening::Open);
                             let wanted = jsonrpc::peek(&data).is_ok_and(|p| {
                                 p.kind == Kind::Notification && p.method.as_deref() != Some("notifications/subscriptions/acknowledged")
                             });
@@ -523,6 +539,7 @@ impl Adapter {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            self.listening.send_replace(Listening::Failed);
             tracing::debug!(session = %self.session, "the upstream's subscriptions/listen stream could not be held");
         })
     }
