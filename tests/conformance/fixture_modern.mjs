@@ -27,18 +27,8 @@ import {
 } from '@modelcontextprotocol/server';
 import { localhostHostValidation, localhostOriginValidation, toNodeHandler } from '@modelcontextprotocol/node';
 
-// A 1x1 red PNG and a tiny silent WAV (44-byte header + 2 samples), as in fixture_server.mjs.
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==';
-const WAV = Buffer.concat([
-  Buffer.from('RIFF'), u32(40), Buffer.from('WAVEfmt '), u32(16), u16(1), u16(1), u32(8000), u32(16000), u16(2), u16(16),
-  Buffer.from('data'), u32(4), Buffer.alloc(4),
-]).toString('base64');
-function u32(n) { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; }
-function u16(n) { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; }
+import { JSON_SCHEMA_2020_12, PNG, WAV, sleep, text } from './fixture_common.mjs';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const text = (t) => ({ type: 'text', text: t });
 const result = (t) => ({ content: [text(t)] });
 const schema = (s) => fromJsonSchema(s);
 const noArgs = () => schema({ type: 'object', properties: {} });
@@ -71,30 +61,6 @@ function samplingText(view) {
   const block = Array.isArray(c) ? c[0] : c;
   return block?.type === 'text' ? block.text : JSON.stringify(block ?? null);
 }
-
-const JSON_SCHEMA_2020_12 = {
-  $schema: 'https://json-schema.org/draft/2020-12/schema',
-  type: 'object',
-  $defs: {
-    address: {
-      $anchor: 'addressDef',
-      type: 'object',
-      properties: { street: { type: 'string' }, city: { type: 'string' } },
-    },
-  },
-  properties: {
-    name: { type: 'string' },
-    address: { $ref: '#/$defs/address' },
-    contactMethod: { type: 'string', enum: ['phone', 'email'] },
-    phone: { type: 'string' },
-    email: { type: 'string' },
-  },
-  allOf: [{ anyOf: [{ required: ['phone'] }, { required: ['email'] }] }],
-  if: { properties: { contactMethod: { const: 'phone' } }, required: ['contactMethod'] },
-  then: { required: ['phone'] },
-  else: { required: ['email'] },
-  additionalProperties: false,
-};
 
 let handler; // set below; the trigger tools publish on its listen bus
 

@@ -40,18 +40,8 @@ import {
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 
-// A 1x1 red PNG and a tiny silent WAV (44-byte header + 2 samples).
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==';
-const WAV = Buffer.concat([
-  Buffer.from('RIFF'), u32(40), Buffer.from('WAVEfmt '), u32(16), u16(1), u16(1), u32(8000), u32(16000), u16(2), u16(16),
-  Buffer.from('data'), u32(4), Buffer.alloc(4),
-]).toString('base64');
-function u32(n) { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; }
-function u16(n) { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; }
+import { JSON_SCHEMA_2020_12, PNG, WAV, sleep, text } from './fixture_common.mjs';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const text = (t) => ({ type: 'text', text: t });
 const noArgs = { type: 'object', properties: {} };
 
 const TOOLS = [
@@ -79,30 +69,7 @@ const TOOLS = [
   {
     name: 'json_schema_2020_12_tool',
     description: 'Tool with JSON Schema 2020-12 features',
-    // SEP-1613 keywords, plus the SEP-2106 vocabulary checked from 2026-07-28 on.
-    inputSchema: {
-      $schema: 'https://json-schema.org/draft/2020-12/schema',
-      type: 'object',
-      $defs: {
-        address: {
-          $anchor: 'addressDef',
-          type: 'object',
-          properties: { street: { type: 'string' }, city: { type: 'string' } },
-        },
-      },
-      properties: {
-        name: { type: 'string' },
-        address: { $ref: '#/$defs/address' },
-        contactMethod: { type: 'string', enum: ['phone', 'email'] },
-        phone: { type: 'string' },
-        email: { type: 'string' },
-      },
-      allOf: [{ anyOf: [{ required: ['phone'] }, { required: ['email'] }] }],
-      if: { properties: { contactMethod: { const: 'phone' } }, required: ['contactMethod'] },
-      then: { required: ['phone'] },
-      else: { required: ['email'] },
-      additionalProperties: false,
-    },
+    inputSchema: JSON_SCHEMA_2020_12,
   },
   // For the 2026-07-28 scenarios through the bridge (server-stateless, SEP-2243, SEP-2322);
   // listed with --modern-extras only (see MODERN_EXTRAS).

@@ -33,16 +33,19 @@ def text_of(result: Any) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
-async def run(transport: str, url: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"ok": False, "client": "python-sdk", "transport": transport}
-    logs: list[Any] = []
-    sampling_prompts: list[str] = []
+class Callbacks:
+    """What the client answers and records: sampling, elicitation, log messages, progress."""
 
-    async def sampling_callback(
-        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    def __init__(self) -> None:
+        self.logs: list[Any] = []
+        self.sampling_prompts: list[str] = []
+        self.progress: list[float] = []
+
+    async def sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult:
         prompt = " ".join(m.content.text for m in params.messages if isinstance(m.content, types.TextContent))
-        sampling_prompts.append(prompt)
+        self.sampling_prompts.append(prompt)
         return types.CreateMessageResult(
             role="assistant",
             content=types.TextContent(type="text", text=f"sampled: {prompt}"),
@@ -50,16 +53,22 @@ async def run(transport: str, url: str) -> dict[str, Any]:
             stop_reason="endTurn",
         )
 
-    async def elicitation_callback(context: ClientRequestContext, params: Any) -> types.ElicitResult:
+    async def elicitation(self, context: ClientRequestContext, params: Any) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"username": "matrix", "email": "matrix@example.com"})
 
-    async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
-        logs.append(params.data)
+    async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.logs.append(params.data)
 
-    progress: list[float] = []
+    async def on_progress(self, value: float, total: float | None, message: str | None) -> None:
+        self.progress.append(value)
 
-    async def progress_callback(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+
+async def run(transport: str, url: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"ok": False, "client": "python-sdk", "transport": transport}
+    cb = Callbacks()
+    logs, sampling_prompts, progress = cb.logs, cb.sampling_prompts, cb.progress
+    sampling_callback, elicitation_callback, logging_callback = cb.sampling, cb.elicitation, cb.logging
+    progress_callback = cb.on_progress
 
     cm = sse_client(url) if transport == "sse" else streamable_http_client(url)
     async with cm as streams:

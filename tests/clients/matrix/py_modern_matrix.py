@@ -34,9 +34,11 @@ import anyio
 import httpx2
 import mcp.types as types
 from mcp.client.client import Client
-from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+
+# The same answers and records as the 2025 cell (this script's own directory is on sys.path).
+from py_matrix import Callbacks, text_of
 
 MODERN = "2026-07-28"
 LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel"
@@ -49,38 +51,14 @@ def emit(obj: dict[str, Any], code: int) -> None:
     os._exit(code)
 
 
-def text_of(result: Any) -> str:
-    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
-
 
 async def run(url: str) -> dict[str, Any]:
     out: dict[str, Any] = {"ok": False, "client": "python-sdk-modern", "transport": "streamable"}
-    logs: list[Any] = []
-    sampling_prompts: list[str] = []
     session_ids: list[str] = []
-
-    async def sampling_callback(
-        context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        prompt = " ".join(m.content.text for m in params.messages if isinstance(m.content, types.TextContent))
-        sampling_prompts.append(prompt)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=f"sampled: {prompt}"),
-            model="matrix",
-            stop_reason="endTurn",
-        )
-
-    async def elicitation_callback(context: ClientRequestContext, params: Any) -> types.ElicitResult:
-        return types.ElicitResult(action="accept", content={"username": "matrix", "email": "matrix@example.com"})
-
-    async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
-        logs.append(params.data)
-
-    progress: list[float] = []
-
-    async def progress_callback(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    cb = Callbacks()
+    logs, sampling_prompts, progress = cb.logs, cb.sampling_prompts, cb.progress
+    sampling_callback, elicitation_callback, logging_callback = cb.sampling, cb.elicitation, cb.logging
+    progress_callback = cb.on_progress
 
     async def on_response(response: httpx2.Response) -> None:
         sid = response.headers.get("mcp-session-id")
