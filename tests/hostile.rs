@@ -410,6 +410,78 @@ fn malformed_cases(port: u16, s: &str, l: &str) -> Vec<Case> {
     )
     .containing("\"id\":5");
 
+    // The 2026-07-28 (stateless) path: the mirrored headers and per-request _meta are checked
+    // before anything reaches an upstream.
+    let meta =
+        r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let modern = |method: &'static str, name: &str| -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("accept", ACCEPT_BOTH.to_string()),
+            ("content-type", "application/json".to_string()),
+            ("mcp-protocol-version", "2026-07-28".to_string()),
+            ("mcp-method", method.to_string()),
+        ];
+        if !name.is_empty() {
+            h.push(("mcp-name", name.to_string()));
+        }
+        h
+    };
+    let call =
+        |params: &str| format!(r#"{{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{{"name":"echo",{params}{meta}}}}}"#);
+    let as_refs = |h: &[(&'static str, String)]| h.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    for (what, headers, body, statuses, code) in [
+        ("Mcp-Method of another method", modern("tools/list", "echo"), call(""), BAD, "-32020"),
+        ("100 KB Mcp-Name", modern("tools/call", &"n".repeat(100_000)), call(""), &[400, 431][..], ""),
+        ("Mcp-Name in broken Base64", modern("tools/call", "=?base64?ZWNo*G8=?="), call(""), BAD, "-32020"),
+        (
+            "Mcp-Name Base64 of a long other name",
+            modern("tools/call", &format!("=?base64?{}?=", "QUFB".repeat(5_000))),
+            call(""),
+            BAD,
+            "-32020",
+        ),
+        (
+            "_meta version as a number",
+            modern("tools/call", "echo"),
+            call("").replace(r#""2026-07-28""#, "20260728"),
+            BAD,
+            "-32602",
+        ),
+        (
+            "100 KB requestState",
+            modern("tools/call", "echo"),
+            call(&format!(r#""requestState":"{}","#, "s".repeat(100_000))),
+            OK,
+            "-32602",
+        ),
+        (
+            "requestState of no session",
+            modern("tools/call", "echo"),
+            call(r#""requestState":"mcpb1.00000000000000000000000000000001.1.1.0","inputResponses":{"1,\"result\":{}":{}},"#),
+            OK,
+            "-32602",
+        ),
+        ("inputResponses as a string", modern("tools/call", "echo"), call(r#""inputResponses":"x","#), BAD, "-32602"),
+        (
+            "10k nested clientCapabilities",
+            modern("tools/call", "echo"),
+            call("").replace(
+                r#""io.modelcontextprotocol/clientCapabilities":{}"#,
+                &format!(r#""io.modelcontextprotocol/clientCapabilities":{}"#, nested("{\"a\":", "}", 10_000, "1")),
+            ),
+            BAD,
+            "-32602",
+        ),
+        ("a batch of modern requests", modern("tools/call", "echo"), format!("[{},{}]", call(""), call("")), BAD, "-32600"),
+    ] {
+        let headers = as_refs(&headers);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let case = c.add(format!("2026-07-28: {what}"), "POST", p, &headers, body.as_bytes(), statuses);
+        if !code.is_empty() {
+            case.containing(code);
+        }
+    }
+
     // Invalid UTF-8.
     c.add(
         "invalid UTF-8 in a string",

@@ -128,6 +128,18 @@ fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Response> {
         let msg = format!("Invalid params: missing _meta keys: {} (every 2026-07-28 request carries them)", missing.join(", "));
         return Err(error(StatusCode::BAD_REQUEST, Some(id), code::INVALID_PARAMS, &msg));
     }
+    // What the bridge hands an upstream in `initialize` must be plain objects (a legitimate
+    // one is shallow; serde_json refuses nesting past 128 levels).
+    for (key, value) in [
+        ("io.modelcontextprotocol/clientCapabilities", &req.meta.capabilities),
+        ("io.modelcontextprotocol/clientInfo", &req.meta.client_info),
+    ] {
+        let object = value.as_ref().map(|v| serde_json::from_str::<serde_json::Value>(v.get()).map(|v| v.is_object()));
+        if matches!(object, Some(Ok(false)) | Some(Err(_))) {
+            let msg = format!("Invalid params: _meta[\"{key}\"] must be a JSON object");
+            return Err(error(StatusCode::BAD_REQUEST, Some(id), code::INVALID_PARAMS, &msg));
+        }
+    }
     let bv = req.meta.version.as_deref().unwrap_or_default();
     if hv != bv {
         return Err(mismatch(id, &format!("MCP-Protocol-Version header value '{hv}' does not match body value '{bv}'")));
