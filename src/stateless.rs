@@ -30,7 +30,9 @@ pub const MRTR_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read
 /// Results that say how long they may be cached (`ttlMs`, `cacheScope`).
 pub const CACHEABLE: &[&str] =
     &["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
-/// Idle backing sessions kept per client identity; more are ended when returned.
+/// Idle backing sessions kept per client identity at least; up to the most that identity ever
+/// had busy at once are kept (a steady load of N concurrent requests reuses N sessions instead
+/// of starting children), and every idle one still ends after `sessions.idle_timeout`.
 const IDLE_PER_KEY: usize = 4;
 
 /// JSON-RPC error codes of the 2026-07-28 revision.
@@ -66,8 +68,8 @@ pub struct ModernRequest {
     pub meta: RequestMeta,
     pub request_state: Option<String>,
     pub input_responses: BTreeMap<String, Box<RawValue>>,
-    /// `tools/call`'s arguments (for the `Mcp-Param-*` checks).
-    pub arguments: serde_json::Value,
+    /// `tools/call`'s arguments (for the `Mcp-Param-*` checks), as they came.
+    pub arguments: Option<Box<RawValue>>,
     /// `subscriptions/listen`'s filter.
     pub notifications: Option<ListenFilter>,
 }
@@ -105,7 +107,7 @@ struct WireParams {
     #[serde(rename = "inputResponses")]
     input_responses: Option<BTreeMap<String, Box<RawValue>>>,
     notifications: Option<ListenFilter>,
-    arguments: Option<serde_json::Value>,
+    arguments: Option<Box<RawValue>>,
 }
 
 /// Reads a modern request; the error is the message of an `Invalid params` answer.
@@ -137,7 +139,7 @@ pub fn parse_request(raw: &[u8]) -> Result<ModernRequest, String> {
         request_state: p.request_state,
         input_responses: p.input_responses.unwrap_or_default(),
         notifications: p.notifications,
-        arguments: p.arguments.unwrap_or_default(),
+        arguments: p.arguments,
     })
 }
 
@@ -453,6 +455,18 @@ struct Inner {
     known: HashMap<SessionId, (Key, Arc<Init>)>,
     /// Those checked out now (serving a request, or a listen stream).
     busy: std::collections::HashSet<SessionId>,
+    /// The most backing sessions each client identity had busy at once.
+    peak: HashMap<Key, usize>,
+}
+
+impl Inner {
+    /// Marks a session checked out, and remembers how many its identity has out now.
+    fn take(&mut self, id: SessionId, key: &Key) {
+        self.busy.insert(id);
+        let out = self.known.iter().filter(|(i, (k, _))| k == key && self.busy.contains(*i)).count();
+        let peak = self.peak.entry(key.clone()).or_default();
+        *peak = (*peak).max(out);
+    }
 }
 
 impl Pool {
@@ -473,14 +487,14 @@ impl Pool {
         let key = Key::of(&server.name, principal.as_ref(), meta);
         {
             let mut inner = self.inner();
-            let Inner { known, busy } = &mut *inner;
+            let Inner { known, busy, .. } = &mut *inner;
             known.retain(|id, _| app.registry.get(*id).is_some_and(|s| s.ended().is_none()));
             let free = known
                 .iter()
                 .filter(|(id, (k, _))| *k == key && !busy.contains(*id))
                 .find_map(|(id, (_, init))| app.registry.get(*id).filter(|s| s.quiet()).map(|s| (s, init.clone())));
             if let Some((session, init)) = free {
-                busy.insert(session.id);
+                inner.take(session.id, &key);
                 return Ok(Backing { session, init, key });
             }
         }
@@ -490,7 +504,7 @@ impl Pool {
                 let init = Arc::new(init);
                 let mut inner = self.inner();
                 inner.known.insert(session.id, (key.clone(), init.clone()));
-                inner.busy.insert(session.id);
+                inner.take(session.id, &key);
                 Ok(Backing { session, init, key })
             }
             Err(e) => {
@@ -507,7 +521,7 @@ impl Pool {
         let session = app.registry.get(id).filter(|s| s.ended().is_none())?;
         let mut inner = self.inner();
         let (key, init) = inner.known.get(&id).cloned()?;
-        inner.busy.insert(id);
+        inner.take(id, &key);
         Some(Backing { session, init, key })
     }
 
@@ -532,10 +546,17 @@ impl Pool {
                 .filter(|(id, (k, _))| *k == b.key && !inner.busy.contains(*id))
                 .filter(|(id, _)| app.registry.get(**id).is_some_and(|s| s.quiet()))
                 .count();
-            idle > IDLE_PER_KEY
+            let keep = inner.peak.get(&b.key).copied().unwrap_or(0).max(IDLE_PER_KEY);
+            // Decided and taken out of the pool under one lock: no checkout can pick it now.
+            let surplus = idle > keep;
+            if surplus {
+                inner.known.remove(&b.session.id);
+            }
+            surplus
         };
         if surplus {
-            self.forget(app, &b.session, CloseReason::Completed, "more idle backing sessions than kept for this client");
+            app.registry.remove(b.session.id);
+            b.session.end(CloseReason::Completed, "more idle backing sessions than this client ever used at once");
         }
     }
 

@@ -351,7 +351,9 @@ async fn call(
     if req.method == "tools/call" {
         let tools = app.stateless.tool_headers(&backing, app.config.limits.request_timeout).await;
         if let Some(wanted) = req.name.as_ref().and_then(|n| tools.get(n)) {
-            if let Err(msg) = stateless::check_param_headers(headers, &req.arguments, wanted) {
+            let arguments: serde_json::Value =
+                req.arguments.as_ref().and_then(|a| serde_json::from_str(a.get()).ok()).unwrap_or_default();
+            if let Err(msg) = stateless::check_param_headers(headers, &arguments, wanted) {
                 app.stateless.checkin(app, backing);
                 return mismatch(&req.id, &msg);
             }
@@ -680,13 +682,14 @@ impl Drop for Exchange {
         }
         let labels = metrics::Stateless { server: self.server.clone(), outcome };
         metrics::get().stateless_requests.get_or_create(&labels).inc();
-        tracing::info!(
-            session = %self.session_id,
-            method = %self.method,
-            outcome,
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            "stateless request ended"
-        );
+        // An answered request is the common case (the metric counts it); one that was cancelled
+        // or is waiting for the client's input is worth a line.
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        if self.phase == Phase::Done {
+            tracing::debug!(session = %self.session_id, method = %self.method, outcome, duration_ms, "stateless request ended");
+        } else {
+            tracing::info!(session = %self.session_id, method = %self.method, outcome, duration_ms, "stateless request ended");
+        }
     }
 }
 
