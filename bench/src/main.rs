@@ -42,7 +42,7 @@ enum Command {
     Throughput {
         #[arg(long, value_enum)]
         transport: TransportArg,
-        /// http://HOST:PORT/path for sse and streamable.
+        /// http://HOST:PORT/path for sse, streamable and stateless.
         #[arg(long)]
         url: Option<String>,
         /// The stdio server for `--transport stdio`.
@@ -62,6 +62,10 @@ enum Command {
         tool: String,
         #[arg(long, default_value_t = 100)]
         size: usize,
+        /// Stateless only: every worker sends its own `clientInfo.version` (its tag), so the
+        /// bridge pools backing sessions per worker rather than one pool for all (diagnostic).
+        #[arg(long)]
+        client_per_session: bool,
     },
     /// Hold N idle SSE streams against a running bridge.
     Idle {
@@ -97,6 +101,8 @@ enum Command {
 enum TransportArg {
     Sse,
     Streamable,
+    /// The 2026-07-28 revision: no initialize, `_meta` and `Mcp-*` headers on every request.
+    Stateless,
     Stdio,
 }
 
@@ -107,7 +113,18 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => run::main(args).await,
             Command::Ceiling { listen } => ceiling::serve(listen).await,
-            Command::Throughput { transport, url, command, forward_url, sessions, duration, repeat, tool, size } => {
+            Command::Throughput {
+                transport,
+                url,
+                command,
+                forward_url,
+                sessions,
+                duration,
+                repeat,
+                tool,
+                size,
+                client_per_session,
+            } => {
                 let target = match (transport, url, command) {
                     (TransportArg::Streamable, Some(u), _) if forward_url.is_some() => throughput::Target::Forwarded {
                         init: http::Url::parse(&u)?,
@@ -115,13 +132,20 @@ fn main() -> anyhow::Result<()> {
                     },
                     (TransportArg::Sse, Some(u), _) => throughput::Target::Sse(http::Url::parse(&u)?),
                     (TransportArg::Streamable, Some(u), _) => throughput::Target::Streamable(http::Url::parse(&u)?),
+                    (TransportArg::Stateless, Some(u), _) => throughput::Target::Stateless(http::Url::parse(&u)?),
                     (TransportArg::Stdio, _, Some(c)) => throughput::Target::Stdio { command: c, args: vec![] },
-                    _ => anyhow::bail!("sse and streamable need --url; stdio needs --command"),
+                    _ => anyhow::bail!("sse, streamable and stateless need --url; stdio needs --command"),
                 };
                 println!("{}", report::throughput_header());
                 for k in sessions {
-                    let load =
-                        throughput::Load { sessions: k, duration, size, tool: tool.clone(), timeout: Duration::from_secs(10) };
+                    let load = throughput::Load {
+                        sessions: k,
+                        duration,
+                        size,
+                        tool: tool.clone(),
+                        timeout: Duration::from_secs(10),
+                        client_per_session,
+                    };
                     let mut points = Vec::new();
                     for _ in 0..repeat.max(1) {
                         points.push(throughput::run(&target, &load).await.point());
@@ -158,6 +182,7 @@ fn transport_name(t: TransportArg) -> &'static str {
     match t {
         TransportArg::Sse => "sse",
         TransportArg::Streamable => "streamable",
+        TransportArg::Stateless => "stateless",
         TransportArg::Stdio => "stdio",
     }
 }

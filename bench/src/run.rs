@@ -16,7 +16,7 @@ use crate::procs::{self, shell_word, Proc};
 use crate::report::{self, thousands, us};
 use crate::resume;
 use crate::stats::{self, Point};
-use crate::summary::{self, Series};
+use crate::summary::{self, Series, STATELESS};
 use crate::throughput::{self, Load, Target};
 
 #[derive(clap::Args)]
@@ -72,7 +72,13 @@ pub struct Args {
     /// Phases to leave out: throughput, logging, resume, idle, peers.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
+    /// Throughput targets to run [all]: stdio, ceiling, sse, streamable, streamable-json, stateless.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
+
+/// The throughput targets' names for `--only`.
+const TARGET_SLUGS: &[&str] = &["stdio", "ceiling", "sse", "streamable", "streamable-json", "stateless"];
 
 struct Settings {
     sessions: Vec<usize>,
@@ -132,6 +138,9 @@ impl Harness {
 
 pub async fn main(a: Args) -> anyhow::Result<()> {
     let s = Settings::from(&a);
+    if let Some(bad) = a.only.iter().find(|o| !TARGET_SLUGS.contains(&o.as_str())) {
+        bail!("--only {bad}: not a throughput target (one of {})", TARGET_SLUGS.join(", "));
+    }
     let skip = |phase: &str| a.skip.iter().any(|x| x == phase);
     std::fs::create_dir_all(a.work.join("logs"))?;
     let work = std::fs::canonicalize(&a.work)?;
@@ -168,17 +177,31 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         h.commands.push(format!("{}    # the HTTP ceiling", ceiling.command));
         let (mut bridge, port) = h.start_bridge("bridge", &[], &[])?;
         let b = format!("http://127.0.0.1:{port}");
-        let targets = vec![
-            ("stdio, no bridge", "stdio", Target::Stdio { command: echo.clone(), args: vec![] }),
+        let all = vec![
+            ("stdio", "stdio, no bridge", "stdio", Target::Stdio { command: echo.clone(), args: vec![] }),
             (
+                "ceiling",
                 "HTTP ceiling (bare hyper)",
                 "streamable, JSON answers",
                 Target::Streamable(Url::parse(&format!("http://127.0.0.1:{ceiling_port}/mcp"))?),
             ),
-            ("mcp-bridge", "sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?)),
-            ("mcp-bridge", "streamable, SSE answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo"))?)),
-            ("mcp-bridge", "streamable, JSON answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo-json"))?)),
+            ("sse", "mcp-bridge", "sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?)),
+            ("streamable", "mcp-bridge", "streamable, SSE answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo"))?)),
+            (
+                "streamable-json",
+                "mcp-bridge",
+                "streamable, JSON answers",
+                Target::Streamable(Url::parse(&format!("{b}/mcp/echo-json"))?),
+            ),
+            // The 2026-07-28 revision on the same endpoint: each request served by a backing
+            // session from the bridge's idle pool (answered as JSON before the heartbeat is due).
+            ("stateless", "mcp-bridge", STATELESS, Target::Stateless(Url::parse(&format!("{b}/mcp/echo"))?)),
         ];
+        let targets: Vec<_> = all
+            .into_iter()
+            .filter(|(slug, ..)| a.only.is_empty() || a.only.iter().any(|o| o == slug))
+            .map(|(_, t, tr, target)| (t, tr, target))
+            .collect();
         for (t, _, target) in &targets {
             h.commands.push(generator_command(target, &s, "echo", t));
         }
@@ -452,7 +475,7 @@ impl Settings {
 }
 
 fn load(sessions: usize, duration: Duration, tool: &str) -> Load {
-    Load { sessions, duration, size: 100, tool: tool.to_string(), timeout: Duration::from_secs(10) }
+    Load { sessions, duration, size: 100, tool: tool.to_string(), timeout: Duration::from_secs(10), client_per_session: false }
 }
 
 /// A point ran (answers came back) with no wrong delivery and no error.
@@ -473,6 +496,7 @@ fn generator_command(target: &Target, s: &Settings, tool: &str, who: &str) -> St
     let (transport, dest) = match target {
         Target::Sse(u) => ("sse", format!("--url {}", u.path_url())),
         Target::Streamable(u) => ("streamable", format!("--url {}", u.path_url())),
+        Target::Stateless(u) => ("stateless", format!("--url {}", u.path_url())),
         Target::Forwarded { init, rest } => {
             ("streamable", format!("--url {} --forward-url {}", init.path_url(), rest.path_url()))
         }

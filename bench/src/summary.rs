@@ -9,6 +9,9 @@ use crate::report::{self, ratio, thousands, us};
 use crate::resume;
 use crate::stats::{self, Point};
 
+/// The transport label of the bridge's 2026-07-28 (stateless) rows.
+pub(crate) const STATELESS: &str = "stateless (2026-07-28)";
+
 /// One throughput series: who, over what, and the points per session count.
 pub(crate) struct Series {
     pub(crate) target: String,
@@ -58,6 +61,9 @@ pub(crate) fn write_throughput(
         humantime::format_duration(duration),
         repeat
     )?;
+    if series.iter().any(|x| x.transport == STATELESS) {
+        writeln!(doc, "The {STATELESS} rows send the same requests without initialize or a session: every POST carries `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and `params._meta` (version, capabilities, clientInfo), and the bridge serves it on a backing session from its idle pool (one pool key for all K workers: same principal, clientInfo and capabilities). Each answer must carry the request's id, the worker's tag and `resultType: \"complete\"`.\n")?;
+    }
     writeln!(doc, "{}", report::throughput_header())?;
     for &k in sessions {
         for x in series {
@@ -76,7 +82,7 @@ pub(crate) fn write_throughput(
         else {
             continue;
         };
-        for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers"] {
+        for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers", STATELESS] {
             if let Some(b) = get("mcp-bridge", tr, k) {
                 writeln!(
                     doc,

@@ -1,6 +1,7 @@
 //! The throughput and latency workload: K sessions, each initializing and then sending
 //! sequential `tools/call` echo requests for a bounded time, over legacy SSE, Streamable HTTP,
-//! or straight to a stdio child (the no-bridge baseline).
+//! the 2026-07-28 stateless revision (no initialize: every request carries its `_meta`), or
+//! straight to a stdio child (the no-bridge baseline).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -25,6 +26,9 @@ pub enum Target {
     Sse(Url),
     /// Streamable HTTP: POST everything to one URL, session in `Mcp-Session-Id`.
     Streamable(Url),
+    /// The 2026-07-28 (stateless) revision: no initialize and no session id; every POST
+    /// carries `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and `params._meta`.
+    Stateless(Url),
     /// Streamable HTTP across a cluster: initialize at `init` (the owner), then send every
     /// other request to `rest` (another instance, which forwards to the owner).
     Forwarded { init: Url, rest: Url },
@@ -43,6 +47,9 @@ pub struct Load {
     pub tool: String,
     /// Longest wait for one answer (or one session's set-up) before it counts as an error.
     pub timeout: Duration,
+    /// Stateless only: each worker names itself differently in `clientInfo` (a diagnostic:
+    /// the bridge then keeps a backing-session pool per worker instead of one for all).
+    pub client_per_session: bool,
 }
 
 /// What a request came back with.
@@ -55,11 +62,12 @@ struct Answer {
 enum Session {
     Sse(SseSession),
     Streamable(StreamableSession),
+    Stateless(StatelessSession),
     Stdio(StdioSession),
 }
 
 impl Session {
-    async fn open(target: &Target, limit: Duration) -> anyhow::Result<Session> {
+    async fn open(target: &Target, tool: &str, limit: Duration) -> anyhow::Result<Session> {
         let mut s = match target {
             Target::Sse(url) => Session::Sse(SseSession::open(url, limit).await?),
             Target::Streamable(url) => Session::Streamable(StreamableSession::open(url).await?),
@@ -69,6 +77,8 @@ impl Session {
                 Session::Streamable(s)
             }
             Target::Stdio { command, args } => Session::Stdio(StdioSession::open(command, args)?),
+            // Nothing to set up: the revision has no handshake.
+            Target::Stateless(url) => return Ok(Session::Stateless(StatelessSession::open(url, tool).await?)),
         };
         let a = s.request(1, mcp::initialize(1), "", limit).await?;
         if let Some(e) = a.error {
@@ -82,6 +92,7 @@ impl Session {
         match self {
             Session::Sse(s) => s.request(id, body, want, limit).await,
             Session::Streamable(s) => s.request(id, body, want, limit).await,
+            Session::Stateless(s) => s.request(id, body, want, limit).await,
             Session::Stdio(s) => s.request(id, body, want).await,
         }
     }
@@ -90,6 +101,7 @@ impl Session {
         match self {
             Session::Sse(s) => s.post(body, limit).await.map(|_| ()),
             Session::Streamable(s) => s.notify(body, limit).await,
+            Session::Stateless(_) => bail!("the stateless workload sends no notifications"),
             Session::Stdio(s) => s.write(&body).await,
         }
     }
@@ -104,6 +116,15 @@ impl Session {
 
 /// Waits for the answer to `id` among the events of a stream, counting strays as wrong.
 async fn await_answer(stream: &mut SseReader, id: u64, want: &str) -> anyhow::Result<Answer> {
+    await_checked(stream, id, want, mcp::check).await
+}
+
+async fn await_checked(
+    stream: &mut SseReader,
+    id: u64,
+    want: &str,
+    check: fn(&[u8], u64, &str) -> Verdict,
+) -> anyhow::Result<Answer> {
     let mut wrong = 0;
     loop {
         let Some(ev) = stream.next_event().await? else {
@@ -112,7 +133,7 @@ async fn await_answer(stream: &mut SseReader, id: u64, want: &str) -> anyhow::Re
         if !matches!(ev.event.as_deref(), None | Some("message")) || ev.data.is_empty() {
             continue;
         }
-        match mcp::check(ev.data.as_bytes(), id, want) {
+        match check(ev.data.as_bytes(), id, want) {
             Verdict::Ok => return Ok(Answer { at: Instant::now(), wrong, error: None }),
             Verdict::Error(e) => return Ok(Answer { at: Instant::now(), wrong, error: Some(e) }),
             Verdict::Wrong => wrong += 1,
@@ -284,6 +305,58 @@ impl StreamableSession {
     }
 }
 
+/// A 2026-07-28 client: one connection (re-opened if the server closes it), one request at a
+/// time, answered with JSON or, past the server's heartbeat interval, an SSE stream.
+struct StatelessSession {
+    conn: Option<Conn>,
+    url: Url,
+    /// The tool, for the `Mcp-Name` header.
+    tool: String,
+}
+
+impl StatelessSession {
+    async fn open(url: &Url, tool: &str) -> anyhow::Result<StatelessSession> {
+        let conn = http::connect(url.addr, None).await?;
+        Ok(StatelessSession { conn: Some(conn), url: url.clone(), tool: tool.to_string() })
+    }
+
+    async fn request(&mut self, id: u64, body: Vec<u8>, want: &str, limit: Duration) -> anyhow::Result<Answer> {
+        let headers =
+            [("mcp-protocol-version", mcp::MODERN_PROTOCOL), ("mcp-method", "tools/call"), ("mcp-name", self.tool.as_str())];
+        let req = http::post(&self.url, body, &headers);
+        let conn = match &mut self.conn {
+            Some(c) if !c.is_closed() => c,
+            _ => self.conn.insert(http::connect(self.url.addr, None).await?),
+        };
+        let resp = conn.send(req).await?;
+        let status = resp.status();
+        let sse =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
+        if !status.is_success() {
+            let text = http::body_bytes(resp, limit).await.unwrap_or_default();
+            let e = format!("POST answered {status}: {}", String::from_utf8_lossy(&text[..text.len().min(200)]));
+            return Ok(Answer { at: Instant::now(), wrong: 0, error: Some(e) });
+        }
+        if sse {
+            let mut stream = SseReader::new(resp);
+            let answer = timeout(limit, await_checked(&mut stream, id, want, mcp::check_modern))
+                .await
+                .map_err(|_| anyhow!("no answer to {id} within {limit:?}"))??;
+            if !stream.drain(limit).await {
+                self.conn = None;
+            }
+            return Ok(answer);
+        }
+        let text = http::body_bytes(resp, limit).await?;
+        let at = Instant::now();
+        Ok(match mcp::check_modern(&text, id, want) {
+            Verdict::Ok => Answer { at, wrong: 0, error: None },
+            Verdict::Error(e) => Answer { at, wrong: 0, error: Some(e) },
+            Verdict::Wrong | Verdict::Other => Answer { at, wrong: 1, error: None },
+        })
+    }
+}
+
 struct StdioSession {
     _child: Child,
     stdin: ChildStdin,
@@ -382,7 +455,7 @@ async fn session(
     let mut run = Run::default();
     let opened = {
         let _permit = setup.acquire().await;
-        timeout(load.timeout, Session::open(&target, load.timeout)).await
+        timeout(load.timeout, Session::open(&target, &load.tool, load.timeout)).await
     };
     let _ = ready.send(()).await;
     let mut s = match opened {
@@ -405,10 +478,14 @@ async fn session(
         }
     };
     let tag = format!("s{k}");
+    let client = if load.client_per_session { tag.as_str() } else { "0" };
     let mut id = 2u64;
     while Instant::now() < deadline {
         let want = mcp::payload(&tag, id, load.size);
-        let body = mcp::call(id, &load.tool, &want);
+        let body = match s {
+            Session::Stateless(_) => mcp::modern_call(id, &load.tool, &want, client),
+            _ => mcp::call(id, &load.tool, &want),
+        };
         let t0 = Instant::now();
         match s.request(id, body, &want, load.timeout).await {
             Ok(a) => {
