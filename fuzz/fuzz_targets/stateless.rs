@@ -19,8 +19,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = caps.allows(&req.method);
         let tools = stateless::param_headers(data);
         let headers = axum::http::HeaderMap::new();
+        let arguments: serde_json::Value =
+            req.arguments.as_ref().and_then(|a| serde_json::from_str(a.get()).ok()).unwrap_or_default();
         for wanted in tools.values() {
-            let _ = stateless::check_param_headers(&headers, &req.arguments, wanted);
+            let _ = stateless::check_param_headers(&headers, &arguments, wanted);
         }
     }
     if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_ok() {
