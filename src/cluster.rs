@@ -182,6 +182,23 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The key every instance signs 2026-07-28 `requestState`s with: the first instance to
+    /// start stores a random one in Redis, and the others read it, so a retry verifies on any
+    /// instance.
+    pub async fn shared_secret(&self) -> Result<[u8; 32], ClusterError> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).expect("the OS provides randomness");
+        let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let mut conn = self.conn.clone();
+        let _: Option<String> = redis::cmd("SET").arg("mcpb:mrtr-key").arg(&hex).arg("NX").query_async(&mut conn).await?;
+        let stored: String = redis::cmd("GET").arg("mcpb:mrtr-key").query_async(&mut conn).await?;
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = stored.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
+        }
+        Ok(key)
+    }
+
     pub fn set_registry(&self, registry: &Arc<Registry>) {
         let _ = self.registry.set(Arc::downgrade(registry));
     }

@@ -61,6 +61,7 @@ impl AppState {
         let app = AppState::new(config, instance, cluster);
         if let Some(c) = &app.ctx.cluster {
             c.set_registry(&app.registry);
+            app.stateless.set_secret(c.shared_secret().await?);
         }
         Ok(app)
     }

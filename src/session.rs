@@ -733,6 +733,14 @@ impl Session {
                 return;
             }
             let target = st.route(&peek, self.transport, &self.server.name);
+            if target.0 == DISCARD && peek.kind == Kind::Request && self.transport == Transport::Stateless {
+                // No request of a client is open on this backing session to carry it.
+                if let (UpstreamState::Running(up), Some(id)) = (&st.upstream, peek.id.as_deref()) {
+                    let msg = "mcp-bridge: no client request is open on this session to carry a server request";
+                    let _ = up.tx.try_send(jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, msg));
+                }
+                return;
+            }
             if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
                 if target.1 {
                     self.ctx.health.succeeded(&self.server.name);
@@ -810,6 +818,7 @@ impl Session {
                 None => due.push(id.clone()),
             }
         }
+        let expired = !due.is_empty();
         for id in due {
             let Some(p) = st.pending.remove(&id) else { continue };
             if let Some(t) = &p.progress_token {
@@ -828,6 +837,12 @@ impl Session {
                 let _ = up.tx.try_send(Bytes::from(cancel));
             }
             st.persist(|sid| Op::Answered { sid, id });
+        }
+        drop(st);
+        // `notifications/cancelled` is advisory: the upstream may still be working on the
+        // request, and a backing session must not serve the next client while it does.
+        if expired && self.transport == Transport::Stateless {
+            self.end(CloseReason::Cancelled, "a request timed out and the upstream may still work on it");
         }
         next
     }

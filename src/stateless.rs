@@ -293,21 +293,55 @@ pub fn input_required(id: &str, asks: &[(String, Bytes)], state: &str) -> Bytes 
 }
 
 /// Where a parked request waits between MRTR rounds: its backing session, the stream of the
-/// original request, and the event that asked the client. Tampering gets nothing: the session
-/// id is 128 random bits bound to the principal, and a wrong stream or event only fails.
+/// original request, the event that asked the client, and which request it was. The client
+/// may not change any of it: a backing session serves other requests of the same identity
+/// later, so a forged stream would reach someone else's question. The state is signed with the
+/// instance's (in a cluster: the cluster's) secret and the caller's principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestState {
     pub session: SessionId,
     pub stream: u32,
     pub asked: u64,
-    /// Which request it belongs to: a digest of the method and its target name, so that the
-    /// state of one request does not continue another.
+    /// A digest of the method and its target name, so that one request's state does not
+    /// continue another.
     pub request: u32,
 }
 
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
 impl RequestState {
-    pub fn parse(s: &str) -> Option<RequestState> {
-        let mut it = s.strip_prefix("mcpb1.")?.split('.');
+    fn body(&self) -> String {
+        format!("mcpb1.{}.{}.{}.{:08x}", self.session, self.stream, self.asked, self.request)
+    }
+
+    fn mac(body: &str, principal: Option<&str>, secret: &[u8; 32]) -> HmacSha256 {
+        use hmac::Mac;
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(body.as_bytes());
+        mac.update(b"\0");
+        mac.update(principal.unwrap_or("").as_bytes());
+        mac
+    }
+
+    /// The state as the client gets it: the fields and their signature.
+    pub fn sign(&self, principal: Option<&str>, secret: &[u8; 32]) -> String {
+        use hmac::Mac;
+        let body = self.body();
+        let tag = Self::mac(&body, principal, secret).finalize().into_bytes();
+        let hex: String = tag.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{body}.{hex}")
+    }
+
+    /// A state this bridge signed for `principal`, or `None`.
+    pub fn verify(s: &str, principal: Option<&str>, secret: &[u8; 32]) -> Option<RequestState> {
+        use hmac::Mac;
+        let (body, hex) = s.rsplit_once('.')?;
+        let tag: Vec<u8> =
+            (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<_>>()?;
+        if hex.len() != 32 || Self::mac(body, principal, secret).verify_truncated_left(&tag).is_err() {
+            return None;
+        }
+        let mut it = body.strip_prefix("mcpb1.")?.split('.');
         let session = SessionId::parse(it.next()?)?;
         let stream = it.next()?.parse().ok()?;
         let asked = it.next()?.parse().ok().filter(|a| *a > 0)?;
@@ -324,12 +358,6 @@ impl RequestState {
         h.update(name.unwrap_or("").as_bytes());
         let d = h.finalize();
         u32::from_be_bytes([d[0], d[1], d[2], d[3]])
-    }
-}
-
-impl std::fmt::Display for RequestState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mcpb1.{}.{}.{}.{:08x}", self.session, self.stream, self.asked, self.request)
     }
 }
 
@@ -423,11 +451,48 @@ impl Key {
     }
 }
 
-/// A backing session checked out for one request (or one listen stream).
+/// A backing session checked out for one request (or one listen stream). Dropped without
+/// being returned (the request's future was dropped, an error cut it short), it ends the
+/// session: what state the upstream is in is unknown.
 pub struct Backing {
     pub session: Arc<Session>,
     pub init: Arc<Init>,
     key: Key,
+    /// This checkout's number: only its own checkin or release frees the session.
+    generation: u64,
+    /// Set while the checkout is armed.
+    guard: Option<AppState>,
+}
+
+impl Backing {
+    /// Gives the session up without ending it (returned, or parked between MRTR rounds).
+    fn disarm(&mut self) {
+        self.guard = None;
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Some(app) = self.guard.take() {
+            let detail = "the request that held this backing session ended before it was served";
+            app.stateless.forget(&app, &self.session, CloseReason::Cancelled, detail);
+        }
+    }
+}
+
+/// A backing session being initialized: ended if the checkout is dropped meanwhile.
+struct Starting<'a> {
+    app: &'a AppState,
+    session: Option<Arc<Session>>,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.app.registry.remove(s.id);
+            s.end(CloseReason::Cancelled, "the request was dropped while its backing session started");
+        }
+    }
 }
 
 /// Why a backing session could not be had.
@@ -445,6 +510,8 @@ pub struct Pool {
     inner: Mutex<Inner>,
     /// Spreads passed-through requests over a pool's URLs.
     turn: std::sync::atomic::AtomicUsize,
+    /// The key `requestState`s are signed with (random, or the cluster's shared one).
+    secret: std::sync::OnceLock<[u8; 32]>,
     /// The `x-mcp-header` annotations of each server's tools, from its latest `tools/list`.
     tool_headers: Mutex<HashMap<String, Arc<ToolHeaders>>>,
 }
@@ -453,23 +520,63 @@ pub struct Pool {
 struct Inner {
     /// Every backing session opened here that may still live: its key and initialize result.
     known: HashMap<SessionId, (Key, Arc<Init>)>,
-    /// Those checked out now (serving a request, or a listen stream).
-    busy: std::collections::HashSet<SessionId>,
+    /// Those checked out now (serving a request, or a listen stream), by checkout number.
+    busy: HashMap<SessionId, u64>,
     /// The most backing sessions each client identity had busy at once.
     peak: HashMap<Key, usize>,
+    checkouts: u64,
 }
 
 impl Inner {
     /// Marks a session checked out, and remembers how many its identity has out now.
-    fn take(&mut self, id: SessionId, key: &Key) {
-        self.busy.insert(id);
-        let out = self.known.iter().filter(|(i, (k, _))| k == key && self.busy.contains(*i)).count();
+    fn take(&mut self, id: SessionId, key: &Key) -> u64 {
+        self.checkouts += 1;
+        self.busy.insert(id, self.checkouts);
+        let out = self.known.iter().filter(|(i, (k, _))| k == key && self.busy.contains_key(*i)).count();
         let peak = self.peak.entry(key.clone()).or_default();
         *peak = (*peak).max(out);
+        self.checkouts
+    }
+
+    /// Frees a session if checkout `generation` still holds it.
+    fn free(&mut self, id: SessionId, generation: u64) {
+        if self.busy.get(&id) == Some(&generation) {
+            self.busy.remove(&id);
+        }
+    }
+
+    /// Forgets sessions that ended (idle expiry, upstream exit) and identities with none left.
+    fn prune(&mut self, app: &AppState) {
+        self.known.retain(|id, _| app.registry.get(*id).is_some_and(|s| s.ended().is_none()));
+        let known = &self.known;
+        self.busy.retain(|id, _| known.contains_key(id));
+        self.peak.retain(|k, _| known.values().any(|(kk, _)| kk == k));
+    }
+
+    /// An idle backing session (quiet, not checked out), of `key` or of anyone.
+    fn idle(&self, app: &AppState, key: Option<&Key>) -> Option<(Arc<Session>, Key, Arc<Init>)> {
+        self.known
+            .iter()
+            .filter(|(id, (k, _))| key.is_none_or(|key| k == key) && !self.busy.contains_key(*id))
+            .find_map(|(id, (k, init))| app.registry.get(*id).filter(|s| s.quiet()).map(|s| (s, k.clone(), init.clone())))
     }
 }
 
 impl Pool {
+    /// The `requestState` signing key; a random one unless the cluster's was set first.
+    pub fn secret(&self) -> &[u8; 32] {
+        self.secret.get_or_init(|| {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).expect("the OS provides randomness");
+            k
+        })
+    }
+
+    /// Uses the cluster's shared signing key, so any instance verifies any retry.
+    pub fn set_secret(&self, key: [u8; 32]) {
+        let _ = self.secret.set(key);
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -487,32 +594,52 @@ impl Pool {
         let key = Key::of(&server.name, principal.as_ref(), meta);
         {
             let mut inner = self.inner();
-            let Inner { known, busy, .. } = &mut *inner;
-            known.retain(|id, _| app.registry.get(*id).is_some_and(|s| s.ended().is_none()));
-            let free = known
-                .iter()
-                .filter(|(id, (k, _))| *k == key && !busy.contains(*id))
-                .find_map(|(id, (_, init))| app.registry.get(*id).filter(|s| s.quiet()).map(|s| (s, init.clone())));
-            if let Some((session, init)) = free {
-                inner.take(session.id, &key);
-                return Ok(Backing { session, init, key });
+            inner.prune(app);
+            if let Some((session, _, init)) = inner.idle(app, Some(&key)) {
+                let generation = inner.take(session.id, &key);
+                return Ok(Backing { session, init, key, generation, guard: Some(app.clone()) });
             }
         }
-        let session = store::create(app, server, Transport::Stateless, principal).await?;
+        let session = match store::create(app, server.clone(), Transport::Stateless, principal.clone()).await {
+            // At the instance's cap, an idle backing session of another client makes room.
+            Err(OpError::Limit { per_principal: false, .. }) if self.evict_one(app) => {
+                store::create(app, server, Transport::Stateless, principal).await?
+            }
+            other => other?,
+        };
+        let mut starting = Starting { app, session: Some(session.clone()) };
         match initialize(&session, meta, app.config.limits.request_timeout).await {
             Ok(init) => {
+                starting.session = None;
                 let init = Arc::new(init);
                 let mut inner = self.inner();
                 inner.known.insert(session.id, (key.clone(), init.clone()));
-                inner.take(session.id, &key);
-                Ok(Backing { session, init, key })
+                let generation = inner.take(session.id, &key);
+                Ok(Backing { session, init, key, generation, guard: Some(app.clone()) })
             }
             Err(e) => {
+                starting.session = None;
                 app.registry.remove(session.id);
                 session.end(CloseReason::Error, &e);
                 Err(CheckoutError::Init(e))
             }
         }
+    }
+
+    /// Ends one idle backing session of any client; says whether there was one.
+    fn evict_one(&self, app: &AppState) -> bool {
+        let victim = {
+            let mut inner = self.inner();
+            let victim = inner.idle(app, None);
+            if let Some((s, _, _)) = &victim {
+                inner.known.remove(&s.id);
+            }
+            victim
+        };
+        let Some((s, _, _)) = victim else { return false };
+        app.registry.remove(s.id);
+        s.end(CloseReason::Completed, "an idle backing session made room for a new session (limits.max_sessions)");
+        true
     }
 
     /// The backing session `id`, checked out for the retry of a request parked on it, if this
@@ -521,21 +648,23 @@ impl Pool {
         let session = app.registry.get(id).filter(|s| s.ended().is_none())?;
         let mut inner = self.inner();
         let (key, init) = inner.known.get(&id).cloned()?;
-        inner.take(id, &key);
-        Some(Backing { session, init, key })
+        let generation = inner.take(id, &key);
+        Some(Backing { session, init, key, generation, guard: Some(app.clone()) })
     }
 
     /// A request parked between MRTR rounds holds its backing session no longer; the session
     /// is idle again once the request completes, wherever its retry lands.
-    pub fn release(&self, id: SessionId) {
-        self.inner().busy.remove(&id);
+    pub fn release(&self, mut b: Backing) {
+        b.disarm();
+        self.inner().free(b.session.id, b.generation);
     }
 
     /// Returns a backing session whose request is over, for the next request of its client.
-    pub fn checkin(&self, app: &AppState, b: Backing) {
+    pub fn checkin(&self, app: &AppState, mut b: Backing) {
+        b.disarm();
         let surplus = {
             let mut inner = self.inner();
-            inner.busy.remove(&b.session.id);
+            inner.free(b.session.id, b.generation);
             if b.session.ended().is_some() {
                 inner.known.remove(&b.session.id);
                 return;
@@ -543,7 +672,7 @@ impl Pool {
             let idle = inner
                 .known
                 .iter()
-                .filter(|(id, (k, _))| *k == b.key && !inner.busy.contains(*id))
+                .filter(|(id, (k, _))| *k == b.key && !inner.busy.contains_key(*id))
                 .filter(|(id, _)| app.registry.get(**id).is_some_and(|s| s.quiet()))
                 .count();
             let keep = inner.peak.get(&b.key).copied().unwrap_or(0).max(IDLE_PER_KEY);
@@ -574,7 +703,7 @@ impl Pool {
     /// Idle backing sessions held now (for tests and the admin view).
     pub fn idle(&self, app: &AppState) -> usize {
         let inner = self.inner();
-        inner.known.keys().filter(|id| !inner.busy.contains(*id) && app.registry.get(**id).is_some_and(|s| s.quiet())).count()
+        inner.known.keys().filter(|id| !inner.busy.contains_key(*id) && app.registry.get(**id).is_some_and(|s| s.quiet())).count()
     }
 
     /// Whether the remote upstream at `url` serves a modern revision itself (its
@@ -834,19 +963,24 @@ mod tests {
             asked: 7,
             request: RequestState::digest("tools/call", Some("a")),
         };
-        assert_eq!(RequestState::parse(&st.to_string()), Some(st));
-        assert_eq!(RequestState::parse("mcpb1.zz.3.7.0"), None);
-        assert_eq!(RequestState::parse(&format!("mcpb1.{}.3.0.0", st.session)), None);
+        let key = [7u8; 32];
+        let signed = st.sign(Some("alice"), &key);
+        assert_eq!(RequestState::verify(&signed, Some("alice"), &key), Some(st));
+        assert_eq!(RequestState::verify(&signed, Some("bob"), &key), None, "bound to the principal");
+        assert_eq!(RequestState::verify(&signed, Some("alice"), &[8u8; 32]), None, "bound to the key");
+        let forged = signed.replacen(".3.7.", ".4.7.", 1);
+        assert_eq!(RequestState::verify(&forged, Some("alice"), &key), None, "another stream is a forgery");
+        assert_eq!(RequestState::verify("mcpb1.zz.3.7.0.00", None, &key), None);
         assert_ne!(RequestState::digest("tools/call", Some("a")), RequestState::digest("tools/call", Some("b")));
         let ask = Bytes::from_static(br#"{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{"maxTokens":5}}"#);
         let roots = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"r","method":"roots/list"}"#);
         let asks = [("0".to_string(), ask), ("\"r\"".to_string(), roots)];
-        let v: serde_json::Value = serde_json::from_slice(&input_required("1", &asks, &st.to_string())).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&input_required("1", &asks, &signed)).unwrap();
         assert_eq!(v["result"]["resultType"], "input_required");
         assert_eq!(v["result"]["inputRequests"]["0"]["method"], "sampling/createMessage");
         assert_eq!(v["result"]["inputRequests"]["0"]["params"]["maxTokens"], 5);
         assert_eq!(v["result"]["inputRequests"]["\"r\""]["method"], "roots/list");
-        assert_eq!(v["result"]["requestState"], st.to_string());
+        assert_eq!(v["result"]["requestState"], signed);
     }
 
     #[test]

@@ -689,6 +689,17 @@ async fn a_spent_request_state_is_refused_and_answers_no_other_request() {
     assert_eq!((&a["id"], a["error"]["code"].as_i64()), (&json!("x3"), Some(-32602)), "{a}");
     assert!(a["error"]["message"].as_str().is_some_and(|m| m.contains("requestState")), "{a}");
 
+    // X forges a state for Y's stream out of its own (the session part is the same): the
+    // signature does not match, so it reaches nothing. (Found in review: before states were
+    // signed, this handed X Y's question, and X's answer became Y's result.)
+    let parts: Vec<&str> = sx.split('.').collect();
+    let (sy_stream, sy_asked) = (sy.split('.').nth(2).expect("stream"), sy.split('.').nth(3).expect("asked"));
+    let forged = format!("{}.{}.{}.{}.{}.{}", parts[0], parts[1], sy_stream, sy_asked, parts[4], parts[5]);
+    let hijack = json!({"requestState": forged, "inputResponses": {ky.clone(): {"action": "accept", "content": {"name": "Injected Via X"}}}});
+    let r = call(&url, &elicit(json!("x4"), hijack)).await;
+    let a = r.answer();
+    assert_eq!((&a["id"], a["error"]["code"].as_i64()), (&json!("x4"), Some(-32602)), "a forged state is refused: {a}");
+
     // Y's own retry must complete with Y's own answer.
     let own = json!({"requestState": sy, "inputResponses": {ky: {"action": "accept", "content": {"name": "Y Own Answer"}}}});
     let r = call(&url, &elicit(json!("y2"), own)).await;
@@ -696,6 +707,48 @@ async fn a_spent_request_state_is_refused_and_answers_no_other_request() {
     assert!(
         text.contains("Y Own Answer") && !text.contains("Injected Via X"),
         "Y's question was answered by a retry of another request (spent requestState): {text}"
+    );
+}
+
+/// A request the bridge times out (`limits.request_timeout`) may still run upstream, since
+/// `notifications/cancelled` is only advisory: its backing session is ended rather than handed
+/// to the next request, whose stream would otherwise carry the old call's progress. (Found in
+/// review: the next client got the timed-out call's progress notifications.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_request_does_not_leak_into_the_next_one() {
+    require_node();
+    let config = format!("[limits]\nrequest_timeout = \"2s\"\n\n{}", everything_stdio("everything"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let url = bridge.url("/mcp/everything");
+
+    let mut slow = request(
+        json!("a"),
+        "tools/call",
+        json!({"name": "trigger-long-running-operation", "arguments": {"duration": 6, "steps": 6}}),
+        json!({}),
+    );
+    slow["params"]["_meta"]["progressToken"] = json!("USER-A");
+    let r = call(&url, &slow).await;
+    let a = r.answer();
+    assert_eq!((&a["id"], a["error"]["code"].as_i64()), (&json!("a"), Some(-32001)), "the bridge's timeout: {a}");
+
+    let mut next = request(
+        json!("b"),
+        "tools/call",
+        json!({"name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 4}}),
+        json!({}),
+    );
+    next["params"]["_meta"]["progressToken"] = json!("USER-B");
+    let r = call(&url, &next).await;
+    assert!(text_of(&r.answer()["result"]).contains("completed"), "{r:?}");
+    let progress = r.notifications("notifications/progress");
+    assert_eq!(progress.len(), 4, "{r:?}");
+    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "USER-B"), "only B's own progress: {progress:?}");
+    let log = bridge.log();
+    assert_eq!(
+        lines_with(&log, &["session ended", "reason=cancelled", "a request timed out"]).len(),
+        1,
+        "the timed-out request's backing session was ended:\n{log}"
     );
 }
 

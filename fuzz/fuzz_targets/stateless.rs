@@ -1,5 +1,5 @@
 //! Fuzz target: what the bridge reads and rewrites of 2026-07-28 traffic
-//! (`stateless::parse_request`, `decode_header_value`, `RequestState::parse`, `final_response`,
+//! (`stateless::parse_request`, `decode_header_value`, `RequestState::verify`, `final_response`,
 //! `with_meta`, `check_param_headers`). Any input is read or refused without a panic; a
 //! rewritten message is still one JSON object that carries the id it was given.
 #![no_main]
@@ -10,8 +10,9 @@ use mcp_bridge::stateless::{self, RequestState};
 fuzz_target!(|data: &[u8]| {
     let _ = stateless::decode_header_value(data);
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(st) = RequestState::parse(text) {
-            assert_eq!(RequestState::parse(&st.to_string()), Some(st), "a parsed requestState round-trips");
+        const KEY: [u8; 32] = [9; 32];
+        if let Some(st) = RequestState::verify(text, Some("p"), &KEY) {
+            assert_eq!(RequestState::verify(&st.sign(Some("p"), &KEY), Some("p"), &KEY), Some(st), "a verified requestState round-trips");
         }
     }
     if let Ok(req) = stateless::parse_request(data) {

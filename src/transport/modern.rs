@@ -344,7 +344,7 @@ async fn call(
     peek: jsonrpc::Peek,
     req: ModernRequest,
 ) -> Response {
-    let backing = match app.stateless.checkout(app, server.clone(), principal, &req.meta).await {
+    let backing = match app.stateless.checkout(app, server.clone(), principal.clone(), &req.meta).await {
         Ok(b) => b,
         Err(e) => return checkout_failed(&req.id, e),
     };
@@ -367,7 +367,7 @@ async fn call(
     if let Err(e) = session.send(vec![(raw, peek)], opened.stream).await {
         return super::op_error(e.into());
     }
-    let ex = Exchange::new(app, Handle::Local(session), Some(backing), attached, None, &req, None);
+    let ex = Exchange::new(app, Handle::Local(session), Some(backing), attached, Held(None), &req, None, principal);
     respond(ex, &server).await
 }
 
@@ -378,8 +378,9 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
         let msg = format!("Invalid params: requestState {why}; send the request again without requestState and inputResponses");
         error(StatusCode::OK, Some(&req.id), code::INVALID_PARAMS, &msg)
     };
-    let Some(state) = req.request_state.as_deref().and_then(RequestState::parse) else {
-        return expired("was not issued by this bridge");
+    let secret = app.stateless.secret();
+    let Some(state) = req.request_state.as_deref().and_then(|s| RequestState::verify(s, principal.as_deref(), secret)) else {
+        return expired("was not issued by this bridge for this client (or was altered)");
     };
     if state.request != RequestState::digest(&req.method, req.name.as_deref()) {
         return expired("belongs to another request (a different method or target)");
@@ -398,10 +399,8 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
     // The state is spent once its request was answered; and answers count only for the
     // questions this state's request asked (the upstream requests logged on its stream from the
     // asking event on). Anything else in inputResponses is ignored.
+    let detach = Held(Some(detach));
     if attached.reason.get() == Some(&CloseReason::Completed) {
-        if let Detach::Remote(cluster, token) = &detach {
-            cluster.release_held(*token);
-        }
         return expired("belongs to a request that has completed");
     }
     let asked: HashSet<Box<str>> = attached
@@ -421,15 +420,29 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
             answers.push((msg, p));
         }
     }
-    if let Err(e) = handle.send(app, answers, 0).await {
-        return super::op_error(e);
-    }
+    // Checked out before the answers go: once they do, the request may complete at once and
+    // the session look idle to another checkout.
     let backing = match &handle {
         Handle::Local(s) => app.stateless.local(app, s.id),
         Handle::Remote(_) => None,
     };
-    let ex = Exchange::new(app, handle, backing, attached, Some(detach), &req, Some((state.asked, answered)));
+    if let Err(e) = handle.send(app, answers, 0).await {
+        return super::op_error(e);
+    }
+    let ex = Exchange::new(app, handle, backing, attached, detach, &req, Some((state.asked, answered)), principal);
     respond(ex, server).await
+}
+
+/// A client stream held here for a session owned by another instance: released when dropped,
+/// however the request ends.
+struct Held(Option<Detach>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(Detach::Remote(cluster, token)) = self.0.take() {
+            cluster.release_held(token);
+        }
+    }
 }
 
 /// What an exchange yields to the client.
@@ -453,10 +466,13 @@ enum Phase {
 struct Exchange {
     app: AppState,
     server: String,
+    /// The client, whose `requestState`s are signed for it alone.
+    principal: Option<Arc<str>>,
     handle: Option<Handle>,
     session_id: SessionId,
     backing: Option<Backing>,
-    detach: Option<Detach>,
+    /// Released when the exchange goes.
+    _held: Held,
     stream: u32,
     replay: std::vec::IntoIter<Entry>,
     rx: mpsc::Receiver<Frame>,
@@ -479,23 +495,26 @@ struct Exchange {
 }
 
 impl Exchange {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         app: &AppState,
         handle: Handle,
         backing: Option<Backing>,
         attached: Attached,
-        detach: Option<Detach>,
+        detach: Held,
         req: &ModernRequest,
         retry: Option<(u64, HashSet<String>)>,
+        principal: Option<Arc<str>>,
     ) -> Exchange {
         let Attached { stream, replay, rx, .. } = attached;
         Exchange {
             app: app.clone(),
             server: handle.server_name().to_string(),
+            principal,
             session_id: handle.id(),
             handle: Some(handle),
             backing,
-            detach,
+            _held: detach,
             stream,
             replay: replay.into_iter(),
             rx,
@@ -551,7 +570,8 @@ impl Exchange {
                 self.phase = Phase::Parked;
                 let state =
                     RequestState { session: self.session_id, stream: self.stream, asked: self.first_ask, request: self.digest };
-                let body = stateless::input_required(&self.reply_id, &self.asks, &state.to_string());
+                let state = state.sign(self.principal.as_deref(), self.app.stateless.secret());
+                let body = stateless::input_required(&self.reply_id, &self.asks, &state);
                 return Some(Out::Final { body, status: StatusCode::OK });
             };
             let Ok(peek) = jsonrpc::peek(&data) else { continue };
@@ -674,11 +694,8 @@ impl Drop for Exchange {
                 (None, None) => {}
             }
         }
-        if self.phase == Phase::Parked {
-            self.app.stateless.release(self.session_id);
-        }
-        if let Some(Detach::Remote(cluster, token)) = &self.detach {
-            cluster.release_held(*token);
+        if let (Phase::Parked, Some(b)) = (self.phase, self.backing.take()) {
+            self.app.stateless.release(b);
         }
         let labels = metrics::Stateless { server: self.server.clone(), outcome };
         metrics::get().stateless_requests.get_or_create(&labels).inc();

@@ -56,8 +56,14 @@ impl Eras {
                 let ok = resp.status().is_success();
                 let text = resp.text().await.unwrap_or_default();
                 let v = first_json(&text);
-                // A modern server that does not serve the probe's version still says which
-                // ones it does (-32022).
+                // Only an answer that says something is remembered: a result, or a JSON-RPC
+                // error (a modern server that does not serve the probe's version still lists
+                // its own, -32022; a legacy one does not know the method). A 502 page from a
+                // balancer in between says nothing: ask again next time.
+                let says = (ok && v["result"].is_object()) || v["error"].is_object();
+                if !says {
+                    return None;
+                }
                 let list = if ok { &v["result"]["supportedVersions"] } else { &v["error"]["data"]["supported"] };
                 list.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
             }
@@ -101,7 +107,7 @@ struct Adapter {
     waiting: Mutex<HashMap<String, oneshot::Sender<Bytes>>>,
     next: std::sync::atomic::AtomicU64,
     /// `x-mcp-header` names per tool and argument, learned from `tools/list` answers.
-    param_headers: Mutex<HashMap<String, Vec<(String, String)>>>,
+    param_headers: Mutex<Option<Arc<stateless::ToolHeaders>>>,
     /// Whether the upstream acknowledged the listen stream: requests wait for it (a little),
     /// so that a change they cause is heard, as a session-based client expects.
     listening: tokio::sync::watch::Sender<Listening>,
@@ -341,16 +347,18 @@ impl Adapter {
             req = req.header("mcp-name", header_value(name));
         }
         if method == "tools/call" {
-            let known = self.param_headers.lock().unwrap_or_else(|e| e.into_inner()).get(name.unwrap_or("")).cloned();
-            for (arg, header) in known.unwrap_or_default() {
-                let value = match &v["params"]["arguments"][&arg] {
-                    serde_json::Value::String(s) => Some(header_value(s)),
-                    serde_json::Value::Bool(b) => Some(b.to_string()),
-                    serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            let table = self.param_headers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let wanted = table.as_ref().and_then(|t| t.get(name.unwrap_or(""))).cloned().unwrap_or_default();
+            for p in wanted {
+                let value = p.path.iter().try_fold(&v["params"]["arguments"], |v, k| v.get(k));
+                let value = match value {
+                    Some(serde_json::Value::String(s)) => Some(header_value(s)),
+                    Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+                    Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
                     _ => None,
                 };
                 if let Some(value) = value {
-                    req = req.header(format!("mcp-param-{header}"), value);
+                    req = req.header(format!("mcp-param-{}", p.header), value);
                 }
             }
         }
@@ -403,11 +411,20 @@ impl Adapter {
     async fn call(&self, msg: Bytes, client_id: String, method: String) {
         let mut listening = self.listening.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(2), listening.wait_for(|l| *l != Listening::Opening)).await;
+        if method == "tools/call" && self.param_headers.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            self.list_tools().await;
+        }
         let mut extra: Option<(Members, Option<String>)> = None;
         let mut final_msg = None;
+        let mut relisted = false;
         for round in 0..MAX_ROUNDS {
             // The retry of a request is a new request: it needs its own id.
-            let id = if round == 0 { client_id.clone() } else { format!("\"mcp-bridge-{}-retry-{round}\"", self.session) };
+            // (The client's session id is a credential: it is not shown to the upstream.)
+            let id = if round == 0 {
+                client_id.clone()
+            } else {
+                format!("\"mcp-bridge-retry-{}\"", self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            };
             let body = self.modern_body(&msg, &id, extra.as_ref().map(|(r, s)| (r, s.as_deref())));
             let answer = match self.send(body, &method).await {
                 Ok(a) => a,
@@ -421,6 +438,13 @@ impl Adapter {
                 }
             };
             let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+            // A HeaderMismatch on a tools/call: the tool's x-mcp-header annotations may have
+            // changed; list the tools again and retry once, as a client SHOULD.
+            if method == "tools/call" && v["error"]["code"] == stateless::code::HEADER_MISMATCH && !relisted {
+                relisted = true;
+                self.list_tools().await;
+                continue;
+            }
             if v["result"]["resultType"] != "input_required" {
                 final_msg = Some(answer);
                 break;
@@ -459,6 +483,14 @@ impl Adapter {
         let id = format!("\"mcp-bridge-input-{n}\"");
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        // Forgotten however this ends (answered, or the call aborted by a cancellation).
+        struct Waiting<'a>(&'a Adapter, String);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+            }
+        }
+        let _waiting = Waiting(self, id.clone());
         let msg = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":{},"params":{}}}"#,
             request["method"],
@@ -480,20 +512,19 @@ impl Adapter {
     }
 
     /// Remembers which tool arguments the upstream wants mirrored into `Mcp-Param-*` headers
-    /// (top-level properties of the input schema).
+    /// (`x-mcp-header`, through nested `properties` too).
     fn learn_param_headers(&self, answer: &[u8]) {
-        let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
-        let mut map = self.param_headers.lock().unwrap_or_else(|e| e.into_inner());
-        for tool in v["result"]["tools"].as_array().into_iter().flatten() {
-            let Some(name) = tool["name"].as_str() else { continue };
-            let props = tool["inputSchema"]["properties"].as_object();
-            let headers: Vec<(String, String)> = props
-                .into_iter()
-                .flatten()
-                .filter_map(|(arg, schema)| schema["x-mcp-header"].as_str().map(|h| (arg.clone(), h.to_string())))
-                .collect();
-            if !headers.is_empty() {
-                map.insert(name.to_string(), headers);
+        *self.param_headers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(stateless::param_headers(answer)));
+    }
+
+    /// Lists the upstream's tools for their `x-mcp-header` annotations (a client that never
+    /// listed them this session still gets its headers mirrored).
+    async fn list_tools(&self) {
+        let list = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"mcp-bridge-tools","method":"tools/list","params":{}}"#);
+        match self.exchange(list, "tools/list").await {
+            Ok(answer) => self.learn_param_headers(&answer),
+            Err(e) => {
+                tracing::warn!(session = %self.session, error = %e, "could not list the upstream's tools for Mcp-Param headers")
             }
         }
     }
@@ -521,7 +552,14 @@ impl Adapter {
                 let req = format!(r#"{{"jsonrpc":"2.0","id":"mcp-bridge-listen-{n}","method":"subscriptions/listen","params":{{"notifications":{filter}}}}}"#);
                 let body = self.modern_body(req.as_bytes(), &format!("\"mcp-bridge-listen-{n}\""), None);
                 match self.post(body, "subscriptions/listen").send().await {
-                    Ok(resp) if resp.status().is_success() => {
+                    Ok(resp)
+                        if resp.status().is_success()
+                            && resp
+                                .headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .is_some_and(|v| v.starts_with("text/event-stream")) =>
+                    {
                         failures = 0;
                         let mut events = std::pin::pin!(sse_events(resp));
                         while let Some(ev) = events.next().await {
