@@ -218,6 +218,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "servers": app.servers().keys().map(|name| (name.clone(), app.ctx.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
         "children": app.ctx.children.running(),
         "sessions": app.registry.len(),
+        // Of those, 2026-07-28 backing sessions idle in the pool, ready for the next request.
+        "stateless_idle": app.stateless.idle(&app),
     });
     let code = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

@@ -801,9 +801,13 @@ async fn log_level_in_meta_gates_server_everything_simulated_logging() {
     assert!(!logs.is_empty(), "logLevel debug passes every level of the simulated logging: {loud:?}");
     assert!(logs.iter().all(|m| m["params"]["level"].is_string()), "{logs:?}");
 
-    // All three ran on one backing session, one child (that is what made the comparison fair).
+    // All three ran on one backing session, one child (that is what made the comparison fair),
+    // which now waits idle in the pool.
     let log = bridge.log();
     assert_eq!(lines_with(&log, &["upstream started"]).len(), 1, "one backing session served the three calls:\n{log}");
+    let ready = common::http().get(bridge.url("/readyz")).send().await.expect("readyz").text().await.expect("body");
+    let ready: Value = serde_json::from_str(&ready).expect("JSON");
+    assert_eq!((ready["sessions"].as_u64(), ready["stateless_idle"].as_u64()), (Some(1), Some(1)), "{ready}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
