@@ -520,6 +520,8 @@ pub struct Pool {
 struct Inner {
     /// Every backing session opened here that may still live: its key and initialize result.
     known: HashMap<SessionId, (Key, Arc<Init>)>,
+    /// The same sessions by client identity, so a checkout looks only at its own.
+    by_key: HashMap<Key, Vec<SessionId>>,
     /// Those checked out now (serving a request, or a listen stream), by checkout number.
     busy: HashMap<SessionId, u64>,
     /// The most backing sessions each client identity had busy at once.
@@ -528,11 +530,29 @@ struct Inner {
 }
 
 impl Inner {
+    fn insert(&mut self, id: SessionId, key: Key, init: Arc<Init>) {
+        self.by_key.entry(key.clone()).or_default().push(id);
+        self.known.insert(id, (key, init));
+    }
+
+    /// Forgets a session; an identity left with none is forgotten too.
+    fn remove(&mut self, id: SessionId) {
+        self.busy.remove(&id);
+        let Some((key, _)) = self.known.remove(&id) else { return };
+        if let Some(ids) = self.by_key.get_mut(&key) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_key.remove(&key);
+                self.peak.remove(&key);
+            }
+        }
+    }
+
     /// Marks a session checked out, and remembers how many its identity has out now.
     fn take(&mut self, id: SessionId, key: &Key) -> u64 {
         self.checkouts += 1;
         self.busy.insert(id, self.checkouts);
-        let out = self.known.iter().filter(|(i, (k, _))| k == key && self.busy.contains_key(*i)).count();
+        let out = self.by_key.get(key).map_or(0, |ids| ids.iter().filter(|i| self.busy.contains_key(*i)).count());
         let peak = self.peak.entry(key.clone()).or_default();
         *peak = (*peak).max(out);
         self.checkouts
@@ -545,20 +565,42 @@ impl Inner {
         }
     }
 
-    /// Forgets sessions that ended (idle expiry, upstream exit) and identities with none left.
-    fn prune(&mut self, app: &AppState) {
-        self.known.retain(|id, _| app.registry.get(*id).is_some_and(|s| s.ended().is_none()));
-        let known = &self.known;
-        self.busy.retain(|id, _| known.contains_key(id));
-        self.peak.retain(|k, _| known.values().any(|(kk, _)| kk == k));
+    /// The live sessions of `key` (forgetting the ones that ended: idle expiry, upstream exit).
+    fn live(&mut self, app: &AppState, key: &Key) -> Vec<(Arc<Session>, bool)> {
+        let ids = self.by_key.get(key).cloned().unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match app.registry.get(id).filter(|s| s.ended().is_none()) {
+                Some(s) => out.push((s, self.busy.contains_key(&id))),
+                None => self.remove(id),
+            }
+        }
+        out
     }
 
-    /// An idle backing session (quiet, not checked out), of `key` or of anyone.
-    fn idle(&self, app: &AppState, key: Option<&Key>) -> Option<(Arc<Session>, Key, Arc<Init>)> {
+    /// An idle backing session of `key`: quiet and not checked out.
+    fn idle_of(&mut self, app: &AppState, key: &Key) -> Option<(Arc<Session>, Arc<Init>)> {
+        let session = self.live(app, key).into_iter().find(|(s, busy)| !busy && s.quiet()).map(|(s, _)| s)?;
+        let init = self.known.get(&session.id)?.1.clone();
+        Some((session, init))
+    }
+
+    /// Forgets every session that ended, of any identity (run when a session is created, which
+    /// costs a child start anyway, so the pool's memory follows the live sessions).
+    fn prune(&mut self, app: &AppState) {
+        let dead: Vec<SessionId> =
+            self.known.keys().filter(|id| app.registry.get(**id).is_none_or(|s| s.ended().is_some())).copied().collect();
+        for id in dead {
+            self.remove(id);
+        }
+    }
+
+    /// An idle backing session of anyone (to make room at the session cap).
+    fn idle_any(&self, app: &AppState) -> Option<Arc<Session>> {
         self.known
-            .iter()
-            .filter(|(id, (k, _))| key.is_none_or(|key| k == key) && !self.busy.contains_key(*id))
-            .find_map(|(id, (k, init))| app.registry.get(*id).filter(|s| s.quiet()).map(|s| (s, k.clone(), init.clone())))
+            .keys()
+            .filter(|id| !self.busy.contains_key(*id))
+            .find_map(|id| app.registry.get(*id).filter(|s| s.ended().is_none() && s.quiet()))
     }
 }
 
@@ -594,12 +636,12 @@ impl Pool {
         let key = Key::of(&server.name, principal.as_ref(), meta);
         {
             let mut inner = self.inner();
-            inner.prune(app);
-            if let Some((session, _, init)) = inner.idle(app, Some(&key)) {
+            if let Some((session, init)) = inner.idle_of(app, &key) {
                 let generation = inner.take(session.id, &key);
                 return Ok(Backing { session, init, key, generation, guard: Some(app.clone()) });
             }
         }
+        self.inner().prune(app);
         let session = match store::create(app, server.clone(), Transport::Stateless, principal.clone()).await {
             // At the instance's cap, an idle backing session of another client makes room.
             Err(OpError::Limit { per_principal: false, .. }) if self.evict_one(app) => {
@@ -613,7 +655,7 @@ impl Pool {
                 starting.session = None;
                 let init = Arc::new(init);
                 let mut inner = self.inner();
-                inner.known.insert(session.id, (key.clone(), init.clone()));
+                inner.insert(session.id, key.clone(), init.clone());
                 let generation = inner.take(session.id, &key);
                 Ok(Backing { session, init, key, generation, guard: Some(app.clone()) })
             }
@@ -630,13 +672,13 @@ impl Pool {
     fn evict_one(&self, app: &AppState) -> bool {
         let victim = {
             let mut inner = self.inner();
-            let victim = inner.idle(app, None);
-            if let Some((s, _, _)) = &victim {
-                inner.known.remove(&s.id);
+            let victim = inner.idle_any(app);
+            if let Some(s) = &victim {
+                inner.remove(s.id);
             }
             victim
         };
-        let Some((s, _, _)) = victim else { return false };
+        let Some(s) = victim else { return false };
         app.registry.remove(s.id);
         s.end(CloseReason::Completed, "an idle backing session made room for a new session (limits.max_sessions)");
         true
@@ -666,20 +708,15 @@ impl Pool {
             let mut inner = self.inner();
             inner.free(b.session.id, b.generation);
             if b.session.ended().is_some() {
-                inner.known.remove(&b.session.id);
+                inner.remove(b.session.id);
                 return;
             }
-            let idle = inner
-                .known
-                .iter()
-                .filter(|(id, (k, _))| *k == b.key && !inner.busy.contains_key(*id))
-                .filter(|(id, _)| app.registry.get(**id).is_some_and(|s| s.quiet()))
-                .count();
+            let idle = inner.live(app, &b.key).iter().filter(|(s, busy)| !busy && s.quiet()).count();
             let keep = inner.peak.get(&b.key).copied().unwrap_or(0).max(IDLE_PER_KEY);
             // Decided and taken out of the pool under one lock: no checkout can pick it now.
             let surplus = idle > keep;
             if surplus {
-                inner.known.remove(&b.session.id);
+                inner.remove(b.session.id);
             }
             surplus
         };
@@ -691,11 +728,7 @@ impl Pool {
 
     /// Ends a backing session (a cancelled request's, or a closed listen stream's).
     pub fn forget(&self, app: &AppState, s: &Arc<Session>, reason: CloseReason, detail: &str) {
-        {
-            let mut inner = self.inner();
-            inner.known.remove(&s.id);
-            inner.busy.remove(&s.id);
-        }
+        self.inner().remove(s.id);
         app.registry.remove(s.id);
         s.end(reason, detail);
     }
