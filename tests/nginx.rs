@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{echo_server, everything_stdio, http, Bridge, SseReader, TempDir};
+use common::{echo_server, everything_stdio, http, modern_client, Bridge, SseReader, TempDir};
 use serde_json::{json, Value};
 use support_nginx::{deploy_conf_path, nginx_bin, Nginx, NginxOpts};
 
@@ -240,4 +240,23 @@ async fn a_client_that_reconnects_with_last_event_id_through_nginx_misses_nothin
         })
         .await;
     assert!(reopened.contains("transport=\"sse\"") || reopened.contains("transport=sse"), "{reopened}");
+}
+
+/// The official v2 client, pinned to 2026-07-28, through the shipped nginx configuration under
+/// its `/mcp-bridge/` prefix: stateless requests, JSON and SSE answers, MRTR rounds,
+/// cancellation by closing a response, and a listen stream, all through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_client_through_the_shipped_nginx_config() {
+    let bridge = Bridge::start(&everything_stdio("everything"), &["--heartbeat-interval", "2s"]).await;
+    let nginx = Nginx::start(bridge.port, &NginxOpts::default());
+    let (v, _) = modern_client(&nginx.url("/mcp-bridge/mcp/everything"), &[]).await;
+    assert_eq!((v["era"].as_str(), v["protocolVersion"].as_str()), (Some("modern"), Some("2026-07-28")), "{v}");
+    assert_eq!(v["echo"], "Echo: hello", "{v}");
+    assert_eq!(v["progressValues"], json!([1, 2, 3, 4]), "progress streamed through nginx: {v}");
+    assert_eq!(v["cancelled"], true, "{v}");
+    assert!(v["sampling"].as_str().is_some_and(|s| s.starts_with("sampled: ")), "{v}");
+    assert!(v["elicitation"].as_str().is_some_and(|s| s.contains("Bridge Tester")), "{v}");
+    assert_eq!(v["listen"]["closed"], "local", "{v}");
+    let log = bridge.log();
+    assert!(log.contains("reason=cancelled"), "closing the response through nginx reached the bridge as a cancellation:\n{log}");
 }

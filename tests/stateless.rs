@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use cluster_support::Cluster;
 use common::{
-    clients_dir, everything_stdio, free_port, http, require_node, run_client, toml_str, Bridge, Everything, LegacySession, Sdk,
-    SseReader, TempDir, ACCEPT_BOTH,
+    clients_dir, everything_stdio, free_port, http, modern_client, require_node, run_client, toml_str, Bridge, Everything,
+    LegacySession, Sdk, SseReader, TempDir, ACCEPT_BOTH,
 };
 use serde_json::{json, Value};
 
@@ -204,38 +204,6 @@ fn fixture_server(name: &str, dir: &TempDir) -> String {
 }
 
 // ---- the official v2 client and the modern test server ----------------------------------------
-
-/// Runs tests/clients/modern_client.mjs against `url`; returns its JSON line (and stderr).
-async fn modern_client(url: &str, args: &[&str]) -> (Value, String) {
-    require_node();
-    let label = format!("modern_client {url} {}", args.join(" "));
-    let child = tokio::process::Command::new("node")
-        .arg(clients_dir().join("modern_client.mjs"))
-        .arg(url)
-        .args(["--timeout", "20"])
-        .args(args)
-        .current_dir(clients_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{label}: cannot start: {e}"));
-    let out = match tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => panic!("{label}: {e}"),
-        Err(_) => panic!("{label}: did not finish within 300 s"),
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
-        .unwrap_or_else(|| panic!("{label}: no JSON line ({}); stdout: {stdout}\nstderr: {stderr}", out.status));
-    assert_eq!(v["ok"], json!(true), "{label}: the client failed: {v}\nstderr:\n{stderr}");
-    (v, stderr)
-}
 
 fn strings(v: &Value) -> Vec<&str> {
     v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
