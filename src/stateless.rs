@@ -182,6 +182,39 @@ impl ClientCaps {
     }
 }
 
+/// Whether valid JSON text is an object nested no deeper than `max_depth` (a byte scan, no
+/// allocation: it runs on every request's `_meta`).
+pub fn shallow_object(json: &str, max_depth: usize) -> bool {
+    let json = json.trim_start();
+    if !json.starts_with('{') {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Log levels in order (RFC 5424 as MCP names them).
 const LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
 
@@ -1049,6 +1082,17 @@ mod tests {
         assert_eq!(decode_header_value(b"=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(), Some("Hello, 世界"));
         assert_eq!(decode_header_value(b"=?base64?!!?="), None);
         assert_eq!(decode_header_value("é".as_bytes()), None);
+    }
+
+    #[test]
+    fn shallow_objects() {
+        assert!(shallow_object(r#"{"sampling":{},"elicitation":{"form":{}}}"#, 32));
+        assert!(shallow_object(r#" {"a":"}}}{{{[[[","b":"\\\"{"}"#, 2), "brackets in strings do not count");
+        assert!(!shallow_object("[]", 32));
+        assert!(!shallow_object("\"x\"", 32));
+        let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
+        assert!(!shallow_object(&deep, 32));
+        assert!(shallow_object(&deep, 40));
     }
 
     #[test]

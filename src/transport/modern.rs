@@ -128,15 +128,14 @@ fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Response> {
         let msg = format!("Invalid params: missing _meta keys: {} (every 2026-07-28 request carries them)", missing.join(", "));
         return Err(error(StatusCode::BAD_REQUEST, Some(id), code::INVALID_PARAMS, &msg));
     }
-    // What the bridge hands an upstream in `initialize` must be plain objects (a legitimate
-    // one is shallow; serde_json refuses nesting past 128 levels).
+    // What the bridge hands an upstream in `initialize` must be plain objects, and shallow (a
+    // legitimate one is; a 10,000-deep one would stall the upstream's parser).
     for (key, value) in [
         ("io.modelcontextprotocol/clientCapabilities", &req.meta.capabilities),
         ("io.modelcontextprotocol/clientInfo", &req.meta.client_info),
     ] {
-        let object = value.as_ref().map(|v| serde_json::from_str::<serde_json::Value>(v.get()).map(|v| v.is_object()));
-        if matches!(object, Some(Ok(false)) | Some(Err(_))) {
-            let msg = format!("Invalid params: _meta[\"{key}\"] must be a JSON object");
+        if value.as_ref().is_some_and(|v| !stateless::shallow_object(v.get(), 32)) {
+            let msg = format!("Invalid params: _meta[\"{key}\"] must be a JSON object (nested at most 32 deep)");
             return Err(error(StatusCode::BAD_REQUEST, Some(id), code::INVALID_PARAMS, &msg));
         }
     }
