@@ -93,77 +93,56 @@ impl Transport {
     }
 }
 
-/// Why a stream or a session ended. Every lifecycle log line carries one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    ClientClosed,
-    /// A POST stream delivered every response it was opened for.
-    Completed,
-    UpstreamExited,
-    UpstreamFailedToStart,
-    Shutdown,
-    /// The client read too slowly; its queue filled. The events stay in the log.
-    SlowConsumer,
-    IdleTimeout,
-    /// The client sent DELETE.
-    Deleted,
-    /// Events a client never received had to be evicted from the log.
-    EventLogOverflow,
-    /// The configured maximum stream lifetime passed; the client polls back.
-    StreamLifetime,
-    /// The client opened a new stream in place of this one.
-    Replaced,
-    /// Another instance of the cluster owns the session now.
-    Moved,
-    /// A 2026-07-28 client closed the response of a request still in flight: that is how
-    /// it cancels, and the upstream session serving it is ended.
-    Cancelled,
-    Error,
-}
-
-impl CloseReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::ClientClosed => "client_closed",
-            CloseReason::Completed => "completed",
-            CloseReason::UpstreamExited => "upstream_exited",
-            CloseReason::UpstreamFailedToStart => "upstream_failed_to_start",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::SlowConsumer => "slow_consumer",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::Deleted => "deleted",
-            CloseReason::EventLogOverflow => "event_log_overflow",
-            CloseReason::StreamLifetime => "stream_lifetime",
-            CloseReason::Replaced => "replaced",
-            CloseReason::Moved => "moved",
-            CloseReason::Cancelled => "cancelled",
-            CloseReason::Error => "error",
+/// Declares `CloseReason` from one list: each variant with the name the logs, metrics and the
+/// cluster wire use, so that `as_str` and `parse` cannot drift apart.
+macro_rules! close_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Why a stream or a session ended. Every lifecycle log line carries one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum CloseReason {
+            $($(#[$doc])* $variant,)*
         }
-    }
+
+        impl CloseReason {
+            pub const ALL: &'static [CloseReason] = &[$(CloseReason::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CloseReason::$variant => $name,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<CloseReason> {
+                Self::ALL.iter().copied().find(|r| r.as_str() == s)
+            }
+        }
+    };
 }
 
-impl CloseReason {
-    pub fn parse(s: &str) -> Option<CloseReason> {
-        use CloseReason::*;
-        [
-            ClientClosed,
-            Completed,
-            UpstreamExited,
-            UpstreamFailedToStart,
-            Shutdown,
-            SlowConsumer,
-            IdleTimeout,
-            Deleted,
-            EventLogOverflow,
-            StreamLifetime,
-            Replaced,
-            Moved,
-            Cancelled,
-            Error,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
+close_reasons! {
+    ClientClosed => "client_closed",
+    /// A POST stream delivered every response it was opened for.
+    Completed => "completed",
+    UpstreamExited => "upstream_exited",
+    UpstreamFailedToStart => "upstream_failed_to_start",
+    Shutdown => "shutdown",
+    /// The client read too slowly; its queue filled. The events stay in the log.
+    SlowConsumer => "slow_consumer",
+    IdleTimeout => "idle_timeout",
+    /// The client sent DELETE.
+    Deleted => "deleted",
+    /// Events a client never received had to be evicted from the log.
+    EventLogOverflow => "event_log_overflow",
+    /// The configured maximum stream lifetime passed; the client polls back.
+    StreamLifetime => "stream_lifetime",
+    /// The client opened a new stream in place of this one.
+    Replaced => "replaced",
+    /// Another instance of the cluster owns the session now.
+    Moved => "moved",
+    /// A 2026-07-28 request was cancelled (its client closed the response, or the bridge timed
+    /// it out): the backing session serving it is ended.
+    Cancelled => "cancelled",
+    Error => "error",
 }
 
 impl fmt::Display for CloseReason {
@@ -1059,6 +1038,14 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_round_trip_by_name() {
+        for r in CloseReason::ALL {
+            assert_eq!(CloseReason::parse(r.as_str()), Some(*r));
+        }
+        assert_eq!(CloseReason::parse("nope"), None);
+    }
 
     #[test]
     fn session_ids_are_random_hex_and_parse_strictly() {
