@@ -87,7 +87,13 @@ async fn round_robin_sdk_clients_run_the_full_scenario_across_three_instances() 
         let hits: Vec<_> = requests.iter().filter(|r| r.session == sid).collect();
         let instances: BTreeSet<&str> = hits.iter().filter_map(|r| c.id_at(&r.upstream)).collect();
         assert!(hits.len() >= 5, "{}: nginx logged the session's requests ({sid}): {hits:?}", run.label);
-        assert!(hits.iter().all(|r| r.status < 400), "{}: no request of the session failed: {hits:?}", run.label);
+        // nginx logs 499 when the client itself gives up on a request: the Python SDK's
+        // sse_client tears its task group down at exit, which can abort its last POST in flight
+        // (the teardown race `common::run_client` describes). That is the client leaving, not a
+        // failure, and only ever the session's last request.
+        let (last, earlier) = hits.split_last().expect("at least one request");
+        assert!(earlier.iter().all(|r| r.status < 400), "{}: no request of the session failed: {hits:?}", run.label);
+        assert!(last.status < 400 || last.status == 499, "{}: the last request did not fail: {hits:?}", run.label);
         eprintln!("{}: {} requests over {:?} (owner {:?})", run.label, hits.len(), instances, c.redis.lease_owner(sid));
         spread.push(instances.len());
     }
