@@ -232,14 +232,7 @@ async fn an_upstream_that_cannot_start_answers_initialize_with_an_error_not_a_ha
     // Streamable: the initialize POST gets an error response on its stream, which then ends.
     let http = common::http();
     let url = bridge.url("/mcp/missing");
-    let resp = http
-        .post(&url)
-        .header("accept", ACCEPT_BOTH)
-        .header("content-type", "application/json")
-        .body(initialize_request(1).to_string())
-        .send()
-        .await
-        .expect("POST initialize");
+    let resp = common::post_initialize(&http, &url).await;
     assert_eq!(resp.status(), 200);
     let answers = common::responses(resp).await;
     let err = answers.iter().find(|m| m["id"] == 1).unwrap_or_else(|| panic!("an answer to initialize: {answers:?}"));

@@ -793,14 +793,7 @@ async fn thousands_of_sessions_stay_bounded_and_hurt_no_one() {
         let streamable = futures_util::stream::iter(0..STREAMABLE).map(|i| {
             let (http, url) = (http.clone(), url.clone());
             async move {
-                let resp = http
-                    .post(&url)
-                    .header("accept", ACCEPT_BOTH)
-                    .header("content-type", "application/json")
-                    .body(initialize_request(1).to_string())
-                    .send()
-                    .await
-                    .expect("POST initialize");
+                let resp = common::post_initialize(&http, &url).await;
                 let status = resp.status().as_u16();
                 let sid = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
                 let answers = if status == 200 { common::responses(resp).await } else { Vec::new() };

@@ -62,25 +62,6 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// POSTs initialize and `notifications/initialized` with `http`'s credentials.
-async fn open_mcp(http: &reqwest::Client, url: &str) -> McpSession {
-    let resp = http
-        .post(url)
-        .header("accept", ACCEPT_BOTH)
-        .header("content-type", "application/json")
-        .body(initialize_request(1).to_string())
-        .send()
-        .await
-        .expect("POST initialize");
-    assert_eq!(resp.status(), 200, "initialize status");
-    let id = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("Mcp-Session-Id").to_string();
-    let answers = responses(resp).await;
-    assert!(answers.iter().any(|m| m["id"] == 1 && m["result"]["protocolVersion"].is_string()), "initialize: {answers:?}");
-    let s = McpSession { http: http.clone(), url: url.to_string(), id };
-    assert_eq!(s.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await.status(), 202);
-    s
-}
-
 /// Opens a legacy stream with `http`'s credentials and completes the handshake.
 async fn open_legacy(http: &reqwest::Client, base: &str, name: &str) -> LegacySession {
     let mut s = LegacySession::connect_with(http.clone(), base, name).await;
@@ -279,7 +260,7 @@ async fn client_credentials_never_reach_an_upstream() {
         h.insert("x-api-key", ALICE.parse().expect("header"));
         reqwest::Client::builder().default_headers(h).build().expect("client")
     }] {
-        let s = open_mcp(&http, &bridge.url("/mcp/remote")).await;
+        let s = McpSession::open_with(http.clone(), &bridge.url("/mcp/remote")).await;
         let answers = responses(s.post(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})).await).await;
         assert!(answers.iter().any(|m| m["id"] == 2 && m["result"].is_object()), "ping through the remote: {answers:?}");
         let del = http.delete(&s.url).header("mcp-session-id", &s.id).send().await.expect("DELETE");
@@ -304,7 +285,7 @@ async fn another_principals_session_id_is_404_like_an_unknown_one_and_the_owner_
     let bridge = Bridge::start(&format!("{}{}", auth_table(), echo_server("echo")), &[]).await;
     let port = bridge.port;
     let alice = client(ALICE);
-    let s = open_mcp(&alice, &bridge.url("/mcp/echo")).await;
+    let s = McpSession::open_with(alice.clone(), &bridge.url("/mcp/echo")).await;
     let mut l = open_legacy(&alice, &bridge.base(), "echo").await;
     assert_eq!(s.echo(2, "mine").await, "mine");
     assert_eq!(l.echo(2, "mine").await, "mine");
@@ -455,7 +436,7 @@ async fn session_caps_answer_429_per_principal_and_503_in_total() {
     let port = bridge.port;
     let url = bridge.url("/mcp/echo");
     let (alice, bob) = (client(ALICE), client(BOB));
-    let a1 = open_mcp(&alice, &url).await;
+    let a1 = McpSession::open_with(alice.clone(), &url).await;
     let _a2 = open_legacy(&alice, &bridge.base(), "echo").await;
 
     let r = raw_init(port, "/mcp/echo", &[("authorization", &bearer(ALICE))]).await;
@@ -464,7 +445,7 @@ async fn session_caps_answer_429_per_principal_and_503_in_total() {
     let r = raw(port, "GET", "/sse/echo", &[("authorization", &bearer(ALICE)), ("accept", "text/event-stream")], "").await;
     assert_eq!(r.status, 429, "alice's third session, legacy: {r:?}");
 
-    let _b1 = open_mcp(&bob, &url).await;
+    let _b1 = McpSession::open_with(bob.clone(), &url).await;
     let r = raw_init(port, "/mcp/echo", &[("authorization", &bearer(BOB))]).await;
     assert_eq!(r.status, 503, "the fourth session on the instance: {r:?}");
     assert!(r.body.contains("maximum of 3 sessions"), "a clear body: {}", r.body);
@@ -473,7 +454,7 @@ async fn session_caps_answer_429_per_principal_and_503_in_total() {
     assert_eq!(a1.echo(2, "held").await, "held");
     let del = alice.delete(&url).header("mcp-session-id", &a1.id).send().await.expect("DELETE");
     assert_eq!(del.status(), 200);
-    let again = open_mcp(&alice, &url).await;
+    let again = McpSession::open_with(alice.clone(), &url).await;
     assert_eq!(again.echo(2, "again").await, "again");
     healthz(&bridge).await;
 }
@@ -512,14 +493,7 @@ async fn past_max_children_initialize_gets_an_error_naming_the_limit() {
     let first = McpSession::open(&url).await;
 
     let http = common::http();
-    let resp = http
-        .post(&url)
-        .header("accept", ACCEPT_BOTH)
-        .header("content-type", "application/json")
-        .body(initialize_request(1).to_string())
-        .send()
-        .await
-        .expect("POST initialize");
+    let resp = common::post_initialize(&http, &url).await;
     let answers = responses(resp).await;
     let err = answers.iter().find(|m| m["id"] == 1).unwrap_or_else(|| panic!("an answer to initialize: {answers:?}"));
     let msg = err["error"]["message"].as_str().unwrap_or_else(|| panic!("a JSON-RPC error: {err}"));

@@ -681,18 +681,26 @@ pub(crate) struct McpSession {
     pub(crate) id: String,
 }
 
+/// POSTs a Streamable HTTP `initialize` (id 1) as a client opening a session would.
+pub(crate) async fn post_initialize(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.post(url)
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .body(initialize_request(1).to_string())
+        .send()
+        .await
+        .expect("POST initialize")
+}
+
 impl McpSession {
     /// POSTs initialize and `notifications/initialized`; panics unless both succeed.
     pub(crate) async fn open(url: &str) -> McpSession {
-        let http = http();
-        let resp = http
-            .post(url)
-            .header("accept", ACCEPT_BOTH)
-            .header("content-type", "application/json")
-            .body(initialize_request(1).to_string())
-            .send()
-            .await
-            .expect("POST initialize");
+        McpSession::open_with(http(), url).await
+    }
+
+    /// [`McpSession::open`] with `http`'s credentials.
+    pub(crate) async fn open_with(http: reqwest::Client, url: &str) -> McpSession {
+        let resp = post_initialize(&http, url).await;
         assert_eq!(resp.status(), 200, "initialize status");
         let id = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("Mcp-Session-Id header").to_string();
         let answers = responses(resp).await;
