@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+mod sessions;
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -101,6 +103,10 @@ pub struct SessionSettings {
     pub event_log_size: usize,
     /// Oldest event kept for replay.
     pub event_log_age: Duration,
+    /// Most bytes one session's logs hold, across its streams (see `config/sessions.rs`).
+    pub event_log_bytes: u64,
+    /// Most bytes all sessions' logs hold together.
+    pub max_event_log_memory: u64,
     /// The `retry:` hint sent on every SSE stream.
     pub retry: Duration,
     /// If set, POST and GET streams of clients that negotiated 2025-11-25 or later are closed
@@ -120,6 +126,8 @@ impl Default for SessionSettings {
             idle_timeout: Duration::from_secs(300),
             event_log_size: 4096,
             event_log_age: Duration::from_secs(600),
+            event_log_bytes: sessions::EVENT_LOG_BYTES,
+            max_event_log_memory: sessions::MAX_EVENT_LOG_MEMORY,
             retry: Duration::from_secs(1),
             max_stream_lifetime: None,
             drain_grace: Duration::from_secs(1),
@@ -223,6 +231,8 @@ struct SessionsModel {
     idle_timeout: Option<String>,
     event_log_size: Option<usize>,
     event_log_age: Option<String>,
+    event_log_bytes: Option<sessions::ByteSize>,
+    max_event_log_memory: Option<sessions::ByteSize>,
     retry: Option<String>,
     max_stream_lifetime: Option<String>,
     drain_grace: Option<String>,
@@ -313,7 +323,11 @@ impl FileModel {
         let dur = |key: &str, v: &Option<String>, d: Duration| -> Result<Duration, ConfigError> {
             v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(d))
         };
+        let (event_log_bytes, max_event_log_memory) =
+            sessions::log_memory(s.event_log_bytes, s.max_event_log_memory).map_err(|(k, r)| invalid(k, r))?;
         let sessions = SessionSettings {
+            event_log_bytes,
+            max_event_log_memory,
             idle_timeout: dur("sessions.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
             event_log_size: s.event_log_size.unwrap_or(defaults.event_log_size).max(1),
             event_log_age: dur("sessions.event_log_age", &s.event_log_age, defaults.event_log_age)?,

@@ -3,6 +3,7 @@
 //! each upstream message to the stream the client expects it on.
 
 pub mod event_log;
+mod log_memory;
 pub mod registry;
 pub mod store;
 
@@ -19,7 +20,7 @@ use crate::config::{ServerConfig, SessionSettings};
 use crate::jsonrpc::{self, Kind, Peek};
 use crate::metrics;
 use crate::upstream::{self, Upstream, UpstreamEvent};
-use event_log::{Entry, EventLog, Gap, Overflow};
+use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
 
 /// Pending-request marker for answers the bridge itself asked for (a replayed initialize):
 /// routed to no stream.
@@ -364,6 +365,8 @@ pub struct Session {
     events_tx: mpsc::Sender<UpstreamEvent>,
     ended: Notify,
     ctx: upstream::Context,
+    /// The bytes its streams' logs may hold, drawn from the instance's pool.
+    budget: Budget,
 }
 
 impl Session {
@@ -378,8 +381,9 @@ impl Session {
         restored: Option<Restored>,
     ) -> (Arc<Session>, mpsc::Receiver<UpstreamEvent>) {
         let (events_tx, events_rx) = mpsc::channel(STREAM_QUEUE);
+        let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
         let mut streams = BTreeMap::new();
-        streams.insert(0, Stream::new(&settings, false));
+        streams.insert(0, Stream::new(&settings, false, &budget));
         let persist = ctx.cluster.clone().map(|c| (c, id));
         let mut next_stream = 1;
         let (mut protocol_version, mut initialize, mut upstream_session) = (None, None, None);
@@ -388,8 +392,9 @@ impl Session {
             protocol_version = r.protocol_version;
             initialize = r.initialize;
             upstream_session = r.upstream_session;
-            for (n, log) in r.streams {
-                let mut stream = Stream::new(&settings, false);
+            for (n, mut log) in r.streams {
+                let mut stream = Stream::new(&settings, false, &budget);
+                log.rebudget(&budget);
                 stream.log = log;
                 stream.done = n != 0;
                 streams.insert(n, stream);
@@ -424,6 +429,7 @@ impl Session {
             events_tx,
             ended: Notify::new(),
             ctx,
+            budget,
         };
         (Arc::new(session), events_rx)
     }
@@ -611,7 +617,7 @@ impl Session {
         let n = st.next_stream;
         st.next_stream += 1;
         st.persist(|sid| Op::Field { sid, field: "next_stream", value: Bytes::from((n + 1).to_string()) });
-        let mut stream = Stream::new(&self.settings, json);
+        let mut stream = Stream::new(&self.settings, json, &self.budget);
         stream.open_requests = requests;
         stream.live = Some(Live { sink, reason });
         st.streams.insert(n, stream);
@@ -727,10 +733,10 @@ impl Session {
                     st.persist(|sid| Op::Field { sid, field: "proto", value: Bytes::from(v.clone()) });
                 }
             }
-            st.push(target.0, raw, peek.kind == Kind::Response).is_err()
+            st.push(target.0, raw, peek.kind == Kind::Response).err()
         };
-        if overflow {
-            self.end(CloseReason::EventLogOverflow, "the event log bound was reached while no client read the stream");
+        if let Some(bound) = overflow {
+            self.end(CloseReason::EventLogOverflow, &bound.to_string());
         }
     }
 
@@ -862,9 +868,9 @@ impl Session {
 }
 
 impl Stream {
-    fn new(settings: &SessionSettings, json: bool) -> Stream {
+    fn new(settings: &SessionSettings, json: bool, budget: &Budget) -> Stream {
         Stream {
-            log: EventLog::new(settings.event_log_size, settings.event_log_age),
+            log: EventLog::new(settings.event_log_size, settings.event_log_age, budget.clone()),
             live: None,
             open_requests: 0,
             done: false,
@@ -1008,7 +1014,10 @@ impl State {
             return Ok(());
         };
         let live = s.live.as_ref().is_some_and(Live::reading);
-        let pushed = s.log.push(raw.clone(), live, now);
+        let in_flight = s.live.as_ref().map_or(0, Live::queued);
+        log_memory::make_room(&mut self.streams, n, raw.len());
+        let Some(s) = self.streams.get_mut(&n) else { return Ok(()) };
+        let pushed = s.log.push(raw.clone(), live, in_flight, now);
         self.events += 1;
         self.bytes += raw.len() as u64;
         if let Ok(seq) = pushed {
@@ -1021,6 +1030,7 @@ impl State {
             match l.try_send(Frame::Message(*seq, raw)) {
                 Ok(()) => {}
                 Err(SendFailed::Full) => {
+                    s.log.mark_newest_unsent(l.queued() + 1);
                     if let Some(l) = s.live.take() {
                         l.close(CloseReason::SlowConsumer);
                     }
