@@ -577,7 +577,13 @@ impl Session {
                     id,
                     protocol_version: st.protocol_version.clone(),
                 });
-                let up = upstream::start(&self.server, self.id, self.ctx.clone(), self.events_tx.clone(), resume);
+                let up = upstream::start(
+                    &self.server,
+                    (self.id, self.principal.clone()),
+                    self.ctx.clone(),
+                    self.events_tx.clone(),
+                    resume,
+                );
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {

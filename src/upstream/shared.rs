@@ -34,8 +34,9 @@ struct Mux {
     by_client: HashMap<(SessionId, String), u64>,
     /// Bridge progress token → (session, the client's token).
     tokens: HashMap<String, (SessionId, Value)>,
-    /// Id given to a session for a server-initiated request → the child's id.
-    server_requests: HashMap<String, Value>,
+    /// Id given to a session for a server-initiated request (random, unguessable) → the
+    /// session it was sent to, the only one whose answer is taken, and the child's id.
+    server_requests: HashMap<String, (SessionId, Value)>,
     sessions: HashMap<SessionId, Member>,
     /// The child's answer to the first initialize, replayed to later sessions.
     init_result: Option<Value>,
@@ -50,16 +51,22 @@ struct Member {
     capabilities: HashSet<String>,
 }
 
-/// Every server's shared child, started on first use and restarted after it exits.
+/// Every server's shared children, started on first use and restarted after they exit: one
+/// per (server, principal), so that with `[auth]` no message of one client's child (a
+/// token-less notification, a guessed server request) can reach another client.
 #[derive(Default)]
 pub struct SharedChildren {
-    map: Mutex<HashMap<String, Arc<Shared>>>,
+    map: Mutex<HashMap<ChildKey, Arc<Shared>>>,
 }
 
+/// A shared child's server and principal.
+type ChildKey = (String, Option<Arc<str>>);
+
 impl SharedChildren {
-    pub(super) fn get(&self, server: &str, spec: stdio::Spec, slots: ChildSlots) -> Arc<Shared> {
+    pub(super) fn get(&self, server: &str, principal: Option<Arc<str>>, spec: stdio::Spec, slots: ChildSlots) -> Arc<Shared> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = map.get(server) {
+        let key = (server.to_string(), principal);
+        if let Some(s) = map.get(&key) {
             if !s.tx.is_closed() {
                 return s.clone();
             }
@@ -71,7 +78,7 @@ impl SharedChildren {
         let id = SessionId::parse("00000000000000000000000000000000").unwrap_or_else(SessionId::random);
         tokio::spawn(stdio::run(spec, server.into(), id, slots, rx, events_tx));
         tokio::spawn(demux(Arc::downgrade(&shared), events_rx));
-        map.insert(server.to_string(), shared.clone());
+        map.insert(key, shared.clone());
         shared
     }
 }
@@ -164,8 +171,15 @@ impl Shared {
                 Some(msg.clone())
             }
             (None, Some(id)) => {
-                // The client's answer to a server-initiated request.
-                let child_id = self.mux().server_requests.remove(&id.to_string())?;
+                // The client's answer to a server-initiated request: taken only from the
+                // session the request was sent to.
+                let mut mux = self.mux();
+                let key = id.to_string();
+                if mux.server_requests.get(&key).is_none_or(|(to, _)| *to != session) {
+                    tracing::warn!(server = %self.server, %session, "dropped an answer to a server request this session was not sent");
+                    return None;
+                }
+                let (_, child_id) = mux.server_requests.remove(&key)?;
                 msg["id"] = child_id;
                 Some(msg.clone())
             }
@@ -233,9 +247,9 @@ impl Shared {
                     let _ = self.tx.try_send(err);
                     return;
                 };
-                mux.next += 1;
-                let session_id = format!("mcp-bridge-srv-{}", mux.next);
-                mux.server_requests.insert(json!(session_id).to_string(), id);
+                // 128 random bits: no other session can name it.
+                let session_id = format!("mcp-bridge-srv-{}", SessionId::random());
+                mux.server_requests.insert(json!(session_id).to_string(), (target, id));
                 msg["id"] = json!(session_id);
                 self.send_to(&mux, target, msg);
             }
@@ -263,6 +277,16 @@ impl Drop for Leave {
             mux.tokens.remove(&format!("mcp-bridge-{b}"));
             let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": b, "reason": "the session ended"}});
             let _ = self.0.tx.try_send(Bytes::from(cancel.to_string()));
+        }
+        // The child's questions to this session will get no answer from it.
+        let unanswered: Vec<String> =
+            mux.server_requests.iter().filter(|(_, (s, _))| *s == self.1).map(|(k, _)| k.clone()).collect();
+        for k in unanswered {
+            if let Some((_, child_id)) = mux.server_requests.remove(&k) {
+                let err =
+                    jsonrpc::error(Some(&child_id.to_string()), jsonrpc::code::INTERNAL_ERROR, "mcp-bridge: the session ended");
+                let _ = self.0.tx.try_send(err);
+            }
         }
         if mux.last_active == Some(self.1) {
             mux.last_active = None;

@@ -1,0 +1,119 @@
+//! Hostile-probe findings about sessions and shared children (issue 18), each reproduced on the
+//! real binary: answers to another session's server request, a shared child's `initialize`
+//! replayed to everyone, duplicate request ids in flight, idle expiry under a pending request,
+//! and the cap on pending requests. (Split from `hostile.rs`, which is past 600 lines.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{python_fixture, responses, Bridge, McpSession, SseReader, ACCEPT_BOTH, PROTOCOL};
+use serde_json::{json, Value};
+
+const ALICE: &str = "alice-token-5e1f0b7d";
+const BOB: &str = "bob-token-0c93a4e2";
+
+/// `[auth]` with two clients, each allowed every server.
+fn two_principals() -> String {
+    format!(
+        "[auth]\n[[auth.clients]]\nname = \"alice\"\ntoken = \"{ALICE}\"\nservers = [\"*\"]\n\
+         [[auth.clients]]\nname = \"bob\"\ntoken = \"{BOB}\"\nservers = [\"*\"]\n"
+    )
+}
+
+/// A client that sends `token` as a bearer token on every request.
+fn client(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("authorization", format!("Bearer {token}").parse().expect("header value"));
+    reqwest::Client::builder().pool_max_idle_per_host(0).default_headers(h).build().expect("reqwest client")
+}
+
+/// Opens a Streamable HTTP session with `initialize` params of our choosing; returns the
+/// session and the initialize answer.
+async fn open_with_params(http: reqwest::Client, url: &str, params: Value) -> (McpSession, Value) {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params});
+    let resp = http
+        .post(url)
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .body(init.to_string())
+        .send()
+        .await
+        .expect("POST initialize");
+    assert_eq!(resp.status(), 200, "initialize status");
+    let id = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("Mcp-Session-Id").to_string();
+    let answer = responses(resp).await.into_iter().find(|m| m["id"] == 1).expect("an answer to initialize");
+    let s = McpSession { http, url: url.to_string(), id };
+    let r = s.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    assert_eq!(r.status(), 202, "notifications/initialized is accepted");
+    (s, answer)
+}
+
+fn params(version: &str, capabilities: Value) -> Value {
+    json!({"protocolVersion": version, "capabilities": capabilities, "clientInfo": {"name": "hostile", "version": "0"}})
+}
+
+/// The process id of the child serving `s` (the fixture's `pid` tool).
+async fn pid(s: &McpSession) -> String {
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "pid"}});
+    tool_text(&responses(s.post(&call).await).await.into_iter().find(|m| m["id"] == 3).expect("an answer to pid"))
+}
+
+/// The text of a tool call's answer.
+fn tool_text(answer: &Value) -> String {
+    answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("a tool result: {answer}")).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_childs_server_request_is_answered_only_by_its_own_session() {
+    let config = format!("{}sharing = \"shared\"\n{}", python_fixture("ask", "elicit_server.py"), two_principals());
+    let bridge = Bridge::start(&config, &[]).await;
+    let url = bridge.url("/mcp/ask");
+    let (alice, _) = open_with_params(client(ALICE), &url, params(PROTOCOL, json!({"elicitation": {}}))).await;
+    let (bob, _) = open_with_params(client(BOB), &url, params(PROTOCOL, json!({}))).await;
+
+    // Alice's tool asks her a question; she sees its id on her POST stream.
+    let resp = alice.post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask"}})).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = SseReader::new(resp);
+    let question = loop {
+        let ev = stream.next_event(Duration::from_secs(20)).await.expect("the elicitation request");
+        let msg = ev.json().expect("JSON event");
+        if msg["method"] == "elicitation/create" {
+            break msg;
+        }
+    };
+    let asked = question["id"].clone();
+
+    // Bob answers it, by its very id and by every id a counter would have given.
+    let mut guesses = vec![asked.clone()];
+    guesses.extend((1..40).map(|n| json!(format!("mcp-bridge-srv-{n}"))));
+    for id in &guesses {
+        let injected = json!({"jsonrpc": "2.0", "id": id, "result": {"action": "accept", "content": {"injected_by": "bob"}}});
+        let status = bob.post(&injected).await.status();
+        assert!(status == 202 || status.is_client_error(), "bob's answer for {id}: {status}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Alice answers for herself; her tool gets her answer, never bob's.
+    let own = json!({"jsonrpc": "2.0", "id": asked, "result": {"action": "accept", "content": {"answered_by": "alice"}}});
+    assert_eq!(alice.post(&own).await.status(), 202, "alice's own answer is accepted");
+    let result = loop {
+        let ev = stream.next_event(Duration::from_secs(20)).await.expect("the tool's answer");
+        let msg = ev.json().expect("JSON event");
+        if msg["id"] == 2 {
+            break msg;
+        }
+    };
+    let text = tool_text(&result);
+    assert!(text.contains("alice") && !text.contains("injected_by"), "alice's tool got {text}; log:\n{}", bridge.log());
+    if let Some(id) = asked.as_str() {
+        assert!(!id.ends_with("-1") && id.len() > "mcp-bridge-srv-".len() + 16, "the id given to the session is guessable: {id}");
+    }
+
+    // With [auth], each principal has a shared child of its own; a principal's sessions share it.
+    let (alice2, _) = open_with_params(client(ALICE), &url, params(PROTOCOL, json!({}))).await;
+    let (a1, a2, b) = (pid(&alice).await, pid(&alice2).await, pid(&bob).await);
+    assert_eq!(a1, a2, "alice's two sessions share one child");
+    assert_ne!(a1, b, "alice and bob do not share a child");
+}
