@@ -117,3 +117,38 @@ async fn a_shared_childs_server_request_is_answered_only_by_its_own_session() {
     assert_eq!(a1, a2, "alice's two sessions share one child");
     assert_ne!(a1, b, "alice and bob do not share a child");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_version_from_the_first_client_does_not_reach_later_clients_of_a_shared_child() {
+    let config = format!(
+        "{}sharing = \"shared\"\n{}sharing = \"shared\"\nenv = {{ FAIL_FIRST_INIT = \"1\" }}\n",
+        python_fixture("shared", "elicit_server.py"),
+        python_fixture("flaky", "elicit_server.py")
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    let url = bridge.url("/mcp/shared");
+
+    // The first client makes a version up; it is answered with one the bridge speaks.
+    let (_a, answer) = open_with_params(common::http(), &url, params("1900-01-01", json!({}))).await;
+    let version = answer["result"]["protocolVersion"].as_str().unwrap_or_default().to_string();
+    assert!(SUPPORTED.contains(&version.as_str()), "the made-up version was answered with {answer}");
+    // A client asking for a version the bridge supports gets that version.
+    let (_b, answer) = open_with_params(common::http(), &url, params("2025-03-26", json!({}))).await;
+    assert_eq!(answer["result"]["protocolVersion"], "2025-03-26", "{answer}");
+
+    // The official Python SDK works on the same shared child.
+    let run = common::run_client(common::Sdk::Py, "streamable", &url, &["--scenario", "basic"]).await;
+    let out = run.ok();
+    assert!(SUPPORTED.contains(&out["protocolVersion"].as_str().unwrap_or_default()), "{out}");
+
+    // A refused initialize reaches its client as the error it is, and is not kept: the next
+    // client's initialize is tried again.
+    let flaky = bridge.url("/mcp/flaky");
+    let (_c, refused) = open_with_params(common::http(), &flaky, params(PROTOCOL, json!({}))).await;
+    assert_eq!(refused["error"]["message"], "not ready yet", "{refused}");
+    let (_d, answer) = open_with_params(common::http(), &flaky, params(PROTOCOL, json!({}))).await;
+    assert_eq!(answer["result"]["protocolVersion"], PROTOCOL, "{answer}");
+}
+
+/// The protocol versions the bridge speaks with `initialize`.
+const SUPPORTED: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
