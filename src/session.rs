@@ -3,6 +3,7 @@
 //! each upstream message to the stream the client expects it on.
 
 pub mod event_log;
+mod pending;
 pub mod registry;
 pub mod store;
 
@@ -518,13 +519,14 @@ impl Session {
 
     /// Sends client messages upstream. Requests are registered first, so that their
     /// responses route to `stream`; the upstream starts on the first message.
-    pub async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
+    pub async fn send(&self, mut messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
         let tx = {
             let mut st = self.state();
             if let Some(reason) = st.ended {
                 return Err(SendError::Ended(reason));
             }
             st.last_activity = Instant::now();
+            messages = st.admit(std::mem::take(&mut messages), stream);
             for (raw, peek) in &messages {
                 if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
                     st.cancelled(raw);

@@ -152,3 +152,55 @@ async fn a_made_up_version_from_the_first_client_does_not_reach_later_clients_of
 
 /// The protocol versions the bridge speaks with `initialize`.
 const SUPPORTED: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// A POST answer read to its end, which must come within `limit`.
+async fn answers_within(resp: reqwest::Response, limit: Duration) -> Vec<Value> {
+    tokio::time::timeout(limit, responses(resp)).await.unwrap_or_else(|_| panic!("the POST stream did not end within {limit:?}"))
+}
+
+fn call(id: u64, tool: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"message": "again"}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_request_id_in_flight_is_answered_at_once_and_the_first_is_unaffected() {
+    let bridge = Bridge::start(&python_fixture("ask", "elicit_server.py"), &[]).await;
+    let url = bridge.url("/mcp/ask");
+
+    // Twice in one batch (batches exist up to 2025-03-26).
+    let (s, _) = open_with_params(common::http(), &url, params("2025-03-26", json!({}))).await;
+    let batch = json!([call(5, "echo"), call(5, "echo")]);
+    let answers = answers_within(s.post(&batch).await, Duration::from_secs(10)).await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers.iter().any(|m| m["id"] == 5 && m["error"]["code"] == -32600), "the duplicate is refused: {answers:?}");
+    assert!(answers.iter().any(|m| m["id"] == 5 && m["result"]["content"][0]["text"] == "Echo: again"), "{answers:?}");
+
+    // A second POST reusing an id still pending.
+    let (s, _) = open_with_params(common::http(), &url, params(PROTOCOL, json!({"elicitation": {}}))).await;
+    let first = s.post(&call(7, "ask")).await;
+    let mut first = SseReader::new(first);
+    let question = first.next_event(Duration::from_secs(20)).await.and_then(|e| e.json()).expect("the elicitation request");
+    assert_eq!(question["method"], "elicitation/create");
+    let again = answers_within(s.post(&call(7, "echo")).await, Duration::from_secs(10)).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["error"]["code"], -32600, "{again:?}");
+    assert!(again[0]["error"]["message"].as_str().unwrap_or_default().contains("already in use"), "{again:?}");
+    let reply = json!({"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept", "content": {"name": "first"}}});
+    assert_eq!(s.post(&reply).await.status(), 202);
+    let answer = first.next_event(Duration::from_secs(20)).await.and_then(|e| e.json()).expect("the first call's answer");
+    assert_eq!(answer["id"], 7);
+    assert!(tool_text(&answer).contains("first"), "the first request is unaffected: {answer}");
+
+    // The same on the legacy message endpoint.
+    let mut legacy = common::LegacySession::open(&bridge.base(), "ask").await;
+    assert_eq!(legacy.post(&call(7, "ask")).await, 202);
+    let question = legacy.next_message(Duration::from_secs(20)).await.expect("the elicitation request");
+    assert_eq!(question["method"], "elicitation/create");
+    assert_eq!(legacy.post(&call(7, "echo")).await, 202);
+    let refused = legacy.next_message(Duration::from_secs(10)).await.expect("an answer to the duplicate");
+    assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (json!(7), json!(-32600)), "{refused}");
+    let reply = json!({"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept", "content": {"name": "legacy"}}});
+    assert_eq!(legacy.post(&reply).await, 202);
+    let answer = legacy.next_message(Duration::from_secs(20)).await.expect("the first call's answer");
+    assert!(answer["id"] == 7 && tool_text(&answer).contains("legacy"), "the first request is unaffected: {answer}");
+}
