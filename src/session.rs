@@ -779,11 +779,12 @@ impl Session {
         self.ended.notify_one();
     }
 
-    /// Time left before the session counts as idle, or `None` if it is idle now.
+    /// Time left before the session counts as idle, or `None` if it is idle now. A request in
+    /// flight keeps it (until `request_timeout`), and its answer restarts the idle clock.
     fn idle_left(&self) -> Option<std::time::Duration> {
         let st = self.state();
         let now = Instant::now();
-        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) {
+        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) || st.in_flight() > 0 {
             return Some(self.settings.idle_timeout);
         }
         (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
@@ -955,6 +956,7 @@ impl State {
             Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
                 Some(p) => {
                     if p.stream != DISCARD {
+                        self.last_activity = Instant::now();
                         let id = peek.id.clone().unwrap_or_default();
                         self.persist(|sid| Op::Answered { sid, id });
                     }

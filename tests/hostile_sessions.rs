@@ -204,3 +204,42 @@ async fn a_duplicate_request_id_in_flight_is_answered_at_once_and_the_first_is_u
     let answer = legacy.next_message(Duration::from_secs(20)).await.expect("the first call's answer");
     assert!(answer["id"] == 7 && tool_text(&answer).contains("legacy"), "the first request is unaffected: {answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_request_keeps_its_session_past_the_idle_timeout() {
+    // The POST stream is closed after 1 s (2025-11-25 polling); the client polls back late.
+    let config = format!(
+        "[sessions]\nidle_timeout = \"2s\"\nmax_stream_lifetime = \"1s\"\n{}",
+        python_fixture("slow", "elicit_server.py")
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    let url = bridge.url("/mcp/slow");
+    let (s, _) = open_with_params(common::http(), &url, params("2025-11-25", json!({}))).await;
+    let started = std::time::Instant::now();
+    let slow = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "sleep", "arguments": {"ms": 4000}}});
+    let resp = s.post(&slow).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = SseReader::new(resp);
+    let mut last_id = None;
+    while let Some(b) = stream.next(Duration::from_secs(10)).await {
+        last_id = b.id.or(last_id);
+    }
+    let last_id = last_id.expect("the priming event's id");
+
+    // Past the idle timeout (2 s after the stream closed), after the tool answered.
+    tokio::time::sleep(Duration::from_millis(4500).saturating_sub(started.elapsed())).await;
+    let resp = s
+        .http
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &s.id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .expect("GET to resume");
+    assert_eq!(resp.status(), 200, "the session is still there after {:?}; log:\n{}", started.elapsed(), bridge.log());
+    let mut stream = SseReader::new(resp);
+    let answer = stream.next_event(Duration::from_secs(10)).await.and_then(|e| e.json()).expect("the slow call's answer");
+    assert_eq!((answer["id"].clone(), tool_text(&answer)), (json!(9), "slept".to_string()), "{answer}");
+}

@@ -1,5 +1,6 @@
-//! The requests of a session waiting for their answers: an id is in flight at most once, and a
-//! request the session cannot take is answered at once on its own stream, never sent upstream.
+//! The requests of a session waiting for their answers: an id is in flight at most once, a
+//! request the session cannot take is answered at once on its own stream, never sent upstream,
+//! and a request in flight keeps its session from idle expiry.
 
 use std::collections::HashSet;
 
@@ -9,6 +10,12 @@ use super::{State, DISCARD};
 use crate::jsonrpc::{self, code, Kind, Peek};
 
 impl State {
+    /// Client requests waiting for their answers (the bridge's own do not count). One keeps
+    /// its session from idle expiry.
+    pub(super) fn in_flight(&self) -> usize {
+        self.pending.values().filter(|p| p.stream != DISCARD).count()
+    }
+
     /// Drops from `messages` each request the session cannot take, answering it at once on
     /// `stream`: an id already in flight, or twice in the batch, gets -32600 (the request
     /// holding it is unaffected). What is left goes upstream.
