@@ -3,7 +3,7 @@
 //! each upstream message to the stream the client expects it on.
 
 pub mod event_log;
-mod pending;
+pub mod pending;
 pub mod registry;
 pub mod store;
 
@@ -526,7 +526,7 @@ impl Session {
                 return Err(SendError::Ended(reason));
             }
             st.last_activity = Instant::now();
-            messages = st.admit(std::mem::take(&mut messages), stream);
+            messages = st.admit(std::mem::take(&mut messages), stream, self.settings.max_pending);
             for (raw, peek) in &messages {
                 if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
                     st.cancelled(raw);
@@ -579,13 +579,8 @@ impl Session {
                     id,
                     protocol_version: st.protocol_version.clone(),
                 });
-                let up = upstream::start(
-                    &self.server,
-                    (self.id, self.principal.clone()),
-                    self.ctx.clone(),
-                    self.events_tx.clone(),
-                    resume,
-                );
+                let who = (self.id, self.principal.clone());
+                let up = upstream::start(&self.server, who, self.ctx.clone(), self.events_tx.clone(), resume);
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
@@ -779,8 +774,7 @@ impl Session {
         self.ended.notify_one();
     }
 
-    /// Time left before the session counts as idle, or `None` if it is idle now. A request in
-    /// flight keeps it (until `request_timeout`), and its answer restarts the idle clock.
+    /// Time left before the session counts as idle (a request in flight holds it), or `None`.
     fn idle_left(&self) -> Option<std::time::Duration> {
         let st = self.state();
         let now = Instant::now();

@@ -243,3 +243,44 @@ async fn a_pending_request_keeps_its_session_past_the_idle_timeout() {
     let answer = stream.next_event(Duration::from_secs(10)).await.and_then(|e| e.json()).expect("the slow call's answer");
     assert_eq!((answer["id"].clone(), tool_text(&answer)), (json!(9), "slept".to_string()), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_max_pending_per_session_get_429_until_one_is_answered() {
+    let config = format!("[limits]\nmax_pending_per_session = 2\n{}", python_fixture("ask", "elicit_server.py"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let url = bridge.url("/mcp/ask");
+    let (s, _) = open_with_params(common::http(), &url, params(PROTOCOL, json!({"elicitation": {}}))).await;
+
+    // Two calls wait for the client's answers: the session's cap is reached.
+    let mut waiting = Vec::new();
+    for id in [1, 2] {
+        let mut stream = SseReader::new(s.post(&call(id, "ask")).await);
+        let q = stream.next_event(Duration::from_secs(20)).await.and_then(|e| e.json()).expect("the elicitation request");
+        waiting.push((stream, q["id"].clone()));
+    }
+    let over = s.post(&call(3, "echo")).await;
+    let status = over.status();
+    let body = over.text().await.unwrap_or_default();
+    assert_eq!(status, 429, "past the cap: {body}");
+    let err: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("a JSON-RPC error body: {body}"));
+    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("limits.max_pending_per_session"), "{err}");
+
+    // The legacy endpoint refuses the same way.
+    let mut legacy = common::LegacySession::open(&bridge.base(), "ask").await;
+    for id in [1, 2] {
+        assert_eq!(legacy.post(&call(id, "ask")).await, 202);
+        let q = legacy.next_message(Duration::from_secs(20)).await.expect("the elicitation request");
+        assert_eq!(q["method"], "elicitation/create");
+    }
+    let (status, body) = legacy.post_raw(&call(3, "echo").to_string()).await;
+    assert_eq!(status, 429, "past the cap on /sse/ask/message: {body}");
+
+    // One answer makes room again.
+    let (mut stream, q) = waiting.remove(0);
+    let reply = json!({"jsonrpc": "2.0", "id": q, "result": {"action": "decline"}});
+    assert_eq!(s.post(&reply).await.status(), 202);
+    let done = stream.next_event(Duration::from_secs(20)).await.and_then(|e| e.json()).expect("the first call's answer");
+    assert_eq!(done["id"], 1, "{done}");
+    let answers = answers_within(s.post(&call(3, "echo")).await, Duration::from_secs(10)).await;
+    assert_eq!(answers[0]["result"]["content"][0]["text"], "Echo: again", "{answers:?}");
+}
