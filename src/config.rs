@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+pub mod limits;
 mod sessions;
 
 /// A validated configuration.
@@ -48,6 +49,8 @@ pub struct Limits {
     pub max_sessions_per_principal: usize,
     /// Child processes running at once; a session past it fails to start its upstream.
     pub max_children: usize,
+    /// Requests one session may have in flight (429 past it).
+    pub max_pending_per_session: usize,
     /// An upstream request unanswered this long gets a JSON-RPC error (and is cancelled
     /// upstream); the session goes on.
     pub request_timeout: Option<Duration>,
@@ -65,6 +68,7 @@ impl Default for Limits {
             max_sessions: 100_000,
             max_sessions_per_principal: 10_000,
             max_children: 1024,
+            max_pending_per_session: limits::DEFAULT_MAX_PENDING_PER_SESSION,
             request_timeout: Some(Duration::from_secs(600)),
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
@@ -118,6 +122,8 @@ pub struct SessionSettings {
     pub heartbeat: Heartbeat,
     /// From `limits.request_timeout`: an upstream request unanswered this long gets an error.
     pub request_timeout: Option<Duration>,
+    /// From `limits.max_pending_per_session`.
+    pub max_pending: usize,
 }
 
 impl Default for SessionSettings {
@@ -133,6 +139,7 @@ impl Default for SessionSettings {
             drain_grace: Duration::from_secs(1),
             heartbeat: Heartbeat::default(),
             request_timeout: None,
+            max_pending: limits::DEFAULT_MAX_PENDING_PER_SESSION,
         }
     }
 }
@@ -220,6 +227,7 @@ struct LimitsModel {
     max_sessions: Option<usize>,
     max_sessions_per_principal: Option<usize>,
     max_children: Option<usize>,
+    max_pending_per_session: Option<usize>,
     request_timeout: Option<String>,
     header_read_timeout: Option<String>,
     write_timeout: Option<String>,
@@ -341,6 +349,7 @@ impl FileModel {
                 .filter(|d| !d.is_zero()),
             heartbeat,
             request_timeout: None,
+            max_pending: defaults.max_pending,
         };
         if let Some(p) = &self.public_base_path {
             if !p.starts_with('/') {
@@ -364,6 +373,8 @@ impl FileModel {
             max_sessions: l.max_sessions.unwrap_or(d.max_sessions),
             max_sessions_per_principal: l.max_sessions_per_principal.unwrap_or(d.max_sessions_per_principal),
             max_children: l.max_children.unwrap_or(d.max_children),
+            max_pending_per_session: limits::max_pending_per_session(l.max_pending_per_session)
+                .map_err(|r| invalid("limits.max_pending_per_session", r))?,
             request_timeout: match l.request_timeout.as_deref() {
                 None => d.request_timeout,
                 Some(v) => parse_interval(v).map_err(|r| invalid("limits.request_timeout", r))?,

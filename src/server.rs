@@ -131,6 +131,7 @@ impl AppState {
         SessionSettings {
             heartbeat: server.heartbeat,
             request_timeout: self.config.limits.request_timeout,
+            max_pending: self.config.limits.max_pending_per_session,
             ..self.config.sessions
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod event_log;
 mod log_memory;
+pub mod pending;
 pub mod registry;
 pub mod store;
 
@@ -524,13 +525,14 @@ impl Session {
 
     /// Sends client messages upstream. Requests are registered first, so that their
     /// responses route to `stream`; the upstream starts on the first message.
-    pub async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
+    pub async fn send(&self, mut messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
         let tx = {
             let mut st = self.state();
             if let Some(reason) = st.ended {
                 return Err(SendError::Ended(reason));
             }
             st.last_activity = Instant::now();
+            messages = st.admit(std::mem::take(&mut messages), stream, self.settings.max_pending);
             for (raw, peek) in &messages {
                 if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
                     st.cancelled(raw);
@@ -583,7 +585,8 @@ impl Session {
                     id,
                     protocol_version: st.protocol_version.clone(),
                 });
-                let up = upstream::start(&self.server, self.id, self.ctx.clone(), self.events_tx.clone(), resume);
+                let who = (self.id, self.principal.clone());
+                let up = upstream::start(&self.server, who, self.ctx.clone(), self.events_tx.clone(), resume);
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
@@ -777,11 +780,11 @@ impl Session {
         self.ended.notify_one();
     }
 
-    /// Time left before the session counts as idle, or `None` if it is idle now.
+    /// Time left before the session counts as idle (a request in flight holds it), or `None`.
     fn idle_left(&self) -> Option<std::time::Duration> {
         let st = self.state();
         let now = Instant::now();
-        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) {
+        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) || st.in_flight() > 0 {
             return Some(self.settings.idle_timeout);
         }
         (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
@@ -953,6 +956,7 @@ impl State {
             Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
                 Some(p) => {
                     if p.stream != DISCARD {
+                        self.last_activity = Instant::now();
                         let id = peek.id.clone().unwrap_or_default();
                         self.persist(|sid| Op::Answered { sid, id });
                     }

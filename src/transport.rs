@@ -56,6 +56,10 @@ pub fn op_error(e: crate::session::store::OpError) -> Response {
         OpError::Limit { .. } => {
             rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::CONNECTION_CLOSED, &format!("Service Unavailable: {e}"))
         }
+        // The client's own doing, like the per-principal session cap: 429, not 503.
+        OpError::TooManyPending(_) => {
+            rpc_error(StatusCode::TOO_MANY_REQUESTS, jsonrpc::code::CONNECTION_CLOSED, &format!("Too Many Requests: {e}"))
+        }
         OpError::Unavailable(_) => {
             rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::INTERNAL_ERROR, &format!("Service Unavailable: {e}"))
         }

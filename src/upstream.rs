@@ -106,10 +106,10 @@ impl Drop for Upstream {
     }
 }
 
-/// Starts the upstream of one session.
+/// Starts the upstream of one session (`principal`: its client, which picks its shared child).
 pub fn start(
     server: &ServerConfig,
-    session: SessionId,
+    (session, principal): (SessionId, Option<Arc<str>>),
     ctx: Context,
     events: mpsc::Sender<UpstreamEvent>,
     resume: Option<Resume>,
@@ -120,7 +120,7 @@ pub fn start(
         UpstreamSpec::Stdio { command, args, env, cwd } => {
             let spec = stdio::Spec { command, args, env, cwd };
             if server.shared {
-                let shared = ctx.shared.get(&server.name, spec, ctx.children.clone());
+                let shared = ctx.shared.get(&server.name, principal, spec, ctx.children.clone());
                 tokio::spawn(shared.serve(session, rx, events))
             } else {
                 tokio::spawn(stdio::run(spec, name, session, ctx.children.clone(), rx, events))
