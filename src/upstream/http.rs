@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::pool::{Lease, Pool};
 use super::{sse_events, with_headers, Context, Resume, UpstreamEvent};
@@ -20,6 +20,9 @@ use crate::session::{CloseReason, SessionId};
 const MAX_IDLE_RESUMES: u32 = 10;
 /// Cap on the `retry:` delay honoured before a resumption.
 const MAX_RETRY_MS: u64 = 10_000;
+/// How long the relay holds a session's next message while the upstream's standalone GET
+/// stream opens (see `Remote::listen`); past it the message goes out anyway.
+const LISTEN_OPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// How an SSE response from the remote server ended.
 #[derive(Default)]
@@ -129,8 +132,7 @@ async fn serve(
     // Request and listener tasks; dropping the set (the session ended) aborts them.
     let mut tasks = tokio::task::JoinSet::new();
     if listen_now {
-        let r = remote.clone();
-        tasks.spawn(async move { r.listen().await });
+        start_listening(&remote, &mut tasks, session).await;
     }
     loop {
         let msg = match pending_first.take() {
@@ -160,8 +162,7 @@ async fn serve(
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
             if starts_get {
-                let r = remote.clone();
-                tasks.spawn(async move { r.listen().await });
+                start_listening(&remote, &mut tasks, session).await;
             }
             continue;
         }
@@ -173,6 +174,26 @@ async fn serve(
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
         });
+    }
+}
+
+/// Opens the upstream's standalone GET stream in its own task, and returns once the upstream
+/// has answered the GET (or refused it, or `LISTEN_OPEN_WAIT` passed). Nothing else of the
+/// session is relayed meanwhile, and that is the point: a server writes a request that belongs
+/// to no client request (sampling or elicitation sent without a related request id, as the
+/// official TypeScript SDK's `server.request` does, or server-everything's `roots/list` 350 ms
+/// after `initialized`) on the GET stream, and if that stream is not open yet it only stores
+/// the message for a `Last-Event-ID` replay that a first GET never asks for. Relaying the
+/// client's next request while the GET was still on its way let the request overtake it
+/// (another connection, another task); the tool's question was then lost and the call hung
+/// until a timeout.
+async fn start_listening(remote: &Arc<Remote>, tasks: &mut tokio::task::JoinSet<()>, session: SessionId) {
+    let (opened_tx, opened) = oneshot::channel();
+    let r = remote.clone();
+    tasks.spawn(async move { r.listen(opened_tx).await });
+    // An error means the listener ended before it could say so: nothing to wait for.
+    if tokio::time::timeout(LISTEN_OPEN_WAIT, opened).await.is_err() {
+        tracing::warn!(session = %session, url = %remote.url, "the remote upstream's GET stream did not open within {LISTEN_OPEN_WAIT:?}; relaying on without it");
     }
 }
 
@@ -320,13 +341,18 @@ impl Remote {
         }
     }
 
-    /// Holds the upstream's standalone GET stream for server-initiated messages.
-    /// Holds the upstream's standalone GET stream, reconnecting when the upstream closes it
-    /// (a few failures in a row, or 405, end the attempts). The task dies with the session.
-    async fn listen(&self) {
+    /// Holds the upstream's standalone GET stream for server-initiated messages, reconnecting
+    /// when the upstream closes it (a few failures in a row, or 405, end the attempts). `opened`
+    /// is told once the first GET has its answer's headers (the upstream has then registered the
+    /// stream), or failed. The task dies with the session.
+    async fn listen(&self, opened: oneshot::Sender<()>) {
+        let mut opened = Some(opened);
         let mut failures = 0;
         while failures < 5 {
             let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
+            if let Some(tx) = opened.take() {
+                let _ = tx.send(());
+            }
             match resp {
                 Ok(r) if r.status().is_success() => {
                     failures = 0;
