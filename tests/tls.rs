@@ -248,3 +248,107 @@ fn mcp_servers_json_takes_the_tls_keys_and_check_config_names_a_bad_pem() {
     );
     assert!(!ok && out.contains("servers.r.client_key"), "a certificate is not a key: {out}");
 }
+
+/// A redis-server that speaks only TLS (`--port 0 --tls-port P`), with the test CA's server
+/// certificate; killed on drop.
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl TlsRedis {
+    fn start(pki: &Pki) -> TlsRedis {
+        let dir = TempDir::new("redis-tls");
+        let port = common::free_port();
+        let p = |f: &str| pki.path(f).display().to_string();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--tls-cert-file", &p("server.pem"), "--tls-key-file", &p("server.key"), "--tls-ca-cert-file", &p("ca.pem")])
+            .args(["--tls-auth-clients", "no", "--dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("missing redis-server ({e}): run scripts/test-deps (apt-get install redis-server)"));
+        let mut me = TlsRedis { child, port, _dir: dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                let out = std::mem::replace(&mut me.child, Command::new("true").spawn().expect("spawn true")).wait_with_output();
+                let out = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+                panic!("redis-server --tls-port exited ({status}); does this build support TLS?\n{out}");
+            }
+            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on its TLS port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        me
+    }
+
+    /// `redis-cli` over TLS, trusting the test CA.
+    fn cli(&self, pki: &Pki, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                &pki.path("ca.pem").display().to_string(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Cluster mode on a `rediss://` Redis: with `redis_ca_file` the bridge joins and writes its
+/// sessions there; without it, it refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_redis_ca_file_and_without() {
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki);
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let servers = common::echo_server("echo");
+    let config = format!("redis = {}\nredis_ca_file = {}\n{servers}", toml_str(&url), pki.toml("ca.pem"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let session = common::McpSession::open(&bridge.url("/mcp/echo")).await;
+    assert_eq!(session.echo(2, "over rediss").await, "over rediss");
+    let keys = redis.cli(&pki, &["--scan", "--pattern", "mcpb:*"]);
+    assert!(keys.contains(&session.id), "the session's keys are in the TLS Redis: {keys}");
+    drop(bridge);
+
+    // Without redis_ca_file the test CA is unknown: the bridge exits naming the certificate.
+    let dir = TempDir::new("rediss-noca");
+    let file = dir.path().join("mcp-bridge.toml");
+    std::fs::write(&file, format!("redis = {}\n{servers}", toml_str(&url))).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", common::free_port()), "--config"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mcp-bridge");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the bridge kept running without a way to verify the Redis certificate");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && text.contains("cannot join the cluster") && text.contains("UnknownIssuer"), "{text}");
+}
