@@ -352,3 +352,86 @@ async fn rediss_with_redis_ca_file_and_without() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() && text.contains("cannot join the cluster") && text.contains("UnknownIssuer"), "{text}");
 }
+
+/// A CONNECT proxy on a loopback port that records the targets it tunnels to. (No proxy
+/// server is installed here; this one does only what an HTTPS proxy does: CONNECT, then bytes.)
+struct ConnectProxy {
+    port: u16,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    async fn start() -> ConnectProxy {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut reader = tokio::io::BufReader::new(sock);
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        match tokio::time::timeout(std::time::Duration::from_secs(5), reader.read_line(&mut line)).await {
+                            Ok(Ok(n)) if n > 0 && line != "\r\n" => head.push_str(&line),
+                            _ => break,
+                        }
+                    }
+                    let Some(target) = head.strip_prefix("CONNECT ").and_then(|r| r.split(' ').next()).map(str::to_string) else {
+                        return;
+                    };
+                    seen.lock().unwrap().push(target.clone());
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let mut client = reader.into_inner();
+                    if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        ConnectProxy { port, targets }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.targets.lock().unwrap())
+    }
+}
+
+/// A per-server `proxy`, and `HTTPS_PROXY` with and without `NO_PROXY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_proxies_per_server_and_from_the_environment() {
+    let pki = Pki::new();
+    let everything = Everything::start("streamableHttp").await;
+    let nginx = tls_nginx(&pki, everything.port, false);
+    let proxy = ConnectProxy::start().await;
+    let target = format!("127.0.0.1:{}", nginx.port);
+    let (url, ca) = (toml_str(&https(&nginx, "/mcp")), pki.toml("ca.pem"));
+
+    let config = format!(
+        "[servers.proxied]\nurl = {url}\nca_file = {ca}\nproxy = {}\n[servers.direct]\nurl = {url}\nca_file = {ca}\n",
+        toml_str(&proxy.url())
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    assert!(initialized(&initialize(&bridge, "direct").await));
+    assert!(proxy.take().is_empty(), "a server without `proxy` goes direct");
+    assert!(initialized(&initialize(&bridge, "proxied").await));
+    assert!(proxy.take().contains(&target), "the per-server proxy tunnelled to nginx");
+    drop(bridge);
+
+    let config = format!("[servers.direct]\nurl = {url}\nca_file = {ca}\n");
+    let bridge = Bridge::start_env(&config, &[], &[("HTTPS_PROXY", &proxy.url())]).await;
+    assert!(initialized(&initialize(&bridge, "direct").await));
+    assert!(proxy.take().contains(&target), "HTTPS_PROXY is honoured");
+    drop(bridge);
+
+    let bridge = Bridge::start_env(&config, &[], &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")]).await;
+    assert!(initialized(&initialize(&bridge, "direct").await));
+    assert!(proxy.take().is_empty(), "NO_PROXY is honoured");
+}
