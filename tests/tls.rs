@@ -85,6 +85,7 @@ http {{
     scgi_temp_path temp/scgi;
     server {{
         listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.2:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         {verify}
@@ -171,12 +172,18 @@ async fn without_ca_file_the_error_names_the_certificate_and_ssl_cert_file_is_tr
     let everything = Everything::start("streamableHttp").await;
     let nginx = tls_nginx(&pki, everything.port, false);
     let config = format!("[servers.https]\nurl = {}\n", toml_str(&https(&nginx, "/mcp")));
+    // 127.0.0.2 is not in the certificate's subjectAltName.
+    let wrong_name = format!("https://127.0.0.2:{}/mcp", nginx.port);
+    let wrong = format!("[servers.wrong-name]\nurl = {}\nca_file = {}\n", toml_str(&wrong_name), pki.toml("ca.pem"));
 
-    let bridge = Bridge::start(&config, &[]).await;
+    let bridge = Bridge::start(&format!("{config}{wrong}"), &[]).await;
     let answer = initialize(&bridge, "https").await;
     let want = "TLS: invalid peer certificate: UnknownIssuer";
     assert!(answer.contains(want) && answer.contains(&https(&nginx, "/mcp")), "the client's error names the cause: {answer}");
     bridge.wait_for_log_line("naming the TLS cause", std::time::Duration::from_secs(10), |l| l.contains(want)).await;
+    let answer = initialize(&bridge, "wrong-name").await;
+    let want = r#"TLS: invalid peer certificate: certificate not valid for name \"127.0.0.2\""#;
+    assert!(answer.contains(want), "the client's error names the mismatch: {answer}");
     drop(bridge);
 
     // The same config with SSL_CERT_FILE naming the CA: the platform store is replaced by it.
