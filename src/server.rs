@@ -124,8 +124,12 @@ impl AppState {
             .servers
             .iter()
             .filter(|(k, v)| {
-                old.get(*k)
-                    .is_some_and(|o| o.upstream != v.upstream || o.heartbeat != v.heartbeat || o.json_response != v.json_response)
+                old.get(*k).is_some_and(|o| {
+                    o.upstream != v.upstream
+                        || o.heartbeat != v.heartbeat
+                        || o.json_response != v.json_response
+                        || o.outbound != v.outbound
+                })
             })
             .map(|(k, _)| k)
             .collect();
