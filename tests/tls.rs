@@ -176,7 +176,12 @@ async fn without_ca_file_the_error_names_the_certificate_and_ssl_cert_file_is_tr
     let wrong_name = format!("https://127.0.0.2:{}/mcp", nginx.port);
     let wrong = format!("[servers.wrong-name]\nurl = {}\nca_file = {}\n", toml_str(&wrong_name), pki.toml("ca.pem"));
 
-    let bridge = Bridge::start(&format!("{config}{wrong}"), &[]).await;
+    // A port that speaks plain HTTP: the handshake fails, and the error says how.
+    let plain = format!("[servers.plain]\nurl = {}\n", toml_str(&format!("https://127.0.0.1:{}/mcp", everything.port)));
+
+    let bridge = Bridge::start(&format!("{config}{wrong}{plain}"), &[]).await;
+    let answer = initialize(&bridge, "plain").await;
+    assert!(answer.contains("TLS: received corrupt message"), "the client's error names the failed handshake: {answer}");
     let answer = initialize(&bridge, "https").await;
     let want = "TLS: invalid peer certificate: UnknownIssuer";
     assert!(answer.contains(want) && answer.contains(&https(&nginx, "/mcp")), "the client's error names the cause: {answer}");
