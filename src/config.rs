@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 pub mod limits;
 mod sessions;
+pub mod tls;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct Config {
     pub log_dir: Option<PathBuf>,
     /// `redis://…`: run as one instance of a cluster sharing sessions through Redis.
     pub redis: Option<String>,
+    /// `redis_ca_file`: PEM roots trusted for a `rediss://` Redis, instead of the system's.
+    pub redis_ca: Option<Vec<u8>>,
     /// Browser origins allowed besides local pages and the bridge's own origin (`*` for any);
     /// their hosts are also accepted in `Host` when the bridge listens on loopback.
     pub allowed_origins: Vec<String>,
@@ -156,6 +159,8 @@ pub struct ServerConfig {
     pub pool: Option<PoolSpec>,
     /// `sharing = "shared"`: one long-lived child serves every session of a stdio server.
     pub shared: bool,
+    /// A remote server's `ca_file`, `client_cert`/`client_key`, `proxy`, and its own client.
+    pub outbound: Option<tls::Outbound>,
 }
 
 /// Several instances of one remote MCP server. A session sticks to the instance it starts on.
@@ -200,6 +205,7 @@ struct FileModel {
     public_base_path: Option<String>,
     log_dir: Option<PathBuf>,
     redis: Option<String>,
+    redis_ca_file: Option<PathBuf>,
     #[serde(default)]
     allowed_origins: Vec<String>,
     heartbeat: Option<HeartbeatModel>,
@@ -270,6 +276,10 @@ struct ServerModel {
     json_response: bool,
     /// `per-session` (default) or `shared`, for stdio servers.
     sharing: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    proxy: Option<String>,
 }
 
 /// Deserializes a map into ordered pairs, rejecting a name given twice (JSON parsers would
@@ -400,6 +410,7 @@ impl FileModel {
             instance_id: self.instance_id,
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
             log_dir: self.log_dir,
+            redis_ca: self.redis_ca_file.map(|p| tls::redis_ca(&p).map_err(|r| invalid("redis_ca_file", r))).transpose()?,
             redis: self.redis,
             allowed_origins: self.allowed_origins,
             sessions,
@@ -459,6 +470,13 @@ impl ServerModel {
             }
             Some(o) => return Err(invalid(&format!("{key}.sharing"), format!("`{o}` is not `per-session` or `shared`"))),
         };
+        let (ca_file, client_cert, client_key, proxy) = (self.ca_file, self.client_cert, self.client_key, self.proxy);
+        let outbound = tls::outbound(
+            tls::OutboundOptions { ca_file, client_cert, client_key, proxy },
+            self.command.is_none(),
+            key,
+            invalid,
+        )?;
         let url = self.url.or_else(|| self.urls.first().cloned());
         let upstream = match (self.command, url) {
             (Some(_), Some(_)) => return Err(invalid(key, "has both `command` and `url`; give one".into())),
@@ -488,7 +506,15 @@ impl ServerModel {
             }
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
-        Ok(ServerConfig { name: name.to_string(), upstream, heartbeat, json_response: self.json_response, pool, shared })
+        Ok(ServerConfig {
+            name: name.to_string(),
+            upstream,
+            heartbeat,
+            json_response: self.json_response,
+            pool,
+            shared,
+            outbound,
+        })
     }
 }
 

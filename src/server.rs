@@ -53,7 +53,16 @@ impl AppState {
             Some(url) => {
                 let s = &config.sessions;
                 let ttl = s.idle_timeout.max(s.event_log_age) + std::time::Duration::from_secs(60);
-                Some(crate::cluster::Cluster::connect(url, instance.as_str().into(), s.event_log_size, ttl).await?)
+                Some(
+                    crate::cluster::Cluster::connect(
+                        url,
+                        config.redis_ca.as_deref(),
+                        instance.as_str().into(),
+                        s.event_log_size,
+                        ttl,
+                    )
+                    .await?,
+                )
             }
             None => None,
         };
@@ -68,7 +77,7 @@ impl AppState {
 
     pub fn new(config: Config, instance: String, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
         let children = upstream::ChildSlots::new(config.limits.max_children);
-        let http = reqwest::Client::builder().build().expect("the HTTP client builds with default settings");
+        let http = crate::config::tls::shared_client();
         let instance: Arc<str> = instance.into();
         AppState {
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
@@ -115,8 +124,12 @@ impl AppState {
             .servers
             .iter()
             .filter(|(k, v)| {
-                old.get(*k)
-                    .is_some_and(|o| o.upstream != v.upstream || o.heartbeat != v.heartbeat || o.json_response != v.json_response)
+                old.get(*k).is_some_and(|o| {
+                    o.upstream != v.upstream
+                        || o.heartbeat != v.heartbeat
+                        || o.json_response != v.json_response
+                        || o.outbound != v.outbound
+                })
             })
             .map(|(k, _)| k)
             .collect();

@@ -2,6 +2,7 @@
 //! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
+mod cause;
 mod http;
 pub mod modern;
 pub mod pool;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ServerConfig, UpstreamSpec};
 use crate::session::{CloseReason, SessionId};
 use crate::sse::parse::{Event, Item, Parser};
+pub(crate) use cause::{cause, redirect};
 
 /// Client messages queued for an upstream before senders wait.
 pub(crate) const QUEUE: usize = 256;
@@ -110,10 +112,12 @@ impl Drop for Upstream {
 pub fn start(
     server: &ServerConfig,
     (session, principal): (SessionId, Option<Arc<str>>),
-    ctx: Context,
+    mut ctx: Context,
     events: mpsc::Sender<UpstreamEvent>,
     resume: Option<Resume>,
 ) -> Upstream {
+    // A server with its own TLS or proxy settings reaches its upstream with its own client.
+    ctx.http = server.http(&ctx.http).clone();
     let (tx, rx) = mpsc::channel(QUEUE);
     let name: Arc<str> = server.name.as_str().into();
     let task = match server.upstream.clone() {

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 const VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
-fn main() -> io::Result<()> {
+/// `pub(crate)`: `mcp-bridge echo-server` runs this too (src/main.rs includes this file).
+pub(crate) fn main() -> io::Result<()> {
     let stdin = io::stdin().lock();
     let mut out = BufWriter::new(io::stdout().lock());
     for line in stdin.lines() {

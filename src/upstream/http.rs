@@ -239,7 +239,7 @@ impl Remote {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return fail(format!("POST {}: {e}", self.url)).await,
+            Err(e) => return fail(format!("POST {}: {}", self.url, super::cause(&e))).await,
         };
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             let new =
@@ -255,6 +255,9 @@ impl Remote {
             let detail = "the remote server no longer knows this session".to_string();
             let _ = self.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamExited, detail: detail.clone() }).await;
             return Err(detail);
+        }
+        if let Some(redirect) = super::redirect(&resp) {
+            return fail(format!("POST {} answered {status}: {redirect}", self.url)).await;
         }
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -284,7 +287,7 @@ impl Remote {
                 let resp = match resumed {
                     Ok(r) if r.status().is_success() => r,
                     Ok(r) => return fail(format!("resuming after event {last}: GET {} answered {}", self.url, r.status())).await,
-                    Err(e) => return fail(format!("resuming after event {last}: GET {}: {e}", self.url)).await,
+                    Err(e) => return fail(format!("resuming after event {last}: GET {}: {}", self.url, super::cause(&e))).await,
                 };
                 let next = self.forward_stream(resp, Some(id)).await;
                 idle_resumes = if next.events > 0 { 0 } else { idle_resumes + 1 };

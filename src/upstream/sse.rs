@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 
-use super::{sse_events, with_headers, Context, UpstreamEvent};
+use super::{cause, redirect, sse_events, with_headers, Context, UpstreamEvent};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
@@ -25,11 +25,13 @@ pub(super) async fn run(
     let resp = match resp {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => {
-            let _ = events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url} answered {}", r.status()))).await;
+            let why = redirect(&r).map(|w| format!(": {w}")).unwrap_or_default();
+            let _ =
+                events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url} answered {}{why}", r.status()))).await;
             return;
         }
         Err(e) => {
-            let _ = events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url}: {e}"))).await;
+            let _ = events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url}: {}", cause(&e)))).await;
             return;
         }
     };
@@ -76,8 +78,8 @@ pub(super) async fn run(
                 let req = with_headers(ctx.http.post(endpoint.clone()), &headers).header(CONTENT_TYPE, "application/json").body(msg.clone());
                 let failure = match req.send().await {
                     Ok(r) if r.status().is_success() => None,
-                    Ok(r) => Some(format!("POST {endpoint} answered {}", r.status())),
-                    Err(e) => Some(format!("POST {endpoint}: {e}")),
+                    Ok(r) => Some(format!("POST {endpoint} answered {}{}", r.status(), redirect(&r).map(|w| format!(": {w}")).unwrap_or_default())),
+                    Err(e) => Some(format!("POST {endpoint}: {}", cause(&e))),
                 };
                 if let Some(detail) = failure {
                     tracing::warn!(session = %session, "remote upstream: {detail}");
