@@ -1,0 +1,148 @@
+//! The stdio pump against a server that reads one line and writes its whole answer before it
+//! reads the next (`mcp-echo-server --serial`, blocking writes like most simple servers): many
+//! large calls at once must all be answered, on both inbound transports, also while the client
+//! reads slowly. On a bridge that writes stdin while not reading stdout, two 300 KB calls are
+//! enough to deadlock it with the child.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+/// Concurrent calls per test.
+const CALLS: usize = 8;
+/// Bytes of each call's argument (and of its answer).
+const SIZE: usize = 1024 * 1024;
+/// Generous: on this machine all of them take well under a second once the pump works.
+const BOUND: Duration = Duration::from_secs(60);
+
+fn serial_echo(name: &str) -> String {
+    format!("{}args = [\"--serial\"]\n", echo_server(name))
+}
+
+/// A distinct payload per call, so that a mixed-up answer is seen.
+fn payload(i: usize) -> String {
+    let head = format!("call-{i}:");
+    let fill: String = std::iter::repeat_n(char::from(b'a' + (i % 26) as u8), SIZE - head.len()).collect();
+    head + &fill
+}
+
+/// Reads an SSE POST answer, sleeping after every chunk when `slow`; returns its messages.
+async fn read_answer(resp: reqwest::Response, slow: bool) -> Vec<Value> {
+    if !slow {
+        return responses(resp).await;
+    }
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("read the answer")));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    text.split("\n\n")
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")).and_then(|d| serde_json::from_str(d).ok()))
+        .collect()
+}
+
+fn check(answer: &Value, i: usize) {
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("call {i}: not an echo answer"));
+    assert_eq!(text.len(), SIZE, "call {i}: answer size");
+    assert!(text == payload(i), "call {i}: the answer is another call's payload or corrupted");
+}
+
+async fn streamable_calls(slow: bool) {
+    let bridge = Bridge::start(&serial_echo("echo"), &[]).await;
+    let session = std::sync::Arc::new(McpSession::open(&bridge.url("/mcp/echo")).await);
+    let started = Instant::now();
+    let calls = (0..CALLS).map(|i| {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let id = 100 + i as u64;
+            let resp = session.post(&echo_call(id, &payload(i))).await;
+            assert_eq!(resp.status(), 200, "call {i}: status");
+            let answers = read_answer(resp, slow).await;
+            let answer = answers.iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("call {i}: no answer"));
+            check(answer, i);
+        })
+    });
+    let all = futures_util::future::join_all(calls);
+    let results = tokio::time::timeout(BOUND, all)
+        .await
+        .unwrap_or_else(|_| panic!("{CALLS} concurrent {SIZE}-byte calls were not all answered within {BOUND:?} (deadlock)"));
+    for r in results {
+        r.expect("call task");
+    }
+    eprintln!(
+        "streamable{}: {CALLS} concurrent calls of {SIZE} bytes answered in {} ms",
+        if slow { " (slow reader)" } else { "" },
+        started.elapsed().as_millis()
+    );
+}
+
+async fn legacy_calls(slow: bool) {
+    let bridge = Bridge::start(&serial_echo("echo"), &[]).await;
+    let mut session = LegacySession::open(&bridge.base(), "echo").await;
+    let started = Instant::now();
+    let (http, endpoint) = (session.http.clone(), session.endpoint.clone());
+    let posts: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let (http, endpoint) = (http.clone(), endpoint.clone());
+            tokio::spawn(async move {
+                let body = echo_call(100 + i as u64, &payload(i)).to_string();
+                let r = http.post(&endpoint).header("content-type", "application/json").body(body).send().await.expect("POST");
+                assert_eq!(r.status(), 202, "call {i} is accepted");
+            })
+        })
+        .collect();
+    let read = async {
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < CALLS {
+            let m = session.next_message(BOUND).await.expect("the stream ends only with the session");
+            let Some(i) = m["id"].as_u64().and_then(|id| id.checked_sub(100)).map(|i| i as usize) else { continue };
+            check(&m, i);
+            seen.insert(i);
+            if slow {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    let (posted, ()) = tokio::time::timeout(BOUND, futures_util::future::join(futures_util::future::join_all(posts), read))
+        .await
+        .unwrap_or_else(|_| panic!("{CALLS} concurrent {SIZE}-byte calls were not all answered within {BOUND:?} (deadlock)"));
+    for p in posted {
+        p.expect("POST task");
+    }
+    eprintln!(
+        "sse{}: {CALLS} concurrent calls of {SIZE} bytes answered in {} ms",
+        if slow { " (slow reader)" } else { "" },
+        started.elapsed().as_millis()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_concurrent_calls_are_all_answered_on_streamable_http() {
+    streamable_calls(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_concurrent_calls_are_all_answered_on_streamable_http_to_a_slow_reader() {
+    streamable_calls(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_concurrent_calls_are_all_answered_on_legacy_sse() {
+    legacy_calls(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_concurrent_calls_are_all_answered_on_legacy_sse_to_a_slow_reader() {
+    legacy_calls(true).await;
+}
+
+#[test]
+fn payloads_differ_per_call() {
+    assert_ne!(payload(0), payload(1));
+    assert_eq!(payload(7).len(), SIZE);
+}
