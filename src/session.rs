@@ -3,6 +3,7 @@
 //! each upstream message to the stream the client expects it on.
 
 pub mod event_log;
+mod queue;
 pub mod registry;
 pub mod store;
 
@@ -349,6 +350,9 @@ pub enum AttachError {
 pub enum SendError {
     #[error("session ended: {0}")]
     Ended(CloseReason),
+    /// The upstream's queue stayed full (see `session/queue.rs`): nothing was sent.
+    #[error("the upstream is not taking messages: its queue stayed full for {0:?}")]
+    Busy(std::time::Duration),
 }
 
 pub struct Session {
@@ -519,13 +523,18 @@ impl Session {
     /// Sends client messages upstream. Requests are registered first, so that their
     /// responses route to `stream`; the upstream starts on the first message.
     pub async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
-        let tx = {
+        self.enqueue(messages, stream).await
+    }
+
+    /// Registers the requests among `messages` against `stream` (see [`Session::send`]).
+    fn register(&self, messages: &[(Bytes, Peek)], stream: u32) -> Result<(), SendError> {
+        {
             let mut st = self.state();
             if let Some(reason) = st.ended {
                 return Err(SendError::Ended(reason));
             }
             st.last_activity = Instant::now();
-            for (raw, peek) in &messages {
+            for (raw, peek) in messages {
                 if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
                     st.cancelled(raw);
                 }
@@ -571,6 +580,17 @@ impl Session {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The upstream's queue, starting the upstream on the session's first message.
+    fn upstream_tx(&self) -> Result<mpsc::Sender<Bytes>, SendError> {
+        {
+            let mut st = self.state();
+            if let Some(reason) = st.ended {
+                return Err(SendError::Ended(reason));
+            }
             if matches!(st.upstream, UpstreamState::NotStarted) {
                 let resume = st.upstream_session.clone().map(|(url, id)| upstream::Resume {
                     url,
@@ -581,17 +601,10 @@ impl Session {
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
-                UpstreamState::Running(up) => up.tx.clone(),
-                _ => return Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
-            }
-        };
-        for (raw, _) in messages {
-            if tx.send(raw).await.is_err() {
-                // The upstream is gone; the session task ends the session and errors pending.
-                break;
+                UpstreamState::Running(up) => Ok(up.tx.clone()),
+                _ => Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
             }
         }
-        Ok(())
     }
 
     /// Opens a POST stream for `requests` requests, read by a client connected here.

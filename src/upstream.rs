@@ -5,6 +5,7 @@
 mod http;
 pub mod modern;
 pub mod pool;
+mod pump;
 mod shared;
 mod sse;
 mod stdio;

@@ -146,3 +146,32 @@ fn payloads_differ_per_call() {
     assert_ne!(payload(0), payload(1));
     assert_eq!(payload(7).len(), SIZE);
 }
+
+/// A child that stopped reading: once its pipe and the bridge's queue for it are full, a POST
+/// waits a bounded time and is answered 503 with a JSON-RPC error, instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_upstream_queue_answers_503_after_a_bounded_wait() {
+    let config = format!("{}args = [\"--stop-reading-after\", \"2\"]\n", echo_server("hung"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let session = McpSession::open(&bridge.url("/mcp/hung")).await;
+    let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/padding", "params": {"pad": "p".repeat(16 * 1024)}});
+    // The pipe holds 64 KiB, the bridge's queue 256 messages: well under 400 notifications.
+    for n in 0..400 {
+        let resp = tokio::time::timeout(Duration::from_secs(30), session.post(&note))
+            .await
+            .unwrap_or_else(|_| panic!("POST {n} hung on a full upstream queue"));
+        match resp.status().as_u16() {
+            202 => continue,
+            503 => {
+                assert!(resp.headers().contains_key("retry-after"), "503 says when to retry");
+                let body = resp.text().await.unwrap_or_default();
+                assert!(rpc_error_code(&body).is_some(), "503 carries a JSON-RPC error: {body}");
+                assert!(body.contains("queue"), "the error says why: {body}");
+                eprintln!("503 after {n} accepted notifications of 16 KiB: {body}");
+                return;
+            }
+            s => panic!("POST {n}: unexpected status {s}: {}", resp.text().await.unwrap_or_default()),
+        }
+    }
+    panic!("400 notifications were all accepted by a child that reads nothing");
+}

@@ -1,0 +1,98 @@
+//! The stdio pump: a child's stdout is read by the upstream task, its stdin written by a
+//! task of its own, so neither direction ever waits for the other. (Awaiting a write to
+//! stdin while not reading stdout deadlocks with any child that writes its answer before it
+//! reads the next line: both pipes fill, and each side waits for the other for ever.)
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{ChildStdin, ChildStdout};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use super::UpstreamEvent;
+
+/// Longest line a child may write: a message bigger than this ends the session.
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// How the pump ended, when the session did not end it.
+pub(super) struct Ended {
+    pub detail: String,
+}
+
+/// Aborts the writer when the pump is dropped (the session ended and aborted its upstream).
+struct Writer(JoinHandle<Option<String>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Moves client messages to the child and the child's lines to the session until one side
+/// ends. `None`: the session went away first, nothing is left to report.
+pub(super) async fn run(
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    rx: mpsc::Receiver<Bytes>,
+    events: &mpsc::Sender<UpstreamEvent>,
+) -> Option<Ended> {
+    let mut writer = Writer(tokio::spawn(write_stdin(stdin, rx)));
+    let mut out = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    let detail = loop {
+        tokio::select! {
+            line = out.next() => match line {
+                Some(Ok(line)) => {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if events.send(UpstreamEvent::Message(Bytes::from(line))).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(Err(e)) => break format!("unreadable output: {e}"),
+                None => break "closed its stdout".to_string(),
+            },
+            written = &mut writer.0 => match written {
+                Ok(Some(detail)) => break detail,
+                // The session dropped its sender: it is ending, and drops this task next.
+                Ok(None) | Err(_) => return None,
+            },
+        }
+    };
+    Some(Ended { detail })
+}
+
+/// Writes each queued message as one line; returns why it stopped, or `None` when the
+/// queue closed (the session is ending).
+async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>) -> Option<String> {
+    while let Some(msg) = rx.recv().await {
+        if let Err(e) = stdin.write_all(&line_of(&msg)).await {
+            return Some(format!("stdin write failed: {e}"));
+        }
+    }
+    None
+}
+
+/// One message as one line. Raw newlines in valid JSON are only whitespace between tokens,
+/// so replacing them keeps the message's meaning while keeping the framing intact.
+fn line_of(msg: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(msg.len() + 1);
+    buf.extend_from_slice(msg);
+    for b in buf.iter_mut() {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+    buf.extend_from_slice(b"\n");
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_of_flattens_pretty_json() {
+        assert_eq!(&super::line_of(b"{\n  \"a\": 1\r\n}")[..], b"{   \"a\": 1  }\n");
+    }
+}
