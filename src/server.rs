@@ -68,6 +68,7 @@ impl AppState {
 
     pub fn new(config: Config, instance: String, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
         let children = upstream::ChildSlots::new(config.limits.max_children);
+        let pump = config.limits.pump;
         let http = reqwest::Client::builder().build().expect("the HTTP client builds with default settings");
         let instance: Arc<str> = instance.into();
         AppState {
@@ -88,6 +89,7 @@ impl AppState {
                 shared: Arc::default(),
                 eras: Arc::default(),
                 changes: Arc::default(),
+                pump,
             },
             instance,
         }

@@ -126,6 +126,8 @@ close_reasons! {
     Completed => "completed",
     UpstreamExited => "upstream_exited",
     UpstreamFailedToStart => "upstream_failed_to_start",
+    /// The child read none of its stdin for `limits.upstream_stall` while messages waited.
+    UpstreamStalled => "upstream_stalled",
     Shutdown => "shutdown",
     /// The client read too slowly; its queue filled. The events stay in the log.
     SlowConsumer => "slow_consumer",

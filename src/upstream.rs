@@ -60,6 +60,8 @@ pub struct Context {
     pub eras: Arc<modern::Eras>,
     /// List changes on 2026-07-28 backing sessions, for listen streams.
     pub changes: Arc<crate::stateless::Changes>,
+    /// `limits.upstream_stall` and `limits.max_message`.
+    pub pump: crate::config::pump::PumpLimits,
 }
 
 /// Counts running child processes against `limits.max_children`.
@@ -119,7 +121,7 @@ pub fn start(
     let name: Arc<str> = server.name.as_str().into();
     let task = match server.upstream.clone() {
         UpstreamSpec::Stdio { command, args, env, cwd } => {
-            let spec = stdio::Spec { command, args, env, cwd };
+            let spec = stdio::Spec { command, args, env, cwd, pump: ctx.pump };
             if server.shared {
                 let shared = ctx.shared.get(&server.name, spec, ctx.children.clone());
                 tokio::spawn(shared.serve(session, rx, events))

@@ -151,7 +151,7 @@ fn payloads_differ_per_call() {
 /// waits a bounded time and is answered 503 with a JSON-RPC error, instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_upstream_queue_answers_503_after_a_bounded_wait() {
-    let config = format!("{}args = [\"--stop-reading-after\", \"2\"]\n", echo_server("hung"));
+    let config = format!("[limits]\nupstream_stall = \"off\"\n{}args = [\"--stop-reading-after\", \"2\"]\n", echo_server("hung"));
     let bridge = Bridge::start(&config, &[]).await;
     let session = McpSession::open(&bridge.url("/mcp/hung")).await;
     let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/padding", "params": {"pad": "p".repeat(16 * 1024)}});
@@ -174,4 +174,44 @@ async fn a_full_upstream_queue_answers_503_after_a_bounded_wait() {
         }
     }
     panic!("400 notifications were all accepted by a child that reads nothing");
+}
+
+/// A child that reads nothing more while a request waits to be written ends its session as
+/// `upstream_stalled` after `limits.upstream_stall`: it is killed, and the waiting request is
+/// answered with an error at once rather than after `request_timeout` (10 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_stops_reading_ends_as_upstream_stalled() {
+    let config = format!("[limits]\nupstream_stall = \"1s\"\n{}args = [\"--stop-reading-after\", \"2\"]\n", echo_server("hung"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let session = McpSession::open(&bridge.url("/mcp/hung")).await;
+    let started = Instant::now();
+    // Bigger than the pipe, so the bridge is left waiting to write it.
+    let resp = session.post(&echo_call(7, &payload(0))).await;
+    assert_eq!(resp.status(), 200, "the call opens its stream");
+    let answers = tokio::time::timeout(Duration::from_secs(30), responses(resp))
+        .await
+        .expect("the waiting request is answered long before request_timeout");
+    let answer = answers.iter().find(|m| m["id"] == 7).unwrap_or_else(|| panic!("an answer to call 7: {answers:?}"));
+    let message = answer["error"]["message"].as_str().unwrap_or_else(|| panic!("an error answer: {answer}"));
+    assert!(message.contains("upstream_stalled"), "the error names the reason: {message}");
+    eprintln!("stalled child: the request was answered in {} ms: {message}", started.elapsed().as_millis());
+    let line = bridge
+        .wait_for_log_line("session ended (upstream_stalled)", Duration::from_secs(10), |l| {
+            l.contains("session ended") && l.contains("reason=upstream_stalled")
+        })
+        .await;
+    assert!(line.contains(&session.id), "the line names the session: {line}");
+    let pid: u32 = bridge
+        .log()
+        .lines()
+        .find(|l| l.contains("upstream started"))
+        .and_then(|l| l.split("pid=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the child's pid in the log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "the stalled child {pid} was killed and reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

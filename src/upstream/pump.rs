@@ -3,6 +3,8 @@
 //! stdin while not reading stdout deadlocks with any child that writes its answer before it
 //! reads the next line: both pipes fill, and each side waits for the other for ever.)
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -12,17 +14,20 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::UpstreamEvent;
+use crate::config::pump::PumpLimits;
+use crate::session::CloseReason;
 
 /// Longest line a child may write: a message bigger than this ends the session.
 const MAX_LINE: usize = 64 * 1024 * 1024;
 
 /// How the pump ended, when the session did not end it.
 pub(super) struct Ended {
+    pub reason: CloseReason,
     pub detail: String,
 }
 
 /// Aborts the writer when the pump is dropped (the session ended and aborted its upstream).
-struct Writer(JoinHandle<Option<String>>);
+struct Writer(JoinHandle<Option<Ended>>);
 
 impl Drop for Writer {
     fn drop(&mut self) {
@@ -37,8 +42,9 @@ pub(super) async fn run(
     stdout: ChildStdout,
     rx: mpsc::Receiver<Bytes>,
     events: &mpsc::Sender<UpstreamEvent>,
+    limits: PumpLimits,
 ) -> Option<Ended> {
-    let mut writer = Writer(tokio::spawn(write_stdin(stdin, rx)));
+    let mut writer = Writer(tokio::spawn(write_stdin(stdin, rx, limits.upstream_stall)));
     let mut out = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
     let detail = loop {
         tokio::select! {
@@ -55,21 +61,44 @@ pub(super) async fn run(
                 None => break "closed its stdout".to_string(),
             },
             written = &mut writer.0 => match written {
-                Ok(Some(detail)) => break detail,
+                Ok(Some(ended)) => return Some(ended),
                 // The session dropped its sender: it is ending, and drops this task next.
                 Ok(None) | Err(_) => return None,
             },
         }
     };
-    Some(Ended { detail })
+    Some(Ended { reason: CloseReason::UpstreamExited, detail })
 }
 
 /// Writes each queued message as one line; returns why it stopped, or `None` when the
-/// queue closed (the session is ending).
-async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>) -> Option<String> {
+/// queue closed (the session is ending). A child that takes no byte of a waiting message
+/// within `stall` has stalled.
+async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stall: Option<Duration>) -> Option<Ended> {
+    let exited = |detail: String| Some(Ended { reason: CloseReason::UpstreamExited, detail });
     while let Some(msg) = rx.recv().await {
-        if let Err(e) = stdin.write_all(&line_of(&msg)).await {
-            return Some(format!("stdin write failed: {e}"));
+        let line = line_of(&msg);
+        let mut done = 0;
+        while done < line.len() {
+            let write = stdin.write(&line[done..]);
+            let wrote = match stall {
+                Some(stall) => match tokio::time::timeout(stall, write).await {
+                    Ok(w) => w,
+                    Err(_) => {
+                        let detail = format!(
+                            "read none of its stdin for {stall:?} (limits.upstream_stall) while {} bytes of a message and {} more messages waited",
+                            line.len() - done,
+                            rx.len()
+                        );
+                        return Some(Ended { reason: CloseReason::UpstreamStalled, detail });
+                    }
+                },
+                None => write.await,
+            };
+            match wrote {
+                Ok(0) => return exited("closed its stdin".into()),
+                Ok(n) => done += n,
+                Err(e) => return exited(format!("stdin write failed: {e}")),
+            }
         }
     }
     None

@@ -25,6 +25,7 @@ pub(super) struct Spec {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
+    pub pump: crate::config::pump::PumpLimits,
 }
 
 /// Kills the child's process group when dropped (the task ended or was aborted).
@@ -88,12 +89,17 @@ pub(super) async fn run(
             tracing::info!(target: "mcp_bridge::upstream_stderr", session = %session, server = %log_server, "{line}");
         }
     });
-    let Some(super::pump::Ended { detail }) = super::pump::run(stdin, stdout, rx, &events).await else { return };
+    let Some(super::pump::Ended { reason, detail }) = super::pump::run(stdin, stdout, rx, &events, spec.pump).await else {
+        return;
+    };
+    if reason == CloseReason::UpstreamStalled {
+        drop(_group);
+    }
     let status = match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
         Ok(Ok(s)) => s.to_string(),
         _ => "still running; killed".to_string(),
     };
     let detail = format!("`{}` {detail} ({status})", spec.command);
     tracing::warn!(session = %session, server = %server, "upstream exited: {detail}");
-    let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamExited, detail }).await;
+    let _ = events.send(UpstreamEvent::Closed { reason, detail }).await;
 }
