@@ -2,6 +2,7 @@
 //! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
+mod framing;
 mod http;
 pub mod modern;
 pub mod pool;

@@ -215,3 +215,25 @@ async fn a_child_that_stops_reading_ends_as_upstream_stalled() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An answer over `limits.max_message` is skipped as it streams past: its request gets an error
+/// that says why, and the next answer on the same session arrives intact (the pump stays in
+/// step with the child's lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_max_message_becomes_an_error_and_the_pump_stays_in_step() {
+    let config = format!("[limits]\nmax_message = 65536\n{}", serial_echo("echo"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let session = McpSession::open(&bridge.url("/mcp/echo")).await;
+    let resp = session.post(&echo_call(9, &"z".repeat(100_000))).await;
+    assert_eq!(resp.status(), 200, "the call opens its stream");
+    let answers = tokio::time::timeout(Duration::from_secs(30), responses(resp)).await.expect("an answer");
+    let answer = answers.iter().find(|m| m["id"] == 9).unwrap_or_else(|| panic!("an answer to call 9: {answers:?}"));
+    let message = answer["error"]["message"].as_str().unwrap_or_else(|| panic!("an error answer: {answer}"));
+    assert!(message.contains("limits.max_message") && message.contains("65536"), "the error says why: {message}");
+    assert_eq!(session.echo(10, "still in step").await, "still in step");
+    let big_but_allowed = "y".repeat(60_000);
+    assert_eq!(session.echo(11, &big_but_allowed).await, big_but_allowed);
+    bridge
+        .wait_for_log_line("about the dropped answer", Duration::from_secs(5), |l| l.contains("dropped an upstream answer"))
+        .await;
+}

@@ -11,14 +11,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::FramedRead;
 
+use super::framing::{Codec, Line, Names};
 use super::UpstreamEvent;
 use crate::config::pump::PumpLimits;
+use crate::jsonrpc;
 use crate::session::CloseReason;
-
-/// Longest line a child may write: a message bigger than this ends the session.
-const MAX_LINE: usize = 64 * 1024 * 1024;
 
 /// How the pump ended, when the session did not end it.
 pub(super) struct Ended {
@@ -45,20 +44,22 @@ pub(super) async fn run(
     limits: PumpLimits,
 ) -> Option<Ended> {
     let mut writer = Writer(tokio::spawn(write_stdin(stdin, rx, limits.upstream_stall)));
-    let mut out = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut out = FramedRead::new(stdout, Codec::new(limits.max_message));
     let detail = loop {
         tokio::select! {
-            line = out.next() => match line {
-                Some(Ok(line)) => {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    if events.send(UpstreamEvent::Message(Bytes::from(line))).await.is_err() {
-                        return None;
-                    }
+            line = out.next() => {
+                let msg = match line {
+                    Some(Ok(Line::Message(msg))) => msg,
+                    Some(Ok(Line::TooLong { size, names })) => match too_long(size, names, limits.max_message) {
+                        Some(error) => error,
+                        None => continue,
+                    },
+                    Some(Err(e)) => break format!("unreadable output: {e}"),
+                    None => break "closed its stdout".to_string(),
+                };
+                if events.send(UpstreamEvent::Message(msg)).await.is_err() {
+                    return None;
                 }
-                Some(Err(e)) => break format!("unreadable output: {e}"),
-                None => break "closed its stdout".to_string(),
             },
             written = &mut writer.0 => match written {
                 Ok(Some(ended)) => return Some(ended),
@@ -68,6 +69,27 @@ pub(super) async fn run(
         }
     };
     Some(Ended { reason: CloseReason::UpstreamExited, detail })
+}
+
+/// A message over `limits.max_message` was skipped: an answer becomes an error answer to
+/// its request; anything else (a notification, a server request, no id found) is only logged.
+fn too_long(size: usize, names: Names, max: usize) -> Option<Bytes> {
+    let what = format!("{size} bytes, more than limits.max_message ({max} bytes)");
+    match names.id {
+        Some(id) if !names.method => {
+            tracing::warn!(request = %id, "dropped an upstream answer of {what}; its request gets an error");
+            let msg = format!("mcp-bridge: the upstream's answer was {what}; it was dropped");
+            Some(jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &msg))
+        }
+        Some(id) => {
+            tracing::warn!(request = %id, "dropped an upstream request of {what}");
+            None
+        }
+        None => {
+            tracing::warn!("dropped an upstream message of {what} that names no request");
+            None
+        }
+    }
 }
 
 /// Writes each queued message as one line; returns why it stopped, or `None` when the

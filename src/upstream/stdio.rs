@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::UpstreamEvent;
 use crate::session::{CloseReason, SessionId};
@@ -89,7 +90,9 @@ pub(super) async fn run(
             tracing::info!(target: "mcp_bridge::upstream_stderr", session = %session, server = %log_server, "{line}");
         }
     });
-    let Some(super::pump::Ended { reason, detail }) = super::pump::run(stdin, stdout, rx, &events, spec.pump).await else {
+    let span = tracing::info_span!("pump", session = %session, server = %server);
+    let pumped = super::pump::run(stdin, stdout, rx, &events, spec.pump).instrument(span).await;
+    let Some(super::pump::Ended { reason, detail }) = pumped else {
         return;
     };
     if reason == CloseReason::UpstreamStalled {
