@@ -53,7 +53,11 @@ fn check(answer: &Value, i: usize) {
 }
 
 async fn streamable_calls(slow: bool) {
-    let bridge = Bridge::start(&serial_echo("echo"), &[]).await;
+    streamable_calls_to(&serial_echo("echo"), slow).await;
+}
+
+async fn streamable_calls_to(config: &str, slow: bool) {
+    let bridge = Bridge::start(config, &[]).await;
     let session = std::sync::Arc::new(McpSession::open(&bridge.url("/mcp/echo")).await);
     let started = Instant::now();
     let calls = (0..CALLS).map(|i| {
@@ -129,6 +133,12 @@ async fn large_concurrent_calls_are_all_answered_on_streamable_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_concurrent_calls_are_all_answered_on_streamable_http_to_a_slow_reader() {
     streamable_calls(true).await;
+}
+
+/// The same through one child shared by every session (its pump is the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_concurrent_calls_are_all_answered_through_a_shared_child() {
+    streamable_calls_to(&format!("{}sharing = \"shared\"\n", serial_echo("echo")), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
