@@ -247,3 +247,24 @@ async fn an_answer_over_max_message_becomes_an_error_and_the_pump_stays_in_step(
         .wait_for_log_line("about the dropped answer", Duration::from_secs(5), |l| l.contains("dropped an upstream answer"))
         .await;
 }
+
+/// The same bound on a remote Streamable HTTP upstream (server-everything): an answer over
+/// `limits.max_message` is refused without being held, its request gets an error that says
+/// why, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_answer_over_max_message_becomes_an_error() {
+    let remote = Everything::start("streamableHttp").await;
+    let config = format!(
+        "[limits]\nmax_message = 65536\n[servers.remote]\nurl = \"{}\"\ntype = \"streamable-http\"\n",
+        remote.url("/mcp")
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    let session = McpSession::open(&bridge.url("/mcp/remote")).await;
+    let resp = session.post(&echo_call(9, &"z".repeat(100_000))).await;
+    assert_eq!(resp.status(), 200, "the call opens its stream");
+    let answers = tokio::time::timeout(Duration::from_secs(30), responses(resp)).await.expect("an answer");
+    let answer = answers.iter().find(|m| m["id"] == 9).unwrap_or_else(|| panic!("an answer to call 9: {answers:?}"));
+    let message = answer["error"]["message"].as_str().unwrap_or_else(|| panic!("an error answer: {answer}"));
+    assert!(message.contains("limits.max_message") && message.contains("65536"), "the error says why: {message}");
+    assert!(session.echo(10, "still here").await.contains("still here"));
+}

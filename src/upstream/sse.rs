@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 
-use super::{sse_events, with_headers, Context, UpstreamEvent};
+use super::{sse_events_within, with_headers, Context, UpstreamEvent, TOO_LONG_EVENT};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
@@ -34,7 +34,8 @@ pub(super) async fn run(
         }
     };
     let base = resp.url().clone();
-    let mut stream = std::pin::pin!(sse_events(resp));
+    let max = ctx.pump.max_message;
+    let mut stream = std::pin::pin!(sse_events_within(resp, max));
     let endpoint = loop {
         match stream.next().await {
             Some(ev) if ev.event.as_deref() == Some("endpoint") => match base.join(ev.data.trim()) {
@@ -60,6 +61,11 @@ pub(super) async fn run(
     let _poster = Poster(tokio::spawn(post.run(rx)));
     loop {
         match stream.next().await {
+            Some(ev) if ev.event.as_deref() == Some(TOO_LONG_EVENT) => {
+                let detail = format!("the remote SSE stream {url} sent an event over limits.max_message ({max} bytes)");
+                let _ = events.send(closed(CloseReason::UpstreamExited, detail)).await;
+                return;
+            }
             Some(ev) if matches!(ev.event.as_deref(), None | Some("message")) => {
                 if ev.data.trim().is_empty() {
                     continue;
