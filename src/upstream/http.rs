@@ -157,8 +157,16 @@ async fn serve(
         let is_request = peek.as_ref().is_some_and(|p| p.kind == Kind::Request);
         if !is_request {
             // Notifications and answers are acknowledged at once (202): sending them in line
-            // keeps their order, so `initialized` is there before the next request.
-            if let Err(detail) = remote.post(msg, peek, true).await {
+            // keeps their order, so `initialized` is there before the next request. A server
+            // that holds one longer than `limits.upstream_stall` is not waited for further.
+            let posted = remote.post(msg, peek, true);
+            let posted = match remote.ctx.pump.upstream_stall {
+                Some(bound) => {
+                    tokio::time::timeout(bound, posted).await.unwrap_or_else(|_| Err(format!("no answer within {bound:?}")))
+                }
+                None => posted.await,
+            };
+            if let Err(detail) = posted {
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
             if starts_get {
