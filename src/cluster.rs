@@ -466,13 +466,13 @@ impl Cluster {
         let sink = |token| Sink::Remote { cluster: self.clone(), instance: from.into(), token };
         match body {
             Request::Send { stream, messages } => {
-                s.send(peeked(messages)?, stream).await.map_err(Failure::new)?;
+                s.send(peeked(messages)?, stream).await.map_err(Failure::send)?;
                 Ok(Reply::Sent)
             }
             Request::Open { requests, json, token, messages } => {
                 let messages = peeked(messages)?;
                 let opened = s.open_stream_with(requests, json, sink(token), CloseCell::default()).map_err(Failure::new)?;
-                s.send(messages, opened.stream).await.map_err(Failure::new)?;
+                s.send(messages, opened.stream).await.map_err(Failure::send)?;
                 Ok(Reply::Opened { stream: opened.stream, priming: opened.priming, polling: opened.polling })
             }
             Request::Attach { stream, after, replace, token } => {

@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 pub mod limits;
+pub mod pump;
 mod sessions;
 pub mod tls;
 
@@ -62,6 +63,8 @@ pub struct Limits {
     /// A write to a client blocked this long closes the connection (a client that stopped
     /// reading); its events wait in the session's log for a resume.
     pub write_timeout: Duration,
+    /// `upstream_stall` and `max_message` (see `config/pump.rs`).
+    pub pump: pump::PumpLimits,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             request_timeout: Some(Duration::from_secs(600)),
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            pump: pump::PumpLimits::default(),
         }
     }
 }
@@ -237,6 +241,8 @@ struct LimitsModel {
     request_timeout: Option<String>,
     header_read_timeout: Option<String>,
     write_timeout: Option<String>,
+    upstream_stall: Option<String>,
+    max_message: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -391,6 +397,7 @@ impl FileModel {
             },
             header_read_timeout: dur("limits.header_read_timeout", &l.header_read_timeout, d.header_read_timeout)?,
             write_timeout: dur("limits.write_timeout", &l.write_timeout, d.write_timeout)?,
+            pump: pump::PumpLimits::parse(l.upstream_stall.as_deref(), l.max_message).map_err(|(k, r)| invalid(k, r))?,
         };
         let mut servers = BTreeMap::new();
         for (name, model) in entries {

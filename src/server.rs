@@ -77,6 +77,7 @@ impl AppState {
 
     pub fn new(config: Config, instance: String, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
         let children = upstream::ChildSlots::new(config.limits.max_children);
+        let pump = config.limits.pump;
         let http = crate::config::tls::shared_client();
         let instance: Arc<str> = instance.into();
         AppState {
@@ -97,6 +98,7 @@ impl AppState {
                 shared: Arc::default(),
                 eras: Arc::default(),
                 changes: Arc::default(),
+                pump,
             },
             instance,
         }

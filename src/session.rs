@@ -5,6 +5,7 @@
 pub mod event_log;
 mod log_memory;
 pub mod pending;
+mod queue;
 pub mod registry;
 pub mod store;
 
@@ -127,6 +128,8 @@ close_reasons! {
     Completed => "completed",
     UpstreamExited => "upstream_exited",
     UpstreamFailedToStart => "upstream_failed_to_start",
+    /// The child read none of its stdin for `limits.upstream_stall` while messages waited.
+    UpstreamStalled => "upstream_stalled",
     Shutdown => "shutdown",
     /// The client read too slowly; its queue filled. The events stay in the log.
     SlowConsumer => "slow_consumer",
@@ -351,6 +354,9 @@ pub enum AttachError {
 pub enum SendError {
     #[error("session ended: {0}")]
     Ended(CloseReason),
+    /// The upstream's queue stayed full (see `session/queue.rs`): nothing was sent.
+    #[error("the upstream is not taking messages: its queue stayed full for {0:?}")]
+    Busy(std::time::Duration),
 }
 
 pub struct Session {
@@ -525,14 +531,20 @@ impl Session {
 
     /// Sends client messages upstream. Requests are registered first, so that their
     /// responses route to `stream`; the upstream starts on the first message.
-    pub async fn send(&self, mut messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
-        let tx = {
+    pub async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
+        self.enqueue(messages, stream).await
+    }
+
+    /// Registers the requests among `messages` against `stream` (see [`Session::send`]) and
+    /// returns those the session admits (see `State::admit`); the rest are answered already.
+    fn register(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<Vec<(Bytes, Peek)>, SendError> {
+        let messages = {
             let mut st = self.state();
             if let Some(reason) = st.ended {
                 return Err(SendError::Ended(reason));
             }
             st.last_activity = Instant::now();
-            messages = st.admit(std::mem::take(&mut messages), stream, self.settings.max_pending);
+            let messages = st.admit(messages, stream, self.settings.max_pending);
             for (raw, peek) in &messages {
                 if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
                     st.cancelled(raw);
@@ -579,6 +591,18 @@ impl Session {
                     }
                 }
             }
+            messages
+        };
+        Ok(messages)
+    }
+
+    /// The upstream's queue, starting the upstream on the session's first message.
+    fn upstream_tx(&self) -> Result<mpsc::Sender<Bytes>, SendError> {
+        {
+            let mut st = self.state();
+            if let Some(reason) = st.ended {
+                return Err(SendError::Ended(reason));
+            }
             if matches!(st.upstream, UpstreamState::NotStarted) {
                 let resume = st.upstream_session.clone().map(|(url, id)| upstream::Resume {
                     url,
@@ -590,17 +614,10 @@ impl Session {
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
-                UpstreamState::Running(up) => up.tx.clone(),
-                _ => return Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
-            }
-        };
-        for (raw, _) in messages {
-            if tx.send(raw).await.is_err() {
-                // The upstream is gone; the session task ends the session and errors pending.
-                break;
+                UpstreamState::Running(up) => Ok(up.tx.clone()),
+                _ => Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
             }
         }
-        Ok(())
     }
 
     /// Opens a POST stream for `requests` requests, read by a client connected here.

@@ -42,7 +42,8 @@ pub fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 }
 
 /// The HTTP answer for a failed session operation: 404 with `-32001` for a session that is
-/// gone, 409 for a second stream, 503 when the cluster cannot be reached.
+/// gone, 409 for a second stream, 503 when the cluster cannot be reached or the upstream's
+/// queue stays full.
 pub fn op_error(e: crate::session::store::OpError) -> Response {
     use crate::session::store::OpError;
     match &e {
@@ -62,6 +63,12 @@ pub fn op_error(e: crate::session::store::OpError) -> Response {
         }
         OpError::Unavailable(_) => {
             rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::INTERNAL_ERROR, &format!("Service Unavailable: {e}"))
+        }
+        OpError::Busy(_) => {
+            let mut resp =
+                rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::INTERNAL_ERROR, &format!("Service Unavailable: {e}"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
         }
     }
 }

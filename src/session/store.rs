@@ -53,11 +53,17 @@ pub enum OpError {
     /// The session's cap on requests in flight: 429.
     #[error(transparent)]
     TooManyPending(#[from] super::pending::PendingError),
+    /// The session's upstream is not taking messages (its queue stayed full): 503.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<SendError> for OpError {
     fn from(e: SendError) -> Self {
-        OpError::NotFound(e.to_string())
+        match e {
+            SendError::Busy(_) => OpError::Busy(e.to_string()),
+            SendError::Ended(_) => OpError::NotFound(e.to_string()),
+        }
     }
 }
 
@@ -75,6 +81,7 @@ impl From<ClusterError> for OpError {
     fn from(e: ClusterError) -> Self {
         match e {
             ClusterError::Remote { failure, .. } if failure.conflict => OpError::Conflict(failure.message),
+            ClusterError::Remote { failure, .. } if failure.busy => OpError::Busy(failure.message),
             ClusterError::Remote { failure, .. } => OpError::NotFound(failure.message),
             e => OpError::Unavailable(e),
         }

@@ -12,7 +12,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::{mpsc, oneshot};
 
 use super::pool::{Lease, Pool};
-use super::{sse_events, with_headers, Context, Resume, UpstreamEvent};
+use super::{sse_events_within, with_headers, Context, Resume, UpstreamEvent, TOO_LONG_EVENT};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
@@ -32,6 +32,8 @@ struct StreamEnd {
     answered: bool,
     last_id: Option<String>,
     retry: Option<u64>,
+    /// An event was over `limits.max_message`; the stream was closed there.
+    too_long: bool,
 }
 
 /// Upstream session state shared by the request tasks.
@@ -157,8 +159,16 @@ async fn serve(
         let is_request = peek.as_ref().is_some_and(|p| p.kind == Kind::Request);
         if !is_request {
             // Notifications and answers are acknowledged at once (202): sending them in line
-            // keeps their order, so `initialized` is there before the next request.
-            if let Err(detail) = remote.post(msg, peek, true).await {
+            // keeps their order, so `initialized` is there before the next request. A server
+            // that holds one longer than `limits.upstream_stall` is not waited for further.
+            let posted = remote.post(msg, peek, true);
+            let posted = match remote.ctx.pump.upstream_stall {
+                Some(bound) => {
+                    tokio::time::timeout(bound, posted).await.unwrap_or_else(|_| Err(format!("no answer within {bound:?}")))
+                }
+                None => posted.await,
+            };
+            if let Err(detail) = posted {
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
             if starts_get {
@@ -271,6 +281,11 @@ impl Remote {
             // answer then comes on a GET that resumes after the last event id.
             let mut idle_resumes = 0;
             while let Some(id) = request_id.as_deref().filter(|_| !end.answered) {
+                if end.too_long {
+                    let max = self.ctx.pump.max_message;
+                    return fail(format!("an event of the answer to request {id} was over limits.max_message ({max} bytes)"))
+                        .await;
+                }
                 let Some(last) = end.last_id.clone() else {
                     return fail(format!("the remote server closed the stream of request {id} before answering, without an event id to resume from")).await;
                 };
@@ -294,7 +309,7 @@ impl Remote {
                 end = StreamEnd { last_id: next.last_id.or(Some(last)), retry: next.retry.or(end.retry), ..next };
             }
         } else if status != reqwest::StatusCode::ACCEPTED {
-            let body = match resp.bytes().await {
+            let body = match read_within(resp, self.ctx.pump.max_message).await {
                 Ok(b) => b,
                 Err(e) => return fail(format!("reading the answer: {e}")).await,
             };
@@ -309,8 +324,12 @@ impl Remote {
     /// the response to `request` and the last event id and `retry:` it gave.
     async fn forward_stream(&self, resp: reqwest::Response, request: Option<&str>) -> StreamEnd {
         let mut end = StreamEnd::default();
-        let mut events = std::pin::pin!(sse_events(resp));
+        let mut events = std::pin::pin!(sse_events_within(resp, self.ctx.pump.max_message));
         while let Some(ev) = events.next().await {
+            if ev.event.as_deref() == Some(TOO_LONG_EVENT) {
+                end.too_long = true;
+                break;
+            }
             end.events += 1;
             if let Some(id) = ev.id.filter(|id| !id.is_empty()) {
                 end.last_id = Some(id);
@@ -374,6 +393,25 @@ impl Remote {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
+}
+
+/// A response body of at most `max` bytes (`limits.max_message`); a longer one is refused
+/// without being held.
+async fn read_within(resp: reqwest::Response, max: usize) -> Result<Bytes, String> {
+    let over = |n: u64| format!("the answer is {n} bytes or more, over limits.max_message ({max} bytes)");
+    if let Some(n) = resp.content_length().filter(|n| *n > max as u64) {
+        return Err(over(n));
+    }
+    let mut body = bytes::BytesMut::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if body.len() + chunk.len() > max {
+            return Err(over((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Ends the upstream session when the client's session ends.

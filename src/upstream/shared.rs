@@ -187,7 +187,11 @@ impl Shared {
 
     fn send_to(&self, mux: &Mux, session: SessionId, msg: Value) {
         if let Some(m) = mux.sessions.get(&session) {
-            let _ = m.events.try_send(UpstreamEvent::Message(Bytes::from(msg.to_string())));
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                m.events.try_send(UpstreamEvent::Message(Bytes::from(msg.to_string())))
+            {
+                tracing::warn!(session = %session, server = %self.server, "dropped a message of the shared child: the session's event queue is full");
+            }
         }
     }
 
