@@ -1,0 +1,83 @@
+//! The hardening findings of issue 18, each reproduced on the real bridge binary: client-chosen
+//! metric labels, a malformed admin token hash, DNS rebinding on a public listener, a
+//! scheme-relative `X-Forwarded-Prefix`, repeated 2026-07-28 routing headers, a forged
+//! `X-Forwarded-For`, what `/readyz` and `/metrics` show without a token, and the admin guard.
+
+mod common;
+#[path = "fixtures/procfs.rs"]
+mod procfs;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{echo_server, Bridge, McpSession};
+use serde_json::json;
+
+/// One raw HTTP/1.1 exchange on a fresh connection to 127.0.0.1:`port`; `head` is every header
+/// line (`Host` included, so a test can forge or repeat it). Returns (status, head, body).
+#[allow(dead_code)]
+fn exchange(port: u16, request_line: &str, head: &[u8], body: &[u8]) -> (u16, String, String) {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+    let mut req = format!("{request_line} HTTP/1.1\r\nConnection: close\r\n").into_bytes();
+    req.extend_from_slice(head);
+    req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    req.extend_from_slice(body);
+    let _ = c.write_all(&req);
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = h.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, h.to_ascii_lowercase(), b.to_string())
+}
+
+#[allow(dead_code)]
+async fn exchange_async(port: u16, request_line: &str, head: Vec<u8>, body: Vec<u8>) -> (u16, String, String) {
+    let line = request_line.to_string();
+    tokio::task::spawn_blocking(move || exchange(port, &line, &head, &body)).await.expect("exchange task")
+}
+
+// ---- 1. metric labels -----------------------------------------------------------------------
+
+/// Finding 1 (high): a method name a client sends must not become a Prometheus label (label
+/// sets are never pruned: four 8 MiB names held 200 MiB for good and made a 671 MB scrape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_chosen_method_names_never_become_metric_labels() {
+    let config = format!("[limits]\nmax_body = 16777216\n{}", echo_server("echo"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let pid = procfs::bridge_pid(bridge.port);
+    let s = McpSession::open(&bridge.url("/mcp/echo")).await;
+    assert_eq!(s.echo(2, "warm").await, "warm");
+    let rss_before = procfs::rss_kib(pid);
+    for i in 0..4u64 {
+        let method = format!("{i}{}", "m".repeat(8 << 20));
+        let resp = s.post(&json!({"jsonrpc": "2.0", "id": 100 + i, "method": method})).await;
+        assert_eq!(resp.status(), 200, "a request with an 8 MiB method name is served (and answered by the upstream)");
+        let answers = common::responses(resp).await;
+        assert!(answers.iter().any(|m| m["id"] == 100 + i && m["error"].is_object()), "answered: {}", answers.len());
+    }
+    for i in 0..300u64 {
+        let resp = s.post(&json!({"jsonrpc": "2.0", "id": 1000 + i, "method": format!("made-up/{i}")})).await;
+        common::responses(resp).await;
+    }
+    // The admin timeline keeps clipped methods and ids.
+    let one = common::http().get(bridge.url(&format!("/admin/api/sessions/{}", s.id))).send().await.expect("timeline");
+    let body = one.text().await.expect("timeline body");
+    assert!(body.len() < 64 * 1024, "the admin timeline keeps clipped methods: {} bytes", body.len());
+    // The echo server repeats the method in its error, and the session's replay log keeps those
+    // answers: end the session, so that what is left is what the bridge keeps for good.
+    let del = common::http().delete(&s.url).header("mcp-session-id", &s.id).send().await.expect("DELETE");
+    assert_eq!(del.status(), 200, "the session ends");
+    let text = common::http().get(bridge.url("/metrics")).send().await.expect("scrape").text().await.expect("scrape body");
+    let rss_after = procfs::rss_kib(pid);
+    eprintln!("metrics: scrape {} bytes; RSS {rss_before} KiB before, {rss_after} KiB after", text.len());
+    assert!(text.len() < 64 * 1024, "the scrape stays small: {} bytes", text.len());
+    assert!(!text.contains("mmmmmmmm") && !text.contains("made-up/"), "no client-chosen method is a label");
+    assert!(text.contains(r#"method="other""#), "unknown methods count as `other`:\n{text}");
+    assert!(text.contains(r#"method="tools/call""#), "known methods keep their name:\n{text}");
+    assert!(
+        rss_after < rss_before + 128 * 1024,
+        "RSS stays bounded (the transient 8 MiB bodies leave some in the allocator): {rss_before} KiB -> {rss_after} KiB"
+    );
+}
