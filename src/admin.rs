@@ -12,30 +12,10 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::server::AppState;
 use crate::session::store;
 use crate::session::{CloseReason, SessionId};
-
-/// The `[admin]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminModel {
-    pub token: Option<String>,
-    pub token_sha256: Option<String>,
-}
-
-impl AdminModel {
-    fn hash(&self) -> Option<[u8; 32]> {
-        match (&self.token, &self.token_sha256) {
-            (Some(t), _) => Some(Sha256::digest(t.as_bytes()).into()),
-            (None, Some(h)) => crate::auth::parse_hex32(h),
-            (None, None) => None,
-        }
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -52,14 +32,13 @@ pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Res
     if !req.uri().path().starts_with("/admin/api") {
         return next.run(req).await;
     }
-    let allowed = match app.config.admin.as_ref().and_then(AdminModel::hash) {
+    let allowed = match &app.config.edge.admin_token {
         Some(want) => req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() })
-            .is_some_and(|got| got.iter().zip(want.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0),
+            .is_some_and(|t| crate::config::edge::token_matches(t, want)),
         None => {
             let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
             peer.is_some_and(|p| p.ip().is_loopback()) && !req.headers().contains_key("x-forwarded-for")

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+pub mod edge;
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,8 +32,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
     pub auth: Option<crate::auth::AuthModel>,
-    /// `[admin]`: the admin API's own token.
-    pub admin: Option<crate::admin::AdminModel>,
+    /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
+    pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
 }
 
@@ -191,7 +193,9 @@ struct FileModel {
     sessions: Option<SessionsModel>,
     limits: Option<LimitsModel>,
     auth: Option<crate::auth::AuthModel>,
-    admin: Option<crate::admin::AdminModel>,
+    admin: Option<edge::TokenModel>,
+    metrics: Option<edge::TokenModel>,
+    trusted_proxies: Option<Vec<String>>,
     #[serde(default, deserialize_with = "unique_map")]
     servers: Option<Vec<(String, ServerModel)>>,
     #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
@@ -370,7 +374,9 @@ impl FileModel {
             let names: Vec<&str> = servers.keys().map(String::as_str).collect();
             crate::auth::Auth::from_model(auth.clone(), &names).map_err(|(key, reason)| invalid(&key, reason))?;
         }
+        let edge = edge::Edge::validate(self.trusted_proxies.as_deref(), self.admin.as_ref(), self.metrics.as_ref());
         Ok(Config {
+            edge: edge.map_err(|(key, reason)| invalid(&key, reason))?,
             listen,
             instance_id: self.instance_id,
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
@@ -380,7 +386,6 @@ impl FileModel {
             sessions,
             limits,
             auth: self.auth,
-            admin: self.admin,
             servers,
         })
     }

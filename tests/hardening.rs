@@ -81,3 +81,50 @@ async fn client_chosen_method_names_never_become_metric_labels() {
         "RSS stays bounded (the transient 8 MiB bodies leave some in the allocator): {rss_before} KiB -> {rss_after} KiB"
     );
 }
+
+// ---- 5. the admin token hash ----------------------------------------------------------------
+
+/// Runs `mcp-bridge ARGS…` to its end (bounded); returns (success, stdout + stderr).
+fn run_bridge_cmd(args: &[&str]) -> (bool, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mcp-bridge");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("mcp-bridge {args:?} still ran after 20 s: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Finding 5: a malformed `[admin] token_sha256` (say `sha256:…`) passed `check-config` and
+/// turned admin authentication off; an empty `token` did the same. Both must be refused.
+#[test]
+fn a_malformed_admin_token_is_refused_by_check_config_and_serve() {
+    let dir = common::TempDir::new("admin-token");
+    let hex = "a".repeat(64);
+    for (what, table, key) in [
+        ("a prefixed hash", format!("[admin]\ntoken_sha256 = \"sha256:{hex}\"\n"), "admin.token_sha256"),
+        ("a short hash", "[admin]\ntoken_sha256 = \"abcd\"\n".to_string(), "admin.token_sha256"),
+        ("an empty token", "[admin]\ntoken = \"\"\n".to_string(), "admin.token"),
+        ("an empty metrics token", "[metrics]\ntoken = \" \"\n".to_string(), "metrics.token"),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, format!("{table}{}", echo_server("echo"))).expect("write config");
+        let p = path.display().to_string();
+        let (ok, out) = run_bridge_cmd(&["check-config", &p]);
+        assert!(!ok && out.contains(key), "{what}: check-config fails naming `{key}`: {out}");
+        let listen = format!("127.0.0.1:{}", common::free_port());
+        let (ok, out) = run_bridge_cmd(&["serve", "--config", &p, "--listen", &listen]);
+        assert!(!ok && out.contains(key), "{what}: serve refuses to start, naming `{key}`: {out}");
+    }
+}
