@@ -245,6 +245,9 @@ pub async fn run(
     let draining = app.draining.clone();
     let (retired, in_flight) = (app.retired.clone(), app.in_flight.clone());
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
+    if !addr.ip().is_loopback() && app.config.auth.is_none() {
+        tracing::warn!(listen = %addr, "listening beyond loopback without [auth]: anyone who reaches this port may use every server");
+    }
     let router = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client must finish its request headers in time (slow-loris guard).

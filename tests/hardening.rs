@@ -15,7 +15,6 @@ use serde_json::json;
 
 /// One raw HTTP/1.1 exchange on a fresh connection to 127.0.0.1:`port`; `head` is every header
 /// line (`Host` included, so a test can forge or repeat it). Returns (status, head, body).
-#[allow(dead_code)]
 fn exchange(port: u16, request_line: &str, head: &[u8], body: &[u8]) -> (u16, String, String) {
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     c.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
@@ -32,7 +31,6 @@ fn exchange(port: u16, request_line: &str, head: &[u8], body: &[u8]) -> (u16, St
     (status, h.to_ascii_lowercase(), b.to_string())
 }
 
-#[allow(dead_code)]
 async fn exchange_async(port: u16, request_line: &str, head: Vec<u8>, body: Vec<u8>) -> (u16, String, String) {
     let line = request_line.to_string();
     tokio::task::spawn_blocking(move || exchange(port, &line, &head, &body)).await.expect("exchange task")
@@ -127,4 +125,81 @@ fn a_malformed_admin_token_is_refused_by_check_config_and_serve() {
         let (ok, out) = run_bridge_cmd(&["serve", "--config", &p, "--listen", &listen]);
         assert!(!ok && out.contains(key), "{what}: serve refuses to start, naming `{key}`: {out}");
     }
+}
+
+// ---- 7. DNS rebinding on a public listener --------------------------------------------------
+
+/// A bridge started by hand (any `--listen`), stopped on drop; its log in `log`.
+struct Spawned {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: common::TempDir,
+}
+
+impl Spawned {
+    /// Serves `config` on `ip`:a free port; returns once 127.0.0.1 answers `/healthz`.
+    async fn start(ip: &str, config: &str) -> Spawned {
+        let dir = common::TempDir::new("spawned");
+        let path = dir.path().join("mcp-bridge.toml");
+        std::fs::write(&path, config).expect("write config");
+        let log = dir.path().join("bridge.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let port = common::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", &format!("{ip}:{port}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().expect("clone log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn mcp-bridge");
+        let s = Spawned { child, port, log, _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while common::http().get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the bridge on {ip}:{port} did not start: {}", s.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        common::strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn initialize_body() -> Vec<u8> {
+    common::initialize_request(1).to_string().into_bytes()
+}
+
+fn post_head(host: &str, extra: &str) -> Vec<u8> {
+    format!("Host: {host}\r\nContent-Type: application/json\r\nAccept: {}\r\n{extra}", common::ACCEPT_BOTH).into_bytes()
+}
+
+/// Finding 7: on a public listener with no `allowed_origins`, a rebound name (`Host` and
+/// `Origin` both the attacker's) got 200 and CORS naming the attacker's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_rebinding_on_a_public_listener_is_refused() {
+    let b = Spawned::start("0.0.0.0", &echo_server("echo")).await;
+    let host = format!("evil.example:{}", b.port);
+    let origin = format!("Origin: http://{host}\r\n");
+    let (status, head, body) = exchange_async(b.port, "POST /mcp/echo", post_head(&host, &origin), initialize_body()).await;
+    assert_eq!(status, 403, "a rebound Host with its own Origin is refused: {head}\n{body}");
+    assert!(!head.contains("access-control-allow-origin"), "no CORS for it: {head}");
+    // What still works: no Origin (a non-browser client), and a local page.
+    let (status, ..) = exchange_async(b.port, "POST /mcp/echo", post_head(&host, ""), initialize_body()).await;
+    assert_eq!(status, 200, "a request without Origin passes");
+    let local = "Origin: http://localhost:3000\r\n";
+    let (status, head, _) = exchange_async(b.port, "POST /mcp/echo", post_head(&host, local), initialize_body()).await;
+    assert_eq!(status, 200, "a local page passes: {head}");
+    assert!(head.contains("access-control-allow-origin: http://localhost:3000"), "{head}");
+    assert!(b.log().contains("listening beyond loopback without [auth]"), "the start warns: {}", b.log());
 }
