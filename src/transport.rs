@@ -73,14 +73,24 @@ pub fn client_addr(headers: &HeaderMap, peer: SocketAddr) -> String {
         .unwrap_or_else(|| peer.to_string())
 }
 
-/// The path prefix the client sees: `X-Forwarded-Prefix` if it is a plain path, else the
-/// configured public base path.
+/// The path prefix the client sees: `X-Forwarded-Prefix` if it is a clean absolute path, else
+/// the configured public base path.
 pub fn public_prefix(headers: &HeaderMap, configured: Option<&str>) -> String {
-    let forwarded = headers
-        .get("x-forwarded-prefix")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| p.starts_with('/') && p.len() < 256 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b)));
+    let forwarded = headers.get("x-forwarded-prefix").and_then(|v| v.to_str().ok()).filter(|p| clean_path(p));
     forwarded.or(configured).unwrap_or("").trim_end_matches('/').to_string()
+}
+
+/// A path that stays a path wherever it is put: `/`, then segments of unreserved characters,
+/// none empty (`//evil.example` would make a URI scheme-relative, i.e. another host), `.` or
+/// `..`; a trailing `/` is allowed.
+fn clean_path(p: &str) -> bool {
+    let Some(rest) = p.strip_prefix('/') else { return false };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    p.len() < 256
+        && (rest.is_empty()
+            || rest.split('/').all(|seg| {
+                !matches!(seg, "" | "." | "..") && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            }))
 }
 
 /// Whether an `Accept` header names `mime` itself. Wildcards do not count: the spec has
@@ -117,6 +127,11 @@ mod tests {
     fn prefix_is_sanitized() {
         assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "/mcp-bridge/")]), None), "/mcp-bridge");
         assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "//evil.example\"")]), Some("/p")), "/p");
+        for bad in ["//evil.example", "//evil.example/", "/a//b", "/a/../b", "/..", "/./x", "a/b", "/a b", "/%2e%2e"] {
+            assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", bad)]), Some("/p")), "/p", "{bad}");
+        }
+        assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "/")]), None), "");
+        assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "/a.b/c-d_e~f/")]), None), "/a.b/c-d_e~f");
         assert_eq!(public_prefix(&HeaderMap::new(), None), "");
     }
 }

@@ -203,3 +203,34 @@ async fn dns_rebinding_on_a_public_listener_is_refused() {
     assert!(head.contains("access-control-allow-origin: http://localhost:3000"), "{head}");
     assert!(b.log().contains("listening beyond loopback without [auth]"), "the start warns: {}", b.log());
 }
+
+// ---- 8. X-Forwarded-Prefix ------------------------------------------------------------------
+
+/// The `endpoint` event of a legacy stream opened with `X-Forwarded-Prefix: prefix`.
+async fn endpoint_with_prefix(bridge: &Bridge, prefix: &str) -> String {
+    let resp = common::http()
+        .get(bridge.url("/sse/echo"))
+        .header("accept", "text/event-stream")
+        .header("x-forwarded-prefix", prefix)
+        .send()
+        .await
+        .expect("GET /sse/echo");
+    assert_eq!(resp.status(), 200, "the stream opens whatever the prefix");
+    let mut sse = common::SseReader::new(resp);
+    let ev = sse.next_event(Duration::from_secs(10)).await.expect("the endpoint event");
+    assert_eq!(ev.event.as_deref(), Some("endpoint"));
+    ev.data.unwrap_or_default()
+}
+
+/// Finding 8: `X-Forwarded-Prefix: //evil.example` passed the sanitizer, and the `endpoint`
+/// event became scheme-relative (`//evil.example/sse/…`), so clients POSTed to another host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_prefix_that_is_not_a_clean_path_is_ignored() {
+    let bridge = Bridge::start(&echo_server("echo"), &[]).await;
+    for bad in ["//evil.example", "//evil.example/x", "/a/../..", "/./a", "/a//b"] {
+        let ep = endpoint_with_prefix(&bridge, bad).await;
+        assert!(ep.starts_with("/sse/echo/message?sessionId="), "`{bad}` is ignored: endpoint {ep}");
+    }
+    let ep = endpoint_with_prefix(&bridge, "/mcp-bridge/").await;
+    assert!(ep.starts_with("/mcp-bridge/sse/echo/message?sessionId="), "a clean prefix is kept: {ep}");
+}
