@@ -2,6 +2,7 @@
 //! who the client is behind a proxy.
 
 pub mod event_stream;
+pub mod mirrored;
 pub mod modern;
 pub mod origin;
 pub mod sse;

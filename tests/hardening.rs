@@ -234,3 +234,35 @@ async fn a_forwarded_prefix_that_is_not_a_clean_path_is_ignored() {
     let ep = endpoint_with_prefix(&bridge, "/mcp-bridge/").await;
     assert!(ep.starts_with("/mcp-bridge/sse/echo/message?sessionId="), "a clean prefix is kept: {ep}");
 }
+
+// ---- 10. repeated 2026-07-28 routing headers ------------------------------------------------
+
+/// Finding 10: only the first of a repeated `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` or
+/// `MCP-Protocol-Version` was checked, and the request ran: a proxy routing on another copy
+/// saw a different request than the upstream executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_routing_header_is_a_400_header_mismatch() {
+    let bridge = Bridge::start(&echo_server("echo"), &[]).await;
+    let body =
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hi"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
+        .to_string()
+        .into_bytes();
+    let host = format!("127.0.0.1:{}", bridge.port);
+    let base = "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: echo\r\n";
+    let (status, _, answer) = exchange_async(bridge.port, "POST /mcp/echo", post_head(&host, base), body.clone()).await;
+    assert_eq!(status, 200, "the request with each header once is served: {answer}");
+    assert!(answer.contains(r#""text":"hi""#), "{answer}");
+    for (what, extra) in [
+        ("Mcp-Method", "Mcp-Method: tools/list\r\n"),
+        ("Mcp-Name", "Mcp-Name: other\r\n"),
+        ("MCP-Protocol-Version", "MCP-Protocol-Version: 2026-07-28\r\n"),
+        ("Mcp-Param-Region", "Mcp-Param-Region: eu\r\nMcp-Param-Region: us\r\n"),
+    ] {
+        let head = post_head(&host, &format!("{base}{extra}"));
+        let (status, _, answer) = exchange_async(bridge.port, "POST /mcp/echo", head, body.clone()).await;
+        assert_eq!(status, 400, "a repeated {what} is refused: {answer}");
+        assert_eq!(common::rpc_error_code(&answer), Some(-32020), "{what}: HeaderMismatch: {answer}");
+        assert!(answer.to_ascii_lowercase().contains(&what.to_ascii_lowercase()), "the error names {what}: {answer}");
+    }
+}
