@@ -8,7 +8,7 @@ pub mod origin;
 pub mod sse;
 pub mod streamable;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -63,15 +63,32 @@ pub fn op_error(e: crate::session::store::OpError) -> Response {
     }
 }
 
-/// The client as the logs name it: the first `X-Forwarded-For` hop, else the peer address.
-pub fn client_addr(headers: &HeaderMap, peer: SocketAddr) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty() && v.len() < 64)
-        .unwrap_or_else(|| peer.to_string())
+/// The client as the logs name it. A peer that is not a trusted proxy is the client, whatever
+/// it sends. From a trusted proxy: its `X-Real-IP` (one valid address; the shipped nginx sets
+/// it), else `X-Forwarded-For` read from the right, skipping trusted proxies, up to the first
+/// hop a trusted proxy added that is not one itself. Anything to its left is the client's own
+/// claim and is never believed.
+pub fn client_addr(edge: &crate::config::edge::Edge, headers: &HeaderMap, peer: SocketAddr) -> String {
+    if !edge.is_trusted(peer.ip()) {
+        return peer.to_string();
+    }
+    let mut real = headers.get_all("x-real-ip").iter();
+    if let (Some(v), None) = (real.next(), real.next()) {
+        if let Some(ip) = v.to_str().ok().and_then(|v| v.trim().parse::<IpAddr>().ok()) {
+            return ip.to_string();
+        }
+    }
+    let hops: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    let mut client = None;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else { break };
+        client = Some(ip);
+        if !edge.is_trusted(ip) {
+            break;
+        }
+    }
+    client.map_or_else(|| peer.to_string(), |ip| ip.to_string())
 }
 
 /// The path prefix the client sees: `X-Forwarded-Prefix` if it is a clean absolute path, else
@@ -122,6 +139,22 @@ mod tests {
         assert!(!accepts(&h(&[("accept", "text/html")]), "application/json"));
         assert!(!accepts(&h(&[("accept", "*/*")]), "text/event-stream"), "as the official servers: wildcards are not enough");
         assert!(!accepts(&HeaderMap::new(), "text/event-stream"));
+    }
+
+    #[test]
+    fn the_client_address_is_what_a_trusted_proxy_saw() {
+        let edge = crate::config::edge::Edge::default();
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
+        let forged = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7"), ("x-real-ip", "6.6.6.6")]);
+        assert_eq!(client_addr(&edge, &forged, stranger), "203.0.113.9:5000", "an untrusted peer is the client");
+        assert_eq!(client_addr(&edge, &h(&[("x-real-ip", "198.51.100.7")]), proxy), "198.51.100.7");
+        let xff = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 127.0.0.2")]);
+        assert_eq!(client_addr(&edge, &xff, proxy), "198.51.100.7", "from the right, past trusted proxies");
+        let twice = h(&[("x-real-ip", "6.6.6.6"), ("x-real-ip", "1.2.3.4"), ("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(client_addr(&edge, &twice, proxy), "198.51.100.7", "a repeated X-Real-IP is not believed");
+        assert_eq!(client_addr(&edge, &h(&[("x-forwarded-for", "junk")]), proxy), "127.0.0.1:5000");
+        assert_eq!(client_addr(&edge, &HeaderMap::new(), proxy), "127.0.0.1:5000");
     }
 
     #[test]

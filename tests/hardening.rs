@@ -6,6 +6,7 @@
 mod common;
 #[path = "fixtures/procfs.rs"]
 mod procfs;
+mod support_nginx;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -265,4 +266,52 @@ async fn a_repeated_routing_header_is_a_400_header_mismatch() {
         assert_eq!(common::rpc_error_code(&answer), Some(-32020), "{what}: HeaderMismatch: {answer}");
         assert!(answer.to_ascii_lowercase().contains(&what.to_ascii_lowercase()), "the error names {what}: {answer}");
     }
+}
+
+// ---- 12. the logged client address ----------------------------------------------------------
+
+/// The `client=` of the first `SSE connection opened` line for `server`.
+async fn logged_client(bridge: &Bridge, server: &str) -> String {
+    let line = bridge
+        .wait_for_log_line("SSE connection opened", Duration::from_secs(10), |l| {
+            l.contains("SSE connection opened") && l.contains(&format!("server={server} "))
+        })
+        .await;
+    line.split_whitespace().find_map(|w| w.strip_prefix("client=")).unwrap_or_default().to_string()
+}
+
+/// Finding 12: the logged client was the first `X-Forwarded-For` hop, which the client writes
+/// itself behind the shipped nginx (`client=6.6.6.6`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_x_forwarded_for_does_not_name_the_client() {
+    let config = format!("{}{}", echo_server("echo"), echo_server("direct"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let nginx = support_nginx::Nginx::start(bridge.port, &support_nginx::NginxOpts::default());
+    let resp = common::http()
+        .get(nginx.url("/sse/echo"))
+        .header("accept", "text/event-stream")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-real-ip", "6.6.6.6")
+        .send()
+        .await
+        .expect("GET through nginx");
+    assert_eq!(resp.status(), 200);
+    let mut sse = common::SseReader::new(resp);
+    sse.next_event(Duration::from_secs(10)).await.expect("the endpoint event");
+    assert_eq!(logged_client(&bridge, "echo").await, "127.0.0.1", "the address nginx saw, not the forged hop");
+    drop(sse);
+    // A peer that is not a trusted proxy is the client, whatever it claims.
+    let only_10 = format!("trusted_proxies = [\"10.0.0.0/8\"]\n{config}");
+    let direct = Bridge::start(&only_10, &[]).await;
+    let resp = common::http()
+        .get(direct.url("/sse/direct"))
+        .header("accept", "text/event-stream")
+        .header("x-forwarded-for", "6.6.6.6")
+        .send()
+        .await
+        .expect("GET direct");
+    let mut sse = common::SseReader::new(resp);
+    sse.next_event(Duration::from_secs(10)).await.expect("the endpoint event");
+    let client = logged_client(&direct, "direct").await;
+    assert!(client.starts_with("127.0.0.1:"), "an untrusted peer is named by its own address: {client}");
 }
