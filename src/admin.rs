@@ -33,12 +33,7 @@ pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Res
         return next.run(req).await;
     }
     let allowed = match &app.config.edge.admin_token {
-        Some(want) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| crate::config::edge::token_matches(t, want)),
+        Some(want) => crate::auth::bearer(req.headers()).is_some_and(|t| crate::config::edge::token_matches(t, want)),
         None => {
             let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
             peer.is_some_and(|p| p.ip().is_loopback()) && !req.headers().contains_key("x-forwarded-for")

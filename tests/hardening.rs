@@ -315,3 +315,41 @@ async fn a_forged_x_forwarded_for_does_not_name_the_client() {
     let client = logged_client(&direct, "direct").await;
     assert!(client.starts_with("127.0.0.1:"), "an untrusted peer is named by its own address: {client}");
 }
+
+// ---- informational: the Bearer scheme -------------------------------------------------------
+
+const CLIENT_TOKEN: &str = "client-token-71c3e0";
+const ADMIN_TOKEN: &str = "admin-token-5d2a91";
+
+/// `[auth]` with one client, the admin token, and `extra` (say a `[metrics]` table).
+fn authed_config(extra: &str) -> String {
+    format!(
+        "[auth]\n[[auth.clients]]\nname = \"c\"\ntoken = \"{CLIENT_TOKEN}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{extra}{}",
+        echo_server("echo")
+    )
+}
+
+/// RFC 9110 makes the auth scheme case-insensitive; `BEARER` was refused with 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let bridge = Bridge::start(&authed_config(""), &[]).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = common::http()
+            .post(bridge.url("/mcp/echo"))
+            .header("authorization", format!("{scheme} {CLIENT_TOKEN}"))
+            .header("accept", common::ACCEPT_BOTH)
+            .header("content-type", "application/json")
+            .body(common::initialize_request(1).to_string())
+            .send()
+            .await
+            .expect("initialize");
+        assert_eq!(resp.status(), 200, "`{scheme}` is the bearer scheme for a client token");
+        let admin = common::http()
+            .get(bridge.url("/admin/api/servers"))
+            .header("authorization", format!("{scheme} {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .expect("admin");
+        assert_eq!(admin.status(), 200, "`{scheme}` is the bearer scheme for the admin token");
+    }
+}
