@@ -149,16 +149,30 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
+/// A client credential: the bearer token, else `X-API-Key`.
+fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))
+}
+
 /// The server a request path names (`/sse/{name}…`, `/mcp/{name}`), if any.
 fn server_of(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/sse/").or_else(|| path.strip_prefix("/mcp/"))?;
     Some(rest.split('/').next().unwrap_or(rest))
 }
 
-/// The middleware. Health, readiness and the metadata document stay open.
+/// The middleware. Health, readiness and the metadata document stay open (`/readyz` shows its
+/// details to a known client, so it learns the principal here); `/metrics` and the admin API
+/// check their own tokens.
 pub async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/admin") {
+    if path == "/readyz" {
+        if let Some(c) = presented(req.headers()).and_then(|t| auth.client(t)) {
+            let principal = Principal(c.name.clone());
+            req.extensions_mut().insert(principal);
+        }
+        return next.run(req).await;
+    }
+    if matches!(path, "/healthz" | "/metrics") || path.starts_with("/admin") {
         return next.run(req).await;
     }
     if path == "/.well-known/oauth-protected-resource" {
@@ -167,9 +181,7 @@ pub async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
             None => StatusCode::NOT_FOUND.into_response(),
         };
     }
-    let headers = req.headers();
-    let token = bearer(headers).or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim);
-    let Some(token) = token else {
+    let Some(token) = presented(req.headers()) else {
         return auth.challenge(None);
     };
     let Some(client) = auth.client(token) else {

@@ -320,6 +320,7 @@ async fn a_forged_x_forwarded_for_does_not_name_the_client() {
 
 const CLIENT_TOKEN: &str = "client-token-71c3e0";
 const ADMIN_TOKEN: &str = "admin-token-5d2a91";
+const METRICS_TOKEN: &str = "metrics-token-0b8f44";
 
 /// `[auth]` with one client, the admin token, and `extra` (say a `[metrics]` table).
 fn authed_config(extra: &str) -> String {
@@ -352,4 +353,51 @@ async fn the_bearer_scheme_is_case_insensitive() {
             .expect("admin");
         assert_eq!(admin.status(), 200, "`{scheme}` is the bearer scheme for the admin token");
     }
+}
+
+// ---- 13. what is open without a token -------------------------------------------------------
+
+/// GET `path` with `Authorization: Bearer token` (if any): (status, body).
+async fn get_with(bridge: &Bridge, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = common::http().get(bridge.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+}
+
+/// Finding 13: with `[auth]` on, `/readyz` showed anyone the servers, the instance id and
+/// `last_error`, and every client token read every server's metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_details_and_metrics_need_a_token_when_auth_is_on() {
+    let bridge = Bridge::start(&authed_config(&format!("[metrics]\ntoken = \"{METRICS_TOKEN}\"\n")), &[]).await;
+    let (status, body) = get_with(&bridge, "/readyz", None).await;
+    assert_eq!(status, 200, "anyone gets the status: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("readyz JSON");
+    assert_eq!(v["status"], "ready");
+    assert!(v.get("servers").is_none() && v.get("instance").is_none(), "no details without a token: {body}");
+    for token in [CLIENT_TOKEN, ADMIN_TOKEN] {
+        let (status, body) = get_with(&bridge, "/readyz", Some(token)).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("\"servers\"") && body.contains("\"instance\""), "an authenticated caller gets details: {body}");
+    }
+    let (status, _) = get_with(&bridge, "/readyz", Some("wrong")).await;
+    assert_eq!(status, 200, "a wrong token still gets the status");
+    for (who, token) in [("no token", None), ("a client token", Some(CLIENT_TOKEN)), ("the admin token", Some(ADMIN_TOKEN))] {
+        let (status, body) = get_with(&bridge, "/metrics", token).await;
+        assert_eq!(status, 401, "{who} does not read /metrics: {body}");
+    }
+    let (status, body) = get_with(&bridge, "/metrics", Some(METRICS_TOKEN)).await;
+    assert_eq!(status, 200, "the metrics token reads /metrics");
+    assert!(body.contains("mcp_bridge_"), "{body}");
+    // With [auth] on and no [metrics] token, /metrics is closed to every token.
+    let closed = Bridge::start(&authed_config(""), &[]).await;
+    let (status, body) = get_with(&closed, "/metrics", Some(CLIENT_TOKEN)).await;
+    assert!(status == 401 && body.contains("[metrics]"), "closed, saying how to open it: {status} {body}");
+    // Without [auth], a [metrics] token still guards /metrics; /readyz keeps its details.
+    let open = Bridge::start(&format!("[metrics]\ntoken = \"{METRICS_TOKEN}\"\n{}", echo_server("echo")), &[]).await;
+    assert_eq!(get_with(&open, "/metrics", None).await.0, 401);
+    assert_eq!(get_with(&open, "/metrics", Some(METRICS_TOKEN)).await.0, 200);
+    assert!(get_with(&open, "/readyz", None).await.1.contains("\"servers\""));
 }
