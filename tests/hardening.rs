@@ -401,3 +401,55 @@ async fn readyz_details_and_metrics_need_a_token_when_auth_is_on() {
     assert_eq!(get_with(&open, "/metrics", Some(METRICS_TOKEN)).await.0, 200);
     assert!(get_with(&open, "/readyz", None).await.1.contains("\"servers\""));
 }
+
+// ---- informational: the admin guard and the Host check --------------------------------------
+
+/// The admin guard: a request that came through a proxy (`Forwarded`, `X-Real-IP`, any
+/// `X-Forwarded-*`) is not a loopback client; the admin API has no CORS and answers only its
+/// own page's origin; the status page cannot be framed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_guard_sees_proxies_refuses_other_origins_and_cannot_be_framed() {
+    let bridge = Bridge::start(&echo_server("echo"), &[]).await;
+    let host = format!("127.0.0.1:{}", bridge.port);
+    let get = |extra: &str| format!("Host: {host}\r\n{extra}").into_bytes();
+    let (status, ..) = exchange_async(bridge.port, "GET /admin/api/servers", get(""), vec![]).await;
+    assert_eq!(status, 200, "a loopback client without a proxy in between");
+    for proxy in ["Forwarded: for=203.0.113.9", "X-Real-IP: 203.0.113.9", "X-Forwarded-Host: bridge.example"] {
+        let (status, ..) = exchange_async(bridge.port, "GET /admin/api/servers", get(&format!("{proxy}\r\n")), vec![]).await;
+        assert_eq!(status, 401, "`{proxy}`: came through a proxy, so not loopback-trusted");
+    }
+    let other = "Origin: http://localhost:3000\r\n";
+    let (status, head, _) = exchange_async(bridge.port, "GET /admin/api/servers", get(other), vec![]).await;
+    assert_eq!(status, 403, "another local page may not call the admin API: {head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    let preflight = format!("{other}Access-Control-Request-Method: POST\r\n");
+    let (_, head, _) = exchange_async(bridge.port, "OPTIONS /admin/api/reload", get(&preflight), vec![]).await;
+    assert!(!head.contains("access-control-allow-origin"), "no CORS preflight for the admin API: {head}");
+    let own = format!("Origin: http://{host}\r\n");
+    let (status, ..) = exchange_async(bridge.port, "GET /admin/api/servers", get(&own), vec![]).await;
+    assert_eq!(status, 200, "the status page's own origin");
+    let (status, head, _) = exchange_async(bridge.port, "GET /admin", get(""), vec![]).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-security-policy: frame-ancestors 'none'") && head.contains("x-frame-options: deny"), "{head}");
+}
+
+/// A second `Host` header, or one that is not text, slipped past the DNS-rebinding check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_or_binary_host_header_is_a_400() {
+    let bridge = Bridge::start(&echo_server("echo"), &[]).await;
+    let host = format!("127.0.0.1:{}", bridge.port);
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("two Host headers", post_head(&host, "Host: evil.example\r\n")),
+        ("a Host that is not text", {
+            let mut h = b"Host: evil\xff.example\r\n".to_vec();
+            h.extend_from_slice(&post_head(&host, "")[format!("Host: {host}\r\n").len()..]);
+            h
+        }),
+        ("one local Host", post_head(&host, "")),
+    ];
+    for (what, head) in cases {
+        let (status, _, body) = exchange_async(bridge.port, "POST /mcp/echo", head, initialize_body()).await;
+        let want = if what == "one local Host" { 200 } else { 400 };
+        assert_eq!(status, want, "{what}: {body}");
+    }
+}

@@ -74,13 +74,18 @@ impl Policy {
 /// origin.
 pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    if let Err(reason) = one_host(req.headers()) {
+        tracing::warn!(path, reason, "refused a request");
+        return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &format!("Bad Request: {reason}"));
+    }
     if path != "/healthz" && path != "/readyz" {
         if let Err(reason) = policy.verdict(req.headers()) {
             tracing::warn!(path, reason = %reason, "refused a request");
             return rpc_error(StatusCode::FORBIDDEN, code::CONNECTION_CLOSED, &format!("Forbidden: {reason}"));
         }
     }
-    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+    // The admin API serves only its own page: no CORS (admin::guard checks the origin).
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned().filter(|_| !path.starts_with("/admin")) else {
         return next.run(req).await;
     };
     if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
@@ -89,6 +94,20 @@ pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) 
     let mut resp = next.run(req).await;
     cors(resp.headers_mut(), origin);
     resp
+}
+
+/// A request has at most one `Host`, and it is text (RFC 9112 section 3.2: else 400). A second
+/// or a non-ASCII one would slip past the Host check, which reads the first as text.
+fn one_host(h: &HeaderMap) -> Result<(), &'static str> {
+    let mut hosts = h.get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    if first.is_some_and(|v| v.to_str().is_err()) {
+        return Err("the Host header is not ASCII text");
+    }
+    Ok(())
 }
 
 /// Headers a browser client needs to read: the session id and the negotiated version.
