@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+pub mod edge;
 pub mod limits;
 pub mod pump;
 mod sessions;
@@ -37,8 +38,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
     pub auth: Option<crate::auth::AuthModel>,
-    /// `[admin]`: the admin API's own token.
-    pub admin: Option<crate::admin::AdminModel>,
+    /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
+    pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
 }
 
@@ -216,7 +217,9 @@ struct FileModel {
     sessions: Option<SessionsModel>,
     limits: Option<LimitsModel>,
     auth: Option<crate::auth::AuthModel>,
-    admin: Option<crate::admin::AdminModel>,
+    admin: Option<edge::TokenModel>,
+    metrics: Option<edge::TokenModel>,
+    trusted_proxies: Option<Vec<String>>,
     #[serde(default, deserialize_with = "unique_map")]
     servers: Option<Vec<(String, ServerModel)>>,
     #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
@@ -412,7 +415,9 @@ impl FileModel {
             let names: Vec<&str> = servers.keys().map(String::as_str).collect();
             crate::auth::Auth::from_model(auth.clone(), &names).map_err(|(key, reason)| invalid(&key, reason))?;
         }
+        let edge = edge::Edge::validate(self.trusted_proxies.as_deref(), self.admin.as_ref(), self.metrics.as_ref());
         Ok(Config {
+            edge: edge.map_err(|(key, reason)| invalid(&key, reason))?,
             listen,
             instance_id: self.instance_id,
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
@@ -423,7 +428,6 @@ impl FileModel {
             sessions,
             limits,
             auth: self.auth,
-            admin: self.admin,
             servers,
         })
     }

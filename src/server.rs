@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -169,8 +169,8 @@ pub fn router(app: AppState) -> Router {
             get(streamable::get).post(streamable::post).delete(streamable::delete).fallback(streamable::not_allowed),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(crate::probes::readyz))
+        .route("/metrics", get(crate::probes::metrics))
         .merge(crate::admin::router())
         .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
         .layer(DefaultBodyLimit::max(app.config.limits.max_body));
@@ -205,42 +205,6 @@ async fn count_in_flight(State(app): State<AppState>, req: axum::extract::Reques
     resp
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
-    let m = crate::metrics::get();
-    for name in app.servers().keys() {
-        let healthy = app.ctx.health.status(name).healthy;
-        m.upstream_healthy.get_or_create(&crate::metrics::Server { server: name.clone() }).set(i64::from(healthy));
-    }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
-}
-
-async fn readyz(State(app): State<AppState>) -> Response {
-    let redis = app.ctx.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
-    let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
-    let draining = app.draining.load(std::sync::atomic::Ordering::Relaxed);
-    let status = if draining {
-        "draining"
-    } else if degraded.is_empty() {
-        "ready"
-    } else {
-        "degraded"
-    };
-    let body = serde_json::json!({
-        "status": status,
-        "degraded": degraded,
-        "instance": &*app.instance,
-        "mode": if app.ctx.cluster.is_some() { "cluster" } else { "memory" },
-        "redis": redis,
-        "servers": app.servers().keys().map(|name| (name.clone(), app.ctx.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
-        "children": app.ctx.children.running(),
-        "sessions": app.registry.len(),
-        // Of those, 2026-07-28 backing sessions idle in the pool, ready for the next request.
-        "stateless_idle": app.stateless.idle(&app),
-    });
-    let code = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-}
-
 /// On shutdown, how long requests already sent upstream may take to be answered before the
 /// sessions end (in cluster mode it must stay well inside the lease).
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -261,6 +225,9 @@ pub async fn run(
     let draining = app.draining.clone();
     let (retired, in_flight) = (app.retired.clone(), app.in_flight.clone());
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
+    if !addr.ip().is_loopback() && app.config.auth.is_none() {
+        tracing::warn!(listen = %addr, "listening beyond loopback without [auth]: anyone who reaches this port may use every server");
+    }
     let router = router(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client must finish its request headers in time (slow-loris guard).

@@ -295,8 +295,8 @@ struct Pending {
     since: Instant,
     progress_token: Option<Box<str>>,
     initialize: bool,
-    /// For the latency histogram.
-    method: Option<String>,
+    /// For the latency histogram: a label from `metrics::method_label`.
+    method: Option<&'static str>,
 }
 
 enum UpstreamState {
@@ -553,15 +553,15 @@ impl Session {
                     continue;
                 }
                 if let Some(method) = &peek.method {
-                    let labels = metrics::Method { server: self.server.name.clone(), method: method.clone() };
+                    let labels = metrics::Method { server: self.server.name.clone(), method: metrics::method_label(method) };
                     metrics::get().requests.get_or_create(&labels).inc();
                     if stream != DISCARD {
                         if st.timeline.len() == TIMELINE {
                             st.timeline.pop_front();
                         }
-                        let id = peek.id.as_deref().unwrap_or("null").to_string();
+                        let id = metrics::clip(peek.id.as_deref().unwrap_or("null"));
                         st.timeline.push_back(TimelineEntry {
-                            method: method.clone(),
+                            method: metrics::clip(method),
                             id,
                             at_ms: unix_ms(),
                             latency_ms: None,
@@ -583,7 +583,7 @@ impl Session {
                         since: Instant::now(),
                         progress_token: peek.progress_token.clone(),
                         initialize,
-                        method: peek.method.clone(),
+                        method: peek.method.as_deref().map(metrics::method_label),
                     };
                     st.pending.insert(id.clone(), pending);
                     if stream != DISCARD {
@@ -831,7 +831,7 @@ impl Session {
             }
             let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
             let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
-            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == *id) {
+            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == metrics::clip(&id)) {
                 entry.outcome = "timeout";
             }
             tracing::warn!(session = %self.id, server = %self.server.name, request = %id, "upstream request timed out");
@@ -919,7 +919,7 @@ impl State {
         if let Some(t) = &p.progress_token {
             self.progress.remove(t);
         }
-        if let Some(entry) = self.timeline.iter_mut().rev().find(|e| e.id == id) {
+        if let Some(entry) = self.timeline.iter_mut().rev().find(|e| e.id == metrics::clip(id)) {
             entry.outcome = "cancelled";
         }
         let id: Box<str> = id.into();
@@ -981,7 +981,9 @@ impl State {
                         self.progress.remove(t);
                     }
                     initialize = p.initialize;
-                    if let Some(entry) = self.timeline.iter_mut().rev().find(|e| Some(e.id.as_str()) == peek.id.as_deref()) {
+                    if let Some(entry) =
+                        self.timeline.iter_mut().rev().find(|e| peek.id.as_deref().is_some_and(|id| e.id == metrics::clip(id)))
+                    {
                         entry.latency_ms = Some(p.since.elapsed().as_secs_f64() * 1000.0);
                         entry.outcome = if peek.error { "error" } else { "ok" };
                     }

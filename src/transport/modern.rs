@@ -220,7 +220,8 @@ pub async fn post(
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, peek.id.as_deref(), code::INVALID_PARAMS, &msg),
     };
-    if let Err(resp) = validate(&headers, &req) {
+    if let Err(resp) = super::mirrored::once(&headers).map_err(|m| mismatch(&req.id, &m)).and_then(|()| validate(&headers, &req))
+    {
         return resp;
     }
     // A modern upstream judges the version itself: its list of versions is the one that counts.
