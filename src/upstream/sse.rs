@@ -117,7 +117,11 @@ impl Posting {
             }
             let failure = match req.send().await {
                 Ok(r) if r.status().is_success() => None,
-                Ok(r) => Some(format!("POST {endpoint} answered {}{}", r.status(), redirect(&r).map(|w| format!(": {w}")).unwrap_or_default())),
+                Ok(r) => Some(format!(
+                    "POST {endpoint} answered {}{}",
+                    r.status(),
+                    redirect(&r).map(|w| format!(": {w}")).unwrap_or_default()
+                )),
                 Err(e) => Some(format!("POST {endpoint}: {}", cause(&e))),
             };
             if let Some(detail) = failure {
