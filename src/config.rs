@@ -64,7 +64,7 @@ pub struct Limits {
     /// A write to a client blocked this long closes the connection (a client that stopped
     /// reading); its events wait in the session's log for a resume.
     pub write_timeout: Duration,
-    /// `upstream_stall` and `max_message` (see `config/pump.rs`).
+    /// `upstream_stall`, `max_message` and `upstream_queue_bytes` (see `config/pump.rs`).
     pub pump: pump::PumpLimits,
 }
 
@@ -246,6 +246,7 @@ struct LimitsModel {
     write_timeout: Option<String>,
     upstream_stall: Option<String>,
     max_message: Option<usize>,
+    upstream_queue_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -400,7 +401,8 @@ impl FileModel {
             },
             header_read_timeout: dur("limits.header_read_timeout", &l.header_read_timeout, d.header_read_timeout)?,
             write_timeout: dur("limits.write_timeout", &l.write_timeout, d.write_timeout)?,
-            pump: pump::PumpLimits::parse(l.upstream_stall.as_deref(), l.max_message).map_err(|(k, r)| invalid(k, r))?,
+            pump: pump::PumpLimits::parse(l.upstream_stall.as_deref(), l.max_message, l.upstream_queue_bytes)
+                .map_err(|(k, r)| invalid(k, r))?,
         };
         let mut servers = BTreeMap::new();
         for (name, model) in entries {

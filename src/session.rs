@@ -369,7 +369,7 @@ pub struct Session {
     pub principal: Option<Arc<str>>,
     state: Mutex<State>,
     /// Upstream events for the session task; cloned into the upstream when it starts.
-    events_tx: mpsc::Sender<UpstreamEvent>,
+    events_tx: upstream::Events,
     ended: Notify,
     ctx: upstream::Context,
     /// The bytes its streams' logs may hold, drawn from the instance's pool.
@@ -386,8 +386,8 @@ impl Session {
         ctx: upstream::Context,
         principal: Option<Arc<str>>,
         restored: Option<Restored>,
-    ) -> (Arc<Session>, mpsc::Receiver<UpstreamEvent>) {
-        let (events_tx, events_rx) = mpsc::channel(STREAM_QUEUE);
+    ) -> (Arc<Session>, upstream::EventsRx) {
+        let (events_tx, events_rx) = upstream::events(&ctx.pump);
         let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
         let mut streams = BTreeMap::new();
         streams.insert(0, Stream::new(&settings, false, &budget));
@@ -597,7 +597,7 @@ impl Session {
     }
 
     /// The upstream's queue, starting the upstream on the session's first message.
-    fn upstream_tx(&self) -> Result<mpsc::Sender<Bytes>, SendError> {
+    fn upstream_tx(&self) -> Result<upstream::budget::Sender<Bytes>, SendError> {
         {
             let mut st = self.state();
             if let Some(reason) = st.ended {
@@ -853,7 +853,7 @@ impl Session {
     }
 
     /// Drives the session: upstream messages, upstream exit, idle expiry, request timeouts.
-    pub(crate) async fn run(self: Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
+    pub(crate) async fn run(self: Arc<Self>, mut events: upstream::EventsRx) {
         loop {
             let Some(idle) = self.idle_left() else {
                 self.end(CloseReason::IdleTimeout, "no stream attached and no request within the idle timeout");

@@ -2,6 +2,7 @@
 //! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
+pub mod budget;
 mod cause;
 mod framing;
 mod http;
@@ -16,7 +17,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{ServerConfig, UpstreamSpec};
@@ -24,8 +24,18 @@ use crate::session::{CloseReason, SessionId};
 use crate::sse::parse::{Event, Item, Parser};
 pub(crate) use cause::{cause, redirect};
 
-/// Client messages queued for an upstream before senders wait.
+/// Client messages queued for an upstream before senders wait (and as many upstream
+/// messages for the session task); `limits.upstream_queue_bytes` bounds both in bytes too.
 pub(crate) const QUEUE: usize = 256;
+
+/// The upstream's side of the session's event channel, and the session task's.
+pub type Events = budget::Sender<UpstreamEvent>;
+pub type EventsRx = budget::Receiver<UpstreamEvent>;
+
+/// A session's event channel: [`QUEUE`] messages and `limits.upstream_queue_bytes` at most.
+pub fn events(limits: &crate::config::pump::PumpLimits) -> (Events, EventsRx) {
+    budget::channel(QUEUE, limits.queue_bytes)
+}
 
 #[derive(Debug)]
 pub enum UpstreamEvent {
@@ -102,7 +112,7 @@ impl ChildSlots {
 
 /// A running upstream: the sender of client messages, and the task behind it.
 pub struct Upstream {
-    pub tx: mpsc::Sender<Bytes>,
+    pub tx: budget::Sender<Bytes>,
     task: JoinHandle<()>,
 }
 
@@ -117,12 +127,12 @@ pub fn start(
     server: &ServerConfig,
     (session, principal): (SessionId, Option<Arc<str>>),
     mut ctx: Context,
-    events: mpsc::Sender<UpstreamEvent>,
+    events: Events,
     resume: Option<Resume>,
 ) -> Upstream {
     // A server with its own TLS or proxy settings reaches its upstream with its own client.
     ctx.http = server.http(&ctx.http).clone();
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = budget::channel(QUEUE, ctx.pump.queue_bytes);
     let name: Arc<str> = server.name.as_str().into();
     let task = match server.upstream.clone() {
         UpstreamSpec::Stdio { command, args, env, cwd } => {

@@ -1,6 +1,7 @@
-//! Queueing client messages to a session's upstream with a bounded wait. A full queue makes
-//! the sender wait at most [`QUEUE_WAIT`], then fail with [`SendError::Busy`] (503 for the
-//! HTTP client): backpressure from a slow upstream reaches the client, never the pump.
+//! Queueing client messages to a session's upstream with a bounded wait. A queue full in
+//! messages or in bytes (`limits.upstream_queue_bytes`) makes the sender wait at most
+//! [`QUEUE_WAIT`], then fail with [`SendError::Busy`] (503 for the HTTP client):
+//! backpressure from a slow upstream reaches the client, never the pump.
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ pub(super) const QUEUE_WAIT: Duration = Duration::from_secs(3);
 
 impl Session {
     /// Registers and queues `messages` (see [`Session::send`]). A batch waits for room for all
-    /// of its messages at once, so it is queued whole or, after [`QUEUE_WAIT`], not at all.
+    /// of its messages (and bytes) at once, so it is queued whole or, after [`QUEUE_WAIT`], not at all.
     /// Only a batch longer than the queue itself goes in parts; a part that finds no room is
     /// answered with errors, as the earlier parts are already upstream.
     pub(super) async fn enqueue(&self, mut messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
@@ -31,12 +32,11 @@ impl Session {
         while !messages.is_empty() {
             let rest = messages.split_off(messages.len().min(QUEUE));
             let part = std::mem::replace(&mut messages, rest);
-            match tokio::time::timeout_at(deadline, tx.reserve_many(part.len())).await {
-                Ok(Ok(permits)) => {
+            let sizes: Vec<usize> = part.iter().map(|(raw, _)| raw.len()).collect();
+            match tokio::time::timeout_at(deadline, tx.reserve(&sizes)).await {
+                Ok(Ok(room)) => {
                     let part = self.register(part, stream)?;
-                    for (permit, (raw, _)) in permits.zip(part) {
-                        permit.send(raw);
-                    }
+                    room.send(part.into_iter().map(|(raw, _)| raw));
                 }
                 Ok(Err(_)) => {
                     // The upstream is gone: the session task is ending the session, which

@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::mpsc;
-
 use super::{Session, SessionId};
-use crate::upstream::UpstreamEvent;
 
 #[derive(Default)]
 pub struct Registry {
@@ -16,7 +13,7 @@ pub struct Registry {
 
 impl Registry {
     /// Registers a session made by `Session::new` and starts the task that drives it.
-    pub fn start(self: &Arc<Self>, (session, events): (Arc<Session>, mpsc::Receiver<UpstreamEvent>)) -> Arc<Session> {
+    pub fn start(self: &Arc<Self>, (session, events): (Arc<Session>, crate::upstream::EventsRx)) -> Arc<Session> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(session.id, session.clone());
         let registry = Arc::downgrade(self);
         let task = session.clone();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::pool::{Lease, Pool};
 use super::{sse_events_within, with_headers, Context, Resume, UpstreamEvent, TOO_LONG_EVENT};
@@ -48,7 +48,7 @@ struct Remote {
     headers: BTreeMap<String, String>,
     ctx: Context,
     shared: Mutex<Shared>,
-    events: mpsc::Sender<UpstreamEvent>,
+    events: super::Events,
     /// The pool instance this session sticks to, told of each request's outcome.
     lease: Option<Lease>,
 }
@@ -59,8 +59,8 @@ pub(super) async fn run(
     ctx: Context,
     session: SessionId,
     (pool, resume): (Option<Arc<Pool>>, Option<Resume>),
-    mut rx: mpsc::Receiver<Bytes>,
-    events: mpsc::Sender<UpstreamEvent>,
+    mut rx: super::budget::Receiver<Bytes>,
+    events: super::Events,
 ) {
     if let Some(resume) = resume {
         // A session taken over: continue the upstream session its first owner opened.
@@ -128,7 +128,7 @@ async fn serve(
     mut pending_first: Option<Bytes>,
     mut initialized: bool,
     listen_now: bool,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: super::budget::Receiver<Bytes>,
 ) {
     let _delete = DeleteOnDrop(remote.clone());
     // Request and listener tasks; dropping the set (the session ended) aborts them.

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{sse_events, with_headers, Context, UpstreamEvent};
 use crate::jsonrpc::{self, Kind};
@@ -100,7 +100,7 @@ struct Adapter {
     headers: BTreeMap<String, String>,
     ctx: Context,
     session: SessionId,
-    events: mpsc::Sender<UpstreamEvent>,
+    events: super::Events,
     id: Identity,
     log_level: Mutex<Option<String>>,
     /// Server-to-client requests the bridge sent on the session, by id, awaiting the answer.
@@ -130,8 +130,8 @@ pub(super) async fn run(
     session: SessionId,
     initialize: Bytes,
     versions: Vec<String>,
-    mut rx: mpsc::Receiver<Bytes>,
-    events: mpsc::Sender<UpstreamEvent>,
+    mut rx: super::budget::Receiver<Bytes>,
+    events: super::Events,
 ) {
     #[derive(Deserialize)]
     struct Init<'a> {

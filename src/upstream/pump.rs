@@ -9,7 +9,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{ChildStdin, ChildStdout};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
 
@@ -39,8 +38,8 @@ impl Drop for Writer {
 pub(super) async fn run(
     stdin: ChildStdin,
     stdout: ChildStdout,
-    rx: mpsc::Receiver<Bytes>,
-    events: &mpsc::Sender<UpstreamEvent>,
+    rx: super::budget::Receiver<Bytes>,
+    events: &super::Events,
     limits: PumpLimits,
 ) -> Option<Ended> {
     let mut writer = Writer(tokio::spawn(write_stdin(stdin, rx, limits.upstream_stall)));
@@ -95,7 +94,7 @@ fn too_long(size: usize, names: Names, max: usize) -> Option<Bytes> {
 /// Writes each queued message as one line; returns why it stopped, or `None` when the
 /// queue closed (the session is ending). A child that takes no byte of a waiting message
 /// within `stall` has stalled.
-async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stall: Option<Duration>) -> Option<Ended> {
+async fn write_stdin(mut stdin: ChildStdin, mut rx: super::budget::Receiver<Bytes>, stall: Option<Duration>) -> Option<Ended> {
     let exited = |detail: String| Some(Ended { reason: CloseReason::UpstreamExited, detail });
     while let Some(msg) = rx.recv().await {
         let line = line_of(&msg);
@@ -109,7 +108,7 @@ async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stall
                         let detail = format!(
                             "read none of its stdin for {stall:?} (limits.upstream_stall) while {} bytes of a message and {} more messages waited",
                             line.len() - done,
-                            rx.len()
+                            rx.queued()
                         );
                         return Some(Ended { reason: CloseReason::UpstreamStalled, detail });
                     }

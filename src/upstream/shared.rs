@@ -24,7 +24,7 @@ use crate::transport::streamable::SUPPORTED_VERSIONS;
 /// The shared child of one server and the maps that route its messages.
 pub(super) struct Shared {
     server: Arc<str>,
-    tx: mpsc::Sender<Bytes>,
+    tx: super::budget::Sender<Bytes>,
     state: Mutex<Mux>,
 }
 
@@ -52,7 +52,7 @@ struct Mux {
 }
 
 struct Member {
-    events: mpsc::Sender<UpstreamEvent>,
+    events: super::Events,
     capabilities: HashSet<String>,
 }
 
@@ -76,8 +76,8 @@ impl SharedChildren {
                 return s.clone();
             }
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (events_tx, events_rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = super::budget::channel(QUEUE, spec.pump.queue_bytes);
+        let (events_tx, events_rx) = super::events(&spec.pump);
         let shared = Arc::new(Shared { server: server.into(), tx, state: Mutex::default() });
         // The child's log lines name this all-zero session.
         let id = SessionId::parse("00000000000000000000000000000000").unwrap_or_else(SessionId::random);
@@ -97,8 +97,8 @@ impl Shared {
     pub(super) async fn serve(
         self: Arc<Self>,
         session: SessionId,
-        mut rx: mpsc::Receiver<Bytes>,
-        events: mpsc::Sender<UpstreamEvent>,
+        mut rx: super::budget::Receiver<Bytes>,
+        events: super::Events,
     ) {
         self.mux().sessions.insert(session, Member { events, capabilities: HashSet::new() });
         let _leave = Leave(self.clone(), session);
@@ -360,7 +360,7 @@ impl Drop for Leave {
 }
 
 /// Reads the child's messages; when it exits, every session learns so.
-async fn demux(shared: Weak<Shared>, mut rx: mpsc::Receiver<UpstreamEvent>) {
+async fn demux(shared: Weak<Shared>, mut rx: super::EventsRx) {
     while let Some(ev) = rx.recv().await {
         let Some(s) = shared.upgrade() else { return };
         match ev {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use tokio::sync::mpsc;
 
 use super::{cause, redirect, sse_events_within, with_headers, Context, UpstreamEvent, TOO_LONG_EVENT};
 use crate::jsonrpc::{self, Kind};
@@ -17,8 +16,8 @@ pub(super) async fn run(
     headers: BTreeMap<String, String>,
     ctx: Context,
     session: SessionId,
-    rx: mpsc::Receiver<Bytes>,
-    events: mpsc::Sender<UpstreamEvent>,
+    rx: super::budget::Receiver<Bytes>,
+    events: super::Events,
 ) {
     let closed = |reason, detail: String| UpstreamEvent::Closed { reason, detail };
     let resp = with_headers(ctx.http.get(&url), &headers).header(ACCEPT, "text/event-stream").send().await;
@@ -100,13 +99,13 @@ struct Posting {
     headers: BTreeMap<String, String>,
     endpoint: reqwest::Url,
     session: SessionId,
-    events: mpsc::Sender<UpstreamEvent>,
+    events: super::Events,
 }
 
 impl Posting {
     /// POSTs the session's messages in order, each bounded by `limits.upstream_stall`; a
     /// request whose POST fails gets a JSON-RPC error.
-    async fn run(self, mut rx: mpsc::Receiver<Bytes>) {
+    async fn run(self, mut rx: super::budget::Receiver<Bytes>) {
         let endpoint = &self.endpoint;
         while let Some(msg) = rx.recv().await {
             let mut req = with_headers(self.ctx.http.post(endpoint.clone()), &self.headers)

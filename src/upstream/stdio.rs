@@ -12,7 +12,6 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::UpstreamEvent;
@@ -45,8 +44,8 @@ pub(super) async fn run(
     server: Arc<str>,
     session: SessionId,
     slots: super::ChildSlots,
-    rx: mpsc::Receiver<Bytes>,
-    events: mpsc::Sender<UpstreamEvent>,
+    rx: super::budget::Receiver<Bytes>,
+    events: super::Events,
 ) {
     let Some(_slot) = slots.take() else {
         let detail = format!("the bridge already runs its maximum of {} child processes (limits.max_children)", slots.running());
