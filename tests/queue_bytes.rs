@@ -2,7 +2,8 @@
 //! reading its stdin, and a client POSTing 4 MiB notifications to it. The queue counts 256
 //! messages, so on a bridge bounded only in messages every one of them is accepted and held
 //! (up to 1 GiB for one session); with `limits.upstream_queue_bytes` (16 MiB by default) a
-//! few are accepted, then POSTs wait their bounded time and get 503, and RSS stays flat.
+//! few are accepted, then POSTs wait their bounded time and get 503, and RSS stays flat. A
+//! smaller configured bound holds as few 256 KiB notifications.
 
 mod common;
 #[path = "fixtures/procfs.rs"]
@@ -13,18 +14,31 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-/// One notification's padding.
-const SIZE: usize = 4 * 1024 * 1024;
-/// Notifications POSTed at most: 256 MiB, all accepted on a bridge bounded only in messages.
+/// Notifications POSTed at most: 64 × 4 MiB = 256 MiB, all accepted on a bridge bounded
+/// only in messages.
 const POSTS: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_reads_nothing_holds_a_bounded_number_of_bytes() {
-    let config = format!("[limits]\nupstream_stall = \"off\"\n{}args = [\"--stop-reading-after\", \"2\"]\n", echo_server("hung"));
+    // 16 MiB of queue, one message being written, 64 KiB of pipe: a handful of messages.
+    flood_a_child_that_reads_nothing("", 4 * 1024 * 1024, 8, 128 * 1024).await;
+}
+
+/// The configured key is the bound: 1 MiB holds four 256 KiB notifications, not 256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_queue_bytes_sets_the_bound() {
+    flood_a_child_that_reads_nothing("upstream_queue_bytes = 1048576\n", 256 * 1024, 8, 64 * 1024).await;
+}
+
+/// POSTs notifications of `size` bytes to a child that reads nothing until three are refused;
+/// at most `most` may be accepted, and RSS may grow by less than `growth` KiB.
+async fn flood_a_child_that_reads_nothing(limits: &str, size: usize, most: usize, growth: u64) {
+    let config =
+        format!("[limits]\nupstream_stall = \"off\"\n{limits}{}args = [\"--stop-reading-after\", \"2\"]\n", echo_server("hung"));
     let bridge = Bridge::start(&config, &[]).await;
     let pid = procfs::bridge_pid(bridge.port);
     let session = McpSession::open(&bridge.url("/mcp/hung")).await;
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/padding", "params": {"pad": "p".repeat(SIZE)}});
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/padding", "params": {"pad": "p".repeat(size)}});
     let rss_before = procfs::rss_kib(pid);
     let (mut accepted, mut refused, mut peak) = (0usize, 0usize, rss_before);
     for n in 0..POSTS {
@@ -47,13 +61,13 @@ async fn a_child_that_reads_nothing_holds_a_bounded_number_of_bytes() {
         }
     }
     eprintln!(
-        "{accepted} notifications of {} MiB accepted, {refused} refused (503); bridge RSS {} MiB before, peak {} MiB",
-        SIZE >> 20,
+        "{accepted} notifications of {} KiB accepted, {refused} refused (503); bridge RSS {} MiB before, peak {} MiB",
+        size / 1024,
         rss_before / 1024,
         peak / 1024
     );
-    assert!(refused > 0, "all {POSTS} notifications of {} MiB were queued for a child that reads nothing", SIZE >> 20);
-    // 16 MiB of queue, one message being written, 64 KiB of pipe: a handful of messages.
-    assert!(accepted <= 8, "{accepted} notifications of {} MiB were queued with a 16 MiB bound", SIZE >> 20);
-    assert!(peak < rss_before + 128 * 1024, "RSS stays bounded: {rss_before} KiB before, peak {peak} KiB");
+    let kib = size / 1024;
+    assert!(refused > 0, "all {POSTS} notifications of {kib} KiB were queued for a child that reads nothing");
+    assert!(accepted <= most, "{accepted} notifications of {kib} KiB were queued (at most {most} fit the bound)");
+    assert!(peak < rss_before + growth, "RSS stays bounded: {rss_before} KiB before, peak {peak} KiB");
 }
