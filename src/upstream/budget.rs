@@ -33,6 +33,11 @@ impl Weigh for UpstreamEvent {
     }
 }
 
+/// A taken value's bytes, still counted against the budget until dropped.
+pub struct Held {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 /// A value with the byte permits it holds while queued.
 type Queued<T> = (T, Option<OwnedSemaphorePermit>);
 
@@ -144,6 +149,12 @@ impl<T> Receiver<T> {
         self.rx.recv().await.map(|(v, _permit)| v)
     }
 
+    /// The next value with its bytes, which go back to the budget when the holder drops them
+    /// (the stdio writer keeps them until the message is written).
+    pub async fn recv_held(&mut self) -> Option<(T, Held)> {
+        self.rx.recv().await.map(|(v, permit)| (v, Held { _permit: permit }))
+    }
+
     /// Values queued now.
     pub fn queued(&self) -> usize {
         self.rx.len()
@@ -164,6 +175,16 @@ mod tests {
         assert_eq!(rx.recv().await.as_deref(), Some(&b"abcdef"[..]));
         assert_eq!(tx.free(), 6);
         assert_eq!(rx.recv().await.as_deref(), Some(&b"1234"[..]));
+        assert_eq!(tx.free(), 10);
+    }
+
+    #[tokio::test]
+    async fn held_bytes_count_until_dropped() {
+        let (tx, mut rx) = channel::<Bytes>(16, 10);
+        tx.send(Bytes::from_static(b"abcdef")).await.unwrap();
+        let (_, held) = rx.recv_held().await.unwrap();
+        assert_eq!(tx.free(), 4);
+        drop(held);
         assert_eq!(tx.free(), 10);
     }
 

@@ -96,7 +96,8 @@ fn too_long(size: usize, names: Names, max: usize) -> Option<Bytes> {
 /// within `stall` has stalled.
 async fn write_stdin(mut stdin: ChildStdin, mut rx: super::budget::Receiver<Bytes>, stall: Option<Duration>) -> Option<Ended> {
     let exited = |detail: String| Some(Ended { reason: CloseReason::UpstreamExited, detail });
-    while let Some(msg) = rx.recv().await {
+    // A message's bytes count against `upstream_queue_bytes` until it is written.
+    while let Some((msg, _bytes)) = rx.recv_held().await {
         let line = line_of(&msg);
         let mut done = 0;
         while done < line.len() {
