@@ -7,6 +7,7 @@ pub mod modern;
 pub mod pool;
 mod shared;
 mod sse;
+pub mod stderr;
 mod stdio;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
@@ -85,13 +85,7 @@ pub(super) async fn run(
     let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
         return;
     };
-    let log_server = server.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target: "mcp_bridge::upstream_stderr", session = %session, server = %log_server, "{line}");
-        }
-    });
+    tokio::spawn(super::stderr::drain(stderr, session, server.clone()));
     let mut out = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
     let detail = loop {
         tokio::select! {
