@@ -5,6 +5,7 @@
 mod http;
 pub mod modern;
 pub mod pool;
+pub mod reaper;
 mod shared;
 mod sse;
 pub mod stderr;

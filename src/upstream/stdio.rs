@@ -71,7 +71,7 @@ pub(super) async fn run(
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    let mut child = match cmd.spawn() {
+    let mut child = match super::reaper::spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
             let detail = format!("cannot start `{}`: {e}", spec.command);
