@@ -26,7 +26,7 @@ use tokio::process::{Child, Command};
 /// with no signal).
 const PERIOD: Duration = Duration::from_secs(2);
 /// The least time between two sweeps, however often children exit.
-const PAUSE: Duration = Duration::from_millis(100);
+const PAUSE: Duration = Duration::from_millis(250);
 /// How long shutdown waits for the children to die and their orphans to be swept.
 const SHUTDOWN: Duration = Duration::from_secs(3);
 
@@ -90,7 +90,7 @@ pub fn start() -> tokio::task::JoinHandle<()> {
                     }
                 }
             }
-            left = sweep();
+            left = tokio::task::spawn_blocking(sweep).await.unwrap_or(0);
             // SIGCHLDs that come meanwhile are one: at most one /proc scan per PAUSE.
             tokio::time::sleep(PAUSE).await;
         }
@@ -105,7 +105,7 @@ pub async fn finish() {
         let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     let deadline = tokio::time::Instant::now() + SHUTDOWN;
-    while sweep() > 0 && tokio::time::Instant::now() < deadline {
+    while tokio::task::spawn_blocking(sweep).await.unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -114,51 +114,63 @@ fn lock() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
     SPAWNED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the bridge's own children are doing, from /proc.
-struct Proc {
+/// A process whose parent is the bridge and which the bridge did not spawn, from /proc.
+struct Orphan {
     pid: i32,
     pgid: i32,
     zombie: bool,
 }
 
 /// One sweep: kills the orphans, reaps the dead ones. Returns how many processes are still
-/// the bridge's business (running children and orphans not yet reaped).
+/// the bridge's business (spawned children not yet reaped, and orphans).
 fn sweep() -> usize {
     let me = nix::unistd::getpid().as_raw();
     let before = lock().clone();
-    let ours = children_of(me);
-    let orphans: Vec<&Proc> = {
+    let (present, found) = scan(me, &before);
+    let orphans: Vec<Orphan> = {
         let mut spawned = lock();
         // A child registered before the scan that the scan did not see was reaped (by tokio).
-        spawned.retain(|pid| !before.contains(pid) || ours.iter().any(|p| p.pid == *pid));
-        let live_groups: BTreeSet<i32> = ours.iter().filter(|p| spawned.contains(&p.pid) && !p.zombie).map(|p| p.pid).collect();
-        ours.iter().filter(|p| !spawned.contains(&p.pid) && !live_groups.contains(&p.pgid)).collect()
+        spawned.retain(|pid| !before.contains(pid) || present.contains(pid));
+        // A child spawned since the scan began may be among `found`: not an orphan. Nor is a
+        // process in a spawned child's group: that group is killed with its session.
+        found.into_iter().filter(|o| !spawned.contains(&o.pid) && !spawned.contains(&o.pgid)).collect()
     };
-    for p in &orphans {
-        let pid = Pid::from_raw(p.pid);
-        if p.zombie {
+    for o in &orphans {
+        let pid = Pid::from_raw(o.pid);
+        if o.zombie {
             let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
         } else {
-            tracing::warn!(pid = p.pid, "killing a process a session's child left behind (it left the child's process group)");
+            tracing::warn!(pid = o.pid, "killing a process a session's child left behind (it left the child's process group)");
             let _ = kill(pid, Signal::SIGKILL);
         }
     }
-    ours.iter().filter(|p| !p.zombie).count() + orphans.len()
+    present.len() + orphans.len()
 }
 
-/// The processes whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<Proc> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
-            let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-            let state = rest.next()?;
-            let ppid: i32 = rest.next()?.parse().ok()?;
-            let pgid: i32 = rest.next()?.parse().ok()?;
-            (ppid == parent).then(|| Proc { pid, pgid, zombie: state == "Z" })
-        })
-        .collect()
+/// Which of the `spawned` pids are still in /proc, and every other process whose parent is
+/// `me`. Only the pids not spawned are read (`stat`), so a sweep costs little however many
+/// children run.
+fn scan(me: i32, spawned: &BTreeSet<i32>) -> (BTreeSet<i32>, Vec<Orphan>) {
+    let mut present = BTreeSet::new();
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return (present, found) };
+    for pid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        if spawned.contains(&pid) {
+            present.insert(pid);
+        } else if let Some(o) = orphan(pid, me) {
+            found.push(o);
+        }
+    }
+    (present, found)
+}
+
+/// `pid`, if its parent is `me`.
+fn orphan(pid: i32, me: i32) -> Option<Orphan> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = rest.next()?;
+    let ppid: i32 = rest.next()?.parse().ok()?;
+    let pgid: i32 = rest.next()?.parse().ok()?;
+    (ppid == me).then(|| Orphan { pid, pgid, zombie: state == "Z" })
 }
