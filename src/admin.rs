@@ -7,35 +7,15 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::server::AppState;
 use crate::session::store;
 use crate::session::{CloseReason, SessionId};
-
-/// The `[admin]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminModel {
-    pub token: Option<String>,
-    pub token_sha256: Option<String>,
-}
-
-impl AdminModel {
-    fn hash(&self) -> Option<[u8; 32]> {
-        match (&self.token, &self.token_sha256) {
-            (Some(t), _) => Some(Sha256::digest(t.as_bytes()).into()),
-            (None, Some(h)) => crate::auth::parse_hex32(h),
-            (None, None) => None,
-        }
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -46,32 +26,57 @@ pub fn router() -> Router<AppState> {
         .route("/admin/api/reload", post(reload))
 }
 
-/// Admits a request with the admin token, or from loopback when no token is configured.
+/// Admits a request with the admin token, or from loopback when no token is configured; a
+/// browser may call the API only from the status page itself (same origin: the API has no
+/// CORS), and no page may frame the status page.
 pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    // The page itself holds no data; its API calls carry the token.
-    if !req.uri().path().starts_with("/admin/api") {
+    let path = req.uri().path();
+    if !path.starts_with("/admin") {
         return next.run(req).await;
     }
-    let allowed = match app.config.admin.as_ref().and_then(AdminModel::hash) {
-        Some(want) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() })
-            .is_some_and(|got| got.iter().zip(want.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0),
-        None => {
-            let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-            peer.is_some_and(|p| p.ip().is_loopback()) && !req.headers().contains_key("x-forwarded-for")
+    // The page itself holds no data; its API calls carry the token.
+    if path.starts_with("/admin/api") {
+        if let Err(why) = same_origin(req.headers()) {
+            tracing::warn!(path, reason = %why, "refused an admin request");
+            return (StatusCode::FORBIDDEN, why).into_response();
         }
-    };
-    if !allowed {
-        let mut resp = (StatusCode::UNAUTHORIZED, "the admin API needs the admin token (or, without one, a loopback client)")
-            .into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-bridge-admin\""));
-        return resp;
+        let allowed = match &app.config.edge.admin_token {
+            Some(want) => crate::auth::bearer(req.headers()).is_some_and(|t| crate::config::edge::token_matches(t, want)),
+            None => {
+                let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+                peer.is_some_and(|p| p.ip().is_loopback()) && !proxied(req.headers())
+            }
+        };
+        if !allowed {
+            let mut resp = (StatusCode::UNAUTHORIZED, "the admin API needs the admin token (or, without one, a loopback client)")
+                .into_response();
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-bridge-admin\""));
+            return resp;
+        }
     }
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+/// Whether a request came through a proxy: any forwarding header. Such a request is not a
+/// loopback client, even if the proxy runs on loopback.
+fn proxied(h: &HeaderMap) -> bool {
+    h.keys().any(|k| matches!(k.as_str(), "forwarded" | "x-real-ip") || k.as_str().starts_with("x-forwarded-"))
+}
+
+/// A request with an `Origin` must come from the page the bridge served: the origin's
+/// `host[:port]` is the request's `Host`.
+fn same_origin(h: &HeaderMap) -> Result<(), &'static str> {
+    let Some(origin) = h.get(header::ORIGIN) else { return Ok(()) };
+    let authority = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, a)| a.trim_end_matches('/'));
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (authority, host) {
+        (Some(a), Some(host)) if a.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err("the admin API answers only its own status page (a request from another origin)"),
+    }
 }
 
 async fn page() -> Html<&'static str> {

@@ -141,16 +141,38 @@ pub(crate) fn parse_hex32(h: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header. The scheme is case-insensitive
+/// (RFC 9110 section 11.1): `bearer` and `BEARER` count too.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// A client credential: the bearer token, else `X-API-Key`.
+fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))
+}
+
 /// The server a request path names (`/sse/{name}…`, `/mcp/{name}`), if any.
 fn server_of(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/sse/").or_else(|| path.strip_prefix("/mcp/"))?;
     Some(rest.split('/').next().unwrap_or(rest))
 }
 
-/// The middleware. Health, readiness and the metadata document stay open.
+/// The middleware. Health, readiness and the metadata document stay open (`/readyz` shows its
+/// details to a known client, so it learns the principal here); `/metrics` and the admin API
+/// check their own tokens.
 pub async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/admin") {
+    if path == "/readyz" {
+        if let Some(c) = presented(req.headers()).and_then(|t| auth.client(t)) {
+            let principal = Principal(c.name.clone());
+            req.extensions_mut().insert(principal);
+        }
+        return next.run(req).await;
+    }
+    if matches!(path, "/healthz" | "/metrics") || path.starts_with("/admin") {
         return next.run(req).await;
     }
     if path == "/.well-known/oauth-protected-resource" {
@@ -159,14 +181,7 @@ pub async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
             None => StatusCode::NOT_FOUND.into_response(),
         };
     }
-    let headers = req.headers();
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim);
-    let Some(token) = token else {
+    let Some(token) = presented(req.headers()) else {
         return auth.challenge(None);
     };
     let Some(client) = auth.client(token) else {
@@ -212,6 +227,20 @@ mod tests {
         assert!(Auth::from_model(bad, &["echo"]).err().is_some_and(|(_, r)| r.contains("missing")));
         let both = model("[[clients]]\nname = \"a\"\n");
         assert!(Auth::from_model(both, &[]).is_err());
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t1", "bearer t1", "BEARER t1", "BeArEr  t1 "] {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            assert_eq!(bearer(&h), Some("t1"), "{v}");
+        }
+        for v in ["Basic t1", "Bearer", "Bearert1", "Bearer  "] {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            assert_eq!(bearer(&h), None, "{v}");
+        }
     }
 
     #[test]

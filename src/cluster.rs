@@ -146,13 +146,20 @@ return 0"#;
 impl Cluster {
     /// Connects, subscribes to this instance's channel, and starts the writer, inbox and
     /// lease tasks. The connection reconnects and resubscribes by itself.
-    pub async fn connect(url: &str, instance: Arc<str>, log_size: usize, ttl: Duration) -> Result<Arc<Cluster>, ClusterError> {
+    /// `ca`: the PEM roots of `redis_ca_file`, for a `rediss://` URL.
+    pub async fn connect(
+        url: &str,
+        ca: Option<&[u8]>,
+        instance: Arc<str>,
+        log_size: usize,
+        ttl: Duration,
+    ) -> Result<Arc<Cluster>, ClusterError> {
         let url = if url.contains("protocol=") {
             url.to_string()
         } else {
             format!("{url}{}protocol=resp3", if url.contains('?') { '&' } else { '?' })
         };
-        let client = redis::Client::open(url)?;
+        let client = crate::config::tls::redis_client(&url, ca)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let config = ConnectionManagerConfig::new()
             .set_push_sender(push_tx)
@@ -459,13 +466,13 @@ impl Cluster {
         let sink = |token| Sink::Remote { cluster: self.clone(), instance: from.into(), token };
         match body {
             Request::Send { stream, messages } => {
-                s.send(peeked(messages)?, stream).await.map_err(Failure::new)?;
+                s.send(peeked(messages)?, stream).await.map_err(Failure::send)?;
                 Ok(Reply::Sent)
             }
             Request::Open { requests, json, token, messages } => {
                 let messages = peeked(messages)?;
                 let opened = s.open_stream_with(requests, json, sink(token), CloseCell::default()).map_err(Failure::new)?;
-                s.send(messages, opened.stream).await.map_err(Failure::new)?;
+                s.send(messages, opened.stream).await.map_err(Failure::send)?;
                 Ok(Reply::Opened { stream: opened.stream, priming: opened.priming, polling: opened.polling })
             }
             Request::Attach { stream, after, replace, token } => {

@@ -11,6 +11,12 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+pub mod edge;
+pub mod limits;
+pub mod pump;
+mod sessions;
+pub mod tls;
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,6 +29,8 @@ pub struct Config {
     pub log_dir: Option<PathBuf>,
     /// `redis://…`: run as one instance of a cluster sharing sessions through Redis.
     pub redis: Option<String>,
+    /// `redis_ca_file`: PEM roots trusted for a `rediss://` Redis, instead of the system's.
+    pub redis_ca: Option<Vec<u8>>,
     /// Browser origins allowed besides local pages and the bridge's own origin (`*` for any);
     /// their hosts are also accepted in `Host` when the bridge listens on loopback.
     pub allowed_origins: Vec<String>,
@@ -30,8 +38,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
     pub auth: Option<crate::auth::AuthModel>,
-    /// `[admin]`: the admin API's own token.
-    pub admin: Option<crate::admin::AdminModel>,
+    /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
+    pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
 }
 
@@ -46,6 +54,8 @@ pub struct Limits {
     pub max_sessions_per_principal: usize,
     /// Child processes running at once; a session past it fails to start its upstream.
     pub max_children: usize,
+    /// Requests one session may have in flight (429 past it).
+    pub max_pending_per_session: usize,
     /// An upstream request unanswered this long gets a JSON-RPC error (and is cancelled
     /// upstream); the session goes on.
     pub request_timeout: Option<Duration>,
@@ -54,6 +64,8 @@ pub struct Limits {
     /// A write to a client blocked this long closes the connection (a client that stopped
     /// reading); its events wait in the session's log for a resume.
     pub write_timeout: Duration,
+    /// `upstream_stall` and `max_message` (see `config/pump.rs`).
+    pub pump: pump::PumpLimits,
 }
 
 impl Default for Limits {
@@ -63,9 +75,11 @@ impl Default for Limits {
             max_sessions: 100_000,
             max_sessions_per_principal: 10_000,
             max_children: 1024,
+            max_pending_per_session: limits::DEFAULT_MAX_PENDING_PER_SESSION,
             request_timeout: Some(Duration::from_secs(600)),
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            pump: pump::PumpLimits::default(),
         }
     }
 }
@@ -101,6 +115,10 @@ pub struct SessionSettings {
     pub event_log_size: usize,
     /// Oldest event kept for replay.
     pub event_log_age: Duration,
+    /// Most bytes one session's logs hold, across its streams (see `config/sessions.rs`).
+    pub event_log_bytes: u64,
+    /// Most bytes all sessions' logs hold together.
+    pub max_event_log_memory: u64,
     /// The `retry:` hint sent on every SSE stream.
     pub retry: Duration,
     /// If set, POST and GET streams of clients that negotiated 2025-11-25 or later are closed
@@ -112,6 +130,8 @@ pub struct SessionSettings {
     pub heartbeat: Heartbeat,
     /// From `limits.request_timeout`: an upstream request unanswered this long gets an error.
     pub request_timeout: Option<Duration>,
+    /// From `limits.max_pending_per_session`.
+    pub max_pending: usize,
 }
 
 impl Default for SessionSettings {
@@ -120,11 +140,14 @@ impl Default for SessionSettings {
             idle_timeout: Duration::from_secs(300),
             event_log_size: 4096,
             event_log_age: Duration::from_secs(600),
+            event_log_bytes: sessions::EVENT_LOG_BYTES,
+            max_event_log_memory: sessions::MAX_EVENT_LOG_MEMORY,
             retry: Duration::from_secs(1),
             max_stream_lifetime: None,
             drain_grace: Duration::from_secs(1),
             heartbeat: Heartbeat::default(),
             request_timeout: None,
+            max_pending: limits::DEFAULT_MAX_PENDING_PER_SESSION,
         }
     }
 }
@@ -141,6 +164,8 @@ pub struct ServerConfig {
     pub pool: Option<PoolSpec>,
     /// `sharing = "shared"`: one long-lived child serves every session of a stdio server.
     pub shared: bool,
+    /// A remote server's `ca_file`, `client_cert`/`client_key`, `proxy`, and its own client.
+    pub outbound: Option<tls::Outbound>,
 }
 
 /// Several instances of one remote MCP server. A session sticks to the instance it starts on.
@@ -185,13 +210,16 @@ struct FileModel {
     public_base_path: Option<String>,
     log_dir: Option<PathBuf>,
     redis: Option<String>,
+    redis_ca_file: Option<PathBuf>,
     #[serde(default)]
     allowed_origins: Vec<String>,
     heartbeat: Option<HeartbeatModel>,
     sessions: Option<SessionsModel>,
     limits: Option<LimitsModel>,
     auth: Option<crate::auth::AuthModel>,
-    admin: Option<crate::admin::AdminModel>,
+    admin: Option<edge::TokenModel>,
+    metrics: Option<edge::TokenModel>,
+    trusted_proxies: Option<Vec<String>>,
     #[serde(default, deserialize_with = "unique_map")]
     servers: Option<Vec<(String, ServerModel)>>,
     #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
@@ -212,9 +240,12 @@ struct LimitsModel {
     max_sessions: Option<usize>,
     max_sessions_per_principal: Option<usize>,
     max_children: Option<usize>,
+    max_pending_per_session: Option<usize>,
     request_timeout: Option<String>,
     header_read_timeout: Option<String>,
     write_timeout: Option<String>,
+    upstream_stall: Option<String>,
+    max_message: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -223,6 +254,8 @@ struct SessionsModel {
     idle_timeout: Option<String>,
     event_log_size: Option<usize>,
     event_log_age: Option<String>,
+    event_log_bytes: Option<sessions::ByteSize>,
+    max_event_log_memory: Option<sessions::ByteSize>,
     retry: Option<String>,
     max_stream_lifetime: Option<String>,
     drain_grace: Option<String>,
@@ -252,6 +285,10 @@ struct ServerModel {
     json_response: bool,
     /// `per-session` (default) or `shared`, for stdio servers.
     sharing: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    proxy: Option<String>,
 }
 
 /// Deserializes a map into ordered pairs, rejecting a name given twice (JSON parsers would
@@ -313,7 +350,11 @@ impl FileModel {
         let dur = |key: &str, v: &Option<String>, d: Duration| -> Result<Duration, ConfigError> {
             v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(d))
         };
+        let (event_log_bytes, max_event_log_memory) =
+            sessions::log_memory(s.event_log_bytes, s.max_event_log_memory).map_err(|(k, r)| invalid(k, r))?;
         let sessions = SessionSettings {
+            event_log_bytes,
+            max_event_log_memory,
             idle_timeout: dur("sessions.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
             event_log_size: s.event_log_size.unwrap_or(defaults.event_log_size).max(1),
             event_log_age: dur("sessions.event_log_age", &s.event_log_age, defaults.event_log_age)?,
@@ -327,6 +368,7 @@ impl FileModel {
                 .filter(|d| !d.is_zero()),
             heartbeat,
             request_timeout: None,
+            max_pending: defaults.max_pending,
         };
         if let Some(p) = &self.public_base_path {
             if !p.starts_with('/') {
@@ -350,12 +392,15 @@ impl FileModel {
             max_sessions: l.max_sessions.unwrap_or(d.max_sessions),
             max_sessions_per_principal: l.max_sessions_per_principal.unwrap_or(d.max_sessions_per_principal),
             max_children: l.max_children.unwrap_or(d.max_children),
+            max_pending_per_session: limits::max_pending_per_session(l.max_pending_per_session)
+                .map_err(|r| invalid("limits.max_pending_per_session", r))?,
             request_timeout: match l.request_timeout.as_deref() {
                 None => d.request_timeout,
                 Some(v) => parse_interval(v).map_err(|r| invalid("limits.request_timeout", r))?,
             },
             header_read_timeout: dur("limits.header_read_timeout", &l.header_read_timeout, d.header_read_timeout)?,
             write_timeout: dur("limits.write_timeout", &l.write_timeout, d.write_timeout)?,
+            pump: pump::PumpLimits::parse(l.upstream_stall.as_deref(), l.max_message).map_err(|(k, r)| invalid(k, r))?,
         };
         let mut servers = BTreeMap::new();
         for (name, model) in entries {
@@ -370,17 +415,19 @@ impl FileModel {
             let names: Vec<&str> = servers.keys().map(String::as_str).collect();
             crate::auth::Auth::from_model(auth.clone(), &names).map_err(|(key, reason)| invalid(&key, reason))?;
         }
+        let edge = edge::Edge::validate(self.trusted_proxies.as_deref(), self.admin.as_ref(), self.metrics.as_ref());
         Ok(Config {
+            edge: edge.map_err(|(key, reason)| invalid(&key, reason))?,
             listen,
             instance_id: self.instance_id,
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
             log_dir: self.log_dir,
+            redis_ca: self.redis_ca_file.map(|p| tls::redis_ca(&p).map_err(|r| invalid("redis_ca_file", r))).transpose()?,
             redis: self.redis,
             allowed_origins: self.allowed_origins,
             sessions,
             limits,
             auth: self.auth,
-            admin: self.admin,
             servers,
         })
     }
@@ -434,6 +481,13 @@ impl ServerModel {
             }
             Some(o) => return Err(invalid(&format!("{key}.sharing"), format!("`{o}` is not `per-session` or `shared`"))),
         };
+        let (ca_file, client_cert, client_key, proxy) = (self.ca_file, self.client_cert, self.client_key, self.proxy);
+        let outbound = tls::outbound(
+            tls::OutboundOptions { ca_file, client_cert, client_key, proxy },
+            self.command.is_none(),
+            key,
+            invalid,
+        )?;
         let url = self.url.or_else(|| self.urls.first().cloned());
         let upstream = match (self.command, url) {
             (Some(_), Some(_)) => return Err(invalid(key, "has both `command` and `url`; give one".into())),
@@ -463,7 +517,15 @@ impl ServerModel {
             }
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
-        Ok(ServerConfig { name: name.to_string(), upstream, heartbeat, json_response: self.json_response, pool, shared })
+        Ok(ServerConfig {
+            name: name.to_string(),
+            upstream,
+            heartbeat,
+            json_response: self.json_response,
+            pool,
+            shared,
+            outbound,
+        })
     }
 }
 

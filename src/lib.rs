@@ -11,6 +11,7 @@ pub mod health;
 pub mod jsonrpc;
 pub mod logging;
 pub mod metrics;
+pub mod probes;
 pub mod server;
 pub mod session;
 pub mod sse;

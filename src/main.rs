@@ -11,6 +11,11 @@ use mcp_bridge::config::{self, Config, HeartbeatFormat};
 use mcp_bridge::diagnose;
 use mcp_bridge::server::{self, AppState};
 
+/// The bundled echo server, also run as `mcp-bridge echo-server`: `cargo run` builds only
+/// this binary, and the example config must work after it.
+#[path = "bin/mcp-echo-server.rs"]
+mod echo_server;
+
 #[derive(Parser)]
 #[command(name = "mcp-bridge", version, about = "Puts named MCP servers on the network over SSE and Streamable HTTP")]
 struct Cli {
@@ -44,6 +49,9 @@ enum Command {
     },
     /// Validate a config file without starting.
     CheckConfig { file: PathBuf },
+    /// Run the bundled stdio echo server (`mcp-echo-server`): `echo` and `add`.
+    #[command(hide = true)]
+    EchoServer,
     /// Hold an SSE stream open like a client and report how long it lasted and why it ended.
     Diagnose {
         /// The stream, e.g. http://mcp-bridge.test/sse/mcp-server-v6 or …/mcp/NAME (with --mcp).
@@ -80,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             let code = diagnose::main(diagnose::Options { url, duration, json, mcp, ping_interval, listen })?;
             std::process::exit(code)
         }
+        Command::EchoServer => Ok(echo_server::main()?),
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
             println!(

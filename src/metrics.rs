@@ -10,6 +10,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod labels;
+pub use labels::{clip, method_label};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Session {
     pub server: String,
@@ -31,7 +34,8 @@ pub struct Server {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Method {
     pub server: String,
-    pub method: String,
+    /// From [`method_label`]: a closed set, never the string a client sent.
+    pub method: &'static str,
 }
 
 /// How a 2026-07-28 (stateless) request ended.
@@ -132,7 +136,7 @@ mod tests {
     fn renders_labelled_series() {
         let m = Metrics::new("t1");
         m.streams_closed.get_or_create(&Closed { server: "echo".into(), transport: "sse", reason: "client_closed" }).inc();
-        m.upstream_latency.get_or_create(&Method { server: "echo".into(), method: "tools/call".into() }).observe(0.001);
+        m.upstream_latency.get_or_create(&Method { server: "echo".into(), method: "tools/call" }).observe(0.001);
         let text = m.render();
         assert!(
             text.contains(

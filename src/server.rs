@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -53,7 +53,16 @@ impl AppState {
             Some(url) => {
                 let s = &config.sessions;
                 let ttl = s.idle_timeout.max(s.event_log_age) + std::time::Duration::from_secs(60);
-                Some(crate::cluster::Cluster::connect(url, instance.as_str().into(), s.event_log_size, ttl).await?)
+                Some(
+                    crate::cluster::Cluster::connect(
+                        url,
+                        config.redis_ca.as_deref(),
+                        instance.as_str().into(),
+                        s.event_log_size,
+                        ttl,
+                    )
+                    .await?,
+                )
             }
             None => None,
         };
@@ -68,7 +77,8 @@ impl AppState {
 
     pub fn new(config: Config, instance: String, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
         let children = upstream::ChildSlots::new(config.limits.max_children);
-        let http = reqwest::Client::builder().build().expect("the HTTP client builds with default settings");
+        let pump = config.limits.pump;
+        let http = crate::config::tls::shared_client();
         let instance: Arc<str> = instance.into();
         AppState {
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
@@ -88,6 +98,7 @@ impl AppState {
                 shared: Arc::default(),
                 eras: Arc::default(),
                 changes: Arc::default(),
+                pump,
             },
             instance,
         }
@@ -115,8 +126,12 @@ impl AppState {
             .servers
             .iter()
             .filter(|(k, v)| {
-                old.get(*k)
-                    .is_some_and(|o| o.upstream != v.upstream || o.heartbeat != v.heartbeat || o.json_response != v.json_response)
+                old.get(*k).is_some_and(|o| {
+                    o.upstream != v.upstream
+                        || o.heartbeat != v.heartbeat
+                        || o.json_response != v.json_response
+                        || o.outbound != v.outbound
+                })
             })
             .map(|(k, _)| k)
             .collect();
@@ -131,6 +146,7 @@ impl AppState {
         SessionSettings {
             heartbeat: server.heartbeat,
             request_timeout: self.config.limits.request_timeout,
+            max_pending: self.config.limits.max_pending_per_session,
             ..self.config.sessions
         }
     }
@@ -153,8 +169,8 @@ pub fn router(app: AppState) -> Router {
             get(streamable::get).post(streamable::post).delete(streamable::delete).fallback(streamable::not_allowed),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(crate::probes::readyz))
+        .route("/metrics", get(crate::probes::metrics))
         .merge(crate::admin::router())
         .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
         .layer(DefaultBodyLimit::max(app.config.limits.max_body));
@@ -189,42 +205,6 @@ async fn count_in_flight(State(app): State<AppState>, req: axum::extract::Reques
     resp
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
-    let m = crate::metrics::get();
-    for name in app.servers().keys() {
-        let healthy = app.ctx.health.status(name).healthy;
-        m.upstream_healthy.get_or_create(&crate::metrics::Server { server: name.clone() }).set(i64::from(healthy));
-    }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
-}
-
-async fn readyz(State(app): State<AppState>) -> Response {
-    let redis = app.ctx.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
-    let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
-    let draining = app.draining.load(std::sync::atomic::Ordering::Relaxed);
-    let status = if draining {
-        "draining"
-    } else if degraded.is_empty() {
-        "ready"
-    } else {
-        "degraded"
-    };
-    let body = serde_json::json!({
-        "status": status,
-        "degraded": degraded,
-        "instance": &*app.instance,
-        "mode": if app.ctx.cluster.is_some() { "cluster" } else { "memory" },
-        "redis": redis,
-        "servers": app.servers().keys().map(|name| (name.clone(), app.ctx.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
-        "children": app.ctx.children.running(),
-        "sessions": app.registry.len(),
-        // Of those, 2026-07-28 backing sessions idle in the pool, ready for the next request.
-        "stateless_idle": app.stateless.idle(&app),
-    });
-    let code = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-}
-
 /// On shutdown, how long requests already sent upstream may take to be answered before the
 /// sessions end (in cluster mode it must stay well inside the lease).
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -245,6 +225,9 @@ pub async fn run(
     let draining = app.draining.clone();
     let (retired, in_flight) = (app.retired.clone(), app.in_flight.clone());
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
+    if !addr.ip().is_loopback() && app.config.auth.is_none() {
+        tracing::warn!(listen = %addr, "listening beyond loopback without [auth]: anyone who reaches this port may use every server");
+    }
     let router = router(app);
     // Orphaned grandchildren are reparented to the bridge, and swept while it runs.
     let reaper = crate::upstream::reaper::start();

@@ -3,6 +3,9 @@
 //! each upstream message to the stream the client expects it on.
 
 pub mod event_log;
+mod log_memory;
+pub mod pending;
+mod queue;
 pub mod registry;
 pub mod store;
 
@@ -19,7 +22,7 @@ use crate::config::{ServerConfig, SessionSettings};
 use crate::jsonrpc::{self, Kind, Peek};
 use crate::metrics;
 use crate::upstream::{self, Upstream, UpstreamEvent};
-use event_log::{Entry, EventLog, Gap, Overflow};
+use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
 
 /// Pending-request marker for answers the bridge itself asked for (a replayed initialize):
 /// routed to no stream.
@@ -125,6 +128,8 @@ close_reasons! {
     Completed => "completed",
     UpstreamExited => "upstream_exited",
     UpstreamFailedToStart => "upstream_failed_to_start",
+    /// The child read none of its stdin for `limits.upstream_stall` while messages waited.
+    UpstreamStalled => "upstream_stalled",
     Shutdown => "shutdown",
     /// The client read too slowly; its queue filled. The events stay in the log.
     SlowConsumer => "slow_consumer",
@@ -290,8 +295,8 @@ struct Pending {
     since: Instant,
     progress_token: Option<Box<str>>,
     initialize: bool,
-    /// For the latency histogram.
-    method: Option<String>,
+    /// For the latency histogram: a label from `metrics::method_label`.
+    method: Option<&'static str>,
 }
 
 enum UpstreamState {
@@ -349,6 +354,9 @@ pub enum AttachError {
 pub enum SendError {
     #[error("session ended: {0}")]
     Ended(CloseReason),
+    /// The upstream's queue stayed full (see `session/queue.rs`): nothing was sent.
+    #[error("the upstream is not taking messages: its queue stayed full for {0:?}")]
+    Busy(std::time::Duration),
 }
 
 pub struct Session {
@@ -364,6 +372,8 @@ pub struct Session {
     events_tx: mpsc::Sender<UpstreamEvent>,
     ended: Notify,
     ctx: upstream::Context,
+    /// The bytes its streams' logs may hold, drawn from the instance's pool.
+    budget: Budget,
 }
 
 impl Session {
@@ -378,8 +388,9 @@ impl Session {
         restored: Option<Restored>,
     ) -> (Arc<Session>, mpsc::Receiver<UpstreamEvent>) {
         let (events_tx, events_rx) = mpsc::channel(STREAM_QUEUE);
+        let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
         let mut streams = BTreeMap::new();
-        streams.insert(0, Stream::new(&settings, false));
+        streams.insert(0, Stream::new(&settings, false, &budget));
         let persist = ctx.cluster.clone().map(|c| (c, id));
         let mut next_stream = 1;
         let (mut protocol_version, mut initialize, mut upstream_session) = (None, None, None);
@@ -388,8 +399,9 @@ impl Session {
             protocol_version = r.protocol_version;
             initialize = r.initialize;
             upstream_session = r.upstream_session;
-            for (n, log) in r.streams {
-                let mut stream = Stream::new(&settings, false);
+            for (n, mut log) in r.streams {
+                let mut stream = Stream::new(&settings, false, &budget);
+                log.rebudget(&budget);
                 stream.log = log;
                 stream.done = n != 0;
                 streams.insert(n, stream);
@@ -424,6 +436,7 @@ impl Session {
             events_tx,
             ended: Notify::new(),
             ctx,
+            budget,
         };
         (Arc::new(session), events_rx)
     }
@@ -519,12 +532,19 @@ impl Session {
     /// Sends client messages upstream. Requests are registered first, so that their
     /// responses route to `stream`; the upstream starts on the first message.
     pub async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
-        let tx = {
+        self.enqueue(messages, stream).await
+    }
+
+    /// Registers the requests among `messages` against `stream` (see [`Session::send`]) and
+    /// returns those the session admits (see `State::admit`); the rest are answered already.
+    fn register(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<Vec<(Bytes, Peek)>, SendError> {
+        let messages = {
             let mut st = self.state();
             if let Some(reason) = st.ended {
                 return Err(SendError::Ended(reason));
             }
             st.last_activity = Instant::now();
+            let messages = st.admit(messages, stream, self.settings.max_pending);
             for (raw, peek) in &messages {
                 if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
                     st.cancelled(raw);
@@ -533,15 +553,15 @@ impl Session {
                     continue;
                 }
                 if let Some(method) = &peek.method {
-                    let labels = metrics::Method { server: self.server.name.clone(), method: method.clone() };
+                    let labels = metrics::Method { server: self.server.name.clone(), method: metrics::method_label(method) };
                     metrics::get().requests.get_or_create(&labels).inc();
                     if stream != DISCARD {
                         if st.timeline.len() == TIMELINE {
                             st.timeline.pop_front();
                         }
-                        let id = peek.id.as_deref().unwrap_or("null").to_string();
+                        let id = metrics::clip(peek.id.as_deref().unwrap_or("null"));
                         st.timeline.push_back(TimelineEntry {
-                            method: method.clone(),
+                            method: metrics::clip(method),
                             id,
                             at_ms: unix_ms(),
                             latency_ms: None,
@@ -563,7 +583,7 @@ impl Session {
                         since: Instant::now(),
                         progress_token: peek.progress_token.clone(),
                         initialize,
-                        method: peek.method.clone(),
+                        method: peek.method.as_deref().map(metrics::method_label),
                     };
                     st.pending.insert(id.clone(), pending);
                     if stream != DISCARD {
@@ -571,27 +591,33 @@ impl Session {
                     }
                 }
             }
+            messages
+        };
+        Ok(messages)
+    }
+
+    /// The upstream's queue, starting the upstream on the session's first message.
+    fn upstream_tx(&self) -> Result<mpsc::Sender<Bytes>, SendError> {
+        {
+            let mut st = self.state();
+            if let Some(reason) = st.ended {
+                return Err(SendError::Ended(reason));
+            }
             if matches!(st.upstream, UpstreamState::NotStarted) {
                 let resume = st.upstream_session.clone().map(|(url, id)| upstream::Resume {
                     url,
                     id,
                     protocol_version: st.protocol_version.clone(),
                 });
-                let up = upstream::start(&self.server, self.id, self.ctx.clone(), self.events_tx.clone(), resume);
+                let who = (self.id, self.principal.clone());
+                let up = upstream::start(&self.server, who, self.ctx.clone(), self.events_tx.clone(), resume);
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
-                UpstreamState::Running(up) => up.tx.clone(),
-                _ => return Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
-            }
-        };
-        for (raw, _) in messages {
-            if tx.send(raw).await.is_err() {
-                // The upstream is gone; the session task ends the session and errors pending.
-                break;
+                UpstreamState::Running(up) => Ok(up.tx.clone()),
+                _ => Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
             }
         }
-        Ok(())
     }
 
     /// Opens a POST stream for `requests` requests, read by a client connected here.
@@ -611,7 +637,7 @@ impl Session {
         let n = st.next_stream;
         st.next_stream += 1;
         st.persist(|sid| Op::Field { sid, field: "next_stream", value: Bytes::from((n + 1).to_string()) });
-        let mut stream = Stream::new(&self.settings, json);
+        let mut stream = Stream::new(&self.settings, json, &self.budget);
         stream.open_requests = requests;
         stream.live = Some(Live { sink, reason });
         st.streams.insert(n, stream);
@@ -727,10 +753,10 @@ impl Session {
                     st.persist(|sid| Op::Field { sid, field: "proto", value: Bytes::from(v.clone()) });
                 }
             }
-            st.push(target.0, raw, peek.kind == Kind::Response).is_err()
+            st.push(target.0, raw, peek.kind == Kind::Response).err()
         };
-        if overflow {
-            self.end(CloseReason::EventLogOverflow, "the event log bound was reached while no client read the stream");
+        if let Some(bound) = overflow {
+            self.end(CloseReason::EventLogOverflow, &bound.to_string());
         }
     }
 
@@ -771,11 +797,11 @@ impl Session {
         self.ended.notify_one();
     }
 
-    /// Time left before the session counts as idle, or `None` if it is idle now.
+    /// Time left before the session counts as idle (a request in flight holds it), or `None`.
     fn idle_left(&self) -> Option<std::time::Duration> {
         let st = self.state();
         let now = Instant::now();
-        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) {
+        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) || st.in_flight() > 0 {
             return Some(self.settings.idle_timeout);
         }
         (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
@@ -805,7 +831,7 @@ impl Session {
             }
             let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
             let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
-            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == *id) {
+            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == metrics::clip(&id)) {
                 entry.outcome = "timeout";
             }
             tracing::warn!(session = %self.id, server = %self.server.name, request = %id, "upstream request timed out");
@@ -862,9 +888,9 @@ impl Session {
 }
 
 impl Stream {
-    fn new(settings: &SessionSettings, json: bool) -> Stream {
+    fn new(settings: &SessionSettings, json: bool, budget: &Budget) -> Stream {
         Stream {
-            log: EventLog::new(settings.event_log_size, settings.event_log_age),
+            log: EventLog::new(settings.event_log_size, settings.event_log_age, budget.clone()),
             live: None,
             open_requests: 0,
             done: false,
@@ -893,7 +919,7 @@ impl State {
         if let Some(t) = &p.progress_token {
             self.progress.remove(t);
         }
-        if let Some(entry) = self.timeline.iter_mut().rev().find(|e| e.id == id) {
+        if let Some(entry) = self.timeline.iter_mut().rev().find(|e| e.id == metrics::clip(id)) {
             entry.outcome = "cancelled";
         }
         let id: Box<str> = id.into();
@@ -947,6 +973,7 @@ impl State {
             Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
                 Some(p) => {
                     if p.stream != DISCARD {
+                        self.last_activity = Instant::now();
                         let id = peek.id.clone().unwrap_or_default();
                         self.persist(|sid| Op::Answered { sid, id });
                     }
@@ -954,7 +981,9 @@ impl State {
                         self.progress.remove(t);
                     }
                     initialize = p.initialize;
-                    if let Some(entry) = self.timeline.iter_mut().rev().find(|e| Some(e.id.as_str()) == peek.id.as_deref()) {
+                    if let Some(entry) =
+                        self.timeline.iter_mut().rev().find(|e| peek.id.as_deref().is_some_and(|id| e.id == metrics::clip(id)))
+                    {
                         entry.latency_ms = Some(p.since.elapsed().as_secs_f64() * 1000.0);
                         entry.outcome = if peek.error { "error" } else { "ok" };
                     }
@@ -1008,7 +1037,10 @@ impl State {
             return Ok(());
         };
         let live = s.live.as_ref().is_some_and(Live::reading);
-        let pushed = s.log.push(raw.clone(), live, now);
+        let in_flight = s.live.as_ref().map_or(0, Live::queued);
+        log_memory::make_room(&mut self.streams, n, raw.len());
+        let Some(s) = self.streams.get_mut(&n) else { return Ok(()) };
+        let pushed = s.log.push(raw.clone(), live, in_flight, now);
         self.events += 1;
         self.bytes += raw.len() as u64;
         if let Ok(seq) = pushed {
@@ -1021,6 +1053,7 @@ impl State {
             match l.try_send(Frame::Message(*seq, raw)) {
                 Ok(()) => {}
                 Err(SendFailed::Full) => {
+                    s.log.mark_newest_unsent(l.queued() + 1);
                     if let Some(l) = s.live.take() {
                         l.close(CloseReason::SlowConsumer);
                     }

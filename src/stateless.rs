@@ -774,8 +774,14 @@ impl Pool {
 
     /// Whether the remote upstream at `url` serves a modern revision itself (its
     /// `server/discover` says so).
-    pub async fn modern_upstream(&self, app: &AppState, url: &str, headers: &BTreeMap<String, String>) -> bool {
-        let versions = app.ctx.eras.supported(&app.ctx.http, url, headers).await;
+    pub async fn modern_upstream(
+        &self,
+        app: &AppState,
+        http: &reqwest::Client,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> bool {
+        let versions = app.ctx.eras.supported(http, url, headers).await;
         versions.is_some_and(|v| v.iter().any(|s| MODERN_VERSIONS.contains(&s.as_str())))
     }
 

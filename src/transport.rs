@@ -2,12 +2,13 @@
 //! who the client is behind a proxy.
 
 pub mod event_stream;
+pub mod mirrored;
 pub mod modern;
 pub mod origin;
 pub mod sse;
 pub mod streamable;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -42,7 +43,8 @@ pub fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 }
 
 /// The HTTP answer for a failed session operation: 404 with `-32001` for a session that is
-/// gone, 409 for a second stream, 503 when the cluster cannot be reached.
+/// gone, 409 for a second stream, 503 when the cluster cannot be reached or the upstream's
+/// queue stays full.
 pub fn op_error(e: crate::session::store::OpError) -> Response {
     use crate::session::store::OpError;
     match &e {
@@ -56,31 +58,68 @@ pub fn op_error(e: crate::session::store::OpError) -> Response {
         OpError::Limit { .. } => {
             rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::CONNECTION_CLOSED, &format!("Service Unavailable: {e}"))
         }
+        // The client's own doing, like the per-principal session cap: 429, not 503.
+        OpError::TooManyPending(_) => {
+            rpc_error(StatusCode::TOO_MANY_REQUESTS, jsonrpc::code::CONNECTION_CLOSED, &format!("Too Many Requests: {e}"))
+        }
         OpError::Unavailable(_) => {
             rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::INTERNAL_ERROR, &format!("Service Unavailable: {e}"))
+        }
+        OpError::Busy(_) => {
+            let mut resp =
+                rpc_error(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::code::INTERNAL_ERROR, &format!("Service Unavailable: {e}"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
         }
     }
 }
 
-/// The client as the logs name it: the first `X-Forwarded-For` hop, else the peer address.
-pub fn client_addr(headers: &HeaderMap, peer: SocketAddr) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty() && v.len() < 64)
-        .unwrap_or_else(|| peer.to_string())
+/// The client as the logs name it. A peer that is not a trusted proxy is the client, whatever
+/// it sends. From a trusted proxy: its `X-Real-IP` (one valid address; the shipped nginx sets
+/// it), else `X-Forwarded-For` read from the right, skipping trusted proxies, up to the first
+/// hop a trusted proxy added that is not one itself. Anything to its left is the client's own
+/// claim and is never believed.
+pub fn client_addr(edge: &crate::config::edge::Edge, headers: &HeaderMap, peer: SocketAddr) -> String {
+    if !edge.is_trusted(peer.ip()) {
+        return peer.to_string();
+    }
+    let mut real = headers.get_all("x-real-ip").iter();
+    if let (Some(v), None) = (real.next(), real.next()) {
+        if let Some(ip) = v.to_str().ok().and_then(|v| v.trim().parse::<IpAddr>().ok()) {
+            return ip.to_string();
+        }
+    }
+    let hops: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    let mut client = None;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else { break };
+        client = Some(ip);
+        if !edge.is_trusted(ip) {
+            break;
+        }
+    }
+    client.map_or_else(|| peer.to_string(), |ip| ip.to_string())
 }
 
-/// The path prefix the client sees: `X-Forwarded-Prefix` if it is a plain path, else the
-/// configured public base path.
+/// The path prefix the client sees: `X-Forwarded-Prefix` if it is a clean absolute path, else
+/// the configured public base path.
 pub fn public_prefix(headers: &HeaderMap, configured: Option<&str>) -> String {
-    let forwarded = headers
-        .get("x-forwarded-prefix")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| p.starts_with('/') && p.len() < 256 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b)));
+    let forwarded = headers.get("x-forwarded-prefix").and_then(|v| v.to_str().ok()).filter(|p| clean_path(p));
     forwarded.or(configured).unwrap_or("").trim_end_matches('/').to_string()
+}
+
+/// A path that stays a path wherever it is put: `/`, then segments of unreserved characters,
+/// none empty (`//evil.example` would make a URI scheme-relative, i.e. another host), `.` or
+/// `..`; a trailing `/` is allowed.
+fn clean_path(p: &str) -> bool {
+    let Some(rest) = p.strip_prefix('/') else { return false };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    p.len() < 256
+        && (rest.is_empty()
+            || rest.split('/').all(|seg| {
+                !matches!(seg, "" | "." | "..") && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            }))
 }
 
 /// Whether an `Accept` header names `mime` itself. Wildcards do not count: the spec has
@@ -114,9 +153,30 @@ mod tests {
     }
 
     #[test]
+    fn the_client_address_is_what_a_trusted_proxy_saw() {
+        let edge = crate::config::edge::Edge::default();
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
+        let forged = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7"), ("x-real-ip", "6.6.6.6")]);
+        assert_eq!(client_addr(&edge, &forged, stranger), "203.0.113.9:5000", "an untrusted peer is the client");
+        assert_eq!(client_addr(&edge, &h(&[("x-real-ip", "198.51.100.7")]), proxy), "198.51.100.7");
+        let xff = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 127.0.0.2")]);
+        assert_eq!(client_addr(&edge, &xff, proxy), "198.51.100.7", "from the right, past trusted proxies");
+        let twice = h(&[("x-real-ip", "6.6.6.6"), ("x-real-ip", "1.2.3.4"), ("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(client_addr(&edge, &twice, proxy), "198.51.100.7", "a repeated X-Real-IP is not believed");
+        assert_eq!(client_addr(&edge, &h(&[("x-forwarded-for", "junk")]), proxy), "127.0.0.1:5000");
+        assert_eq!(client_addr(&edge, &HeaderMap::new(), proxy), "127.0.0.1:5000");
+    }
+
+    #[test]
     fn prefix_is_sanitized() {
         assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "/mcp-bridge/")]), None), "/mcp-bridge");
         assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "//evil.example\"")]), Some("/p")), "/p");
+        for bad in ["//evil.example", "//evil.example/", "/a//b", "/a/../b", "/..", "/./x", "a/b", "/a b", "/%2e%2e"] {
+            assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", bad)]), Some("/p")), "/p", "{bad}");
+        }
+        assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "/")]), None), "");
+        assert_eq!(public_prefix(&h(&[("x-forwarded-prefix", "/a.b/c-d_e~f/")]), None), "/a.b/c-d_e~f");
         assert_eq!(public_prefix(&HeaderMap::new(), None), "");
     }
 }

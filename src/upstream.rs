@@ -2,9 +2,12 @@
 //! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
+mod cause;
+mod framing;
 mod http;
 pub mod modern;
 pub mod pool;
+mod pump;
 pub mod reaper;
 mod shared;
 mod sse;
@@ -21,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ServerConfig, UpstreamSpec};
 use crate::session::{CloseReason, SessionId};
 use crate::sse::parse::{Event, Item, Parser};
+pub(crate) use cause::{cause, redirect};
 
 /// Client messages queued for an upstream before senders wait.
 pub(crate) const QUEUE: usize = 256;
@@ -61,6 +65,8 @@ pub struct Context {
     pub eras: Arc<modern::Eras>,
     /// List changes on 2026-07-28 backing sessions, for listen streams.
     pub changes: Arc<crate::stateless::Changes>,
+    /// `limits.upstream_stall` and `limits.max_message`.
+    pub pump: crate::config::pump::PumpLimits,
 }
 
 /// Counts running child processes against `limits.max_children`.
@@ -108,21 +114,23 @@ impl Drop for Upstream {
     }
 }
 
-/// Starts the upstream of one session.
+/// Starts the upstream of one session (`principal`: its client, which picks its shared child).
 pub fn start(
     server: &ServerConfig,
-    session: SessionId,
-    ctx: Context,
+    (session, principal): (SessionId, Option<Arc<str>>),
+    mut ctx: Context,
     events: mpsc::Sender<UpstreamEvent>,
     resume: Option<Resume>,
 ) -> Upstream {
+    // A server with its own TLS or proxy settings reaches its upstream with its own client.
+    ctx.http = server.http(&ctx.http).clone();
     let (tx, rx) = mpsc::channel(QUEUE);
     let name: Arc<str> = server.name.as_str().into();
     let task = match server.upstream.clone() {
         UpstreamSpec::Stdio { command, args, env, cwd } => {
-            let spec = stdio::Spec { command, args, env, cwd };
+            let spec = stdio::Spec { command, args, env, cwd, pump: ctx.pump };
             if server.shared {
-                let shared = ctx.shared.get(&server.name, spec, ctx.children.clone());
+                let shared = ctx.shared.get(&server.name, principal, spec, ctx.children.clone());
                 tokio::spawn(shared.serve(session, rx, events))
             } else {
                 tokio::spawn(stdio::run(spec, name, session, ctx.children.clone(), rx, events))
@@ -139,14 +147,30 @@ pub fn start(
 
 /// The SSE events of a response body, in order; ends at EOF or on a read error.
 pub(crate) fn sse_events(resp: reqwest::Response) -> impl futures_util::Stream<Item = Event> + Send {
+    sse_events_within(resp, crate::sse::parse::MAX_LINE)
+}
+
+/// The event type [`sse_events_within`] ends a stream with when an event was over its bound.
+pub(crate) const TOO_LONG_EVENT: &str = "mcp-bridge-too-long";
+
+/// [`sse_events`], with no line or event's data over `max` bytes: a longer one ends the stream
+/// with an event of type [`TOO_LONG_EVENT`] (nothing of it is held past `max`).
+pub(crate) fn sse_events_within(resp: reqwest::Response, max: usize) -> impl futures_util::Stream<Item = Event> + Send {
     let body = resp.bytes_stream();
-    futures_util::stream::unfold((body, Parser::default()), |(mut body, mut parser)| async move {
+    futures_util::stream::unfold((body, Some(Parser::with_limit(max))), move |(mut body, parser)| async move {
+        let mut parser = parser?;
         loop {
             match parser.try_next_item() {
-                Ok(Some(Item::Event(ev))) => return Some((ev, (body, parser))),
+                Ok(Some(Item::Event(ev))) => return Some((ev, (body, Some(parser)))),
                 Ok(Some(Item::Comment(_))) => continue,
                 Ok(None) => {}
-                Err(_) => return None,
+                Err(_) => {
+                    tracing::warn!(
+                        "a remote upstream sent an SSE event over limits.max_message ({max} bytes); its stream is closed"
+                    );
+                    let ev = Event { event: Some(TOO_LONG_EVENT.to_string()), ..Event::default() };
+                    return Some((ev, (body, None)));
+                }
             }
             match body.next().await {
                 Some(Ok(chunk)) => parser.feed(&chunk),

@@ -1,6 +1,7 @@
 //! Fuzz target: what the bridge reads and rewrites of 2026-07-28 traffic
 //! (`stateless::parse_request`, `decode_header_value`, `RequestState::verify`, `final_response`,
-//! `with_meta`, `check_param_headers`). Any input is read or refused without a panic; a
+//! `with_meta`, `check_param_headers`, and `transport::mirrored::once` on headers read from the
+//! input's lines). Any input is read or refused without a panic; a
 //! rewritten message is still one JSON object that carries the id it was given.
 #![no_main]
 
@@ -9,6 +10,22 @@ use mcp_bridge::stateless::{self, RequestState};
 
 fuzz_target!(|data: &[u8]| {
     let _ = stateless::decode_header_value(data);
+    // `name: value` lines as request headers: a repeated routing header is always found.
+    let mut headers = axum::http::HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let name = axum::http::HeaderName::from_bytes(&line[..colon]);
+        let value = axum::http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
+        if let (Ok(n), Ok(v)) = (name, value) {
+            headers.append(n, v);
+        }
+    }
+    let repeated = headers.keys().any(|k| {
+        let k = k.as_str();
+        (matches!(k, "mcp-protocol-version" | "mcp-method" | "mcp-name") || k.starts_with("mcp-param-"))
+            && headers.get_all(k).iter().count() > 1
+    });
+    assert_eq!(mcp_bridge::transport::mirrored::once(&headers).is_err(), repeated, "a repeated routing header is refused");
     if let Ok(text) = std::str::from_utf8(data) {
         const KEY: [u8; 32] = [9; 32];
         if let Some(st) = RequestState::verify(text, Some("p"), &KEY) {

@@ -1,5 +1,12 @@
 //! A small, fast stdio MCP server for tests, examples and benchmarks: `echo` returns its
 //! message, `add` sums two numbers. Synchronous on purpose: one line in, one line out.
+//!
+//! Modes for the pipe tests (`tests/upstream_pipes.rs`):
+//! - `--serial`: reads one line, writes its whole answer with blocking writes, and only then
+//!   reads the next line, like most simple servers. The default loop does the same today; the
+//!   flag pins that behaviour so the tests do not depend on how the default is tuned.
+//! - `--stop-reading-after N`: answers the first `N` lines, then never reads stdin again (a
+//!   hung server; `0` never reads at all).
 
 use std::io::{self, BufRead, BufWriter, Write};
 
@@ -7,10 +14,32 @@ use serde_json::{json, Value};
 
 const VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
-fn main() -> io::Result<()> {
+/// `pub(crate)`: `mcp-bridge echo-server` runs this too (src/main.rs includes this file), so the
+/// subcommand's own name is skipped with the program's.
+pub(crate) fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).skip_while(|a| a == "echo-server").collect();
+    let stop_after = match args.iter().position(|a| a == "--stop-reading-after") {
+        Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => Some(n),
+            None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "--stop-reading-after needs a number")),
+        },
+        None => None,
+    };
+    // `--serial` needs nothing more than the loop below: it reads the next line only once the
+    // answer to this one is written and flushed (blocking while the pipe is full).
     let stdin = io::stdin().lock();
     let mut out = BufWriter::new(io::stdout().lock());
-    for line in stdin.lines() {
+    let mut lines = stdin.lines();
+    let mut read = 0usize;
+    loop {
+        if stop_after.is_some_and(|n| read >= n) {
+            // Hung: alive, holding its pipes, reading nothing.
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+        let Some(line) = lines.next() else { break };
+        read += 1;
         let line = line?;
         if line.trim().is_empty() {
             continue;

@@ -10,6 +10,7 @@ use redis::AsyncCommands;
 
 use super::{key_log, key_pending, key_session, Cluster, ClusterError};
 use crate::server::AppState;
+use crate::session::event_log::memory::Budget;
 use crate::session::event_log::EventLog;
 use crate::session::{Restored, Session, SessionId, Transport};
 
@@ -30,6 +31,8 @@ pub async fn take_over(app: &AppState, cluster: &Arc<Cluster>, sid: SessionId) -
     }
     let settings = app.settings_for(&server);
     let mut streams = Vec::new();
+    // The session's own budget takes these logs' charges over when it adopts them.
+    let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
     for (field, value) in &record {
         let Some(n) = field.strip_prefix("seq").and_then(|n| n.parse::<u32>().ok()) else { continue };
         let last_seq = String::from_utf8_lossy(value).parse().unwrap_or(0);
@@ -43,7 +46,10 @@ pub async fn take_over(app: &AppState, cluster: &Arc<Cluster>, sid: SessionId) -
                 Some((seq, Bytes::copy_from_slice(&m[split + 1..])))
             })
             .collect();
-        streams.push((n, EventLog::restore(settings.event_log_size, settings.event_log_age, entries, last_seq, evicted)));
+        streams.push((
+            n,
+            EventLog::restore(settings.event_log_size, settings.event_log_age, budget.clone(), entries, last_seq, evicted),
+        ));
     }
     let pending: HashMap<String, u32> = conn.hgetall(key_pending(sid)).await?;
     let restored = Restored {

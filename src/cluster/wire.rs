@@ -68,11 +68,19 @@ pub struct Failure {
     /// The receiver does not hold the session (any more): look up the owner again.
     #[serde(default)]
     pub moved: bool,
+    /// The session's upstream is not taking messages (503), not a missing session.
+    #[serde(default)]
+    pub busy: bool,
     pub message: String,
 }
 
 impl Failure {
     pub fn new(message: impl ToString) -> Failure {
-        Failure { conflict: false, moved: false, message: message.to_string() }
+        Failure { conflict: false, moved: false, busy: false, message: message.to_string() }
+    }
+
+    /// A failed send: busy when the upstream's queue stayed full.
+    pub fn send(e: crate::session::SendError) -> Failure {
+        Failure { busy: matches!(e, crate::session::SendError::Busy(_)), ..Failure::new(e) }
     }
 }

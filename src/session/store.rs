@@ -50,11 +50,20 @@ pub enum OpError {
     /// A limit refused a new session: 503 for the instance's, 429 for the principal's.
     #[error("{message}")]
     Limit { per_principal: bool, message: String },
+    /// The session's cap on requests in flight: 429.
+    #[error(transparent)]
+    TooManyPending(#[from] super::pending::PendingError),
+    /// The session's upstream is not taking messages (its queue stayed full): 503.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<SendError> for OpError {
     fn from(e: SendError) -> Self {
-        OpError::NotFound(e.to_string())
+        match e {
+            SendError::Busy(_) => OpError::Busy(e.to_string()),
+            SendError::Ended(_) => OpError::NotFound(e.to_string()),
+        }
     }
 }
 
@@ -72,6 +81,7 @@ impl From<ClusterError> for OpError {
     fn from(e: ClusterError) -> Self {
         match e {
             ClusterError::Remote { failure, .. } if failure.conflict => OpError::Conflict(failure.message),
+            ClusterError::Remote { failure, .. } if failure.busy => OpError::Busy(failure.message),
             ClusterError::Remote { failure, .. } => OpError::NotFound(failure.message),
             e => OpError::Unavailable(e),
         }
@@ -261,7 +271,10 @@ impl Handle {
     /// Sends client messages; requests answer on `stream`.
     pub async fn send(&self, app: &AppState, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
         match self {
-            Handle::Local(s) => Ok(s.send(messages, stream).await?),
+            Handle::Local(s) => {
+                s.check_room(&messages)?;
+                Ok(s.send(messages, stream).await?)
+            }
             Handle::Remote(r) => {
                 match r.cluster.call(&r.owner, r.id, Request::Send { stream, messages: strings(&messages) }).await {
                     Err(e) if owner_gone(&e) => Box::pin(recover(app, r.id, &r.owner).await?.send(app, messages, stream)).await,
@@ -363,6 +376,7 @@ async fn open_local(
     requests: usize,
     json: bool,
 ) -> Result<(Opened, Attached, Detach), OpError> {
+    s.check_room(&messages)?;
     let (opened, attached) = s.open_stream(requests, json)?;
     s.send(messages, opened.stream).await?;
     Ok((opened, attached, Detach::Local(s.clone())))

@@ -24,9 +24,9 @@ pub enum Item {
     Comment(String),
 }
 
-/// Error for a line over [`MAX_LINE`].
+/// Error for a line over [`MAX_LINE`], or a line or an event's data over the parser's limit.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("sse line longer than {MAX_LINE} bytes")]
+#[error("an sse line or event longer than the limit")]
 pub struct LineTooLong;
 
 #[derive(Default)]
@@ -38,9 +38,16 @@ pub struct Parser {
     started: bool,
     /// The last byte consumed was a CR, so a following LF belongs to it.
     after_cr: bool,
+    /// Most bytes of one line or one event's data, when less than [`MAX_LINE`].
+    limit: Option<usize>,
 }
 
 impl Parser {
+    /// A parser that refuses a line or an event's data over `limit` bytes.
+    pub fn with_limit(limit: usize) -> Parser {
+        Parser { limit: Some(limit.min(MAX_LINE)), ..Parser::default() }
+    }
+
     pub fn feed(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
     }
@@ -73,8 +80,9 @@ impl Parser {
                 Some(_) => {}
             }
             self.after_cr = false;
+            let limit = self.limit.unwrap_or(MAX_LINE);
             let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else {
-                if self.buf.len() > MAX_LINE {
+                if self.buf.len() > limit {
                     self.buf.clear();
                     return Err(LineTooLong);
                 }
@@ -83,8 +91,18 @@ impl Parser {
             let line = self.buf.split_to(end);
             self.after_cr = self.buf[0] == b'\r';
             self.buf.advance(1);
+            if line.len() > limit {
+                self.buf.clear();
+                return Err(LineTooLong);
+            }
             let line = String::from_utf8_lossy(&line);
-            if let Some(item) = self.line(&line) {
+            let item = self.line(&line);
+            if self.pending.data.len() > limit {
+                self.pending = Event::default();
+                self.has_fields = false;
+                return Err(LineTooLong);
+            }
+            if let Some(item) = item {
                 return Ok(Some(item));
             }
         }
@@ -173,6 +191,19 @@ mod tests {
         assert_eq!(items.len(), 1);
         let Item::Event(ev) = &items[0] else { panic!() };
         assert_eq!(ev.retry, Some(1500));
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_an_error_however_it_is_split() {
+        let mut p = Parser::with_limit(10);
+        p.feed(b"data: 12345\ndata: 67890\n");
+        assert_eq!(p.try_next_item(), Err(LineTooLong));
+        let mut p = Parser::with_limit(10);
+        p.feed(b"data: 12345678901\n\n");
+        assert_eq!(p.try_next_item(), Err(LineTooLong));
+        let mut p = Parser::with_limit(10);
+        p.feed(b"data: 1234\n\n");
+        assert!(matches!(p.try_next_item(), Ok(Some(Item::Event(_)))));
     }
 
     #[test]

@@ -220,7 +220,8 @@ pub async fn post(
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, peek.id.as_deref(), code::INVALID_PARAMS, &msg),
     };
-    if let Err(resp) = validate(&headers, &req) {
+    if let Err(resp) = super::mirrored::once(&headers).map_err(|m| mismatch(&req.id, &m)).and_then(|()| validate(&headers, &req))
+    {
         return resp;
     }
     // A modern upstream judges the version itself: its list of versions is the one that counts.
@@ -266,10 +267,11 @@ async fn passthrough(
     let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
     let urls = server.pool.as_ref().map_or_else(|| std::slice::from_ref(url), |p| p.urls.as_slice());
     let url = app.stateless.pick(urls);
-    if !app.stateless.modern_upstream(app, url, extra).await {
+    let http = server.http(&app.ctx.http);
+    if !app.stateless.modern_upstream(app, http, url, extra).await {
         return None;
     }
-    let mut out = crate::upstream::with_headers(app.ctx.http.post(url), extra);
+    let mut out = crate::upstream::with_headers(http.post(url), extra);
     for (k, v) in headers {
         if forwarded(k.as_str()) {
             out = out.header(k, v);
@@ -278,7 +280,7 @@ async fn passthrough(
     let resp = match out.body(body.clone()).send().await {
         Ok(r) => r,
         Err(e) => {
-            let msg = format!("mcp-bridge: the upstream could not be reached: {e}");
+            let msg = format!("mcp-bridge: the upstream could not be reached: {}", crate::upstream::cause(&e));
             return Some(error(StatusCode::BAD_GATEWAY, Some(&req.id), jsonrpc::code::INTERNAL_ERROR, &msg));
         }
     };

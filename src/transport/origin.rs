@@ -2,6 +2,8 @@
 //! a request whose `Origin` is not allowed gets 403; when the bridge listens on a loopback
 //! address, a request whose `Host` is not a local name (or the host of a configured origin)
 //! gets 403 too. A request without `Origin` (every non-browser client) passes the first check.
+//! An `Origin` is allowed if it is configured or a local page; one that merely equals the
+//! request's `Host` is not (on a public listener, DNS rebinding makes both the attacker's).
 //! Allowed origins also get CORS: preflights are answered here, and responses name the origin,
 //! so a browser page on another origin can use `EventSource` and `fetch` against the bridge.
 
@@ -58,12 +60,9 @@ impl Policy {
         if self.any_origin || self.origins.contains(&origin) {
             return Ok(());
         }
-        let allowed = match origin_host(&origin) {
-            // The bridge's own origin, as the request names it, or a local page.
-            Some(oh) => is_local(&oh) || host.is_some_and(|h| origin_authority(&origin) == Some(h.to_ascii_lowercase())),
-            None => false,
-        };
-        if allowed {
+        // A local page (the bridge's own origin on loopback among them). Not "the origin the
+        // Host names": a rebound name makes Host and Origin both the attacker's.
+        if origin_host(&origin).is_some_and(|oh| is_local(&oh)) {
             Ok(())
         } else {
             Err(format!("Origin `{}` is not allowed; add it to `allowed_origins` in the config", clip(&origin)))
@@ -75,13 +74,18 @@ impl Policy {
 /// origin.
 pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    if let Err(reason) = one_host(req.headers()) {
+        tracing::warn!(path, reason, "refused a request");
+        return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &format!("Bad Request: {reason}"));
+    }
     if path != "/healthz" && path != "/readyz" {
         if let Err(reason) = policy.verdict(req.headers()) {
             tracing::warn!(path, reason = %reason, "refused a request");
             return rpc_error(StatusCode::FORBIDDEN, code::CONNECTION_CLOSED, &format!("Forbidden: {reason}"));
         }
     }
-    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+    // The admin API serves only its own page: no CORS (admin::guard checks the origin).
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned().filter(|_| !path.starts_with("/admin")) else {
         return next.run(req).await;
     };
     if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
@@ -90,6 +94,20 @@ pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) 
     let mut resp = next.run(req).await;
     cors(resp.headers_mut(), origin);
     resp
+}
+
+/// A request has at most one `Host`, and it is text (RFC 9112 section 3.2: else 400). A second
+/// or a non-ASCII one would slip past the Host check, which reads the first as text.
+fn one_host(h: &HeaderMap) -> Result<(), &'static str> {
+    let mut hosts = h.get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    if first.is_some_and(|v| v.to_str().is_err()) {
+        return Err("the Host header is not ASCII text");
+    }
+    Ok(())
 }
 
 /// Headers a browser client needs to read: the session id and the negotiated version.
@@ -226,11 +244,14 @@ mod tests {
     }
 
     #[test]
-    fn public_listener_checks_origin_against_its_own_host() {
+    fn public_listener_allows_only_configured_or_local_origins() {
         let p = Policy::new("0.0.0.0:8051".parse().unwrap(), &[]);
         assert!(p.verdict(&headers(Some("bridge.example.com"), None)).is_ok());
-        assert!(p.verdict(&headers(Some("bridge.example.com"), Some("https://bridge.example.com"))).is_ok());
+        assert!(p.verdict(&headers(Some("evil.example:8051"), Some("http://evil.example:8051"))).is_err(), "rebinding");
         assert!(p.verdict(&headers(Some("bridge.example.com"), Some("https://evil.example.com"))).is_err());
+        assert!(p.verdict(&headers(Some("10.0.0.5:8051"), Some("http://localhost:3000"))).is_ok());
+        let configured = Policy::new("0.0.0.0:8051".parse().unwrap(), &["https://bridge.example.com".into()]);
+        assert!(configured.verdict(&headers(Some("bridge.example.com"), Some("https://bridge.example.com"))).is_ok());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub async fn open(
     let Some(server) = app.server(&name) else {
         return unknown_server(&name);
     };
-    let client = client_addr(&headers, peer);
+    let client = client_addr(&app.config.edge, &headers, peer);
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(EventId::parse);
     let retry = sse::retry(app.config.sessions.retry.as_millis() as u64);
     let (id, attached, detach, first) = match resume {

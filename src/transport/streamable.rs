@@ -120,7 +120,7 @@ pub async fn post(
     if server.json_response {
         return json_answer(attached, batch, extra).await;
     }
-    let client = client_addr(&headers, peer);
+    let client = client_addr(&app.config.edge, &headers, peer);
     let priming = opened.priming.map(|seq| EventId { session: handle.id(), stream: opened.stream, seq });
     stream_response(&app, &server, handle.id(), attached, detach, opened.polling, priming, client, extra)
 }
@@ -231,7 +231,7 @@ pub async fn get(
         }
         Err(e) => return op_error(e),
     };
-    let client = client_addr(&headers, peer);
+    let client = client_addr(&app.config.edge, &headers, peer);
     stream_response(&app, &server, handle.id(), attached, detach, polling, None, client, &[])
 }
 

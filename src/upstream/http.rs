@@ -9,10 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::pool::{Lease, Pool};
-use super::{sse_events, with_headers, Context, Resume, UpstreamEvent};
+use super::{sse_events_within, with_headers, Context, Resume, UpstreamEvent, TOO_LONG_EVENT};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
@@ -20,6 +20,9 @@ use crate::session::{CloseReason, SessionId};
 const MAX_IDLE_RESUMES: u32 = 10;
 /// Cap on the `retry:` delay honoured before a resumption.
 const MAX_RETRY_MS: u64 = 10_000;
+/// How long the relay holds a session's next message while the upstream's standalone GET
+/// stream opens (see `Remote::listen`); past it the message goes out anyway.
+const LISTEN_OPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// How an SSE response from the remote server ended.
 #[derive(Default)]
@@ -29,6 +32,8 @@ struct StreamEnd {
     answered: bool,
     last_id: Option<String>,
     retry: Option<u64>,
+    /// An event was over `limits.max_message`; the stream was closed there.
+    too_long: bool,
 }
 
 /// Upstream session state shared by the request tasks.
@@ -129,8 +134,7 @@ async fn serve(
     // Request and listener tasks; dropping the set (the session ended) aborts them.
     let mut tasks = tokio::task::JoinSet::new();
     if listen_now {
-        let r = remote.clone();
-        tasks.spawn(async move { r.listen().await });
+        start_listening(&remote, &mut tasks, session).await;
     }
     loop {
         let msg = match pending_first.take() {
@@ -155,13 +159,20 @@ async fn serve(
         let is_request = peek.as_ref().is_some_and(|p| p.kind == Kind::Request);
         if !is_request {
             // Notifications and answers are acknowledged at once (202): sending them in line
-            // keeps their order, so `initialized` is there before the next request.
-            if let Err(detail) = remote.post(msg, peek, true).await {
+            // keeps their order, so `initialized` is there before the next request. A server
+            // that holds one longer than `limits.upstream_stall` is not waited for further.
+            let posted = remote.post(msg, peek, true);
+            let posted = match remote.ctx.pump.upstream_stall {
+                Some(bound) => {
+                    tokio::time::timeout(bound, posted).await.unwrap_or_else(|_| Err(format!("no answer within {bound:?}")))
+                }
+                None => posted.await,
+            };
+            if let Err(detail) = posted {
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
             if starts_get {
-                let r = remote.clone();
-                tasks.spawn(async move { r.listen().await });
+                start_listening(&remote, &mut tasks, session).await;
             }
             continue;
         }
@@ -173,6 +184,26 @@ async fn serve(
                 tracing::warn!(session = %session, "remote upstream: {detail}");
             }
         });
+    }
+}
+
+/// Opens the upstream's standalone GET stream in its own task, and returns once the upstream
+/// has answered the GET (or refused it, or `LISTEN_OPEN_WAIT` passed). Nothing else of the
+/// session is relayed meanwhile, and that is the point: a server writes a request that belongs
+/// to no client request (sampling or elicitation sent without a related request id, as the
+/// official TypeScript SDK's `server.request` does, or server-everything's `roots/list` 350 ms
+/// after `initialized`) on the GET stream, and if that stream is not open yet it only stores
+/// the message for a `Last-Event-ID` replay that a first GET never asks for. Relaying the
+/// client's next request while the GET was still on its way let the request overtake it
+/// (another connection, another task); the tool's question was then lost and the call hung
+/// until a timeout.
+async fn start_listening(remote: &Arc<Remote>, tasks: &mut tokio::task::JoinSet<()>, session: SessionId) {
+    let (opened_tx, opened) = oneshot::channel();
+    let r = remote.clone();
+    tasks.spawn(async move { r.listen(opened_tx).await });
+    // An error means the listener ended before it could say so: nothing to wait for.
+    if tokio::time::timeout(LISTEN_OPEN_WAIT, opened).await.is_err() {
+        tracing::warn!(session = %session, url = %remote.url, "the remote upstream's GET stream did not open within {LISTEN_OPEN_WAIT:?}; relaying on without it");
     }
 }
 
@@ -218,7 +249,7 @@ impl Remote {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return fail(format!("POST {}: {e}", self.url)).await,
+            Err(e) => return fail(format!("POST {}: {}", self.url, super::cause(&e))).await,
         };
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             let new =
@@ -235,6 +266,9 @@ impl Remote {
             let _ = self.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamExited, detail: detail.clone() }).await;
             return Err(detail);
         }
+        if let Some(redirect) = super::redirect(&resp) {
+            return fail(format!("POST {} answered {status}: {redirect}", self.url)).await;
+        }
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
             return fail(format!("POST {} answered {status}: {}", self.url, body.chars().take(200).collect::<String>())).await;
@@ -247,6 +281,11 @@ impl Remote {
             // answer then comes on a GET that resumes after the last event id.
             let mut idle_resumes = 0;
             while let Some(id) = request_id.as_deref().filter(|_| !end.answered) {
+                if end.too_long {
+                    let max = self.ctx.pump.max_message;
+                    return fail(format!("an event of the answer to request {id} was over limits.max_message ({max} bytes)"))
+                        .await;
+                }
                 let Some(last) = end.last_id.clone() else {
                     return fail(format!("the remote server closed the stream of request {id} before answering, without an event id to resume from")).await;
                 };
@@ -263,14 +302,14 @@ impl Remote {
                 let resp = match resumed {
                     Ok(r) if r.status().is_success() => r,
                     Ok(r) => return fail(format!("resuming after event {last}: GET {} answered {}", self.url, r.status())).await,
-                    Err(e) => return fail(format!("resuming after event {last}: GET {}: {e}", self.url)).await,
+                    Err(e) => return fail(format!("resuming after event {last}: GET {}: {}", self.url, super::cause(&e))).await,
                 };
                 let next = self.forward_stream(resp, Some(id)).await;
                 idle_resumes = if next.events > 0 { 0 } else { idle_resumes + 1 };
                 end = StreamEnd { last_id: next.last_id.or(Some(last)), retry: next.retry.or(end.retry), ..next };
             }
         } else if status != reqwest::StatusCode::ACCEPTED {
-            let body = match resp.bytes().await {
+            let body = match read_within(resp, self.ctx.pump.max_message).await {
                 Ok(b) => b,
                 Err(e) => return fail(format!("reading the answer: {e}")).await,
             };
@@ -285,8 +324,12 @@ impl Remote {
     /// the response to `request` and the last event id and `retry:` it gave.
     async fn forward_stream(&self, resp: reqwest::Response, request: Option<&str>) -> StreamEnd {
         let mut end = StreamEnd::default();
-        let mut events = std::pin::pin!(sse_events(resp));
+        let mut events = std::pin::pin!(sse_events_within(resp, self.ctx.pump.max_message));
         while let Some(ev) = events.next().await {
+            if ev.event.as_deref() == Some(TOO_LONG_EVENT) {
+                end.too_long = true;
+                break;
+            }
             end.events += 1;
             if let Some(id) = ev.id.filter(|id| !id.is_empty()) {
                 end.last_id = Some(id);
@@ -320,13 +363,18 @@ impl Remote {
         }
     }
 
-    /// Holds the upstream's standalone GET stream for server-initiated messages.
-    /// Holds the upstream's standalone GET stream, reconnecting when the upstream closes it
-    /// (a few failures in a row, or 405, end the attempts). The task dies with the session.
-    async fn listen(&self) {
+    /// Holds the upstream's standalone GET stream for server-initiated messages, reconnecting
+    /// when the upstream closes it (a few failures in a row, or 405, end the attempts). `opened`
+    /// is told once the first GET has its answer's headers (the upstream has then registered the
+    /// stream), or failed. The task dies with the session.
+    async fn listen(&self, opened: oneshot::Sender<()>) {
+        let mut opened = Some(opened);
         let mut failures = 0;
         while failures < 5 {
             let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
+            if let Some(tx) = opened.take() {
+                let _ = tx.send(());
+            }
             match resp {
                 Ok(r) if r.status().is_success() => {
                     failures = 0;
@@ -345,6 +393,25 @@ impl Remote {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
+}
+
+/// A response body of at most `max` bytes (`limits.max_message`); a longer one is refused
+/// without being held.
+async fn read_within(resp: reqwest::Response, max: usize) -> Result<Bytes, String> {
+    let over = |n: u64| format!("the answer is {n} bytes or more, over limits.max_message ({max} bytes)");
+    if let Some(n) = resp.content_length().filter(|n| *n > max as u64) {
+        return Err(over(n));
+    }
+    let mut body = bytes::BytesMut::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if body.len() + chunk.len() > max {
+            return Err(over((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Ends the upstream session when the client's session ends.

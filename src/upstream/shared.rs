@@ -1,8 +1,10 @@
 //! Shared mode: one long-lived stdio child serves every session of a server. Ids are
 //! rewritten on the way in and back on the way out, so responses, progress and cancellations
 //! reach the session they belong to; server-initiated requests go to a session that declared
-//! the capability to answer them; other notifications go to every session. The child is
-//! initialized once, with the first session's `initialize`; later sessions get that answer.
+//! the capability to answer them; other notifications go to every session. The bridge
+//! initializes the child itself, once, with the newest version it speaks; each session gets
+//! that answer with the version negotiated for it (see [`init_answer`]). A failed
+//! initialize is passed on, never kept.
 //!
 //! Only servers that keep no per-client state are safe to share (see the README).
 
@@ -17,6 +19,7 @@ use super::stdio;
 use super::{ChildSlots, UpstreamEvent, QUEUE};
 use crate::jsonrpc;
 use crate::session::SessionId;
+use crate::transport::streamable::SUPPORTED_VERSIONS;
 
 /// The shared child of one server and the maps that route its messages.
 pub(super) struct Shared {
@@ -34,14 +37,17 @@ struct Mux {
     by_client: HashMap<(SessionId, String), u64>,
     /// Bridge progress token → (session, the client's token).
     tokens: HashMap<String, (SessionId, Value)>,
-    /// Id given to a session for a server-initiated request → the child's id.
-    server_requests: HashMap<String, Value>,
+    /// Id given to a session for a server-initiated request (random, unguessable) → the
+    /// session it was sent to, the only one whose answer is taken, and the child's id.
+    server_requests: HashMap<String, (SessionId, Value)>,
     sessions: HashMap<SessionId, Member>,
-    /// The child's answer to the first initialize, replayed to later sessions.
+    /// The child's result for the bridge's own initialize, answered (per version) to every
+    /// session.
     init_result: Option<Value>,
-    init_waiters: Vec<oneshot::Sender<Value>>,
+    /// Sessions waiting for it: each gets the result, or the error (which is not kept).
+    init_waiters: Vec<oneshot::Sender<Result<Value, Value>>>,
+    /// The bridge's initialize is on its way to the child.
     init_sent: bool,
-    initialized_sent: bool,
     last_active: Option<SessionId>,
 }
 
@@ -50,16 +56,22 @@ struct Member {
     capabilities: HashSet<String>,
 }
 
-/// Every server's shared child, started on first use and restarted after it exits.
+/// Every server's shared children, started on first use and restarted after they exit: one
+/// per (server, principal), so that with `[auth]` no message of one client's child (a
+/// token-less notification, a guessed server request) can reach another client.
 #[derive(Default)]
 pub struct SharedChildren {
-    map: Mutex<HashMap<String, Arc<Shared>>>,
+    map: Mutex<HashMap<ChildKey, Arc<Shared>>>,
 }
 
+/// A shared child's server and principal.
+type ChildKey = (String, Option<Arc<str>>);
+
 impl SharedChildren {
-    pub(super) fn get(&self, server: &str, spec: stdio::Spec, slots: ChildSlots) -> Arc<Shared> {
+    pub(super) fn get(&self, server: &str, principal: Option<Arc<str>>, spec: stdio::Spec, slots: ChildSlots) -> Arc<Shared> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = map.get(server) {
+        let key = (server.to_string(), principal);
+        if let Some(s) = map.get(&key) {
             if !s.tx.is_closed() {
                 return s.clone();
             }
@@ -71,7 +83,7 @@ impl SharedChildren {
         let id = SessionId::parse("00000000000000000000000000000000").unwrap_or_else(SessionId::random);
         tokio::spawn(stdio::run(spec, server.into(), id, slots, rx, events_tx));
         tokio::spawn(demux(Arc::downgrade(&shared), events_rx));
-        map.insert(server.to_string(), shared.clone());
+        map.insert(key, shared.clone());
         shared
     }
 }
@@ -107,13 +119,14 @@ impl Shared {
         match (method.as_deref(), id) {
             (Some("initialize"), Some(id)) => {
                 let caps = msg.pointer("/params/capabilities").and_then(Value::as_object).map(|c| c.keys().cloned().collect());
+                let asked = msg.pointer("/params/protocolVersion").and_then(Value::as_str).map(str::to_string);
                 let waiter = {
                     let mut mux = self.mux();
                     if let (Some(caps), Some(m)) = (caps, mux.sessions.get_mut(&session)) {
                         m.capabilities = caps;
                     }
                     if let Some(result) = mux.init_result.clone() {
-                        self.send_to(&mux, session, json!({"jsonrpc": "2.0", "id": id, "result": result}));
+                        self.send_to(&mux, session, init_answer(&id, Ok(result), asked.as_deref()));
                         return None;
                     }
                     let (tx, rx) = oneshot::channel();
@@ -124,24 +137,16 @@ impl Shared {
                 };
                 let (rx, first) = waiter;
                 if first {
-                    let mut init = msg.clone();
-                    init["id"] = json!("mcp-bridge-shared-init");
-                    let _ = self.tx.send(Bytes::from(init.to_string())).await;
+                    let _ = self.tx.send(Bytes::from(bridge_initialize().to_string())).await;
                 }
-                if let Ok(result) = rx.await {
+                if let Ok(outcome) = rx.await {
                     let mux = self.mux();
-                    self.send_to(&mux, session, json!({"jsonrpc": "2.0", "id": id, "result": result}));
+                    self.send_to(&mux, session, init_answer(&id, outcome, asked.as_deref()));
                 }
                 None
             }
-            (Some("notifications/initialized"), None) => {
-                let mut mux = self.mux();
-                if mux.initialized_sent {
-                    return None;
-                }
-                mux.initialized_sent = true;
-                Some(msg.clone())
-            }
+            // The bridge sends its own, once the child has answered its initialize.
+            (Some("notifications/initialized"), None) => None,
             (Some("notifications/cancelled"), None) => {
                 let client_id = msg.pointer("/params/requestId")?.to_string();
                 let bridge_id = *self.mux().by_client.get(&(session, client_id))?;
@@ -164,8 +169,15 @@ impl Shared {
                 Some(msg.clone())
             }
             (None, Some(id)) => {
-                // The client's answer to a server-initiated request.
-                let child_id = self.mux().server_requests.remove(&id.to_string())?;
+                // The client's answer to a server-initiated request: taken only from the
+                // session the request was sent to.
+                let mut mux = self.mux();
+                let key = id.to_string();
+                if mux.server_requests.get(&key).is_none_or(|(to, _)| *to != session) {
+                    tracing::warn!(server = %self.server, %session, "dropped an answer to a server request this session was not sent");
+                    return None;
+                }
+                let (_, child_id) = mux.server_requests.remove(&key)?;
                 msg["id"] = child_id;
                 Some(msg.clone())
             }
@@ -175,7 +187,11 @@ impl Shared {
 
     fn send_to(&self, mux: &Mux, session: SessionId, msg: Value) {
         if let Some(m) = mux.sessions.get(&session) {
-            let _ = m.events.try_send(UpstreamEvent::Message(Bytes::from(msg.to_string())));
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                m.events.try_send(UpstreamEvent::Message(Bytes::from(msg.to_string())))
+            {
+                tracing::warn!(session = %session, server = %self.server, "dropped a message of the shared child: the session's event queue is full");
+            }
         }
     }
 
@@ -186,11 +202,22 @@ impl Shared {
         let id = msg.get("id").cloned().filter(|v| !v.is_null());
         let mut mux = self.mux();
         match (method.as_deref(), id) {
-            (None, Some(id)) if id == json!("mcp-bridge-shared-init") => {
-                let result = msg.get("result").cloned().unwrap_or_else(|| json!({}));
-                mux.init_result = Some(result.clone());
+            (None, Some(id)) if id == json!(INIT_ID) => {
+                let outcome = init_outcome(&msg);
+                match &outcome {
+                    Ok(result) => {
+                        mux.init_result = Some(result.clone());
+                        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+                        let _ = self.tx.try_send(Bytes::from(initialized.to_string()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %self.server, error = %e, "the shared child refused initialize");
+                        // The next session's initialize tries again.
+                        mux.init_sent = false;
+                    }
+                }
                 for w in mux.init_waiters.drain(..) {
-                    let _ = w.send(result.clone());
+                    let _ = w.send(outcome.clone());
                 }
             }
             (None, Some(id)) => {
@@ -233,9 +260,9 @@ impl Shared {
                     let _ = self.tx.try_send(err);
                     return;
                 };
-                mux.next += 1;
-                let session_id = format!("mcp-bridge-srv-{}", mux.next);
-                mux.server_requests.insert(json!(session_id).to_string(), id);
+                // 128 random bits: no other session can name it.
+                let session_id = format!("mcp-bridge-srv-{}", SessionId::random());
+                mux.server_requests.insert(json!(session_id).to_string(), (target, id));
                 msg["id"] = json!(session_id);
                 self.send_to(&mux, target, msg);
             }
@@ -246,6 +273,58 @@ impl Shared {
             }
         }
     }
+}
+
+/// The id of the bridge's own initialize to a shared child.
+const INIT_ID: &str = "mcp-bridge-shared-init";
+
+/// The bridge's initialize: the newest version it speaks, its own name, and every capability
+/// it can route to a session that declared it (a request no session can answer gets -32601).
+fn bridge_initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": INIT_ID, "method": "initialize", "params": {
+        "protocolVersion": SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.len() - 1],
+        "capabilities": {"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}},
+        "clientInfo": {"name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION")}
+    }})
+}
+
+/// The child's answer to the bridge's initialize: its result if it chose a version the bridge
+/// speaks, else a JSON-RPC error object.
+fn init_outcome(msg: &Value) -> Result<Value, Value> {
+    if let Some(e) = msg.get("error") {
+        return Err(e.clone());
+    }
+    let Some(result) = msg.get("result") else {
+        return Err(
+            json!({"code": jsonrpc::code::INTERNAL_ERROR, "message": "mcp-bridge: the shared server answered initialize with neither result nor error"}),
+        );
+    };
+    match result.get("protocolVersion").and_then(Value::as_str) {
+        Some(v) if SUPPORTED_VERSIONS.contains(&v) => Ok(result.clone()),
+        v => {
+            let v: String = v.unwrap_or("none").chars().take(64).collect();
+            let message = format!("mcp-bridge: the shared server chose protocol version {v}, which the bridge does not speak");
+            Err(json!({"code": jsonrpc::code::INTERNAL_ERROR, "message": message}))
+        }
+    }
+}
+
+/// One session's answer to its initialize. The version is negotiated as the spec says, among
+/// the versions both the bridge and the child speak (the child's and older): the one the
+/// client asked for if it is one of them, else the newest.
+fn init_answer(id: &Value, outcome: Result<Value, Value>, asked: Option<&str>) -> Value {
+    let mut result = match outcome {
+        Ok(r) => r,
+        Err(error) => return json!({"jsonrpc": "2.0", "id": id, "error": error}),
+    };
+    let child = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut offered = SUPPORTED_VERSIONS.iter().copied().filter(|v| *v <= child.as_str());
+    let version = match asked {
+        Some(a) if SUPPORTED_VERSIONS.contains(&a) && a <= child.as_str() => a.to_string(),
+        _ => offered.next_back().unwrap_or(child.as_str()).to_string(),
+    };
+    result["protocolVersion"] = json!(version);
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
 /// Takes a session out of the mux when it ends, cancelling what it left in flight.
@@ -263,6 +342,16 @@ impl Drop for Leave {
             mux.tokens.remove(&format!("mcp-bridge-{b}"));
             let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": b, "reason": "the session ended"}});
             let _ = self.0.tx.try_send(Bytes::from(cancel.to_string()));
+        }
+        // The child's questions to this session will get no answer from it.
+        let unanswered: Vec<String> =
+            mux.server_requests.iter().filter(|(_, (s, _))| *s == self.1).map(|(k, _)| k.clone()).collect();
+        for k in unanswered {
+            if let Some((_, child_id)) = mux.server_requests.remove(&k) {
+                let err =
+                    jsonrpc::error(Some(&child_id.to_string()), jsonrpc::code::INTERNAL_ERROR, "mcp-bridge: the session ended");
+                let _ = self.0.tx.try_send(err);
+            }
         }
         if mux.last_active == Some(self.1) {
             mux.last_active = None;
@@ -287,5 +376,30 @@ async fn demux(shared: Weak<Shared>, mut rx: mpsc::Receiver<UpstreamEvent>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_session_gets_its_own_negotiated_version() {
+        let child = Ok(json!({"protocolVersion": "2025-06-18", "capabilities": {}}));
+        let v = |asked| init_answer(&json!(1), child.clone(), asked)["result"]["protocolVersion"].clone();
+        assert_eq!(v(Some("2025-03-26")), "2025-03-26");
+        assert_eq!(v(Some("1900-01-01")), "2025-06-18", "an unknown version gets the newest both speak");
+        assert_eq!(v(Some("2025-11-25")), "2025-06-18", "never newer than the child's");
+        assert_eq!(v(None), "2025-06-18");
+    }
+
+    #[test]
+    fn an_error_or_an_unknown_version_is_an_error() {
+        let refused = json!({"jsonrpc": "2.0", "id": INIT_ID, "error": {"code": -1, "message": "no"}});
+        assert_eq!(init_outcome(&refused), Err(json!({"code": -1, "message": "no"})));
+        let odd = json!({"jsonrpc": "2.0", "id": INIT_ID, "result": {"protocolVersion": "1900-01-01"}});
+        assert!(init_outcome(&odd).is_err());
+        let answer = init_answer(&json!(7), init_outcome(&refused), Some("2025-06-18"));
+        assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -1, "message": "no"}}));
     }
 }

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 
-use super::{sse_events, with_headers, Context, UpstreamEvent};
+use super::{cause, redirect, sse_events_within, with_headers, Context, UpstreamEvent, TOO_LONG_EVENT};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
@@ -17,7 +17,7 @@ pub(super) async fn run(
     headers: BTreeMap<String, String>,
     ctx: Context,
     session: SessionId,
-    mut rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
     events: mpsc::Sender<UpstreamEvent>,
 ) {
     let closed = |reason, detail: String| UpstreamEvent::Closed { reason, detail };
@@ -25,16 +25,19 @@ pub(super) async fn run(
     let resp = match resp {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => {
-            let _ = events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url} answered {}", r.status()))).await;
+            let why = redirect(&r).map(|w| format!(": {w}")).unwrap_or_default();
+            let _ =
+                events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url} answered {}{why}", r.status()))).await;
             return;
         }
         Err(e) => {
-            let _ = events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url}: {e}"))).await;
+            let _ = events.send(closed(CloseReason::UpstreamFailedToStart, format!("GET {url}: {}", cause(&e)))).await;
             return;
         }
     };
     let base = resp.url().clone();
-    let mut stream = std::pin::pin!(sse_events(resp));
+    let max = ctx.pump.max_message;
+    let mut stream = std::pin::pin!(sse_events_within(resp, max));
     let endpoint = loop {
         match stream.next().await {
             Some(ev) if ev.event.as_deref() == Some("endpoint") => match base.join(ev.data.trim()) {
@@ -54,37 +57,79 @@ pub(super) async fn run(
         }
     };
     tracing::info!(session = %session, url = %url, endpoint = %endpoint, "remote SSE upstream connected");
+    // POSTs go out from their own task: a server may hold a POST until the bridge has read
+    // what it wrote on the stream, so the stream is read whatever the POSTs are doing.
+    let post = Posting { ctx, headers, endpoint, session, events: events.clone() };
+    let _poster = Poster(tokio::spawn(post.run(rx)));
     loop {
-        tokio::select! {
-            ev = stream.next() => match ev {
-                Some(ev) if matches!(ev.event.as_deref(), None | Some("message")) => {
-                    if ev.data.trim().is_empty() {
-                        continue;
-                    }
-                    if events.send(UpstreamEvent::Message(Bytes::from(ev.data))).await.is_err() {
-                        return;
-                    }
+        match stream.next().await {
+            Some(ev) if ev.event.as_deref() == Some(TOO_LONG_EVENT) => {
+                let detail = format!("the remote SSE stream {url} sent an event over limits.max_message ({max} bytes)");
+                let _ = events.send(closed(CloseReason::UpstreamExited, detail)).await;
+                return;
+            }
+            Some(ev) if matches!(ev.event.as_deref(), None | Some("message")) => {
+                if ev.data.trim().is_empty() {
+                    continue;
                 }
-                Some(_) => {}
-                None => {
-                    let _ = events.send(closed(CloseReason::UpstreamExited, format!("the remote SSE stream {url} ended"))).await;
+                if events.send(UpstreamEvent::Message(Bytes::from(ev.data))).await.is_err() {
                     return;
                 }
-            },
-            msg = rx.recv() => {
-                let Some(msg) = msg else { return };
-                let req = with_headers(ctx.http.post(endpoint.clone()), &headers).header(CONTENT_TYPE, "application/json").body(msg.clone());
-                let failure = match req.send().await {
-                    Ok(r) if r.status().is_success() => None,
-                    Ok(r) => Some(format!("POST {endpoint} answered {}", r.status())),
-                    Err(e) => Some(format!("POST {endpoint}: {e}")),
-                };
-                if let Some(detail) = failure {
-                    tracing::warn!(session = %session, "remote upstream: {detail}");
-                    if let Some(id) = jsonrpc::peek(&msg).ok().filter(|p| p.kind == Kind::Request).and_then(|p| p.id) {
-                        let err = jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
-                        let _ = events.send(UpstreamEvent::Message(err)).await;
-                    }
+            }
+            Some(_) => {}
+            None => {
+                let _ = events.send(closed(CloseReason::UpstreamExited, format!("the remote SSE stream {url} ended"))).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Aborts the posting task when the upstream task ends or is aborted.
+struct Poster(tokio::task::JoinHandle<()>);
+
+impl Drop for Poster {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the posting task needs: where client messages go, and where failures are reported.
+struct Posting {
+    ctx: Context,
+    headers: BTreeMap<String, String>,
+    endpoint: reqwest::Url,
+    session: SessionId,
+    events: mpsc::Sender<UpstreamEvent>,
+}
+
+impl Posting {
+    /// POSTs the session's messages in order, each bounded by `limits.upstream_stall`; a
+    /// request whose POST fails gets a JSON-RPC error.
+    async fn run(self, mut rx: mpsc::Receiver<Bytes>) {
+        let endpoint = &self.endpoint;
+        while let Some(msg) = rx.recv().await {
+            let mut req = with_headers(self.ctx.http.post(endpoint.clone()), &self.headers)
+                .header(CONTENT_TYPE, "application/json")
+                .body(msg.clone());
+            if let Some(bound) = self.ctx.pump.upstream_stall {
+                req = req.timeout(bound);
+            }
+            let failure = match req.send().await {
+                Ok(r) if r.status().is_success() => None,
+                Ok(r) => Some(format!(
+                    "POST {endpoint} answered {}{}",
+                    r.status(),
+                    redirect(&r).map(|w| format!(": {w}")).unwrap_or_default()
+                )),
+                Err(e) => Some(format!("POST {endpoint}: {}", cause(&e))),
+            };
+            if let Some(detail) = failure {
+                tracing::warn!(session = %self.session, "remote upstream: {detail}");
+                if let Some(id) = jsonrpc::peek(&msg).ok().filter(|p| p.kind == Kind::Request).and_then(|p| p.id) {
+                    let err =
+                        jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
+                    let _ = self.events.send(UpstreamEvent::Message(err)).await;
                 }
             }
         }

@@ -7,20 +7,16 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tracing::Instrument;
 
 use super::UpstreamEvent;
 use crate::session::{CloseReason, SessionId};
 
-/// Longest line a child may write: a message bigger than this ends the session.
-const MAX_LINE: usize = 64 * 1024 * 1024;
 /// The PATH a child gets unless its env sets one.
 const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -29,6 +25,7 @@ pub(super) struct Spec {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
+    pub pump: crate::config::pump::PumpLimits,
 }
 
 /// Kills the child's process group when dropped (the task ended or was aborted).
@@ -47,7 +44,7 @@ pub(super) async fn run(
     server: Arc<str>,
     session: SessionId,
     slots: super::ChildSlots,
-    mut rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
     events: mpsc::Sender<UpstreamEvent>,
 ) {
     let Some(_slot) = slots.take() else {
@@ -82,60 +79,23 @@ pub(super) async fn run(
     };
     let _group = GroupKill(child.id());
     tracing::info!(session = %session, server = %server, pid = child.id(), command = %spec.command, "upstream started");
-    let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
         return;
     };
     tokio::spawn(super::stderr::drain(stderr, session, server.clone()));
-    let mut out = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
-    let detail = loop {
-        tokio::select! {
-            line = out.next() => match line {
-                Some(Ok(line)) => {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    if events.send(UpstreamEvent::Message(Bytes::from(line))).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Err(e)) => break format!("unreadable output: {e}"),
-                None => break "closed its stdout".to_string(),
-            },
-            msg = rx.recv() => {
-                let Some(msg) = msg else { return };
-                if let Err(e) = stdin.write_all(&line_of(&msg)).await {
-                    break format!("stdin write failed: {e}");
-                }
-            }
-        }
+    let span = tracing::info_span!("pump", session = %session, server = %server);
+    let pumped = super::pump::run(stdin, stdout, rx, &events, spec.pump).instrument(span).await;
+    let Some(super::pump::Ended { reason, detail }) = pumped else {
+        return;
     };
+    if reason == CloseReason::UpstreamStalled {
+        drop(_group);
+    }
     let status = match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
         Ok(Ok(s)) => s.to_string(),
         _ => "still running; killed".to_string(),
     };
     let detail = format!("`{}` {detail} ({status})", spec.command);
     tracing::warn!(session = %session, server = %server, "upstream exited: {detail}");
-    let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamExited, detail }).await;
-}
-
-/// One message as one line. Raw newlines in valid JSON are only whitespace between tokens,
-/// so replacing them keeps the message's meaning while keeping the framing intact.
-fn line_of(msg: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(msg.len() + 1);
-    buf.extend_from_slice(msg);
-    for b in buf.iter_mut() {
-        if *b == b'\n' || *b == b'\r' {
-            *b = b' ';
-        }
-    }
-    buf.extend_from_slice(b"\n");
-    buf.freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn line_of_flattens_pretty_json() {
-        assert_eq!(&super::line_of(b"{\n  \"a\": 1\r\n}")[..], b"{   \"a\": 1  }\n");
-    }
+    let _ = events.send(UpstreamEvent::Closed { reason, detail }).await;
 }

@@ -186,6 +186,11 @@ impl Bridge {
     /// Writes `config` (TOML) to a temp dir and starts the bridge with `args` on a free port;
     /// returns once `/healthz` answers.
     pub(crate) async fn start(config: &str, args: &[&str]) -> Bridge {
+        Bridge::start_env(config, args, &[]).await
+    }
+
+    /// [`Bridge::start`] with extra environment variables for the bridge process.
+    pub(crate) async fn start_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Bridge {
         for attempt in 0..3 {
             let dir = TempDir::new("bridge");
             let config_path = dir.path().join("mcp-bridge.toml");
@@ -202,6 +207,7 @@ impl Bridge {
                 .arg(format!("127.0.0.1:{port}"))
                 .args(args)
                 .env("MCP_BRIDGE_LOG", "info")
+                .envs(env.iter().copied())
                 .current_dir(root())
                 .stdin(Stdio::null())
                 .stdout(log)

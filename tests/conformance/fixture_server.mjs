@@ -13,7 +13,15 @@
 // (the client matrix, tests/client_matrix.rs, expects the exact 2025 lists).
 //
 //   node fixture_server.mjs stdio [--modern-extras]          # one session over stdin/stdout
-//   PORT=0 node fixture_server.mjs http [--modern-extras]    # Streamable HTTP on 127.0.0.1; prints `listening <url>`
+//   PORT=0 node fixture_server.mjs http [--modern-extras] [--standalone-requests]
+//                                         # Streamable HTTP on 127.0.0.1; prints `listening <url>`
+//
+// With --standalone-requests the sampling and elicitation of the 2025 scenario tools (test_sampling,
+// test_elicitation, test_elicitation_sep1034_defaults, test_elicitation_sep1330_enums) are sent as
+// the conformance suite's reference everything-server sends them: `server.request` with no related
+// request id. Over HTTP the SDK then writes them on the session's standalone GET stream, and when no
+// GET stream is open yet it only stores them (for a `Last-Event-ID` replay that a first GET never
+// asks for): the question is lost and the tool call waits until the SDK's 60 s request timeout.
 //
 // In http mode each session has its own Server and transport, with an in-memory event store so
 // that the SEP-1699 scenarios (priming events, `retry:`, polling after closeSSEStream) apply.
@@ -145,6 +153,8 @@ const isExtra = (name) =>
   name.startsWith('test_input_required_result_');
 const LISTED_TOOLS = TOOLS.filter((t) => MODERN_EXTRAS || !isExtra(t.name));
 const LISTED_PROMPTS = PROMPTS.filter((p) => MODERN_EXTRAS || !isExtra(p.name));
+// See the header: the scenario tools' questions go to the standalone stream, not the call's own.
+const STANDALONE_REQUESTS = process.argv.includes('--standalone-requests');
 
 const askString = (message, field) => ({
   message,
@@ -182,6 +192,8 @@ function makeServer() {
         CreateMessageResultSchema,
       );
     const roots = () => extra.sendRequest({ method: 'roots/list' }, ListRootsResultSchema);
+    // The 2025 scenario tools' questions: tied to this call, or (--standalone-requests) not.
+    const ask = (request, schema) => (STANDALONE_REQUESTS ? server.request(request, schema) : extra.sendRequest(request, schema));
     if (!MODERN_EXTRAS && isExtra(req.params.name)) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${req.params.name}`);
     switch (req.params.name) {
       case 'test_simple_text':
@@ -234,7 +246,7 @@ function makeServer() {
         return { content: [text(`Progress tool finished (token ${JSON.stringify(token ?? null)})`)] };
       }
       case 'test_sampling': {
-        const r = await extra.sendRequest(
+        const r = await ask(
           {
             method: 'sampling/createMessage',
             params: { messages: [{ role: 'user', content: text(String(args.prompt ?? '')) }], maxTokens: 100 },
@@ -245,7 +257,7 @@ function makeServer() {
         return { content: [text(`LLM response: ${reply}`)] };
       }
       case 'test_elicitation': {
-        const r = await extra.sendRequest(
+        const r = await ask(
           {
             method: 'elicitation/create',
             params: {
@@ -267,7 +279,7 @@ function makeServer() {
         return { content: [text(`User response: action=${r.action}, content=${JSON.stringify(content)}`)] };
       }
       case 'test_elicitation_sep1034_defaults': {
-        const r = await extra.sendRequest(
+        const r = await ask(
           {
             method: 'elicitation/create',
             params: {
@@ -289,7 +301,7 @@ function makeServer() {
         return { content: [text(`Elicitation completed: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`)] };
       }
       case 'test_elicitation_sep1330_enums': {
-        const r = await extra.sendRequest(
+        const r = await ask(
           {
             method: 'elicitation/create',
             params: {

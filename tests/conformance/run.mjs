@@ -160,7 +160,9 @@ try {
   // The legacy fixture lists its 2026 extras (MRTR tools, diagnostics) with --modern-extras.
   const servers = ['[servers.stdio]', `command = ${JSON.stringify(NODE22)}`, `args = [${JSON.stringify(FIXTURE)}, "stdio", "--modern-extras"]`];
   if (upstreams.includes('http')) {
-    const fx = await startAndWait(NODE22, [FIXTURE, 'http', '--modern-extras'], /listening (\S+)/, 30000, path.join(outDir, 'fixture-http.log'), {
+    // --standalone-requests: the scenarios' sampling and elicitation come on the upstream's GET
+    // stream, as from the suite's reference everything-server (see fixture_server.mjs).
+    const fx = await startAndWait(NODE22, [FIXTURE, 'http', '--modern-extras', '--standalone-requests'], /listening (\S+)/, 30000, path.join(outDir, 'fixture-http.log'), {
       PORT: '0',
     });
     servers.push('[servers.http]', `url = ${JSON.stringify(fx.match[1])}`);

@@ -1,0 +1,85 @@
+//! What a client may put into a metric label or a kept record: method labels come from the
+//! closed set of MCP methods (every revision, 2024-11-05 to 2026-07-28), anything else is
+//! `other`; strings kept for display (the admin timeline) are clipped.
+
+/// Every method name of the MCP revisions the bridge serves, requests and notifications.
+const KNOWN: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "server/discover",
+    "subscriptions/listen",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "tasks/update",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/message",
+    "notifications/resources/updated",
+    "notifications/resources/list_changed",
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+    "notifications/elicitation/complete",
+    "notifications/subscriptions/acknowledged",
+];
+
+/// The label for a method a client sent: the method itself if MCP defines it, else `other`.
+/// A label set is never pruned, so a client-chosen string must never become one.
+pub fn method_label(method: &str) -> &'static str {
+    KNOWN.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
+/// Longest client string kept for display, in bytes.
+pub(super) const CLIP: usize = 128;
+
+/// `s` cut to at most [`CLIP`] bytes (on a character boundary), marked with `…` when cut.
+pub fn clip(s: &str) -> String {
+    if s.len() <= CLIP {
+        return s.to_string();
+    }
+    let mut end = CLIP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_become_labels() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("notifications/tasks/status"), "notifications/tasks/status");
+        assert_eq!(method_label("Tools/Call"), "other");
+        assert_eq!(method_label(&"x".repeat(1 << 20)), "other");
+    }
+
+    #[test]
+    fn clipping_keeps_char_boundaries() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(100);
+        let c = clip(&long);
+        assert!(c.len() <= CLIP + '…'.len_utf8() && c.ends_with('…'), "{c}");
+        assert_eq!(clip(&"a".repeat(CLIP)), "a".repeat(CLIP));
+    }
+}

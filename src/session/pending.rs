@@ -1,0 +1,77 @@
+//! The requests of a session waiting for their answers: an id is in flight at most once, a
+//! request the session cannot take is answered at once on its own stream, never sent upstream,
+//! at most `limits.max_pending_per_session` are in flight, and a request in flight keeps its
+//! session from idle expiry.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::{Session, State, DISCARD};
+use crate::jsonrpc::{self, code, Kind, Peek};
+
+/// Why a session refused requests.
+#[derive(Debug, thiserror::Error)]
+pub enum PendingError {
+    #[error("the session has {pending} requests in flight and may have {max} (limits.max_pending_per_session); wait for answers before sending more")]
+    Full { pending: usize, max: usize },
+}
+
+impl Session {
+    /// Whether the session has room for the requests among `messages`; checked before a POST
+    /// opens its stream, so a refusal is a plain 429. ([`State::admit`] holds the cap under
+    /// the lock when two POSTs race past this.)
+    pub fn check_room(&self, messages: &[(Bytes, Peek)]) -> Result<(), PendingError> {
+        let new = messages.iter().filter(|(_, p)| p.kind == Kind::Request && p.id.is_some()).count();
+        if new == 0 {
+            return Ok(());
+        }
+        let (pending, max) = (self.state().in_flight(), self.settings.max_pending);
+        if pending + new > max {
+            return Err(PendingError::Full { pending, max });
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Client requests waiting for their answers (the bridge's own do not count). One keeps
+    /// its session from idle expiry.
+    pub(super) fn in_flight(&self) -> usize {
+        self.pending.values().filter(|p| p.stream != DISCARD).count()
+    }
+
+    /// Drops from `messages` each request the session cannot take, answering it at once on
+    /// `stream`: an id already in flight, or twice in the batch, gets -32600 (the request
+    /// holding it is unaffected); a request past `max` in flight gets -32000. What is left
+    /// goes upstream.
+    pub(super) fn admit(&mut self, messages: Vec<(Bytes, Peek)>, stream: u32, max: usize) -> Vec<(Bytes, Peek)> {
+        if stream == DISCARD {
+            return messages;
+        }
+        let pending = self.in_flight();
+        let mut room = max.saturating_sub(pending);
+        let mut seen: HashSet<Box<str>> = HashSet::new();
+        let mut out = Vec::with_capacity(messages.len());
+        for (raw, peek) in messages {
+            let id = peek.id.clone().filter(|_| peek.kind == Kind::Request);
+            let Some(id) = id else {
+                out.push((raw, peek));
+                continue;
+            };
+            if self.pending.contains_key(&id) || !seen.insert(id.clone()) {
+                let msg = "Invalid Request: id already in use by a request in flight";
+                let _ = self.push(stream, jsonrpc::error(Some(&id), code::INVALID_REQUEST, msg), true);
+                continue;
+            }
+            if room == 0 {
+                let msg = format!("Too Many Requests: {}", PendingError::Full { pending, max });
+                let _ = self.push(stream, jsonrpc::error(Some(&id), code::CONNECTION_CLOSED, &msg), true);
+                continue;
+            }
+            room -= 1;
+            out.push((raw, peek));
+        }
+        out
+    }
+}

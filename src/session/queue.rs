@@ -1,0 +1,75 @@
+//! Queueing client messages to a session's upstream with a bounded wait. A full queue makes
+//! the sender wait at most [`QUEUE_WAIT`], then fail with [`SendError::Busy`] (503 for the
+//! HTTP client): backpressure from a slow upstream reaches the client, never the pump.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::{SendError, Session};
+use crate::cluster::Op;
+use crate::jsonrpc::{self, Kind, Peek};
+use crate::upstream::QUEUE;
+
+/// Longest wait for room in an upstream's queue. Shorter than the cluster's RPC timeout, so
+/// that a forwarded send is answered (503) before the forwarding instance gives up on the owner.
+pub(super) const QUEUE_WAIT: Duration = Duration::from_secs(3);
+
+impl Session {
+    /// Registers and queues `messages` (see [`Session::send`]). A batch waits for room for all
+    /// of its messages at once, so it is queued whole or, after [`QUEUE_WAIT`], not at all.
+    /// Only a batch longer than the queue itself goes in parts; a part that finds no room is
+    /// answered with errors, as the earlier parts are already upstream.
+    pub(super) async fn enqueue(&self, mut messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
+        let tx = self.upstream_tx()?;
+        if messages.is_empty() {
+            return self.register(Vec::new(), stream).map(drop);
+        }
+        let deadline = Instant::now() + QUEUE_WAIT;
+        let mut first = true;
+        while !messages.is_empty() {
+            let rest = messages.split_off(messages.len().min(QUEUE));
+            let part = std::mem::replace(&mut messages, rest);
+            match tokio::time::timeout_at(deadline, tx.reserve_many(part.len())).await {
+                Ok(Ok(permits)) => {
+                    let part = self.register(part, stream)?;
+                    for (permit, (raw, _)) in permits.zip(part) {
+                        permit.send(raw);
+                    }
+                }
+                Ok(Err(_)) => {
+                    // The upstream is gone: the session task is ending the session, which
+                    // answers every registered request with an error.
+                    self.register(part, stream)?;
+                    return self.register(messages, stream).map(drop);
+                }
+                Err(_) if first => return Err(SendError::Busy(QUEUE_WAIT)),
+                Err(_) => {
+                    messages.splice(0..0, part);
+                    let messages = self.register(messages, stream)?;
+                    self.refuse(&messages);
+                    return Ok(());
+                }
+            }
+            first = false;
+        }
+        Ok(())
+    }
+
+    /// Answers registered requests that never reached the upstream with an error.
+    fn refuse(&self, messages: &[(Bytes, Peek)]) {
+        let mut st = self.state();
+        for (_, peek) in messages.iter().filter(|(_, p)| p.kind == Kind::Request) {
+            let Some(id) = &peek.id else { continue };
+            let Some(p) = st.pending.remove(id) else { continue };
+            if let Some(t) = &p.progress_token {
+                st.progress.remove(t);
+            }
+            let msg = format!("mcp-bridge: the upstream's queue stayed full for {QUEUE_WAIT:?}; this request was not sent");
+            let _ = st.push(p.stream, jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
+            let id = id.clone();
+            st.persist(|sid| Op::Answered { sid, id });
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! HTTPS upstreams: nginx (started here) terminates TLS with a certificate from a CA this
+//! test makes with `openssl`, in front of server-everything in `streamableHttp` and `sse`
+//! mode. The official TypeScript and Python SDK clients run the full scenario through the
+//! bridge with `ca_file`; without it (or with `SSL_CERT_FILE`) the error names the
+//! certificate; with `ssl_verify_client on`, `client_cert`/`client_key` are needed.
+
+mod common;
+mod support_nginx;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{http, post_initialize, responses, run_client, toml_str, Bridge, ClientRun, Everything, Sdk, TempDir};
+use futures_util::future::join_all;
+use serde_json::Value;
+use support_nginx::Nginx;
+
+/// A CA, a server certificate for 127.0.0.1/localhost, and a client certificate, made with
+/// the `openssl` command.
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new("pki");
+        let ssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("missing openssl ({e}): apt-get install openssl"));
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        ssl(&[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=mcp-bridge test CA"],
+        ]
+        .concat());
+        std::fs::write(dir.path().join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+            .expect("write server.ext");
+        std::fs::write(dir.path().join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write client.ext");
+        for who in ["server", "client"] {
+            let (key, csr, pem, ext) = (format!("{who}.key"), format!("{who}.csr"), format!("{who}.pem"), format!("{who}.ext"));
+            ssl(&[&["req", "-new"], &ec[..], &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN=mcp-bridge test {who}")]]
+                .concat());
+            let sign = ["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2"];
+            ssl(&[&sign[..], &["-out", &pem, "-extfile", &ext]].concat());
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn toml(&self, file: &str) -> String {
+        toml_str(&self.path(file).display().to_string())
+    }
+}
+
+/// nginx terminating TLS in front of `backend`; with `verify_client`, it asks for a client
+/// certificate signed by the test CA.
+fn tls_nginx(pki: &Pki, backend: u16, verify_client: bool) -> Nginx {
+    let p = |f: &str| pki.path(f).display().to_string();
+    let verify = if verify_client {
+        format!("ssl_client_certificate {};\n        ssl_verify_client on;", p("ca.pem"))
+    } else {
+        String::new()
+    };
+    Nginx::start_with(|port| {
+        format!(
+            r#"worker_processes 1;
+pid logs/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    access_log logs/access.log;
+    client_body_temp_path temp/client_body;
+    proxy_temp_path temp/proxy;
+    fastcgi_temp_path temp/fastcgi;
+    uwsgi_temp_path temp/uwsgi;
+    scgi_temp_path temp/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.2:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        {verify}
+        location / {{
+            proxy_pass http://127.0.0.1:{backend};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+        }}
+    }}
+}}
+"#,
+            cert = p("server.pem"),
+            key = p("server.key"),
+        )
+    })
+}
+
+fn https(nginx: &Nginx, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", nginx.port)
+}
+
+/// What the full scenario must have seen (as in tests/bridge_clients.rs).
+fn assert_full(run: &ClientRun) {
+    let v = run.ok();
+    let l = &run.label;
+    assert_eq!(v["scenario"], "full", "{l}");
+    assert_eq!(v["echo"], "Echo: hello-0", "{l}");
+    assert_eq!(v["sum"].as_f64(), Some(5.0), "{l}");
+    let progress = v["progress"].as_u64().unwrap_or(0);
+    assert!(progress >= 3, "{l}: at least 3 of 4 progress notifications arrived, got {progress}");
+    assert_eq!(v["samplingRequests"], 1, "{l}: exactly one sampling request reached the client");
+    assert!(v["sampling"].as_str().is_some_and(|s| s.contains("ping")), "{l}: sampling round trip carried the prompt: {v}");
+    let sid = v["sessionId"].as_str().unwrap_or("");
+    assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "{l}: a bridge session id, got {sid:?}");
+}
+
+/// A Streamable `initialize` to `/mcp/{server}`: every message of the answer, as text.
+async fn initialize(bridge: &Bridge, server: &str) -> String {
+    let resp = post_initialize(&http(), &bridge.url(&format!("/mcp/{server}"))).await;
+    let answers = responses(resp).await;
+    serde_json::to_string(&answers).expect("JSON")
+}
+
+fn initialized(answer: &str) -> bool {
+    serde_json::from_str::<Vec<Value>>(answer)
+        .is_ok_and(|a| a.iter().any(|m| m["id"] == 1 && m["result"]["serverInfo"]["name"].is_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sdks_full_scenario_through_https_streamable_and_sse_upstreams_with_ca_file() {
+    let pki = Pki::new();
+    let (streamable, sse) = (Everything::start("streamableHttp").await, Everything::start("sse").await);
+    let (n1, n2) = (tls_nginx(&pki, streamable.port, false), tls_nginx(&pki, sse.port, false));
+    let config = format!(
+        "[servers.https]\nurl = {}\nca_file = {}\n[servers.https-sse]\nurl = {}\ntype = \"sse\"\nca_file = {}\n",
+        toml_str(&https(&n1, "/mcp")),
+        pki.toml("ca.pem"),
+        toml_str(&https(&n2, "/sse")),
+        pki.toml("ca.pem"),
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    let (mcp, legacy) = (bridge.url("/mcp/https"), bridge.url("/sse/https-sse"));
+    let runs = join_all([
+        run_client(Sdk::Ts, "streamable", &mcp, &[]),
+        run_client(Sdk::Py, "streamable", &mcp, &[]),
+        run_client(Sdk::Ts, "sse", &legacy, &[]),
+        run_client(Sdk::Py, "sse", &legacy, &[]),
+    ])
+    .await;
+    for run in &runs {
+        assert_full(run);
+    }
+    // nginx saw the bridge's requests, so the traffic went through TLS.
+    let access = n1.access_log() + &n2.access_log();
+    assert!(access.contains("POST /mcp") && access.contains("POST /message"), "nginx access logs:\n{access}");
+    assert!(!bridge.log().contains("panicked"), "{}", bridge.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ca_file_the_error_names_the_certificate_and_ssl_cert_file_is_trusted() {
+    let pki = Pki::new();
+    let everything = Everything::start("streamableHttp").await;
+    let nginx = tls_nginx(&pki, everything.port, false);
+    let config = format!("[servers.https]\nurl = {}\n", toml_str(&https(&nginx, "/mcp")));
+    // 127.0.0.2 is not in the certificate's subjectAltName.
+    let wrong_name = format!("https://127.0.0.2:{}/mcp", nginx.port);
+    let wrong = format!("[servers.wrong-name]\nurl = {}\nca_file = {}\n", toml_str(&wrong_name), pki.toml("ca.pem"));
+
+    // A port that speaks plain HTTP: the handshake fails, and the error says how.
+    let plain = format!("[servers.plain]\nurl = {}\n", toml_str(&format!("https://127.0.0.1:{}/mcp", everything.port)));
+
+    let bridge = Bridge::start(&format!("{config}{wrong}{plain}"), &[]).await;
+    let answer = initialize(&bridge, "plain").await;
+    assert!(answer.contains("TLS: received corrupt message"), "the client's error names the failed handshake: {answer}");
+    let answer = initialize(&bridge, "https").await;
+    let want = "TLS: invalid peer certificate: UnknownIssuer";
+    assert!(answer.contains(want) && answer.contains(&https(&nginx, "/mcp")), "the client's error names the cause: {answer}");
+    bridge.wait_for_log_line("naming the TLS cause", std::time::Duration::from_secs(10), |l| l.contains(want)).await;
+    let answer = initialize(&bridge, "wrong-name").await;
+    let want = r#"TLS: invalid peer certificate: certificate not valid for name \"127.0.0.2\""#;
+    assert!(answer.contains(want), "the client's error names the mismatch: {answer}");
+    drop(bridge);
+
+    // The same config with SSL_CERT_FILE naming the CA: the platform store is replaced by it.
+    let ca = pki.path("ca.pem").display().to_string();
+    let bridge = Bridge::start_env(&config, &[], &[("SSL_CERT_FILE", &ca)]).await;
+    let answer = initialize(&bridge, "https").await;
+    assert!(initialized(&answer), "with SSL_CERT_FILE the handshake succeeds: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_works_with_client_cert_and_key_and_fails_without() {
+    let pki = Pki::new();
+    let everything = Everything::start("streamableHttp").await;
+    let nginx = tls_nginx(&pki, everything.port, true);
+    let url = toml_str(&https(&nginx, "/mcp"));
+    let ca = pki.toml("ca.pem");
+    let config = format!(
+        "[servers.mtls]\nurl = {url}\nca_file = {ca}\nclient_cert = {}\nclient_key = {}\n\
+         [servers.nocert]\nurl = {url}\nca_file = {ca}\n",
+        pki.toml("client.pem"),
+        pki.toml("client.key"),
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+
+    let refused = initialize(&bridge, "nocert").await;
+    assert!(refused.contains("No required SSL certificate was sent"), "nginx's refusal reaches the client: {refused}");
+
+    let run = run_client(Sdk::Py, "streamable", &bridge.url("/mcp/mtls"), &[]).await;
+    assert_full(&run);
+    let access = nginx.access_log();
+    assert!(access.contains(" 400 ") && access.contains(" 200 "), "nginx refused one and served the other:\n{access}");
+}
+
+/// The `mcpServers` JSON form takes the same keys, and `check-config` reports a bad PEM by
+/// key and file.
+#[test]
+fn mcp_servers_json_takes_the_tls_keys_and_check_config_names_a_bad_pem() {
+    let pki = Pki::new();
+    let dir = TempDir::new("tls-config");
+    let check = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("write config");
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_mcp-bridge")).arg("check-config").arg(&file).output().expect("run check-config");
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let p = |f: &str| serde_json::to_string(&pki.path(f).display().to_string()).expect("JSON string");
+    let good = format!(
+        r#"{{"mcpServers": {{"r": {{"url": "https://127.0.0.1:1/mcp", "ca_file": {}, "client_cert": {}, "client_key": {}, "proxy": "http://127.0.0.1:3128"}}}}}}"#,
+        p("ca.pem"),
+        p("client.pem"),
+        p("client.key"),
+    );
+    let (ok, out) = check("good.json", &good);
+    assert!(ok, "{out}");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n").expect("write junk");
+    let bad =
+        format!(r#"{{"mcpServers": {{"r": {{"url": "https://h/mcp", "ca_file": {}}}}}}}"#, serde_json::to_string(&junk).unwrap());
+    let (ok, out) = check("bad.json", &bad);
+    assert!(!ok && out.contains("servers.r.ca_file") && out.contains(&junk.display().to_string()), "{out}");
+    let (ok, out) = check(
+        "key.toml",
+        &format!(
+            "[servers.r]\nurl = \"https://h/mcp\"\nclient_cert = {}\nclient_key = {}\n",
+            pki.toml("client.pem"),
+            pki.toml("ca.pem")
+        ),
+    );
+    assert!(!ok && out.contains("servers.r.client_key"), "a certificate is not a key: {out}");
+}
+
+/// A redis-server that speaks only TLS (`--port 0 --tls-port P`), with the test CA's server
+/// certificate; killed on drop.
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl TlsRedis {
+    fn start(pki: &Pki) -> TlsRedis {
+        let dir = TempDir::new("redis-tls");
+        let port = common::free_port();
+        let p = |f: &str| pki.path(f).display().to_string();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--tls-cert-file", &p("server.pem"), "--tls-key-file", &p("server.key"), "--tls-ca-cert-file", &p("ca.pem")])
+            .args(["--tls-auth-clients", "no", "--dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("missing redis-server ({e}): run scripts/test-deps (apt-get install redis-server)"));
+        let mut me = TlsRedis { child, port, _dir: dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                let out = std::mem::replace(&mut me.child, Command::new("true").spawn().expect("spawn true")).wait_with_output();
+                let out = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+                panic!("redis-server --tls-port exited ({status}); does this build support TLS?\n{out}");
+            }
+            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on its TLS port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        me
+    }
+
+    /// `redis-cli` over TLS, trusting the test CA.
+    fn cli(&self, pki: &Pki, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                &pki.path("ca.pem").display().to_string(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Cluster mode on a `rediss://` Redis: with `redis_ca_file` the bridge joins and writes its
+/// sessions there; without it, it refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_redis_ca_file_and_without() {
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki);
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let servers = common::echo_server("echo");
+    let config = format!("redis = {}\nredis_ca_file = {}\n{servers}", toml_str(&url), pki.toml("ca.pem"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let session = common::McpSession::open(&bridge.url("/mcp/echo")).await;
+    assert_eq!(session.echo(2, "over rediss").await, "over rediss");
+    let keys = redis.cli(&pki, &["--scan", "--pattern", "mcpb:*"]);
+    assert!(keys.contains(&session.id), "the session's keys are in the TLS Redis: {keys}");
+    drop(bridge);
+
+    // Without redis_ca_file the test CA is unknown: the bridge exits naming the certificate.
+    let dir = TempDir::new("rediss-noca");
+    let file = dir.path().join("mcp-bridge.toml");
+    std::fs::write(&file, format!("redis = {}\n{servers}", toml_str(&url))).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", common::free_port()), "--config"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mcp-bridge");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the bridge kept running without a way to verify the Redis certificate");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && text.contains("cannot join the cluster") && text.contains("UnknownIssuer"), "{text}");
+}
+
+/// A CONNECT proxy on a loopback port that records the targets it tunnels to. (No proxy
+/// server is installed here; this one does only what an HTTPS proxy does: CONNECT, then bytes.)
+struct ConnectProxy {
+    port: u16,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    async fn start() -> ConnectProxy {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut reader = tokio::io::BufReader::new(sock);
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        match tokio::time::timeout(std::time::Duration::from_secs(5), reader.read_line(&mut line)).await {
+                            Ok(Ok(n)) if n > 0 && line != "\r\n" => head.push_str(&line),
+                            _ => break,
+                        }
+                    }
+                    let Some(target) = head.strip_prefix("CONNECT ").and_then(|r| r.split(' ').next()).map(str::to_string) else {
+                        return;
+                    };
+                    seen.lock().unwrap().push(target.clone());
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let mut client = reader.into_inner();
+                    if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        ConnectProxy { port, targets }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.targets.lock().unwrap())
+    }
+}
+
+/// A per-server `proxy`, and `HTTPS_PROXY` with and without `NO_PROXY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_proxies_per_server_and_from_the_environment() {
+    let pki = Pki::new();
+    let everything = Everything::start("streamableHttp").await;
+    let nginx = tls_nginx(&pki, everything.port, false);
+    let proxy = ConnectProxy::start().await;
+    let target = format!("127.0.0.1:{}", nginx.port);
+    let (url, ca) = (toml_str(&https(&nginx, "/mcp")), pki.toml("ca.pem"));
+
+    let config = format!(
+        "[servers.proxied]\nurl = {url}\nca_file = {ca}\nproxy = {}\n[servers.direct]\nurl = {url}\nca_file = {ca}\n",
+        toml_str(&proxy.url())
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    assert!(initialized(&initialize(&bridge, "direct").await));
+    assert!(proxy.take().is_empty(), "a server without `proxy` goes direct");
+    assert!(initialized(&initialize(&bridge, "proxied").await));
+    assert!(proxy.take().contains(&target), "the per-server proxy tunnelled to nginx");
+    drop(bridge);
+
+    let config = format!("[servers.direct]\nurl = {url}\nca_file = {ca}\n");
+    let bridge = Bridge::start_env(&config, &[], &[("HTTPS_PROXY", &proxy.url())]).await;
+    assert!(initialized(&initialize(&bridge, "direct").await));
+    assert!(proxy.take().contains(&target), "HTTPS_PROXY is honoured");
+    drop(bridge);
+
+    let bridge = Bridge::start_env(&config, &[], &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")]).await;
+    assert!(initialized(&initialize(&bridge, "direct").await));
+    assert!(proxy.take().is_empty(), "NO_PROXY is honoured");
+}
