@@ -229,6 +229,8 @@ pub async fn run(
         tracing::warn!(listen = %addr, "listening beyond loopback without [auth]: anyone who reaches this port may use every server");
     }
     let router = router(app);
+    // Orphaned grandchildren are reparented to the bridge, and swept while it runs.
+    let reaper = crate::upstream::reaper::start();
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client must finish its request headers in time (slow-loris guard).
     http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
@@ -316,6 +318,9 @@ pub async fn run(
         c.flush().await;
         c.release(&ids).await;
     }
+    // No child, grandchild or orphan outlives the bridge.
+    crate::upstream::reaper::finish().await;
+    reaper.abort();
     if !all_closed {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connections).await;
     }

@@ -9,8 +9,10 @@ mod http;
 pub mod modern;
 pub mod pool;
 mod pump;
+pub mod reaper;
 mod shared;
 mod sse;
+pub mod stderr;
 mod stdio;
 
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! legacy sessions, plus the official TypeScript and Python SDK clients) must get the same
 //! answers and lose no events.
 
+#[path = "hostile/child_stderr.rs"]
+mod child_stderr;
 mod common;
 #[path = "fixtures/procfs.rs"]
 mod procfs;

@@ -5,6 +5,8 @@
 //! always reaped and get only their configured environment.
 
 mod common;
+#[path = "security/outliving.rs"]
+mod outliving;
 #[path = "fixtures/procfs.rs"]
 mod procfs;
 

@@ -23,6 +23,16 @@ const MAX_RETRY_MS: u64 = 10_000;
 /// How long the relay holds a session's next message while the upstream's standalone GET
 /// stream opens (see `Remote::listen`); past it the message goes out anyway.
 const LISTEN_OPEN_WAIT: Duration = Duration::from_secs(5);
+/// Failed attempts in a row after which the standalone GET stream is given up.
+const MAX_LISTEN_FAILURES: u32 = 5;
+/// Longest wait between two attempts at the standalone GET stream after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A GET stream open at least this long was healthy, even if it brought no event (an idle
+/// stream cut by a proxy's timeout).
+const HEALTHY_STREAM: Duration = Duration::from_secs(10);
+/// Shortest wait before reconnecting the standalone GET stream, whatever `retry:` says: a server
+/// that answers every GET with `retry: 0` and a close does not make the bridge spin.
+const MIN_RECONNECT: Duration = Duration::from_millis(100);
 
 /// How an SSE response from the remote server ended.
 #[derive(Default)]
@@ -364,35 +374,75 @@ impl Remote {
     }
 
     /// Holds the upstream's standalone GET stream for server-initiated messages, reconnecting
-    /// when the upstream closes it (a few failures in a row, or 405, end the attempts). `opened`
-    /// is told once the first GET has its answer's headers (the upstream has then registered the
-    /// stream), or failed. The task dies with the session.
+    /// when the upstream closes it. A reconnect carries `Last-Event-ID` once the stream gave an
+    /// event id, so that what the upstream stored while no stream was open (a server that polls
+    /// closes the stream after an event; its requests and notifications wait in its event store)
+    /// is replayed, and waits as its `retry:` asks (see [`reconnect_delay`]). 405 ends the
+    /// attempts, and so do `MAX_LISTEN_FAILURES` failures in a row. `opened` is told once the
+    /// first GET has its answer's headers (the upstream has then registered the stream), or
+    /// failed. The task dies with the session; the relay never waits on a reconnect.
     async fn listen(&self, opened: oneshot::Sender<()>) {
         let mut opened = Some(opened);
+        let mut last_id: Option<String> = None;
+        let mut retry: Option<u64> = None;
         let mut failures = 0;
-        while failures < 5 {
-            let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
+        loop {
+            let mut req = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream");
+            if let Some(id) = &last_id {
+                req = req.header("last-event-id", id);
+            }
+            let started = tokio::time::Instant::now();
+            let resp = req.send().await;
             if let Some(tx) = opened.take() {
                 let _ = tx.send(());
             }
             match resp {
                 Ok(r) if r.status().is_success() => {
-                    failures = 0;
-                    self.forward_stream(r, None).await;
+                    let end = self.forward_stream(r, None).await;
+                    last_id = end.last_id.or(last_id);
+                    retry = end.retry.or(retry);
+                    // A stream that brought nothing and ended at once counts as a failure, so
+                    // that a server that closes every GET is not asked again and again.
+                    let healthy = end.events > 0 || started.elapsed() >= HEALTHY_STREAM;
+                    failures = if healthy { 0 } else { failures + 1 };
                 }
                 Ok(r) if r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => return,
                 Ok(r) => {
                     failures += 1;
-                    tracing::debug!(url = %self.url, status = %r.status(), "remote upstream refused the GET stream");
+                    if let Some(id) = last_id.take() {
+                        // The server no longer has the events after `id` (or never kept them):
+                        // the next attempt opens a fresh stream.
+                        tracing::warn!(url = %self.url, status = %r.status(), "remote upstream refused to resume its GET stream after event {id}; opening a new one, messages it sent meanwhile may be lost");
+                    } else {
+                        tracing::debug!(url = %self.url, status = %r.status(), "remote upstream refused the GET stream");
+                    }
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::debug!(url = %self.url, error = %e, "remote upstream GET stream failed");
                 }
             }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if failures >= MAX_LISTEN_FAILURES || self.events.is_closed() {
+                if failures > 0 {
+                    tracing::warn!(url = %self.url, "remote upstream's GET stream failed {failures} times in a row; server-initiated messages outside requests are no longer received");
+                }
+                return;
+            }
+            tokio::time::sleep(reconnect_delay(retry, failures)).await;
         }
     }
+}
+
+/// How long to wait before reconnecting the standalone GET stream: the server's `retry:` (1 s
+/// without one), within [`MIN_RECONNECT`, `MAX_RETRY_MS`]; after failures in a row, at least a backoff that
+/// doubles from 1 s up to `MAX_BACKOFF`.
+fn reconnect_delay(retry_ms: Option<u64>, failures: u32) -> Duration {
+    let hinted = Duration::from_millis(retry_ms.unwrap_or(1000).min(MAX_RETRY_MS)).max(MIN_RECONNECT);
+    if failures == 0 {
+        return hinted;
+    }
+    let backoff = Duration::from_secs(1u64 << (failures - 1).min(16)).min(MAX_BACKOFF);
+    hinted.max(backoff)
 }
 
 /// A response body of at most `max` bytes (`limits.max_message`); a longer one is refused
@@ -429,5 +479,22 @@ impl Drop for DeleteOnDrop {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(5), req.send()).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delay_follows_retry_within_bounds_and_backs_off() {
+        assert_eq!(reconnect_delay(None, 0), Duration::from_secs(1));
+        assert_eq!(reconnect_delay(Some(200), 0), Duration::from_millis(200));
+        assert_eq!(reconnect_delay(Some(0), 0), MIN_RECONNECT);
+        assert_eq!(reconnect_delay(Some(u64::MAX), 0), Duration::from_millis(MAX_RETRY_MS));
+        assert_eq!(reconnect_delay(Some(200), 1), Duration::from_secs(1));
+        assert_eq!(reconnect_delay(Some(200), 3), Duration::from_secs(4));
+        assert_eq!(reconnect_delay(Some(5000), 2), Duration::from_secs(5));
+        assert_eq!(reconnect_delay(None, 40), MAX_BACKOFF);
     }
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tracing::Instrument;
 
@@ -68,7 +67,7 @@ pub(super) async fn run(
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    let mut child = match cmd.spawn() {
+    let mut child = match super::reaper::spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
             let detail = format!("cannot start `{}`: {e}", spec.command);
@@ -82,13 +81,7 @@ pub(super) async fn run(
     let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
         return;
     };
-    let log_server = server.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target: "mcp_bridge::upstream_stderr", session = %session, server = %log_server, "{line}");
-        }
-    });
+    tokio::spawn(super::stderr::drain(stderr, session, server.clone()));
     let span = tracing::info_span!("pump", session = %session, server = %server);
     let pumped = super::pump::run(stdin, stdout, rx, &events, spec.pump).instrument(span).await;
     let Some(super::pump::Ended { reason, detail }) = pumped else {

@@ -13,7 +13,7 @@
 // (the client matrix, tests/client_matrix.rs, expects the exact 2025 lists).
 //
 //   node fixture_server.mjs stdio [--modern-extras]          # one session over stdin/stdout
-//   PORT=0 node fixture_server.mjs http [--modern-extras] [--standalone-requests]
+//   PORT=0 node fixture_server.mjs http [--modern-extras] [--standalone-requests [--close-get-stream]]
 //                                         # Streamable HTTP on 127.0.0.1; prints `listening <url>`
 //
 // With --standalone-requests the sampling and elicitation of the 2025 scenario tools (test_sampling,
@@ -22,6 +22,8 @@
 // request id. Over HTTP the SDK then writes them on the session's standalone GET stream, and when no
 // GET stream is open yet it only stores them (for a `Last-Event-ID` replay that a first GET never
 // asks for): the question is lost and the tool call waits until the SDK's 60 s request timeout.
+// With --close-get-stream as well, each such question is asked while the GET stream is closed, as a
+// polling server does (see event_store.mjs): only a GET that resumes with `Last-Event-ID` gets it.
 //
 // In http mode each session has its own Server and transport, with an in-memory event store so
 // that the SEP-1699 scenarios (priming events, `retry:`, polling after closeSSEStream) apply.
@@ -30,6 +32,7 @@ import { randomUUID } from 'node:crypto';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { MemoryEventStore, closesGetStreams, withRetryHint } from './event_store.mjs';
 import {
   CallToolRequestSchema,
   CompleteRequestSchema,
@@ -155,6 +158,8 @@ const LISTED_TOOLS = TOOLS.filter((t) => MODERN_EXTRAS || !isExtra(t.name));
 const LISTED_PROMPTS = PROMPTS.filter((p) => MODERN_EXTRAS || !isExtra(p.name));
 // See the header: the scenario tools' questions go to the standalone stream, not the call's own.
 const STANDALONE_REQUESTS = process.argv.includes('--standalone-requests');
+// See event_store.mjs: the question comes while the upstream's GET stream is closed.
+const CLOSE_GET_STREAM = process.argv.includes('--close-get-stream');
 
 const askString = (message, field) => ({
   message,
@@ -193,7 +198,11 @@ function makeServer() {
       );
     const roots = () => extra.sendRequest({ method: 'roots/list' }, ListRootsResultSchema);
     // The 2025 scenario tools' questions: tied to this call, or (--standalone-requests) not.
-    const ask = (request, schema) => (STANDALONE_REQUESTS ? server.request(request, schema) : extra.sendRequest(request, schema));
+    const ask = async (request, schema) => {
+      if (!STANDALONE_REQUESTS) return extra.sendRequest(request, schema);
+      if (CLOSE_GET_STREAM) await closesGetStreams(server, extra);
+      return server.request(request, schema);
+    };
     if (!MODERN_EXTRAS && isExtra(req.params.name)) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${req.params.name}`);
     switch (req.params.name) {
       case 'test_simple_text':
@@ -508,30 +517,6 @@ function makeServer() {
   return server;
 }
 
-/** The smallest event store the SDK's resumability needs: every event of every stream, in order. */
-class MemoryEventStore {
-  constructor() {
-    this.events = [];
-  }
-  async storeEvent(streamId, message) {
-    const eventId = `${streamId}_${this.events.length}`;
-    this.events.push({ eventId, streamId, message });
-    return eventId;
-  }
-  async getStreamIdForEventId(eventId) {
-    return this.events.find((e) => e.eventId === eventId)?.streamId;
-  }
-  async replayEventsAfter(lastEventId, { send }) {
-    const i = this.events.findIndex((e) => e.eventId === lastEventId);
-    if (i < 0) return '';
-    const streamId = this.events[i].streamId;
-    for (const e of this.events.slice(i + 1)) {
-      if (e.streamId === streamId && Object.keys(e.message).length > 0) await send(e.eventId, e.message);
-    }
-    return streamId;
-  }
-}
-
 async function serveHttp() {
   const sessions = new Map();
   const httpServer = http.createServer(async (req, res) => {
@@ -564,6 +549,7 @@ async function serveHttp() {
         res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32000, message: sid ? 'Session not found' : 'No session' } }));
         return;
       }
+      if (CLOSE_GET_STREAM && req.method === 'GET') withRetryHint(res);
       await transport.handleRequest(req, res, body);
     } catch (e) {
       console.error('fixture: request failed:', e);
