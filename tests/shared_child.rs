@@ -66,6 +66,13 @@ async fn a_shared_child_that_never_answers_initialize_is_ended_and_the_next_sess
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Its session ends, saying why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bridge.log().lines().any(|l| l.contains("session ended") && l.contains("reason=upstream_stalled")) {
+        assert!(Instant::now() < deadline, "the session did not end as upstream_stalled\n{}", bridge.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The next session tries again, with a fresh child, and is bounded the same way.
     let second = initialize(&url, Duration::from_secs(30)).await;
     assert!(second["error"]["message"].as_str().is_some_and(|m| m.contains("initialize")), "{second}");
