@@ -668,7 +668,9 @@ for line in sys.stdin:
 "#;
     let hostile_arg = format!("$(touch {0}); `touch {0}` | touch {0}", marker.display());
     let config = format!(
-        "[servers.env]\ncommand = \"python3\"\nargs = [\"-c\", {}, {}]\nenv = {{ CONFIGURED = \"yes\" }}\n",
+        // An absolute interpreter: a bare `python3` is found on the bridge's PATH, maybe a
+        // pyenv shim, which adds variables of its own.
+        "[servers.env]\ncommand = \"/usr/bin/python3\"\nargs = [\"-c\", {}, {}]\nenv = {{ CONFIGURED = \"yes\" }}\n",
         toml_str(script),
         toml_str(&hostile_arg)
     );

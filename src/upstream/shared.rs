@@ -4,21 +4,26 @@
 //! the capability to answer them; other notifications go to every session. The bridge
 //! initializes the child itself, once, with the newest version it speaks; each session gets
 //! that answer with the version negotiated for it (see [`init_answer`]). A failed
-//! initialize is passed on, never kept.
+//! initialize is passed on, never kept. A child that does not answer it within
+//! `limits.upstream_stall` (30 s when off) is ended and the next session starts a fresh one.
+//! When the child ends, every session learns so through a watch it selects on, which a full
+//! event queue cannot lose.
 //!
 //! Only servers that keep no per-client state are safe to share (see the README).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
 
 use super::stdio;
 use super::{ChildSlots, UpstreamEvent, QUEUE};
 use crate::jsonrpc;
-use crate::session::SessionId;
+use crate::session::{CloseReason, SessionId};
 use crate::transport::streamable::SUPPORTED_VERSIONS;
 
 /// The shared child of one server and the maps that route its messages.
@@ -26,7 +31,17 @@ pub(super) struct Shared {
     server: Arc<str>,
     tx: super::budget::Sender<Bytes>,
     state: Mutex<Mux>,
+    /// Why the child ended, once it has: set once, and watched by every session's task, so
+    /// no session misses it however full its event queue is.
+    ended: watch::Sender<Option<(CloseReason, String)>>,
+    /// The child's task: aborting it kills the child's process group.
+    child: AbortHandle,
+    /// How long the child may take to answer the bridge's initialize.
+    init_timeout: Duration,
 }
+
+/// The bound on a shared child's initialize when `limits.upstream_stall` is off.
+const INIT_TIMEOUT_OFF: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Mux {
@@ -72,16 +87,18 @@ impl SharedChildren {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let key = (server.to_string(), principal);
         if let Some(s) = map.get(&key) {
-            if !s.tx.is_closed() {
+            if !s.tx.is_closed() && s.ended.borrow().is_none() {
                 return s.clone();
             }
         }
         let (tx, rx) = super::budget::channel(QUEUE, spec.pump.queue_bytes);
         let (events_tx, events_rx) = super::events(&spec.pump);
-        let shared = Arc::new(Shared { server: server.into(), tx, state: Mutex::default() });
         // The child's log lines name this all-zero session.
         let id = SessionId::parse("00000000000000000000000000000000").unwrap_or_else(SessionId::random);
-        tokio::spawn(stdio::run(spec, server.into(), id, slots, rx, events_tx));
+        let init_timeout = spec.pump.upstream_stall.unwrap_or(INIT_TIMEOUT_OFF);
+        let child = tokio::spawn(stdio::run(spec, server.into(), id, slots, rx, events_tx)).abort_handle();
+        let (ended, _) = watch::channel(None);
+        let shared = Arc::new(Shared { server: server.into(), tx, state: Mutex::default(), ended, child, init_timeout });
         tokio::spawn(demux(Arc::downgrade(&shared), events_rx));
         map.insert(key, shared.clone());
         shared
@@ -93,6 +110,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Ends the child (if it still runs) and tells every session why; the first reason stays.
+    fn end(&self, reason: CloseReason, detail: String) {
+        let first = self.ended.send_if_modified(|e| {
+            let first = e.is_none();
+            if first {
+                *e = Some((reason, detail.clone()));
+            }
+            first
+        });
+        if first {
+            tracing::warn!(server = %self.server, "the shared child ended: {detail}");
+            self.child.abort();
+        }
+    }
+
     /// Serves one session: its messages go to the child until the session ends.
     pub(super) async fn serve(
         self: Arc<Self>,
@@ -100,15 +132,34 @@ impl Shared {
         mut rx: super::budget::Receiver<Bytes>,
         events: super::Events,
     ) {
-        self.mux().sessions.insert(session, Member { events, capabilities: HashSet::new() });
+        self.mux().sessions.insert(session, Member { events: events.clone(), capabilities: HashSet::new() });
         let _leave = Leave(self.clone(), session);
-        while let Some(raw) = rx.recv().await {
+        let mut ended = self.ended.subscribe();
+        loop {
+            let raw = tokio::select! {
+                biased;
+                _ = ended.wait_for(Option::is_some) => break,
+                raw = rx.recv() => match raw {
+                    Some(raw) => raw,
+                    None => return,
+                },
+            };
             let Ok(mut msg) = serde_json::from_slice::<Value>(&raw) else { continue };
             if let Some(out) = self.inbound(session, &mut msg).await {
-                if self.tx.send(Bytes::from(out.to_string())).await.is_err() {
-                    return;
+                tokio::select! {
+                    biased;
+                    _ = ended.wait_for(Option::is_some) => break,
+                    sent = self.tx.send(Bytes::from(out.to_string())) => if sent.is_err() { break },
                 }
             }
+        }
+        // The child ended: the session ends with it. The session's task drains its queue
+        // without blocking, so this send waits only for room; the bound is a backstop.
+        let (reason, detail) =
+            self.ended.borrow().clone().unwrap_or((CloseReason::UpstreamExited, "the shared child ended".into()));
+        let closed = UpstreamEvent::Closed { reason, detail: format!("the shared child ended: {detail}") };
+        if tokio::time::timeout(Duration::from_secs(30), events.send(closed)).await.is_err() {
+            tracing::warn!(server = %self.server, %session, "a session did not take the news that its shared child ended within 30 s");
         }
     }
 
@@ -136,13 +187,9 @@ impl Shared {
                     (rx, first)
                 };
                 let (rx, first) = waiter;
-                if first {
-                    let _ = self.tx.send(Bytes::from(bridge_initialize().to_string())).await;
-                }
-                if let Ok(outcome) = rx.await {
-                    let mux = self.mux();
-                    self.send_to(&mux, session, init_answer(&id, outcome, asked.as_deref()));
-                }
+                let outcome = self.await_init(rx, first).await;
+                let mux = self.mux();
+                self.send_to(&mux, session, init_answer(&id, outcome, asked.as_deref()));
                 None
             }
             // The bridge sends its own, once the child has answered its initialize.
@@ -182,6 +229,37 @@ impl Shared {
                 Some(msg.clone())
             }
             _ => Some(msg.clone()),
+        }
+    }
+
+    /// Sends the bridge's initialize if `first`, and waits for the child's answer, at most
+    /// `init_timeout`: past it the child is ended (the next session starts a fresh one), and
+    /// the answer is an error that says why.
+    async fn await_init(&self, rx: oneshot::Receiver<Result<Value, Value>>, first: bool) -> Result<Value, Value> {
+        let mut ended = self.ended.subscribe();
+        let bound = self.init_timeout;
+        let wait = async {
+            if first {
+                let _ = self.tx.send(Bytes::from(bridge_initialize().to_string())).await;
+            }
+            rx.await
+        };
+        let failed = |detail: &str| json!({"code": jsonrpc::code::INTERNAL_ERROR, "message": format!("mcp-bridge: {detail}")});
+        tokio::select! {
+            biased;
+            outcome = wait => match outcome {
+                Ok(outcome) => outcome,
+                Err(_) => Err(failed("the shared child ended before it answered initialize")),
+            },
+            _ = ended.wait_for(Option::is_some) => {
+                let detail = self.ended.borrow().as_ref().map(|(_, d)| d.clone()).unwrap_or_default();
+                Err(failed(&format!("the shared child ended before it answered initialize: {detail}")))
+            }
+            _ = tokio::time::sleep(bound) => {
+                let detail = format!("the shared server did not answer initialize within {bound:?} (limits.upstream_stall)");
+                self.end(CloseReason::UpstreamStalled, detail.clone());
+                Err(failed(&detail))
+            }
         }
     }
 
@@ -366,16 +444,12 @@ async fn demux(shared: Weak<Shared>, mut rx: super::EventsRx) {
         match ev {
             UpstreamEvent::Message(raw) => s.outbound(&raw),
             UpstreamEvent::Session { .. } => {}
-            UpstreamEvent::Closed { reason, detail } => {
-                tracing::warn!(server = %s.server, "the shared child ended: {detail}");
-                let mux = s.mux();
-                for m in mux.sessions.values() {
-                    let detail = format!("the shared child ended: {detail}");
-                    let _ = m.events.try_send(UpstreamEvent::Closed { reason, detail });
-                }
-                return;
-            }
+            UpstreamEvent::Closed { reason, detail } => return s.end(reason, detail),
         }
+    }
+    // The child's task ended without a word (it was aborted: `end` has already run).
+    if let Some(s) = shared.upgrade() {
+        s.end(CloseReason::UpstreamExited, "its task ended".into());
     }
 }
 
