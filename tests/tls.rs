@@ -50,6 +50,40 @@ impl Pki {
             let sign = ["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2"];
             ssl(&[&sign[..], &["-out", &pem, "-extfile", &ext]].concat());
         }
+        // A server certificate that expired in 2020. OpenSSL 3.0's `x509 -req` cannot backdate,
+        // `ca` can (`-startdate`/`-enddate`), with a minimal CA config.
+        let write = |f: &str, text: &str| std::fs::write(dir.path().join(f), text).expect("write a CA file");
+        write("ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n");
+        write("index.txt", "");
+        write("serial", "01\n");
+        write("expired.ext", "subjectAltName=IP:127.0.0.3\nextendedKeyUsage=serverAuth\n");
+        ssl(&[
+            &["req", "-new"],
+            &ec[..],
+            &["-keyout", "expired.key", "-out", "expired.csr", "-subj", "/CN=mcp-bridge test expired"],
+        ]
+        .concat());
+        ssl(&[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-in",
+            "expired.csr",
+            "-out",
+            "expired.pem",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-extfile",
+            "expired.ext",
+            "-notext",
+        ]);
         Pki { dir }
     }
 
@@ -63,7 +97,7 @@ impl Pki {
 }
 
 /// nginx terminating TLS in front of `backend`; with `verify_client`, it asks for a client
-/// certificate signed by the test CA.
+/// certificate signed by the test CA. On 127.0.0.3 it shows the expired certificate.
 fn tls_nginx(pki: &Pki, backend: u16, verify_client: bool) -> Nginx {
     let p = |f: &str| pki.path(f).display().to_string();
     let verify = if verify_client {
@@ -97,10 +131,20 @@ http {{
             proxy_read_timeout 300s;
         }}
     }}
+    server {{
+        listen 127.0.0.3:{port} ssl;
+        ssl_certificate {expired_cert};
+        ssl_certificate_key {expired_key};
+        location / {{
+            proxy_pass http://127.0.0.1:{backend};
+        }}
+    }}
 }}
 "#,
             cert = p("server.pem"),
             key = p("server.key"),
+            expired_cert = p("expired.pem"),
+            expired_key = p("expired.key"),
         )
     })
 }
@@ -179,7 +223,11 @@ async fn without_ca_file_the_error_names_the_certificate_and_ssl_cert_file_is_tr
     // A port that speaks plain HTTP: the handshake fails, and the error says how.
     let plain = format!("[servers.plain]\nurl = {}\n", toml_str(&format!("https://127.0.0.1:{}/mcp", everything.port)));
 
-    let bridge = Bridge::start(&format!("{config}{wrong}{plain}"), &[]).await;
+    // 127.0.0.3 shows a certificate from the right CA that expired in 2020.
+    let expired_url = format!("https://127.0.0.3:{}/mcp", nginx.port);
+    let expired = format!("[servers.expired]\nurl = {}\nca_file = {}\n", toml_str(&expired_url), pki.toml("ca.pem"));
+
+    let bridge = Bridge::start(&format!("{config}{wrong}{plain}{expired}"), &[]).await;
     let answer = initialize(&bridge, "plain").await;
     assert!(answer.contains("TLS: received corrupt message"), "the client's error names the failed handshake: {answer}");
     let answer = initialize(&bridge, "https").await;
@@ -189,6 +237,10 @@ async fn without_ca_file_the_error_names_the_certificate_and_ssl_cert_file_is_tr
     let answer = initialize(&bridge, "wrong-name").await;
     let want = r#"TLS: invalid peer certificate: certificate not valid for name \"127.0.0.2\""#;
     assert!(answer.contains(want), "the client's error names the mismatch: {answer}");
+    let answer = initialize(&bridge, "expired").await;
+    let want = "TLS: invalid peer certificate: certificate expired";
+    assert!(answer.contains(want) && answer.contains(&expired_url), "the client's error names the expiry: {answer}");
+    bridge.wait_for_log_line("naming the expiry", std::time::Duration::from_secs(10), |l| l.contains(want)).await;
     drop(bridge);
 
     // The same config with SSL_CERT_FILE naming the CA: the platform store is replaced by it.
@@ -365,8 +417,10 @@ async fn rediss_with_redis_ca_file_and_without() {
     assert!(!out.status.success() && text.contains("cannot join the cluster") && text.contains("UnknownIssuer"), "{text}");
 }
 
-/// A CONNECT proxy on a loopback port that records the targets it tunnels to. (No proxy
-/// server is installed here; this one does only what an HTTPS proxy does: CONNECT, then bytes.)
+/// A forward proxy on a loopback port that records the targets it reaches. (No proxy server
+/// is installed here; this one does only what a proxy must: `CONNECT` for HTTPS, then bytes;
+/// for plain HTTP, an absolute-form request (`POST http://host:port/path HTTP/1.1`), sent on
+/// in origin form, then bytes.)
 struct ConnectProxy {
     port: u16,
     targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -392,13 +446,25 @@ impl ConnectProxy {
                             _ => break,
                         }
                     }
-                    let Some(target) = head.strip_prefix("CONNECT ").and_then(|r| r.split(' ').next()).map(str::to_string) else {
+                    if let Some(target) = head.strip_prefix("CONNECT ").and_then(|r| r.split(' ').next()).map(str::to_string) {
+                        seen.lock().unwrap().push(target.clone());
+                        let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                        let mut client = reader.into_inner();
+                        if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_ok() {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
                         return;
-                    };
-                    seen.lock().unwrap().push(target.clone());
+                    }
+                    // `METHOD http://host:port/path HTTP/1.1`: the body may already be buffered.
+                    let Some((method, rest)) = head.split_once(" http://") else { return };
+                    let Some((authority, rest)) = rest.split_once('/') else { return };
+                    let target = authority.to_string();
+                    seen.lock().unwrap().push(format!("http://{target}"));
                     let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let buffered = reader.buffer().to_vec();
                     let mut client = reader.into_inner();
-                    if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_ok() {
+                    let first = format!("{method} /{rest}\r\n");
+                    if upstream.write_all(first.as_bytes()).await.is_ok() && upstream.write_all(&buffered).await.is_ok() {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     }
                 });
@@ -416,7 +482,8 @@ impl ConnectProxy {
     }
 }
 
-/// A per-server `proxy`, and `HTTPS_PROXY` with and without `NO_PROXY`.
+/// A per-server `proxy`, `HTTPS_PROXY` with and without `NO_PROXY`, and `HTTP_PROXY` for a
+/// plain `http://` upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_proxies_per_server_and_from_the_environment() {
     let pki = Pki::new();
@@ -446,4 +513,11 @@ async fn outbound_proxies_per_server_and_from_the_environment() {
     let bridge = Bridge::start_env(&config, &[], &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")]).await;
     assert!(initialized(&initialize(&bridge, "direct").await));
     assert!(proxy.take().is_empty(), "NO_PROXY is honoured");
+    drop(bridge);
+
+    let plain = format!("http://127.0.0.1:{}", everything.port);
+    let config = format!("[servers.plain]\nurl = {}\n", toml_str(&format!("{plain}/mcp")));
+    let bridge = Bridge::start_env(&config, &[], &[("HTTP_PROXY", &proxy.url())]).await;
+    assert!(initialized(&initialize(&bridge, "plain").await));
+    assert!(proxy.take().contains(&plain), "HTTP_PROXY carried the plain-HTTP request");
 }

@@ -38,6 +38,17 @@ impl Policy {
         })
     }
 
+    /// Both checks the middleware makes on a request to `path`: `Err((400, reason))` for a
+    /// repeated or non-ASCII `Host`, on every path; `Err((403, reason))` for a refused `Host` or
+    /// `Origin`, on every path but the probes. Public for the `headers` fuzz target.
+    pub fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        one_host(headers).map_err(|r| (StatusCode::BAD_REQUEST, r.to_string()))?;
+        if path == "/healthz" || path == "/readyz" {
+            return Ok(());
+        }
+        self.verdict(headers).map_err(|r| (StatusCode::FORBIDDEN, r))
+    }
+
     /// `Err(reason)` if the request must be refused.
     pub fn verdict(&self, headers: &HeaderMap) -> Result<(), String> {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
@@ -74,15 +85,11 @@ impl Policy {
 /// origin.
 pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if let Err(reason) = one_host(req.headers()) {
-        tracing::warn!(path, reason, "refused a request");
-        return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &format!("Bad Request: {reason}"));
-    }
-    if path != "/healthz" && path != "/readyz" {
-        if let Err(reason) = policy.verdict(req.headers()) {
-            tracing::warn!(path, reason = %reason, "refused a request");
-            return rpc_error(StatusCode::FORBIDDEN, code::CONNECTION_CLOSED, &format!("Forbidden: {reason}"));
-        }
+    if let Err((status, reason)) = policy.admit(path, req.headers()) {
+        tracing::warn!(path, reason = %reason, "refused a request");
+        let rpc_code = if status == StatusCode::BAD_REQUEST { code::INVALID_REQUEST } else { code::CONNECTION_CLOSED };
+        let what = status.canonical_reason().unwrap_or("Refused");
+        return rpc_error(status, rpc_code, &format!("{what}: {reason}"));
     }
     // The admin API serves only its own page: no CORS (admin::guard checks the origin).
     let Some(origin) = req.headers().get(header::ORIGIN).cloned().filter(|_| !path.starts_with("/admin")) else {
