@@ -7,9 +7,9 @@ mod common;
 
 use std::collections::HashSet;
 
+use common::scenario::assert_full;
 use common::{everything_stdio, run_client, Bridge, ClientRun, Everything, Sdk};
 use futures_util::future::join_all;
-use serde_json::Value;
 
 /// Both SDKs on both transports against `/sse/{server}` and `/mcp/{server}`, concurrently.
 async fn full_scenario_everywhere(bridge: &Bridge, server: &str) -> Vec<ClientRun> {
@@ -22,29 +22,6 @@ async fn full_scenario_everywhere(bridge: &Bridge, server: &str) -> Vec<ClientRu
         run_client(Sdk::Py, "streamable", &mcp, &[]),
     ])
     .await
-}
-
-/// What the full scenario must have seen, checked here as well as in the client itself.
-fn assert_full(run: &ClientRun) {
-    let v = run.ok();
-    let l = &run.label;
-    assert_eq!(v["scenario"], "full", "{l}");
-    let tools: Vec<&str> = v["tools"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    for t in ["echo", "get-sum", "trigger-long-running-operation", "trigger-sampling-request"] {
-        assert!(tools.contains(&t), "{l}: tools/list has {t}: {tools:?}");
-    }
-    assert_eq!(v["echo"], "Echo: hello-0", "{l}");
-    assert_eq!(v["sum"].as_f64(), Some(5.0), "{l}");
-    let progress = v["progress"].as_u64().unwrap_or(0);
-    assert!(progress >= 3, "{l}: at least 3 of 4 progress notifications arrived, got {progress}");
-    assert_eq!(v["samplingRequests"], 1, "{l}: exactly one sampling request reached the client");
-    assert!(v["sampling"].as_str().is_some_and(|s| s.contains("ping")), "{l}: sampling round trip carried the prompt: {v}");
-    // The session id the client saw is the bridge's (32 hex digits), so the bridge was in the path.
-    let sid = v["sessionId"].as_str().unwrap_or("");
-    assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "{l}: a bridge session id, got {sid:?}");
-    if v["transport"] == "streamable" {
-        assert!(v["protocolVersion"].is_string(), "{l}: a negotiated protocol version: {v}");
-    }
 }
 
 fn assert_clean_log(bridge: &Bridge) {

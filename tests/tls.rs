@@ -10,7 +10,8 @@ mod support_nginx;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{http, post_initialize, responses, run_client, toml_str, Bridge, ClientRun, Everything, Sdk, TempDir};
+use common::scenario::assert_full;
+use common::{http, post_initialize, responses, run_client, toml_str, Bridge, Everything, Sdk, TempDir};
 use futures_util::future::join_all;
 use serde_json::Value;
 use support_nginx::Nginx;
@@ -151,21 +152,6 @@ http {{
 
 fn https(nginx: &Nginx, path: &str) -> String {
     format!("https://127.0.0.1:{}{path}", nginx.port)
-}
-
-/// What the full scenario must have seen (as in tests/bridge_clients.rs).
-fn assert_full(run: &ClientRun) {
-    let v = run.ok();
-    let l = &run.label;
-    assert_eq!(v["scenario"], "full", "{l}");
-    assert_eq!(v["echo"], "Echo: hello-0", "{l}");
-    assert_eq!(v["sum"].as_f64(), Some(5.0), "{l}");
-    let progress = v["progress"].as_u64().unwrap_or(0);
-    assert!(progress >= 3, "{l}: at least 3 of 4 progress notifications arrived, got {progress}");
-    assert_eq!(v["samplingRequests"], 1, "{l}: exactly one sampling request reached the client");
-    assert!(v["sampling"].as_str().is_some_and(|s| s.contains("ping")), "{l}: sampling round trip carried the prompt: {v}");
-    let sid = v["sessionId"].as_str().unwrap_or("");
-    assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "{l}: a bridge session id, got {sid:?}");
 }
 
 /// A Streamable `initialize` to `/mcp/{server}`: every message of the answer, as text.

@@ -4,6 +4,8 @@
 //! killed on Drop.
 #![allow(dead_code)]
 
+pub(crate) mod scenario;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
