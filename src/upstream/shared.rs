@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::AbortHandle;
 
 use super::stdio;
@@ -69,6 +69,9 @@ struct Mux {
 struct Member {
     events: super::Events,
     capabilities: HashSet<String>,
+    /// Told when a message for this session found its event queue full: the session ends
+    /// (`event_log_overflow`) rather than go on without a message it never received.
+    overflowed: Arc<Notify>,
 }
 
 /// Every server's shared children, started on first use and restarted after they exit: one
@@ -132,13 +135,20 @@ impl Shared {
         mut rx: super::budget::Receiver<Bytes>,
         events: super::Events,
     ) {
-        self.mux().sessions.insert(session, Member { events: events.clone(), capabilities: HashSet::new() });
+        let overflowed = Arc::new(Notify::new());
+        let member = Member { events: events.clone(), capabilities: HashSet::new(), overflowed: overflowed.clone() };
+        self.mux().sessions.insert(session, member);
         let _leave = Leave(self.clone(), session);
         let mut ended = self.ended.subscribe();
+        let mut lost = false;
         loop {
             let raw = tokio::select! {
                 biased;
                 _ = ended.wait_for(Option::is_some) => break,
+                _ = overflowed.notified() => {
+                    lost = true;
+                    break;
+                }
                 raw = rx.recv() => match raw {
                     Some(raw) => raw,
                     None => return,
@@ -153,11 +163,17 @@ impl Shared {
                 }
             }
         }
-        // The child ended: the session ends with it. The session's task drains its queue
-        // without blocking, so this send waits only for room; the bound is a backstop.
-        let (reason, detail) =
-            self.ended.borrow().clone().unwrap_or((CloseReason::UpstreamExited, "the shared child ended".into()));
-        let closed = UpstreamEvent::Closed { reason, detail: format!("the shared child ended: {detail}") };
+        // The child ended (or a message for this session could not be queued): the session
+        // ends. The session's task drains its queue without blocking, so this send waits only
+        // for room; the bound is a backstop.
+        let closed = if lost {
+            let detail = "a message of the shared child found the session's event queue full; the session ends rather than go on without it";
+            UpstreamEvent::Closed { reason: CloseReason::EventLogOverflow, detail: detail.into() }
+        } else {
+            let (reason, detail) =
+                self.ended.borrow().clone().unwrap_or((CloseReason::UpstreamExited, "the shared child ended".into()));
+            UpstreamEvent::Closed { reason, detail: format!("the shared child ended: {detail}") }
+        };
         if tokio::time::timeout(Duration::from_secs(30), events.send(closed)).await.is_err() {
             tracing::warn!(server = %self.server, %session, "a session did not take the news that its shared child ended within 30 s");
         }
@@ -268,7 +284,8 @@ impl Shared {
             if let Err(mpsc::error::TrySendError::Full(_)) =
                 m.events.try_send(UpstreamEvent::Message(Bytes::from(msg.to_string())))
             {
-                tracing::warn!(session = %session, server = %self.server, "dropped a message of the shared child: the session's event queue is full");
+                tracing::warn!(session = %session, server = %self.server, "a message of the shared child found the session's event queue full: the session ends");
+                m.overflowed.notify_one();
             }
         }
     }
