@@ -36,7 +36,10 @@ impl Session {
             match tokio::time::timeout_at(deadline, tx.reserve(&sizes)).await {
                 Ok(Ok(room)) => {
                     let part = self.register(part, stream)?;
-                    room.send(part.into_iter().map(|(raw, _)| raw));
+                    room.send(part.into_iter().map(|(raw, _)| {
+                        let n = raw.len();
+                        (raw, n)
+                    }));
                 }
                 Ok(Err(_)) => {
                     // The upstream is gone: the session task is ending the session, which

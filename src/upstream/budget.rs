@@ -106,10 +106,9 @@ impl<T: Weigh> Sender<T> {
     /// Room for values of `sizes` bytes at once, in bytes and in messages (a batch above the
     /// budget takes the whole budget); `Err` if the receiver is gone.
     pub async fn reserve(&self, sizes: &[usize]) -> Result<Reserved<'_, T>, ()> {
-        let costs: Vec<u32> = sizes.iter().map(|&n| self.cost(n)).collect();
-        let held = self.acquire(costs.iter().map(|&c| c as usize).sum()).await?;
+        let held = self.acquire(sizes.iter().map(|&n| self.cost(n) as usize).sum()).await?;
         let slots = self.tx.reserve_many(sizes.len()).await.map_err(drop)?;
-        Ok(Reserved { slots, held, costs: costs.into_iter() })
+        Ok(Reserved { slots, held, max: self.max })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -127,13 +126,17 @@ impl<T: Weigh> Sender<T> {
 pub struct Reserved<'a, T> {
     slots: mpsc::PermitIterator<'a, Queued<T>>,
     held: Option<OwnedSemaphorePermit>,
-    costs: std::vec::IntoIter<u32>,
+    /// The budget: no value costs more.
+    max: u32,
 }
 
 impl<T> Reserved<'_, T> {
-    /// Queues `values` (as many as were reserved), each holding its own bytes.
-    pub fn send(mut self, values: impl IntoIterator<Item = T>) {
-        for ((slot, value), cost) in self.slots.by_ref().zip(values).zip(self.costs.by_ref()) {
+    /// Queues `values` with their sizes in bytes (at most as many as were reserved, and any of
+    /// the reserved ones: a caller may leave some out), each holding its own bytes; what is
+    /// left unused goes back to the budget.
+    pub fn send(mut self, values: impl IntoIterator<Item = (T, usize)>) {
+        for (slot, (value, size)) in self.slots.by_ref().zip(values) {
+            let cost = u32::try_from(size).unwrap_or(u32::MAX).min(self.max);
             let permit = match self.held.as_mut() {
                 Some(h) if h.num_permits() > cost as usize => h.split(cost as usize),
                 _ => self.held.take(),
@@ -206,13 +209,20 @@ mod tests {
     async fn a_batch_splits_its_bytes_per_value_and_closes_cost_nothing() {
         let (tx, mut rx) = channel::<Bytes>(16, 10);
         let batch = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg")];
-        tx.reserve(&[3, 4]).await.unwrap().send(batch);
+        tx.reserve(&[3, 4]).await.unwrap().send(batch.into_iter().map(|b| (b.clone(), b.len())));
         assert_eq!(tx.free(), 3);
         rx.recv().await.unwrap();
         assert_eq!(tx.free(), 6);
         rx.recv().await.unwrap();
         assert_eq!(tx.free(), 10);
         let (ev, mut evs) = channel::<UpstreamEvent>(4, 1);
+        // A value left out of a reserved batch gives its bytes back.
+        let room = tx.reserve(&[5, 5]).await.unwrap();
+        assert_eq!(tx.free(), 0);
+        room.send([(Bytes::from_static(b"hello"), 5)]);
+        assert_eq!(tx.free(), 5);
+        rx.recv().await.unwrap();
+        assert_eq!(tx.free(), 10);
         ev.send(UpstreamEvent::Message(Bytes::from_static(b"x"))).await.unwrap();
         let closed = UpstreamEvent::Closed { reason: crate::session::CloseReason::UpstreamExited, detail: String::new() };
         ev.try_send(closed).unwrap();
