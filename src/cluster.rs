@@ -8,8 +8,13 @@
 //! another instance can take the session over (see `restore`) and a client that reconnects with
 //! `Last-Event-ID` anywhere gets what it missed.
 
+mod keys;
 pub mod restore;
 pub mod wire;
+
+use keys::channel;
+pub(crate) use keys::Op;
+pub use keys::{key_lease, key_log, key_pending, key_session, Listed};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,54 +52,6 @@ pub enum ClusterError {
     ShuttingDown,
 }
 
-/// One queued Redis write or publish; the writer task applies them in order, pipelined.
-pub(crate) enum Op {
-    Publish {
-        channel: String,
-        payload: String,
-    },
-    Event {
-        sid: SessionId,
-        stream: u32,
-        seq: u64,
-        data: Bytes,
-        evicted_upto: u64,
-    },
-    Reserve {
-        sid: SessionId,
-        stream: u32,
-        seq: u64,
-    },
-    Pending {
-        sid: SessionId,
-        id: Box<str>,
-        stream: u32,
-    },
-    Answered {
-        sid: SessionId,
-        id: Box<str>,
-    },
-    Field {
-        sid: SessionId,
-        field: &'static str,
-        value: Bytes,
-    },
-    Forget {
-        sid: SessionId,
-    },
-    /// Answered once everything queued before it is written.
-    Flush(oneshot::Sender<()>),
-}
-
-/// A session as the cluster's records list it.
-pub struct Listed {
-    pub id: String,
-    pub server: String,
-    pub transport: String,
-    pub principal: Option<String>,
-    pub owner: Option<String>,
-}
-
 /// A client stream this instance holds for a session owned elsewhere.
 struct HeldStream {
     tx: mpsc::Sender<Frame>,
@@ -119,22 +76,6 @@ pub struct Cluster {
     log_size: usize,
     /// Lifetime of every key, refreshed on write.
     ttl: Duration,
-}
-
-pub fn key_lease(sid: SessionId) -> String {
-    format!("mcpb:lease:{sid}")
-}
-pub fn key_session(sid: SessionId) -> String {
-    format!("mcpb:sess:{sid}")
-}
-pub fn key_pending(sid: SessionId) -> String {
-    format!("mcpb:pend:{sid}")
-}
-pub fn key_log(sid: SessionId, stream: u32) -> String {
-    format!("mcpb:log:{sid}:{stream}")
-}
-fn channel(instance: &str) -> String {
-    format!("mcpb:inst:{instance}")
 }
 
 const RENEW: &str = r#"

@@ -1,0 +1,71 @@
+//! What the cluster keeps in Redis and how it names it: the key and channel names, and the
+//! queued writes (`Op`) the writer task applies in order.
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::session::SessionId;
+
+pub fn key_lease(sid: SessionId) -> String {
+    format!("mcpb:lease:{sid}")
+}
+pub fn key_session(sid: SessionId) -> String {
+    format!("mcpb:sess:{sid}")
+}
+pub fn key_pending(sid: SessionId) -> String {
+    format!("mcpb:pend:{sid}")
+}
+pub fn key_log(sid: SessionId, stream: u32) -> String {
+    format!("mcpb:log:{sid}:{stream}")
+}
+pub(super) fn channel(instance: &str) -> String {
+    format!("mcpb:inst:{instance}")
+}
+
+/// One queued Redis write or publish; the writer task applies them in order, pipelined.
+pub(crate) enum Op {
+    Publish {
+        channel: String,
+        payload: String,
+    },
+    Event {
+        sid: SessionId,
+        stream: u32,
+        seq: u64,
+        data: Bytes,
+        evicted_upto: u64,
+    },
+    Reserve {
+        sid: SessionId,
+        stream: u32,
+        seq: u64,
+    },
+    Pending {
+        sid: SessionId,
+        id: Box<str>,
+        stream: u32,
+    },
+    Answered {
+        sid: SessionId,
+        id: Box<str>,
+    },
+    Field {
+        sid: SessionId,
+        field: &'static str,
+        value: Bytes,
+    },
+    Forget {
+        sid: SessionId,
+    },
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A session as the cluster's records list it.
+pub struct Listed {
+    pub id: String,
+    pub server: String,
+    pub transport: String,
+    pub principal: Option<String>,
+    pub owner: Option<String>,
+}
