@@ -9,12 +9,12 @@
 //! `Last-Event-ID` anywhere gets what it missed.
 
 mod keys;
-pub mod restore;
-pub mod wire;
+pub(crate) mod restore;
+pub(crate) mod wire;
 
 use keys::channel;
 pub(crate) use keys::Op;
-pub use keys::{key_lease, key_log, key_pending, key_session, Listed};
+pub(crate) use keys::{key_lease, key_log, key_pending, key_session, Listed};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,15 +26,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, PushKind};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::jsonrpc;
+use crate::protocol::jsonrpc;
 use crate::session::registry::Registry;
 use crate::session::{CloseCell, CloseReason, Frame, Session, SessionId, Sink};
 use wire::{Envelope, Failure, Reply, Request};
 
 /// How long a lease lives without renewal; the owner renews it three times per period.
-pub const LEASE: Duration = Duration::from_secs(4);
+pub(crate) const LEASE: Duration = Duration::from_secs(4);
 /// How long a forwarded request waits for the owner's answer.
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(4);
 /// Writes and publishes queued before new ones are refused (and the stream counts as slow).
 const QUEUE: usize = 65_536;
 

@@ -11,11 +11,12 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-pub mod edge;
-pub mod limits;
-pub mod pump;
+pub(crate) mod auth;
+pub(crate) mod edge;
+pub(crate) mod limits;
+pub(crate) mod pump;
 mod sessions;
-pub mod tls;
+pub(crate) mod tls;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -37,7 +38,7 @@ pub struct Config {
     pub sessions: SessionSettings,
     pub limits: Limits,
     /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
-    pub auth: Option<crate::auth::AuthModel>,
+    pub auth: Option<auth::AuthModel>,
     /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
     pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
@@ -216,7 +217,7 @@ struct FileModel {
     heartbeat: Option<HeartbeatModel>,
     sessions: Option<SessionsModel>,
     limits: Option<LimitsModel>,
-    auth: Option<crate::auth::AuthModel>,
+    auth: Option<auth::AuthModel>,
     admin: Option<edge::TokenModel>,
     metrics: Option<edge::TokenModel>,
     trusted_proxies: Option<Vec<String>>,
@@ -377,7 +378,7 @@ impl FileModel {
             }
         }
         for o in &self.allowed_origins {
-            crate::transport::origin::validate_origin(o).map_err(|r| invalid("allowed_origins", r))?;
+            edge::validate_origin(o).map_err(|r| invalid("allowed_origins", r))?;
         }
         let entries = match (self.servers, self.mcp_servers) {
             (Some(_), Some(_)) => {
@@ -415,7 +416,7 @@ impl FileModel {
         }
         if let Some(auth) = &self.auth {
             let names: Vec<&str> = servers.keys().map(String::as_str).collect();
-            crate::auth::Auth::from_model(auth.clone(), &names).map_err(|(key, reason)| invalid(&key, reason))?;
+            auth.check(&names).map_err(|(key, reason)| invalid(&key, reason))?;
         }
         let edge = edge::Edge::validate(self.trusted_proxies.as_deref(), self.admin.as_ref(), self.metrics.as_ref());
         Ok(Config {

@@ -3,8 +3,8 @@
 //! ended. The facts and the verdict live in `report`, their text and JSON in `render`; this
 //! file does the network part.
 
-pub mod render;
-pub mod report;
+pub(crate) mod render;
+pub(crate) mod report;
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};

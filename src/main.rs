@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mcp_bridge::config::{self, Config, HeartbeatFormat};
-use mcp_bridge::diagnose;
-use mcp_bridge::server::{self, AppState};
+use mcp_bridge::{diagnose, parse_seconds, DiagnoseOptions};
+use mcp_bridge::{server, AppState, Reloader};
+use mcp_bridge::{Config, HeartbeatFormat};
 
 /// The bundled echo server, also run as `mcp-bridge echo-server`: `cargo run` builds only
 /// this binary, and the example config must work after it.
@@ -57,7 +57,7 @@ enum Command {
         /// The stream, e.g. http://mcp-bridge.test/sse/mcp-server-v6 or …/mcp/NAME (with --mcp).
         url: String,
         /// How long to hold the stream: seconds, or a duration like `10m`.
-        #[arg(long, default_value = "600", value_parser = diagnose::parse_seconds)]
+        #[arg(long, default_value = "600", value_parser = parse_seconds)]
         duration: Duration,
         /// Print the report as one JSON object.
         #[arg(long)]
@@ -66,7 +66,7 @@ enum Command {
         #[arg(long)]
         mcp: bool,
         /// Seconds between pings with --mcp.
-        #[arg(long, default_value = "10", value_parser = diagnose::parse_seconds)]
+        #[arg(long, default_value = "10", value_parser = parse_seconds)]
         ping_interval: Duration,
         /// Hold a 2026-07-28 `subscriptions/listen` stream (POST …/mcp/NAME) instead of a GET.
         #[arg(long, conflicts_with = "mcp")]
@@ -78,14 +78,14 @@ enum Command {
 struct Interval(Option<Duration>);
 
 fn parse_interval(s: &str) -> Result<Interval, String> {
-    config::parse_interval(s).map(Interval)
+    mcp_bridge::parse_interval(s).map(Interval)
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Diagnose { url, duration, json, mcp, ping_interval, listen } => {
-            let code = diagnose::main(diagnose::Options { url, duration, json, mcp, ping_interval, listen })?;
+            let code = diagnose(DiagnoseOptions { url, duration, json, mcp, ping_interval, listen })?;
             std::process::exit(code)
         }
         Command::EchoServer => Ok(echo_server::main()?),
@@ -126,12 +126,12 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             overrides(&mut c);
-            let reloader: server::Reloader = Arc::new(move || {
+            let reloader: Reloader = Arc::new(move || {
                 let mut c = Config::load(&config)?;
                 overrides(&mut c);
                 Ok(c)
             });
-            let _logs = mcp_bridge::logging::init(c.log_dir.as_deref())?;
+            let _logs = mcp_bridge::init_logging(c.log_dir.as_deref())?;
             let instance = instance_id.or(c.instance_id.clone()).unwrap_or_else(|| default_instance(c.listen));
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {

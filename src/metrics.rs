@@ -11,28 +11,28 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 mod labels;
-pub use labels::{clip, method_label};
+pub(crate) use labels::{clip, method_label};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Session {
+pub(crate) struct Session {
     pub server: String,
     pub transport: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Closed {
+pub(crate) struct Closed {
     pub server: String,
     pub transport: &'static str,
     pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Server {
+pub(crate) struct Server {
     pub server: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Method {
+pub(crate) struct Method {
     pub server: String,
     /// From [`method_label`]: a closed set, never the string a client sent.
     pub method: &'static str,
@@ -40,7 +40,7 @@ pub struct Method {
 
 /// How a 2026-07-28 (stateless) request ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Stateless {
+pub(crate) struct Stateless {
     pub server: String,
     /// `answered`, `input_required` or `cancelled`.
     pub outcome: &'static str,
@@ -51,7 +51,7 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.5, 16))
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub sessions_open: Family<Session, Gauge>,
     pub streams_opened: Family<Session, Counter>,
     pub streams_closed: Family<Closed, Counter>,
@@ -70,11 +70,11 @@ pub struct Metrics {
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// The process's metrics; `instance` labels them (the first call names it).
-pub fn init(instance: &str) -> &'static Metrics {
+pub(crate) fn init(instance: &str) -> &'static Metrics {
     METRICS.get_or_init(|| Metrics::new(instance))
 }
 
-pub fn get() -> &'static Metrics {
+pub(crate) fn get() -> &'static Metrics {
     METRICS.get_or_init(|| Metrics::new("unnamed"))
 }
 
@@ -121,7 +121,7 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -2,15 +2,13 @@
 //! streams (each with a bounded event log for `Last-Event-ID` replay) and the map that routes
 //! each upstream message to the stream the client expects it on.
 
-pub mod event_log;
+pub(crate) mod event_log;
 mod log_memory;
-pub mod pending;
+pub(crate) mod pending;
 mod queue;
-pub mod registry;
-pub mod store;
+pub(crate) mod registry;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -19,8 +17,9 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, Op};
 use crate::config::{ServerConfig, SessionSettings};
-use crate::jsonrpc::{self, Kind, Peek};
+pub(crate) use crate::ids::{CloseReason, SessionId, Transport};
 use crate::metrics;
+use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::upstream::{self, Upstream, UpstreamEvent};
 use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
 
@@ -29,132 +28,9 @@ use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
 pub(crate) const DISCARD: u32 = u32::MAX;
 
 /// Frames queued per attached stream before the client counts as a slow consumer.
-pub const STREAM_QUEUE: usize = 256;
+pub(crate) const STREAM_QUEUE: usize = 256;
 /// Finished POST streams kept for replay, per session.
 const DONE_STREAMS_KEPT: usize = 64;
-
-/// 128 random bits, printed as 32 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionId([u8; 16]);
-
-impl SessionId {
-    pub fn random() -> SessionId {
-        let mut b = [0u8; 16];
-        getrandom::fill(&mut b).expect("the OS random source is available");
-        SessionId(b)
-    }
-
-    /// Parses 32 hex digits; anything else is `None`.
-    pub fn parse(s: &str) -> Option<SessionId> {
-        let s = s.as_bytes();
-        if s.len() != 32 {
-            return None;
-        }
-        let mut b = [0u8; 16];
-        for (i, pair) in s.chunks(2).enumerate() {
-            let hex = |c: u8| (c as char).to_digit(16).filter(|_| !c.is_ascii_uppercase());
-            b[i] = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
-        }
-        Some(SessionId(b))
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// The 2024-11-05 HTTP+SSE transport: `GET /sse/{name}` plus a message endpoint.
-    Sse,
-    /// Streamable HTTP: `/mcp/{name}`.
-    Streamable,
-    /// An upstream session the bridge opened itself to serve 2026-07-28 (stateless) requests
-    /// (see [`crate::stateless`]); no client knows its id.
-    Stateless,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Sse => "sse",
-            Transport::Streamable => "streamable_http",
-            Transport::Stateless => "stateless",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Transport> {
-        [Transport::Sse, Transport::Streamable, Transport::Stateless].into_iter().find(|t| t.as_str() == s)
-    }
-}
-
-/// Declares `CloseReason` from one list: each variant with the name the logs, metrics and the
-/// cluster wire use, so that `as_str` and `parse` cannot drift apart.
-macro_rules! close_reasons {
-    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
-        /// Why a stream or a session ended. Every lifecycle log line carries one.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum CloseReason {
-            $($(#[$doc])* $variant,)*
-        }
-
-        impl CloseReason {
-            pub const ALL: &'static [CloseReason] = &[$(CloseReason::$variant,)*];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(CloseReason::$variant => $name,)*
-                }
-            }
-
-            pub fn parse(s: &str) -> Option<CloseReason> {
-                Self::ALL.iter().copied().find(|r| r.as_str() == s)
-            }
-        }
-    };
-}
-
-close_reasons! {
-    ClientClosed => "client_closed",
-    /// A POST stream delivered every response it was opened for.
-    Completed => "completed",
-    UpstreamExited => "upstream_exited",
-    UpstreamFailedToStart => "upstream_failed_to_start",
-    /// The child read none of its stdin for `limits.upstream_stall` while messages waited.
-    UpstreamStalled => "upstream_stalled",
-    Shutdown => "shutdown",
-    /// The client read too slowly; its queue filled. The events stay in the log.
-    SlowConsumer => "slow_consumer",
-    IdleTimeout => "idle_timeout",
-    /// The client sent DELETE.
-    Deleted => "deleted",
-    /// Events a client never received had to be evicted from the log.
-    EventLogOverflow => "event_log_overflow",
-    /// The configured maximum stream lifetime passed; the client polls back.
-    StreamLifetime => "stream_lifetime",
-    /// The client opened a new stream in place of this one.
-    Replaced => "replaced",
-    /// Another instance of the cluster owns the session now.
-    Moved => "moved",
-    /// A 2026-07-28 request was cancelled (its client closed the response, or the bridge timed
-    /// it out): the backing session serving it is ended.
-    Cancelled => "cancelled",
-    Error => "error",
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What travels from a session to an attached client stream.
 #[derive(Debug, Clone)]
@@ -203,7 +79,7 @@ fn unix_ms() -> u64 {
 }
 
 /// Where the stream's close reason is left for the body to log.
-pub type CloseCell = Arc<OnceLock<CloseReason>>;
+pub(crate) type CloseCell = Arc<OnceLock<CloseReason>>;
 
 /// Where a stream's live events go: a client connected here, or one connected to another
 /// instance of the cluster, which holds it under `token`.
@@ -728,7 +604,7 @@ impl Session {
         };
         if self.transport == Transport::Stateless
             && peek.kind == Kind::Notification
-            && peek.method.as_deref().is_some_and(crate::stateless::is_list_change)
+            && peek.method.as_deref().is_some_and(crate::protocol::is_list_change)
         {
             self.ctx.changes.publish(&self.server.name, self.principal.as_ref(), &raw);
         }
@@ -1065,30 +941,5 @@ impl State {
             self.request_done(n);
         }
         pushed.map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn close_reasons_round_trip_by_name() {
-        for r in CloseReason::ALL {
-            assert_eq!(CloseReason::parse(r.as_str()), Some(*r));
-        }
-        assert_eq!(CloseReason::parse("nope"), None);
-    }
-
-    #[test]
-    fn session_ids_are_random_hex_and_parse_strictly() {
-        let a = SessionId::random();
-        assert_ne!(a, SessionId::random());
-        let s = a.to_string();
-        assert_eq!(s.len(), 32);
-        assert_eq!(SessionId::parse(&s), Some(a));
-        assert_eq!(SessionId::parse(&s.to_uppercase()).filter(|_| s.chars().any(|c| c.is_ascii_alphabetic())), None);
-        assert_eq!(SessionId::parse("../../etc/passwd"), None);
-        assert_eq!(SessionId::parse("0123456789abcdef0123456789abcdeg"), None);
     }
 }

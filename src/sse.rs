@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Encodes one SSE event. `data` may span lines; each line becomes its own `data:` field, so
 /// a JSON-RPC message with embedded newlines still arrives as one event.
-pub fn event(id: Option<&str>, name: Option<&str>, data: &[u8]) -> Bytes {
+pub(crate) fn event(id: Option<&str>, name: Option<&str>, data: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(data.len() + 48);
     if let Some(id) = id {
         out.put_slice(b"id: ");
@@ -37,12 +37,12 @@ pub fn event(id: Option<&str>, name: Option<&str>, data: &[u8]) -> Bytes {
 }
 
 /// A comment line (`: text`), ignored by every SSE client but enough to reset idle timers.
-pub fn comment(text: &str) -> Bytes {
+pub(crate) fn comment(text: &str) -> Bytes {
     Bytes::from(format!(": {text}\n\n"))
 }
 
 /// A `retry:` hint telling the client how long to wait before reconnecting.
-pub fn retry(millis: u64) -> Bytes {
+pub(crate) fn retry(millis: u64) -> Bytes {
     Bytes::from(format!("retry: {millis}\n\n"))
 }
 

@@ -15,20 +15,19 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::app::AppState;
 use crate::config::ServerConfig;
-use crate::jsonrpc::{self, Kind};
-use crate::server::AppState;
-use crate::session::store::{self, OpError};
+use crate::locator::{self, OpError};
+use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::MODERN_VERSIONS;
 use crate::session::{CloseReason, Frame, Session, SessionId, Transport};
 
-/// Protocol revisions served statelessly.
-pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
 /// What the bridge asks a legacy upstream for when it opens a backing session.
-pub const UPSTREAM_VERSION: &str = "2025-11-25";
+pub(crate) const UPSTREAM_VERSION: &str = "2025-11-25";
 /// The requests that may answer with an `InputRequiredResult` (MRTR).
-pub const MRTR_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read"];
+pub(crate) const MRTR_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read"];
 /// Results that say how long they may be cached (`ttlMs`, `cacheScope`).
-pub const CACHEABLE: &[&str] =
+pub(crate) const CACHEABLE: &[&str] =
     &["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
 /// Idle backing sessions kept per client identity at least; up to the most that identity ever
 /// had busy at once are kept (a steady load of N concurrent requests reuses N sessions instead
@@ -36,12 +35,12 @@ pub const CACHEABLE: &[&str] =
 const IDLE_PER_KEY: usize = 4;
 
 /// JSON-RPC error codes of the 2026-07-28 revision.
-pub mod code {
-    pub const HEADER_MISMATCH: i64 = -32020;
-    pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
-    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    pub const INVALID_PARAMS: i64 = -32602;
+pub(crate) mod code {
+    pub(crate) const HEADER_MISMATCH: i64 = -32020;
+    pub(crate) const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+    pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+    pub(crate) const INVALID_PARAMS: i64 = -32602;
 }
 
 /// What a modern request says about itself in `params._meta`.
@@ -184,7 +183,7 @@ impl ClientCaps {
 
 /// Whether valid JSON text is an object nested no deeper than `max_depth` (a byte scan, no
 /// allocation: it runs on every request's `_meta`).
-pub fn shallow_object(json: &str, max_depth: usize) -> bool {
+pub(crate) fn shallow_object(json: &str, max_depth: usize) -> bool {
     let json = json.trim_start();
     if !json.starts_with('{') {
         return false;
@@ -220,7 +219,7 @@ const LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critic
 
 /// Whether a `notifications/message` at `level` reaches a client that asked for `wanted`:
 /// without a requested level, none does.
-pub fn log_wanted(wanted: Option<&str>, message: &[u8]) -> bool {
+pub(crate) fn log_wanted(wanted: Option<&str>, message: &[u8]) -> bool {
     #[derive(Deserialize)]
     struct M {
         params: Option<P>,
@@ -277,7 +276,7 @@ pub fn final_response(upstream: &[u8], id: &str, cacheable: bool) -> Bytes {
 }
 
 /// The -32021 answer for a request whose upstream needed a capability the client lacks.
-pub fn missing_capability(id: &str, capability: &str, method: &str) -> Bytes {
+pub(crate) fn missing_capability(id: &str, capability: &str, method: &str) -> Bytes {
     let message = format!(
         "Missing required client capability: the server sent {method}, which needs `{capability}` in io.modelcontextprotocol/clientCapabilities"
     );
@@ -302,7 +301,7 @@ pub fn with_meta(notification: &[u8], key: &str, value: &str) -> Bytes {
 
 /// An `InputRequiredResult` answering request `id`: the upstream's server-to-client requests
 /// (each keyed by its id's JSON text), and the state the retry brings back.
-pub fn input_required(id: &str, asks: &[(String, Bytes)], state: &str) -> Bytes {
+pub(crate) fn input_required(id: &str, asks: &[(String, Bytes)], state: &str) -> Bytes {
     #[derive(Deserialize)]
     struct Req<'a> {
         method: &'a str,
@@ -428,7 +427,7 @@ type ChangeSender = tokio::sync::broadcast::Sender<Bytes>;
 /// A server and the principal whose listen streams hear its list changes.
 type ChangeKey = (String, Option<Arc<str>>);
 /// Each tool's `x-mcp-header` annotations, by tool name.
-pub type ToolHeaders = HashMap<String, Vec<ParamHeader>>;
+pub(crate) type ToolHeaders = HashMap<String, Vec<ParamHeader>>;
 
 /// List changes seen on any backing session of a server, for the listen streams of the same
 /// principal: with a child per backing session, the `tools/call` that changes the tools runs on
@@ -456,14 +455,6 @@ impl Changes {
     pub fn subscribe(&self, server: &str, principal: Option<&Arc<str>>) -> tokio::sync::broadcast::Receiver<Bytes> {
         self.channel(server, principal).subscribe()
     }
-}
-
-/// Whether a notification method is a list change.
-pub fn is_list_change(method: &str) -> bool {
-    matches!(
-        method,
-        "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed"
-    )
 }
 
 /// Backing sessions are shared only by requests of one principal that declare the same
@@ -675,10 +666,10 @@ impl Pool {
             }
         }
         self.inner().prune(app);
-        let session = match store::create(app, server.clone(), Transport::Stateless, principal.clone()).await {
+        let session = match locator::create(app, server.clone(), Transport::Stateless, principal.clone()).await {
             // At the instance's cap, an idle backing session of another client makes room.
             Err(OpError::Limit { per_principal: false, .. }) if self.evict_one(app) => {
-                store::create(app, server, Transport::Stateless, principal).await?
+                locator::create(app, server, Transport::Stateless, principal).await?
             }
             other => other?,
         };
@@ -938,7 +929,7 @@ pub fn check_param_headers(
 }
 
 /// The `notifications/subscriptions/acknowledged` that opens a listen stream.
-pub fn acknowledged(subscription: &str, honored: &ListenFilter) -> Bytes {
+pub(crate) fn acknowledged(subscription: &str, honored: &ListenFilter) -> Bytes {
     Bytes::from(format!(
         r#"{{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{{"notifications":{},"_meta":{{"io.modelcontextprotocol/subscriptionId":{subscription}}}}}}}"#,
         serde_json::to_string(honored).unwrap_or_else(|_| "{}".into())
@@ -946,7 +937,7 @@ pub fn acknowledged(subscription: &str, honored: &ListenFilter) -> Bytes {
 }
 
 /// Whether a listen stream with filter `f` wants this upstream notification.
-pub fn listen_wants(f: &ListenFilter, method: &str, raw: &[u8]) -> bool {
+pub(crate) fn listen_wants(f: &ListenFilter, method: &str, raw: &[u8]) -> bool {
     match method {
         "notifications/tools/list_changed" => f.tools_list_changed,
         "notifications/prompts/list_changed" => f.prompts_list_changed,

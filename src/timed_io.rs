@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-pub struct TimedIo<T> {
+pub(crate) struct TimedIo<T> {
     inner: T,
     timeout: Duration,
     /// Armed while a write is blocked.
@@ -19,7 +19,7 @@ pub struct TimedIo<T> {
 }
 
 impl<T> TimedIo<T> {
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
         TimedIo { inner, timeout, blocked: None }
     }
 

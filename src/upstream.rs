@@ -2,14 +2,14 @@
 //! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
-pub mod budget;
+pub(crate) mod budget;
 mod cause;
 mod framing;
 mod http;
-pub mod modern;
-pub mod pool;
+pub(crate) mod modern;
+pub(crate) mod pool;
 mod pump;
-pub mod reaper;
+pub(crate) mod reaper;
 mod shared;
 mod sse;
 pub mod stderr;
@@ -31,11 +31,11 @@ pub(crate) use cause::{cause, redirect};
 pub(crate) const QUEUE: usize = 256;
 
 /// The upstream's side of the session's event channel, and the session task's.
-pub type Events = budget::Sender<UpstreamEvent>;
-pub type EventsRx = budget::Receiver<UpstreamEvent>;
+pub(crate) type Events = budget::Sender<UpstreamEvent>;
+pub(crate) type EventsRx = budget::Receiver<UpstreamEvent>;
 
 /// A session's event channel: [`QUEUE`] messages and `limits.upstream_queue_bytes` at most.
-pub fn events(limits: &crate::config::pump::PumpLimits) -> (Events, EventsRx) {
+pub(crate) fn events(limits: &crate::config::pump::PumpLimits) -> (Events, EventsRx) {
     budget::channel(QUEUE, limits.queue_bytes)
 }
 
@@ -55,7 +55,7 @@ pub enum UpstreamEvent {
 
 /// An upstream session to continue rather than open (a session taken over in cluster mode).
 #[derive(Debug, Clone)]
-pub struct Resume {
+pub(crate) struct Resume {
     pub url: String,
     pub id: String,
     pub protocol_version: Option<String>,
@@ -113,7 +113,7 @@ impl ChildSlots {
 }
 
 /// A running upstream: the sender of client messages, and the task behind it.
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub tx: budget::Sender<Bytes>,
     task: JoinHandle<()>,
 }
@@ -125,7 +125,7 @@ impl Drop for Upstream {
 }
 
 /// Starts the upstream of one session (`principal`: its client, which picks its shared child).
-pub fn start(
+pub(crate) fn start(
     server: &ServerConfig,
     (session, principal): (SessionId, Option<Arc<str>>),
     mut ctx: Context,

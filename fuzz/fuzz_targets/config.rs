@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use mcp_bridge::config::{valid_name, Config};
+use mcp_bridge::fuzzing::{valid_name, Config};
 
 /// The bridge adds configured durations to `Instant::now()` (deadlines, heartbeats, expiry) and
 /// to each other: an accepted duration must not overflow there.
@@ -33,10 +33,10 @@ fuzz_target!(|data: &[u8]| {
         for server in config.servers.values() {
             server.heartbeat.interval.into_iter().for_each(|d| usable("servers.*.heartbeat.interval", d));
         }
-        let _ = mcp_bridge::transport::origin::Policy::new(config.listen, &config.allowed_origins);
+        let _ = mcp_bridge::fuzzing::Policy::new(config.listen, &config.allowed_origins);
         if let Some(auth) = config.auth.clone() {
             let names: Vec<&str> = config.servers.keys().map(String::as_str).collect();
-            assert!(mcp_bridge::auth::Auth::from_model(auth, &names).is_ok(), "a validated [auth] does not build");
+            assert!(mcp_bridge::fuzzing::Auth::from_model(auth, &names).is_ok(), "a validated [auth] does not build");
         }
     }
 });

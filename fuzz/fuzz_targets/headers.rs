@@ -11,8 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use mcp_bridge::config::edge::Edge;
-use mcp_bridge::transport::{self, origin::Policy};
+use mcp_bridge::fuzzing::Edge;
+use mcp_bridge::fuzzing::{self as transport, Policy};
 
 /// The headers checked here: a one-digit name `0`..`5` stands for one of them, so the fuzzer
 /// reaches repeats and combinations without having to guess the names.
@@ -138,7 +138,7 @@ fn check_prefix(headers: &HeaderMap) {
 }
 
 fn check_bearer(headers: &HeaderMap) {
-    let got = mcp_bridge::auth::bearer(headers);
+    let got = mcp_bridge::fuzzing::bearer(headers);
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let want = value.and_then(|v| {
         let (scheme, rest) = (v.get(..6)?, v.get(6..)?);
@@ -160,7 +160,7 @@ fn check_bearer_any_case(data: &[u8]) {
     let mut h = HeaderMap::new();
     h.insert(header::AUTHORIZATION, v);
     let want = Some(token.trim()).filter(|t| !t.is_empty());
-    assert_eq!(mcp_bridge::auth::bearer(&h), want, "the scheme {scheme:?} is bearer in another case");
+    assert_eq!(mcp_bridge::fuzzing::bearer(&h), want, "the scheme {scheme:?} is bearer in another case");
 }
 
 fuzz_target!(|data: &[u8]| {

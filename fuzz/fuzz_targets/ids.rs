@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_bridge::session::event_log::EventId;
-use mcp_bridge::session::SessionId;
+use mcp_bridge::fuzzing::EventId;
+use mcp_bridge::fuzzing::SessionId;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use mcp_bridge::jsonrpc::{self, Kind};
+use mcp_bridge::fuzzing::jsonrpc::{self, Kind};
 use serde_json::value::RawValue;
 use tokio_util::codec::{Decoder, LinesCodec};
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_bridge::sse::parse::{Item, Parser, MAX_LINE};
+use mcp_bridge::fuzzing::sse_parse::{Item, Parser, MAX_LINE};
 
 /// Every item the parser yields for `chunks`, and whether it reported an over-long line.
 fn parse<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Item>, bool) {

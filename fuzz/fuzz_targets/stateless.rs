@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_bridge::stateless::{self, RequestState};
+use mcp_bridge::fuzzing::stateless::{self, RequestState};
 
 fuzz_target!(|data: &[u8]| {
     let _ = stateless::decode_header_value(data);
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         (matches!(k, "mcp-protocol-version" | "mcp-method" | "mcp-name") || k.starts_with("mcp-param-"))
             && headers.get_all(k).iter().count() > 1
     });
-    assert_eq!(mcp_bridge::transport::mirrored::once(&headers).is_err(), repeated, "a repeated routing header is refused");
+    assert_eq!(mcp_bridge::fuzzing::mirrored::once(&headers).is_err(), repeated, "a repeated routing header is refused");
     if let Ok(text) = std::str::from_utf8(data) {
         const KEY: [u8; 32] = [9; 32];
         if let Some(st) = RequestState::verify(text, Some("p"), &KEY) {

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_bridge::upstream::stderr::{Line, LineReader};
+use mcp_bridge::fuzzing::stderr::{Line, LineReader};
 
 /// The lines the reader must give for `data`, written the obvious way.
 fn model(data: &[u8], max: usize) -> Vec<Line> {

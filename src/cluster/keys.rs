@@ -6,16 +6,16 @@ use tokio::sync::oneshot;
 
 use crate::session::SessionId;
 
-pub fn key_lease(sid: SessionId) -> String {
+pub(crate) fn key_lease(sid: SessionId) -> String {
     format!("mcpb:lease:{sid}")
 }
-pub fn key_session(sid: SessionId) -> String {
+pub(crate) fn key_session(sid: SessionId) -> String {
     format!("mcpb:sess:{sid}")
 }
-pub fn key_pending(sid: SessionId) -> String {
+pub(crate) fn key_pending(sid: SessionId) -> String {
     format!("mcpb:pend:{sid}")
 }
-pub fn key_log(sid: SessionId, stream: u32) -> String {
+pub(crate) fn key_log(sid: SessionId, stream: u32) -> String {
     format!("mcpb:log:{sid}:{stream}")
 }
 pub(super) fn channel(instance: &str) -> String {

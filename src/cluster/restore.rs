@@ -9,14 +9,18 @@ use bytes::Bytes;
 use redis::AsyncCommands;
 
 use super::{key_log, key_pending, key_session, Cluster, ClusterError};
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::session::event_log::memory::Budget;
 use crate::session::event_log::EventLog;
 use crate::session::{Restored, Session, SessionId, Transport};
 
 /// Takes `sid` over if its record exists and nobody holds its lease. `Ok(None)`: no such
 /// session, or another instance claimed it first.
-pub async fn take_over(app: &AppState, cluster: &Arc<Cluster>, sid: SessionId) -> Result<Option<Arc<Session>>, ClusterError> {
+pub(crate) async fn take_over(
+    app: &AppState,
+    cluster: &Arc<Cluster>,
+    sid: SessionId,
+) -> Result<Option<Arc<Session>>, ClusterError> {
     let mut conn = cluster.conn();
     let record: HashMap<String, Vec<u8>> = conn.hgetall(key_session(sid)).await?;
     let text = |k: &str| record.get(k).map(|v| String::from_utf8_lossy(v).into_owned());

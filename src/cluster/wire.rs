@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// One message on an instance channel.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
-pub enum Envelope {
+pub(crate) enum Envelope {
     /// A request for the owner of `sid`; the answer goes to `from` as a [`Envelope::Reply`].
     Request {
         from: String,

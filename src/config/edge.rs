@@ -24,7 +24,7 @@ impl TokenModel {
         match (&self.token, &self.token_sha256) {
             (Some(t), None) if !t.trim().is_empty() => Ok(Sha256::digest(t.as_bytes()).into()),
             (Some(_), None) => Err((format!("{table}.token"), "is empty".into())),
-            (None, Some(h)) => crate::auth::parse_hex32(h).ok_or_else(|| {
+            (None, Some(h)) => super::auth::parse_hex32(h).ok_or_else(|| {
                 (format!("{table}.token_sha256"), "is not 64 hex digits (write the bare hex of sha256(token))".into())
             }),
             _ => Err((table.to_string(), "needs exactly one of `token` and `token_sha256`".into())),
@@ -87,9 +87,26 @@ impl Edge {
 
 /// Whether `token` hashes to `want`; compares every byte, so the time taken does not tell
 /// which matched.
-pub fn token_matches(token: &str, want: &[u8; 32]) -> bool {
+pub(crate) fn token_matches(token: &str, want: &[u8; 32]) -> bool {
     let got: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
     got.iter().zip(want.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Checks one configured `allowed_origins` entry: `*`, `null`, or `http(s)://host[:port]`.
+pub(crate) fn validate_origin(o: &str) -> Result<(), String> {
+    if o == "*" || o == "null" {
+        return Ok(());
+    }
+    let n = normalize_origin(o);
+    let rest = n.strip_prefix("http://").or_else(|| n.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains(['/', '?', '#', '@', ' ']) => Ok(()),
+        _ => Err(format!("`{o}` is not an origin like `https://app.example.com` or `http://localhost:3000` (or `*`)")),
+    }
+}
+
+pub(crate) fn normalize_origin(o: &str) -> String {
+    o.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -125,5 +142,15 @@ mod tests {
         assert!(!e.is_trusted("127.0.0.1".parse().unwrap()), "a configured list replaces the default");
         assert!(Edge::validate(Some(&["10.0.0.0/33".into()]), None, None).is_err());
         assert!(Edge::validate(Some(&["proxy.example".into()]), None, None).is_err());
+    }
+
+    #[test]
+    fn configured_origins_are_validated() {
+        for ok in ["*", "null", "https://a.example", "http://localhost:3000", "http://[::1]:8080/"] {
+            assert!(validate_origin(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a.example", "https://", "https://a.example/path", "ftp://a.example", "https://u@a.example"] {
+            assert!(validate_origin(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -2,10 +2,10 @@
 
 /// `limits.max_pending_per_session` when unset: far more than a client keeps in flight at once
 /// (the SDKs send one request per call), few enough to keep one session's pending map small.
-pub const DEFAULT_MAX_PENDING_PER_SESSION: usize = 1024;
+pub(crate) const DEFAULT_MAX_PENDING_PER_SESSION: usize = 1024;
 
 /// Validates `limits.max_pending_per_session`: at least 1.
-pub fn max_pending_per_session(v: Option<usize>) -> Result<usize, String> {
+pub(crate) fn max_pending_per_session(v: Option<usize>) -> Result<usize, String> {
     match v {
         Some(0) => Err("must be at least 1: a session with no room for a request cannot be used".into()),
         Some(n) => Ok(n),

@@ -56,12 +56,12 @@ impl ServerConfig {
 /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`; and no redirects: an MCP endpoint that answers
 /// 3xx gets an error naming the `Location`, so configured headers and the client's messages
 /// never go to another origin.
-pub fn client_builder() -> reqwest::ClientBuilder {
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().use_rustls_tls().redirect(reqwest::redirect::Policy::none())
 }
 
 /// The shared upstream HTTP client (servers without outbound settings, probes).
-pub fn shared_client() -> reqwest::Client {
+pub(crate) fn shared_client() -> reqwest::Client {
     client_builder().build().expect("the HTTP client builds with default settings")
 }
 
@@ -129,7 +129,7 @@ pub(super) fn redis_ca(path: &Path) -> Result<Vec<u8>, String> {
 
 /// The Redis client for `url`; with `ca` (the `redis_ca_file` PEM), a `rediss://` server is
 /// verified against those roots instead of the system's.
-pub fn redis_client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+pub(crate) fn redis_client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
     match ca {
         Some(pem) => {
             redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) })

@@ -56,7 +56,7 @@ fn end_text(end: &End) -> (&'static str, String) {
 }
 
 /// The human-readable report.
-pub fn render_text(r: &Report) -> String {
+pub(crate) fn render_text(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "diagnose {} ({}), for up to {}", r.url, r.mode, secs(r.duration));
     if let Some(code) = r.status {
@@ -120,7 +120,7 @@ pub fn render_text(r: &Report) -> String {
 }
 
 /// The same facts as one JSON object.
-pub fn to_json(r: &Report) -> Value {
+pub(crate) fn to_json(r: &Report) -> Value {
     let v = verdict(r);
     let (end, end_detail) = end_text(&r.end);
     let (gap, from) = r.longest_silence();

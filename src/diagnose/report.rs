@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// One thing that arrived on the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Arrival {
+pub(crate) enum Arrival {
     /// A `retry:` hint (milliseconds), in an event of its own.
     Retry(u64),
     /// The legacy transport's `endpoint` event, with the message URI it announced.
@@ -49,14 +49,14 @@ impl Arrival {
 
 /// An arrival and when it came, measured from sending the GET.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     pub at: Duration,
     pub what: Arrival,
 }
 
 /// How the stream ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// Still up when the duration ran out.
     Lasted,
     /// The body ended cleanly (a final chunk): someone closed it on purpose.
@@ -71,7 +71,7 @@ pub enum End {
 
 /// Pings sent during an `--mcp` run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pings {
+pub(crate) struct Pings {
     pub sent: u32,
     pub answered: u32,
     pub slowest: Option<Duration>,
@@ -79,7 +79,7 @@ pub struct Pings {
 
 /// Everything one run recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub url: String,
     /// `stream`, `sse` (legacy MCP handshake) or `streamable` (MCP handshake).
     pub mode: &'static str,
@@ -98,7 +98,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerdictKind {
+pub(crate) enum VerdictKind {
     StayedUp,
     IdleCut,
     Capped,
@@ -121,7 +121,7 @@ impl VerdictKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub kind: VerdictKind,
     pub text: String,
 }
@@ -139,39 +139,39 @@ fn median(mut v: Vec<Duration>) -> Option<Duration> {
 }
 
 impl Report {
-    pub fn heartbeats(&self) -> usize {
+    pub(crate) fn heartbeats(&self) -> usize {
         self.records.iter().filter(|r| r.what == Arrival::Heartbeat).count()
     }
 
-    pub fn messages(&self) -> usize {
+    pub(crate) fn messages(&self) -> usize {
         self.records.iter().filter(|r| matches!(r.what, Arrival::Message(_))).count()
     }
 
     /// The typical gap before a heartbeat: the bridge's idle interval as seen by the client.
-    pub fn heartbeat_every(&self) -> Option<Duration> {
+    pub(crate) fn heartbeat_every(&self) -> Option<Duration> {
         let gaps = self.records.windows(2).filter(|w| w[1].what == Arrival::Heartbeat).map(|w| w[1].at - w[0].at).collect();
         median(gaps)
     }
 
     /// The typical gap between arrivals of any kind, ignoring bursts: how often bytes flow.
-    pub fn cadence(&self) -> Option<Duration> {
+    pub(crate) fn cadence(&self) -> Option<Duration> {
         let gaps = self.records.windows(2).map(|w| w[1].at - w[0].at).filter(|g| *g >= BURST).collect();
         median(gaps)
     }
 
     /// Silence from the last arrival (or the request) to the end.
-    pub fn final_silence(&self) -> Duration {
+    pub(crate) fn final_silence(&self) -> Duration {
         self.lasted.saturating_sub(self.records.last().map_or(Duration::ZERO, |r| r.at))
     }
 
     /// The longest silence and when it began, the stretch up to the end included.
-    pub fn longest_silence(&self) -> (Duration, Duration) {
+    pub(crate) fn longest_silence(&self) -> (Duration, Duration) {
         longest_gap(&self.records, self.lasted)
     }
 }
 
 /// The longest gap between arrivals (from the request, up to `until`) and when it began.
-pub fn longest_gap(records: &[Record], until: Duration) -> (Duration, Duration) {
+pub(crate) fn longest_gap(records: &[Record], until: Duration) -> (Duration, Duration) {
     let mut best = (Duration::ZERO, Duration::ZERO);
     let mut prev = Duration::ZERO;
     for at in records.iter().map(|r| r.at).chain(std::iter::once(until)) {
@@ -185,7 +185,7 @@ pub fn longest_gap(records: &[Record], until: Duration) -> (Duration, Duration) 
 }
 
 /// What the run means, in plain words.
-pub fn verdict(r: &Report) -> Verdict {
+pub(crate) fn verdict(r: &Report) -> Verdict {
     let v = |kind, text: String| Verdict { kind, text };
     let (t, silence) = (r.lasted, r.final_silence());
     let beats = r.heartbeats();

@@ -43,7 +43,7 @@ const KNOWN: &[&str] = &[
 
 /// The label for a method a client sent: the method itself if MCP defines it, else `other`.
 /// A label set is never pruned, so a client-chosen string must never become one.
-pub fn method_label(method: &str) -> &'static str {
+pub(crate) fn method_label(method: &str) -> &'static str {
     KNOWN.iter().find(|m| **m == method).copied().unwrap_or("other")
 }
 
@@ -51,7 +51,7 @@ pub fn method_label(method: &str) -> &'static str {
 pub(super) const CLIP: usize = 128;
 
 /// `s` cut to at most [`CLIP`] bytes (on a character boundary), marked with `…` when cut.
-pub fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     if s.len() <= CLIP {
         return s.to_string();
     }

@@ -1,7 +1,7 @@
 //! Event ids and the bounded per-stream log that serves `Last-Event-ID` replay, bounded in
 //! events, in age, and in bytes (see [`memory`]).
 
-pub mod memory;
+pub(crate) mod memory;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use super::{Session, State, DISCARD};
-use crate::jsonrpc::{self, code, Kind, Peek};
+use crate::protocol::jsonrpc::{self, code, Kind, Peek};
 
 /// Why a session refused requests.
 #[derive(Debug, thiserror::Error)]

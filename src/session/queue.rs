@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{SendError, Session};
 use crate::cluster::Op;
-use crate::jsonrpc::{self, Kind, Peek};
+use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::upstream::QUEUE;
 
 /// Longest wait for room in an upstream's queue. Shorter than the cluster's RPC timeout, so

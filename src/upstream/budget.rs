@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use super::UpstreamEvent;
 
 /// What a queued value costs in bytes.
-pub trait Weigh {
+pub(crate) trait Weigh {
     fn bytes(&self) -> usize;
 }
 
@@ -42,7 +42,7 @@ pub struct Held {
 type Queued<T> = (T, Option<OwnedSemaphorePermit>);
 
 /// The sending side: waits for room in bytes, then for room in messages.
-pub struct Sender<T> {
+pub(crate) struct Sender<T> {
     tx: mpsc::Sender<Queued<T>>,
     bytes: Arc<Semaphore>,
     /// The budget in bytes: the most one value takes.
@@ -61,7 +61,7 @@ pub struct Receiver<T> {
 }
 
 /// A channel of at most `count` values and `bytes` bytes (at least 1, at most `u32::MAX`).
-pub fn channel<T: Weigh>(count: usize, bytes: usize) -> (Sender<T>, Receiver<T>) {
+pub(crate) fn channel<T: Weigh>(count: usize, bytes: usize) -> (Sender<T>, Receiver<T>) {
     let max = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
     let (tx, rx) = mpsc::channel(count);
     (Sender { tx, bytes: Arc::new(Semaphore::new(max as usize)), max }, Receiver { rx })
@@ -82,13 +82,13 @@ impl<T: Weigh> Sender<T> {
     }
 
     /// Queues `value`, waiting for room in bytes and then in messages.
-    pub async fn send(&self, value: T) -> Result<(), SendError<T>> {
+    pub(crate) async fn send(&self, value: T) -> Result<(), SendError<T>> {
         let Ok(permit) = self.acquire(value.bytes()).await else { return Err(SendError(value)) };
         self.tx.send((value, permit)).await.map_err(|SendError((v, _))| SendError(v))
     }
 
     /// Queues `value` if there is room in bytes and in messages now.
-    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         let permit = match self.cost(value.bytes()) {
             0 => None,
             c => match self.bytes.clone().try_acquire_many_owned(c) {
@@ -105,13 +105,13 @@ impl<T: Weigh> Sender<T> {
 
     /// Room for values of `sizes` bytes at once, in bytes and in messages (a batch above the
     /// budget takes the whole budget); `Err` if the receiver is gone.
-    pub async fn reserve(&self, sizes: &[usize]) -> Result<Reserved<'_, T>, ()> {
+    pub(crate) async fn reserve(&self, sizes: &[usize]) -> Result<Reserved<'_, T>, ()> {
         let held = self.acquire(sizes.iter().map(|&n| self.cost(n) as usize).sum()).await?;
         let slots = self.tx.reserve_many(sizes.len()).await.map_err(drop)?;
         Ok(Reserved { slots, held, max: self.max })
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
 
@@ -123,7 +123,7 @@ impl<T: Weigh> Sender<T> {
 }
 
 /// Room reserved by [`Sender::reserve`], given back unless used.
-pub struct Reserved<'a, T> {
+pub(crate) struct Reserved<'a, T> {
     slots: mpsc::PermitIterator<'a, Queued<T>>,
     held: Option<OwnedSemaphorePermit>,
     /// The budget: no value costs more.
@@ -134,7 +134,7 @@ impl<T> Reserved<'_, T> {
     /// Queues `values` with their sizes in bytes (at most as many as were reserved, and any of
     /// the reserved ones: a caller may leave some out), each holding its own bytes; what is
     /// left unused goes back to the budget.
-    pub fn send(mut self, values: impl IntoIterator<Item = (T, usize)>) {
+    pub(crate) fn send(mut self, values: impl IntoIterator<Item = (T, usize)>) {
         for (slot, (value, size)) in self.slots.by_ref().zip(values) {
             let cost = u32::try_from(size).unwrap_or(u32::MAX).min(self.max);
             let permit = match self.held.as_mut() {

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::pool::{Lease, Pool};
 use super::{sse_events_within, with_headers, Context, Resume, UpstreamEvent, TOO_LONG_EVENT};
-use crate::jsonrpc::{self, Kind};
+use crate::protocol::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
 /// Resumptions in a row that bring no event before a request is given up.
@@ -87,7 +87,7 @@ pub(super) async fn run(
     // adapts the session to it instead.
     if is_init && pool.is_none() {
         if let Some(versions) = ctx.eras.supported(&ctx.http, &url, &headers).await {
-            let modern = |v: &String| crate::stateless::MODERN_VERSIONS.contains(&v.as_str());
+            let modern = |v: &String| crate::protocol::MODERN_VERSIONS.contains(&v.as_str());
             if !versions.is_empty() && versions.iter().all(modern) {
                 return super::modern::run(url, headers, ctx, session, first, versions, rx, events).await;
             }

@@ -19,9 +19,10 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::{sse_events, with_headers, Context, UpstreamEvent};
-use crate::jsonrpc::{self, Kind};
+use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::MODERN_VERSIONS;
 use crate::session::{CloseReason, SessionId};
-use crate::stateless::{self, MODERN_VERSIONS};
+use crate::stateless;
 
 /// MRTR rounds one request may take before the bridge gives up on it.
 const MAX_ROUNDS: usize = 16;
@@ -186,11 +187,8 @@ pub(super) async fn run(
             return;
         }
     };
-    let legacy_version = if crate::transport::streamable::SUPPORTED_VERSIONS.contains(&asked.as_str()) {
-        asked
-    } else {
-        stateless::UPSTREAM_VERSION.into()
-    };
+    let legacy_version =
+        if crate::protocol::SUPPORTED_VERSIONS.contains(&asked.as_str()) { asked } else { stateless::UPSTREAM_VERSION.into() };
     let v = first_json(&String::from_utf8_lossy(&answer));
     let r = &v["result"];
     let result = serde_json::json!({

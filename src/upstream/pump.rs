@@ -15,7 +15,7 @@ use tokio_util::codec::FramedRead;
 use super::framing::{Codec, Line, Names};
 use super::UpstreamEvent;
 use crate::config::pump::PumpLimits;
-use crate::jsonrpc;
+use crate::protocol::jsonrpc;
 use crate::session::CloseReason;
 
 /// How the pump ended, when the session did not end it.

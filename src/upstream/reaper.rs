@@ -69,7 +69,7 @@ fn die_with_bridge(cmd: &mut Command) {
 
 /// Makes the bridge a child subreaper and runs the sweep until the returned task is aborted.
 /// Call [`finish`] at shutdown.
-pub fn start() -> tokio::task::JoinHandle<()> {
+pub(crate) fn start() -> tokio::task::JoinHandle<()> {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(
             "cannot become a child subreaper ({e}): a grandchild that leaves its session's process group may outlive it"
@@ -100,7 +100,7 @@ pub fn start() -> tokio::task::JoinHandle<()> {
 /// At shutdown, after every session ended: kills the process group of every child still
 /// running (a shared child, or one whose session is still being torn down), then sweeps until
 /// the children are gone and no orphan is left, for at most [`SHUTDOWN`].
-pub async fn finish() {
+pub(crate) async fn finish() {
     for pid in lock().iter() {
         let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
     }

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::{cause, redirect, sse_events_within, with_headers, Context, UpstreamEvent, TOO_LONG_EVENT};
-use crate::jsonrpc::{self, Kind};
+use crate::protocol::jsonrpc::{self, Kind};
 use crate::session::{CloseReason, SessionId};
 
 pub(super) async fn run(

@@ -22,7 +22,7 @@ impl Pool {
 }
 
 /// The instance's pool: one per process, shared by every session.
-pub static INSTANCE: Pool = Pool::new();
+pub(crate) static INSTANCE: Pool = Pool::new();
 
 /// Which byte bound a charge did not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::Who;
-use crate::server::AppState;
+use crate::app::AppState;
+use crate::http::auth::Who;
 
 /// `GET /readyz`: 200 ready or degraded, 503 draining.
-pub async fn readyz(State(app): State<AppState>, who: Who, headers: HeaderMap) -> Response {
+pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: HeaderMap) -> Response {
     let redis = app.ctx.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
     let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
     let draining = app.draining.load(std::sync::atomic::Ordering::Relaxed);
@@ -26,7 +26,8 @@ pub async fn readyz(State(app): State<AppState>, who: Who, headers: HeaderMap) -
     let admin = app.config.edge.admin_token.as_ref();
     let details = app.config.auth.is_none()
         || who.0.is_some()
-        || admin.is_some_and(|want| crate::auth::bearer(&headers).is_some_and(|t| crate::config::edge::token_matches(t, want)));
+        || admin
+            .is_some_and(|want| crate::http::auth::bearer(&headers).is_some_and(|t| crate::config::edge::token_matches(t, want)));
     let body = if details {
         serde_json::json!({
             "status": status,
@@ -48,9 +49,9 @@ pub async fn readyz(State(app): State<AppState>, who: Who, headers: HeaderMap) -
 }
 
 /// `GET /metrics`: the Prometheus text, behind the `[metrics]` token.
-pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let refusal = match &app.config.edge.metrics_token {
-        Some(want) => (!crate::auth::bearer(&headers).is_some_and(|t| crate::config::edge::token_matches(t, want)))
+        Some(want) => (!crate::http::auth::bearer(&headers).is_some_and(|t| crate::config::edge::token_matches(t, want)))
             .then_some("/metrics needs the [metrics] token as a bearer token"),
         None if app.config.auth.is_some() => {
             Some("/metrics is closed: with [auth] on, set a [metrics] token (client tokens do not read metrics)")

@@ -15,16 +15,14 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
-use super::streamable::SUPPORTED_VERSIONS;
+use crate::app::AppState;
 use crate::config::ServerConfig;
-use crate::jsonrpc::{self, Kind};
-use crate::server::AppState;
+use crate::locator::{self, Detach, Handle, OpError};
+use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
 use crate::session::event_log::Entry;
-use crate::session::store::{self, Detach, Handle, OpError};
 use crate::session::{Attached, CloseReason, Frame, Session, SessionId, Transport, DISCARD};
-use crate::stateless::{
-    self, code, Backing, CheckoutError, ClientCaps, ListenFilter, ModernRequest, RequestState, MODERN_VERSIONS,
-};
+use crate::stateless::{self, code, Backing, CheckoutError, ClientCaps, ListenFilter, ModernRequest, RequestState};
 use crate::{metrics, sse};
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -37,7 +35,7 @@ const LEGACY_ONLY: &[&str] = &["initialize", "ping", "logging/setLevel", "resour
 /// Whether a POST is a modern one: it names a modern version, carries per-request metadata
 /// in `params._meta`, or names a version the bridge does not know without naming a session (a
 /// modern server's answer, with the supported versions, serves that client best).
-pub fn is_modern(headers: &HeaderMap, body: &[u8]) -> bool {
+pub(crate) fn is_modern(headers: &HeaderMap, body: &[u8]) -> bool {
     let version = headers.get("mcp-protocol-version").map(|v| v.to_str().unwrap_or("?"));
     if version.is_some_and(|v| MODERN_VERSIONS.contains(&v)) {
         return true;
@@ -70,7 +68,7 @@ fn carries_modern_meta(body: &[u8]) -> bool {
 }
 
 /// GET and DELETE from a modern client: the revision has no standalone stream and no session.
-pub fn refuse(headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refuse(headers: &HeaderMap) -> Option<Response> {
     let v = headers.get("mcp-protocol-version")?.to_str().ok()?;
     MODERN_VERSIONS.contains(&v).then(|| {
         let mut resp = super::rpc_error(
@@ -187,7 +185,7 @@ fn unsupported(req: &ModernRequest) -> Option<Response> {
 }
 
 /// A modern POST: one request, checked, then served by a backing session.
-pub async fn post(
+pub(crate) async fn post(
     app: AppState,
     server: Arc<ServerConfig>,
     principal: Option<Arc<str>>,
@@ -386,7 +384,7 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
     if state.request != RequestState::digest(&req.method, req.name.as_deref()) {
         return expired("belongs to another request (a different method or target)");
     }
-    let handle = match store::find_for(app, state.session, principal.as_deref()).await {
+    let handle = match locator::find_for(app, state.session, principal.as_deref()).await {
         Ok(Some(h)) if h.transport() == Transport::Stateless && h.server_name() == server.name => h,
         Ok(_) => return expired("belongs to an upstream session that has ended"),
         Err(e) => return super::op_error(OpError::Unavailable(e)),
@@ -849,7 +847,7 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
 }
 
 fn is_list_change_msg(data: &[u8]) -> bool {
-    jsonrpc::peek(data).ok().and_then(|p| p.method).is_some_and(|m| stateless::is_list_change(&m))
+    jsonrpc::peek(data).ok().and_then(|p| p.method).is_some_and(|m| crate::protocol::is_list_change(&m))
 }
 
 /// A listen stream's hold on its backing session: ended with the stream.

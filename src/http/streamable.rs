@@ -11,21 +11,20 @@ use axum::response::{IntoResponse, Response};
 
 use super::event_stream::{EventStream, StreamInfo};
 use super::{accepts, client_addr, op_error, rpc_error, sse_response};
-use crate::auth::Who;
+use crate::app::AppState;
 use crate::config::ServerConfig;
-use crate::jsonrpc::{self, code, Kind, Peek};
-use crate::server::AppState;
+use crate::http::auth::Who;
+use crate::locator::{self, Detach, Handle, OpError};
+use crate::protocol::jsonrpc::{self, code, Kind, Peek};
+use crate::protocol::SUPPORTED_VERSIONS;
 use crate::session::event_log::EventId;
-use crate::session::store::{self, Detach, Handle, OpError};
 use crate::session::{Attached, CloseReason, Frame, SessionId, Transport};
 use crate::sse;
 
-/// Protocol revisions a client may name in `MCP-Protocol-Version`.
-pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Splits and checks a body of JSON-RPC messages; a bad body is a 400 with a JSON-RPC error.
-pub fn parse_messages(body: &[u8]) -> Result<(Vec<(Bytes, Peek)>, bool), Response> {
+pub(crate) fn parse_messages(body: &[u8]) -> Result<(Vec<(Bytes, Peek)>, bool), Response> {
     let bad = |e: jsonrpc::PeekError| rpc_error(StatusCode::BAD_REQUEST, e.code(), &format!("Parse error: {e}"));
     let (items, batch) = jsonrpc::split(body).map_err(bad)?;
     let mut out = Vec::with_capacity(items.len());
@@ -36,7 +35,7 @@ pub fn parse_messages(body: &[u8]) -> Result<(Vec<(Bytes, Peek)>, bool), Respons
     Ok((out, batch))
 }
 
-pub async fn post(
+pub(crate) async fn post(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -84,7 +83,7 @@ pub async fn post(
         if matches!(session_from(&app, &headers, &name, principal.as_deref()).await, Some(Ok(_))) {
             return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid Request: Server already initialized");
         }
-        match store::create(&app, server.clone(), Transport::Streamable, principal.clone()).await {
+        match locator::create(&app, server.clone(), Transport::Streamable, principal.clone()).await {
             Ok(s) => (Handle::Local(s), true),
             Err(e) => return op_error(e),
         }
@@ -186,7 +185,7 @@ fn stream_response(
     sse_response(body, extra)
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -235,7 +234,12 @@ pub async fn get(
     stream_response(&app, &server, handle.id(), attached, detach, polling, None, client, &[])
 }
 
-pub async fn delete(State(app): State<AppState>, Path(name): Path<String>, Who(principal): Who, headers: HeaderMap) -> Response {
+pub(crate) async fn delete(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Who(principal): Who,
+    headers: HeaderMap,
+) -> Response {
     if app.server(&name).is_none() {
         return super::sse::unknown_server(&name);
     }
@@ -252,7 +256,7 @@ pub async fn delete(State(app): State<AppState>, Path(name): Path<String>, Who(p
     }
 }
 
-pub async fn not_allowed() -> Response {
+pub(crate) async fn not_allowed() -> Response {
     let mut resp = rpc_error(StatusCode::METHOD_NOT_ALLOWED, code::CONNECTION_CLOSED, "Method not allowed.");
     resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
     resp
@@ -269,7 +273,7 @@ async fn session_from(
     let Some(id) = raw.to_str().ok().and_then(SessionId::parse) else {
         return Some(Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")));
     };
-    let found = match store::find_for(app, id, principal).await {
+    let found = match locator::find_for(app, id, principal).await {
         Ok(h) => h,
         Err(e) => return Some(Err(op_error(OpError::Unavailable(e)))),
     };

@@ -9,24 +9,24 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::AsyncCommands;
 
-use super::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
+use crate::app::AppState;
 use crate::cluster::wire::{Reply, Request};
 use crate::cluster::{key_session, restore, Cluster, ClusterError, LEASE};
 use crate::config::ServerConfig;
-use crate::jsonrpc::Peek;
-use crate::server::AppState;
+use crate::protocol::jsonrpc::Peek;
 use crate::session::event_log::Entry;
+use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
 
 /// A session as a handler sees it.
 #[derive(Clone)]
-pub enum Handle {
+pub(crate) enum Handle {
     Local(Arc<Session>),
     Remote(Remote),
 }
 
 /// A session owned by another instance.
 #[derive(Clone)]
-pub struct Remote {
+pub(crate) struct Remote {
     pub id: SessionId,
     pub owner: String,
     pub server: String,
@@ -52,7 +52,7 @@ pub enum OpError {
     Limit { per_principal: bool, message: String },
     /// The session's cap on requests in flight: 429.
     #[error(transparent)]
-    TooManyPending(#[from] super::pending::PendingError),
+    TooManyPending(#[from] crate::session::pending::PendingError),
     /// The session's upstream is not taking messages (its queue stayed full): 503.
     #[error("{0}")]
     Busy(String),
@@ -89,14 +89,14 @@ impl From<ClusterError> for OpError {
 }
 
 /// How the body of a stream held here lets go of it when the client leaves.
-pub enum Detach {
+pub(crate) enum Detach {
     Local(Arc<Session>),
     Remote(Arc<Cluster>, u64),
 }
 
 /// Creates a session owned here; in cluster mode it is registered in Redis before anyone
 /// learns its id.
-pub async fn create(
+pub(crate) async fn create(
     app: &AppState,
     server: Arc<ServerConfig>,
     transport: Transport,
@@ -133,7 +133,7 @@ pub async fn create(
 
 /// Finds a session for `principal`. A session bound to someone else is "not found", exactly
 /// like an unknown one, and the attempt is logged.
-pub async fn find_for(app: &AppState, id: SessionId, principal: Option<&str>) -> Result<Option<Handle>, ClusterError> {
+pub(crate) async fn find_for(app: &AppState, id: SessionId, principal: Option<&str>) -> Result<Option<Handle>, ClusterError> {
     let Some(h) = find(app, id).await? else { return Ok(None) };
     let owner = match &h {
         Handle::Local(s) => s.principal.as_deref(),
@@ -147,7 +147,7 @@ pub async fn find_for(app: &AppState, id: SessionId, principal: Option<&str>) ->
 }
 
 /// Finds a session: here, at its owner, or by taking it over from a dead owner.
-pub async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, ClusterError> {
+pub(crate) async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, ClusterError> {
     if let Some(s) = app.registry.get(id) {
         return Ok(Some(Handle::Local(s)));
     }
@@ -240,28 +240,28 @@ fn strings(messages: &[(Bytes, Peek)]) -> Vec<String> {
 }
 
 impl Handle {
-    pub fn id(&self) -> SessionId {
+    pub(crate) fn id(&self) -> SessionId {
         match self {
             Handle::Local(s) => s.id,
             Handle::Remote(r) => r.id,
         }
     }
 
-    pub fn server_name(&self) -> &str {
+    pub(crate) fn server_name(&self) -> &str {
         match self {
             Handle::Local(s) => &s.server.name,
             Handle::Remote(r) => &r.server,
         }
     }
 
-    pub fn transport(&self) -> Transport {
+    pub(crate) fn transport(&self) -> Transport {
         match self {
             Handle::Local(s) => s.transport,
             Handle::Remote(r) => r.transport,
         }
     }
 
-    pub fn protocol_version(&self) -> Option<String> {
+    pub(crate) fn protocol_version(&self) -> Option<String> {
         match self {
             Handle::Local(s) => s.protocol_version(),
             Handle::Remote(r) => r.protocol_version.clone(),
@@ -269,7 +269,7 @@ impl Handle {
     }
 
     /// Sends client messages; requests answer on `stream`.
-    pub async fn send(&self, app: &AppState, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
+    pub(crate) async fn send(&self, app: &AppState, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
         match self {
             Handle::Local(s) => {
                 s.check_room(&messages)?;
@@ -285,7 +285,7 @@ impl Handle {
     }
 
     /// Opens a POST stream for `requests` requests and sends the messages.
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         app: &AppState,
         messages: Vec<(Bytes, Peek)>,
@@ -319,7 +319,7 @@ impl Handle {
 
     /// Attaches a client to `stream`, replaying after `after`; also says whether the client
     /// negotiated polling.
-    pub async fn attach(
+    pub(crate) async fn attach(
         &self,
         app: &AppState,
         stream: u32,
@@ -355,7 +355,7 @@ impl Handle {
     }
 
     /// Ends the session wherever it lives.
-    pub async fn end(&self, app: &AppState, reason: CloseReason, detail: &str) -> Result<(), OpError> {
+    pub(crate) async fn end(&self, app: &AppState, reason: CloseReason, detail: &str) -> Result<(), OpError> {
         match self {
             Handle::Local(s) => {
                 app.registry.remove(s.id);

@@ -1,12 +1,16 @@
 //! The two inbound transports and what they share: SSE responses, error bodies, and reading
 //! who the client is behind a proxy.
 
-pub mod event_stream;
+pub(crate) mod admin;
+pub(crate) mod auth;
+pub(crate) mod event_stream;
 pub mod mirrored;
-pub mod modern;
-pub mod origin;
-pub mod sse;
-pub mod streamable;
+pub(crate) mod modern;
+pub(crate) mod origin;
+pub(crate) mod probes;
+pub(crate) mod router;
+pub(crate) mod sse;
+pub(crate) mod streamable;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,11 +18,11 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::jsonrpc;
+use crate::protocol::jsonrpc;
 
 /// Wraps an event stream in a response with the headers streaming needs on any path:
 /// no caching, no proxy buffering (`X-Accel-Buffering` is a *response* header), no compression.
-pub fn sse_response<S>(stream: S, extra: &[(&'static str, String)]) -> Response
+pub(crate) fn sse_response<S>(stream: S, extra: &[(&'static str, String)]) -> Response
 where
     S: futures_util::TryStream + Send + 'static,
     S::Ok: Into<axum::body::Bytes>,
@@ -38,15 +42,15 @@ where
 }
 
 /// A JSON-RPC error as an HTTP response with `status`.
-pub fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], jsonrpc::error(None, code, message)).into_response()
 }
 
 /// The HTTP answer for a failed session operation: 404 with `-32001` for a session that is
 /// gone, 409 for a second stream, 503 when the cluster cannot be reached or the upstream's
 /// queue stays full.
-pub fn op_error(e: crate::session::store::OpError) -> Response {
-    use crate::session::store::OpError;
+pub(crate) fn op_error(e: crate::locator::OpError) -> Response {
+    use crate::locator::OpError;
     match &e {
         OpError::NotFound(_) | OpError::Gap(_) => {
             rpc_error(StatusCode::NOT_FOUND, jsonrpc::code::SESSION_NOT_FOUND, &format!("Session not found: {e}"))
@@ -124,7 +128,7 @@ fn clean_path(p: &str) -> bool {
 
 /// Whether an `Accept` header names `mime` itself. Wildcards do not count: the spec has
 /// clients list both media types, and the official SDK servers answer 406 to `*/*`.
-pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|part| {
         let m = part.split(';').next().unwrap_or("").trim();
         m.eq_ignore_ascii_case(mime)

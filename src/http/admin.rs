@@ -13,11 +13,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::server::AppState;
-use crate::session::store;
+use crate::app::AppState;
+use crate::locator;
 use crate::session::{CloseReason, SessionId};
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/admin", get(page))
         .route("/admin/api/servers", get(servers))
@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 /// Admits a request with the admin token, or from loopback when no token is configured; a
 /// browser may call the API only from the status page itself (same origin: the API has no
 /// CORS), and no page may frame the status page.
-pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if !path.starts_with("/admin") {
         return next.run(req).await;
@@ -41,7 +41,7 @@ pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Res
             return (StatusCode::FORBIDDEN, why).into_response();
         }
         let allowed = match &app.config.edge.admin_token {
-            Some(want) => crate::auth::bearer(req.headers()).is_some_and(|t| crate::config::edge::token_matches(t, want)),
+            Some(want) => crate::http::auth::bearer(req.headers()).is_some_and(|t| crate::config::edge::token_matches(t, want)),
             None => {
                 let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
                 peer.is_some_and(|p| p.ip().is_loopback()) && !proxied(req.headers())
@@ -151,10 +151,10 @@ async fn end_session(State(app): State<AppState>, Path(id): Path<String>) -> Res
     let Some(id) = SessionId::parse(&id) else {
         return (StatusCode::NOT_FOUND, "no such session").into_response();
     };
-    match store::find(&app, id).await {
+    match locator::find(&app, id).await {
         Ok(Some(h)) => match h.end(&app, CloseReason::Deleted, "ended through the admin API").await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => crate::transport::op_error(e),
+            Err(e) => crate::http::op_error(e),
         },
         Ok(None) => (StatusCode::NOT_FOUND, "no such session").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

@@ -9,49 +9,15 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::jsonrpc::code;
-use crate::transport::rpc_error;
-
-/// The `[auth]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthModel {
-    #[serde(default = "default_realm")]
-    pub realm: String,
-    #[serde(default)]
-    pub clients: Vec<ClientModel>,
-    /// RFC 9728 protected-resource metadata, served at `/.well-known/oauth-protected-resource`
-    /// and named in `WWW-Authenticate`.
-    pub resource_metadata: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-fn default_realm() -> String {
-    "mcp-bridge".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientModel {
-    pub name: String,
-    /// The token in clear (prefer `token_sha256`).
-    pub token: Option<String>,
-    /// Hex SHA-256 of the token: `printf %s "$TOKEN" | sha256sum`.
-    pub token_sha256: Option<String>,
-    /// Servers this client may reach; `*` for all.
-    #[serde(default = "all_servers")]
-    pub servers: Vec<String>,
-}
-
-fn all_servers() -> Vec<String> {
-    vec!["*".into()]
-}
+use crate::config::auth::AuthModel;
+use crate::http::rpc_error;
+use crate::protocol::jsonrpc::code;
 
 /// The authenticated client of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal(pub Arc<str>);
+pub(crate) struct Principal(pub Arc<str>);
 
 struct Client {
     name: Arc<str>,
@@ -67,29 +33,10 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Validates the table; `Err((key, reason))` names what is wrong.
+    /// Builds the checks from a table `config` validated (`AuthModel::check`); `Err((key,
+    /// reason))` names what is wrong.
     pub fn from_model(m: AuthModel, servers: &[&str]) -> Result<Auth, (String, String)> {
-        let mut clients: Vec<Client> = Vec::new();
-        for (i, c) in m.clients.into_iter().enumerate() {
-            let key = format!("auth.clients[{i}]");
-            if clients.iter().any(|o| *o.name == *c.name) {
-                return Err((format!("{key}.name"), format!("duplicate client name `{}`", c.name)));
-            }
-            let hash = match (&c.token, &c.token_sha256) {
-                (Some(t), None) if !t.is_empty() => Sha256::digest(t.as_bytes()).into(),
-                (None, Some(h)) => parse_hex32(h).ok_or((format!("{key}.token_sha256"), "is not 64 hex digits".to_string()))?,
-                _ => return Err((key, "needs exactly one of `token` and `token_sha256`".into())),
-            };
-            if clients.iter().any(|o| o.hash == hash) {
-                return Err((key, "two clients share a token".into()));
-            }
-            for s in &c.servers {
-                if s != "*" && !servers.contains(&s.as_str()) {
-                    return Err((format!("{key}.servers"), format!("no server named `{s}`")));
-                }
-            }
-            clients.push(Client { name: c.name.into(), hash, servers: c.servers });
-        }
+        let clients = m.check(servers)?.into_iter().map(|c| Client { name: c.name, hash: c.hash, servers: c.servers }).collect();
         let metadata = m.resource_metadata.map(|md| serde_json::Value::Object(md).to_string());
         Ok(Auth { realm: m.realm, clients, metadata })
     }
@@ -128,19 +75,6 @@ impl Auth {
     }
 }
 
-pub(crate) fn parse_hex32(h: &str) -> Option<[u8; 32]> {
-    let h = h.trim().as_bytes();
-    if h.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in h.chunks(2).enumerate() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        out[i] = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
-    }
-    Some(out)
-}
-
 /// The token of an `Authorization: Bearer TOKEN` header. The scheme is case-insensitive
 /// (RFC 9110 section 11.1): `bearer` and `BEARER` count too.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
@@ -163,7 +97,7 @@ fn server_of(path: &str) -> Option<&str> {
 /// The middleware. Health, readiness and the metadata document stay open (`/readyz` shows its
 /// details to a known client, so it learns the principal here); `/metrics` and the admin API
 /// check their own tokens.
-pub async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path == "/readyz" {
         if let Some(c) = presented(req.headers()).and_then(|t| auth.client(t)) {
@@ -254,7 +188,7 @@ mod tests {
 
 /// The request's principal, if authentication is configured: a handler argument.
 #[derive(Debug, Clone, Default)]
-pub struct Who(pub Option<Arc<str>>);
+pub(crate) struct Who(pub Option<Arc<str>>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
     type Rejection = std::convert::Infallible;

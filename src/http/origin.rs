@@ -16,7 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::rpc_error;
-use crate::jsonrpc::code;
+use crate::config::edge::normalize_origin;
+use crate::protocol::jsonrpc::code;
 
 /// What the middleware allows, built once from the configuration.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub struct Policy {
 impl Policy {
     pub fn new(listen: SocketAddr, allowed_origins: &[String]) -> Arc<Policy> {
         Arc::new(Policy {
-            origins: allowed_origins.iter().map(|o| normalize(o)).collect(),
+            origins: allowed_origins.iter().map(|o| normalize_origin(o)).collect(),
             any_origin: allowed_origins.iter().any(|o| o == "*"),
             check_host: listen.ip().is_loopback(),
         })
@@ -67,7 +68,7 @@ impl Policy {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
         };
-        let origin = normalize(origin.to_str().unwrap_or("\u{0}"));
+        let origin = normalize_origin(origin.to_str().unwrap_or("\u{0}"));
         if self.any_origin || self.origins.contains(&origin) {
             return Ok(());
         }
@@ -83,7 +84,7 @@ impl Policy {
 
 /// The middleware: 403 with a JSON-RPC error body for a refused request; CORS for an allowed
 /// origin.
-pub async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
+pub(crate) async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if let Err((status, reason)) = policy.admit(path, req.headers()) {
         tracing::warn!(path, reason = %reason, "refused a request");
@@ -138,23 +139,6 @@ fn preflight(origin: HeaderValue, req: &HeaderMap) -> Response {
     h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.unwrap_or(HeaderValue::from_static(ALLOWED_HEADERS)));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     resp
-}
-
-/// Checks one configured `allowed_origins` entry: `*`, `null`, or `http(s)://host[:port]`.
-pub fn validate_origin(o: &str) -> Result<(), String> {
-    if o == "*" || o == "null" {
-        return Ok(());
-    }
-    let n = normalize(o);
-    let rest = n.strip_prefix("http://").or_else(|| n.strip_prefix("https://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.contains(['/', '?', '#', '@', ' ']) => Ok(()),
-        _ => Err(format!("`{o}` is not an origin like `https://app.example.com` or `http://localhost:3000` (or `*`)")),
-    }
-}
-
-fn normalize(o: &str) -> String {
-    o.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 /// `host[:port]` of an origin.
@@ -276,15 +260,5 @@ mod tests {
         cors(&mut answer, origin);
         assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://127.0.0.1:3000");
         assert!(answer[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap().contains("mcp-session-id"));
-    }
-
-    #[test]
-    fn configured_origins_are_validated() {
-        for ok in ["*", "null", "https://a.example", "http://localhost:3000", "http://[::1]:8080/"] {
-            assert!(validate_origin(ok).is_ok(), "{ok}");
-        }
-        for bad in ["a.example", "https://", "https://a.example/path", "ftp://a.example", "https://u@a.example"] {
-            assert!(validate_origin(bad).is_err(), "{bad}");
-        }
     }
 }

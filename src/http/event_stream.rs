@@ -15,14 +15,14 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::{Heartbeat, HeartbeatFormat};
+use crate::locator::Detach;
 use crate::session::event_log::Entry;
-use crate::session::store::Detach;
 use crate::session::{Attached, CloseCell, CloseReason, Frame, SessionId, Transport};
 use crate::{metrics, sse};
 
 /// Who a stream is for, for its lifecycle lines.
 #[derive(Clone)]
-pub struct StreamInfo {
+pub(crate) struct StreamInfo {
     pub session: SessionId,
     pub stream: u32,
     pub server: Arc<str>,
@@ -31,7 +31,7 @@ pub struct StreamInfo {
     pub instance: Arc<str>,
 }
 
-pub struct EventStream {
+pub(crate) struct EventStream {
     info: StreamInfo,
     /// `{session}-{stream}-`: every event id starts with it, formatted once.
     id_prefix: String,
@@ -53,7 +53,7 @@ pub struct EventStream {
 impl EventStream {
     /// `first` goes out before anything else (the `retry:` hint, an endpoint or priming
     /// event), so the client has its first byte at once.
-    pub fn new(
+    pub(crate) fn new(
         info: StreamInfo,
         first: Bytes,
         attached: Attached,

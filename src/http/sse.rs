@@ -12,15 +12,15 @@ use serde::Deserialize;
 
 use super::event_stream::{EventStream, StreamInfo};
 use super::{client_addr, op_error, public_prefix, rpc_error, sse_response};
-use crate::auth::Who;
-use crate::jsonrpc;
-use crate::server::AppState;
+use crate::app::AppState;
+use crate::http::auth::Who;
+use crate::locator::{self, Detach, Handle, OpError};
+use crate::protocol::jsonrpc;
 use crate::session::event_log::EventId;
-use crate::session::store::{self, Detach, Handle, OpError};
 use crate::session::{CloseReason, SessionId, Transport};
 use crate::sse;
 
-pub async fn open(
+pub(crate) async fn open(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -35,7 +35,7 @@ pub async fn open(
     let retry = sse::retry(app.config.sessions.retry.as_millis() as u64);
     let (id, attached, detach, first) = match resume {
         Some(last) => {
-            let handle = match store::find_for(&app, last.session, principal.as_deref()).await {
+            let handle = match locator::find_for(&app, last.session, principal.as_deref()).await {
                 Ok(h) => h.filter(|h| h.server_name() == name && h.transport() == Transport::Sse),
                 Err(e) => return op_error(OpError::Unavailable(e)),
             };
@@ -54,7 +54,7 @@ pub async fn open(
             }
         }
         None => {
-            let session = match store::create(&app, server.clone(), Transport::Sse, principal).await {
+            let session = match locator::create(&app, server.clone(), Transport::Sse, principal).await {
                 Ok(s) => s,
                 Err(e) => return op_error(e),
             };
@@ -84,12 +84,12 @@ pub async fn open(
 }
 
 #[derive(Deserialize)]
-pub struct MessageQuery {
+pub(crate) struct MessageQuery {
     #[serde(rename = "sessionId", alias = "session_id")]
     session_id: Option<String>,
 }
 
-pub async fn message(
+pub(crate) async fn message(
     State(app): State<AppState>,
     name: Option<Path<String>>,
     Query(q): Query<MessageQuery>,
@@ -102,7 +102,7 @@ pub async fn message(
     let Some(id) = SessionId::parse(&raw_id) else {
         return (StatusCode::NOT_FOUND, "session not found").into_response();
     };
-    let handle = match store::find_for(&app, id, principal.as_deref()).await {
+    let handle = match locator::find_for(&app, id, principal.as_deref()).await {
         Ok(h) => h,
         Err(e) => return op_error(OpError::Unavailable(e)),
     };
@@ -122,7 +122,7 @@ pub async fn message(
     }
 }
 
-pub fn unknown_server(name: &str) -> Response {
+pub(crate) fn unknown_server(name: &str) -> Response {
     let name: String = name.chars().take(128).collect();
     rpc_error(StatusCode::NOT_FOUND, jsonrpc::code::CONNECTION_CLOSED, &format!("unknown MCP server `{name}`"))
 }

@@ -1,0 +1,66 @@
+//! The routes: each path to its handler, behind the admin guard, `[auth]`, the Origin check and
+//! the in-flight count that shutdown waits on.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::Router;
+
+use super::{origin, sse, streamable};
+use crate::app::AppState;
+
+pub(crate) fn router(app: AppState) -> Router {
+    let origin_policy = origin::Policy::new(app.config.listen, &app.config.allowed_origins);
+    let auth = app.config.auth.clone().map(|m| {
+        let names: Vec<&str> = app.config.servers.keys().map(String::as_str).collect();
+        // Clients may name servers added by a later reload only after a restart.
+        Arc::new(crate::http::auth::Auth::from_model(m, &names).expect("the config was validated when it was loaded"))
+    });
+    let router = Router::new()
+        .route("/sse/{name}", get(sse::open))
+        .route("/sse/{name}/message", post(sse::message))
+        .route("/message", post(sse::message))
+        .route("/messages", post(sse::message))
+        .route(
+            "/mcp/{name}",
+            get(streamable::get).post(streamable::post).delete(streamable::delete).fallback(streamable::not_allowed),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(crate::http::probes::readyz))
+        .route("/metrics", get(crate::http::probes::metrics))
+        .merge(crate::http::admin::router())
+        .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
+        .layer(DefaultBodyLimit::max(app.config.limits.max_body));
+    let router = match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, crate::http::auth::check)),
+        None => router,
+    };
+    router
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::http::admin::guard))
+        .layer(axum::middleware::from_fn_with_state(origin_policy, origin::check))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), count_in_flight))
+        .with_state(app)
+}
+
+/// Counts the request in [`AppState::in_flight`] while its handler runs. While draining, every
+/// answer says `Connection: close`, so a proxy stops reusing its pooled connections to this
+/// instance before they are closed: a request written to a connection just as the bridge
+/// closes it fails (nginx answers 502 and does not retry a POST).
+async fn count_in_flight(State(app): State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    struct Done(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    app.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _done = Done(app.in_flight.clone());
+    let mut resp = next.run(req).await;
+    if app.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    resp
+}
