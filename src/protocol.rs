@@ -3,6 +3,9 @@
 //! above the ground.
 
 pub mod jsonrpc;
+pub(crate) mod method;
+
+pub(crate) use method::is_list_change;
 
 /// Protocol revisions of the session-based eras a client may name in `MCP-Protocol-Version`
 /// (2024-11-05 is HTTP+SSE's; the other three are Streamable HTTP's).
@@ -10,11 +13,3 @@ pub(crate) const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "20
 
 /// Protocol revisions served statelessly (2026-07-28).
 pub(crate) const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
-
-/// Whether a notification method is a list change.
-pub(crate) fn is_list_change(method: &str) -> bool {
-    matches!(
-        method,
-        "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed"
-    )
-}

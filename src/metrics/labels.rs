@@ -2,49 +2,10 @@
 //! closed set of MCP methods (every revision, 2024-11-05 to 2026-07-28), anything else is
 //! `other`; strings kept for display (the admin timeline) are clipped.
 
-/// Every method name of the MCP revisions the bridge serves, requests and notifications.
-const KNOWN: &[&str] = &[
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "sampling/createMessage",
-    "elicitation/create",
-    "roots/list",
-    "server/discover",
-    "subscriptions/listen",
-    "tasks/get",
-    "tasks/result",
-    "tasks/list",
-    "tasks/cancel",
-    "tasks/update",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/message",
-    "notifications/resources/updated",
-    "notifications/resources/list_changed",
-    "notifications/tools/list_changed",
-    "notifications/prompts/list_changed",
-    "notifications/roots/list_changed",
-    "notifications/tasks/status",
-    "notifications/elicitation/complete",
-    "notifications/subscriptions/acknowledged",
-];
-
 /// The label for a method a client sent: the method itself if MCP defines it, else `other`.
 /// A label set is never pruned, so a client-chosen string must never become one.
 pub(crate) fn method_label(method: &str) -> &'static str {
-    KNOWN.iter().find(|m| **m == method).copied().unwrap_or("other")
+    crate::protocol::method::ALL.iter().find(|m| **m == method).copied().unwrap_or("other")
 }
 
 /// Longest client string kept for display, in bytes.
