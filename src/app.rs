@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::config::{Config, ServerConfig, SessionSettings};
-use crate::session::registry::Registry;
+use crate::config::Config;
+use crate::locator::Locator;
 use crate::upstream;
-
-/// The configured servers; replaced whole on reload.
-pub(crate) type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfig>>>;
 
 /// Loads the configuration again (with the command line's overrides), for reload.
 pub type Reloader = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
@@ -16,22 +13,18 @@ pub type Reloader = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 #[derive(Clone)]
 pub struct AppState {
     /// The configuration as started. Its `servers` are the starting set: read the live set
-    /// through [`AppState::server`] and [`AppState::servers`].
+    /// through [`Locator::server`] and [`Locator::servers`].
     pub config: Arc<Config>,
-    servers: Arc<std::sync::RwLock<Servers>>,
     pub reloader: Option<Reloader>,
     /// Set on SIGTERM: `/readyz` answers 503 from then on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
-    /// Set on shutdown when the sessions are taken out of the registry to be ended or handed
-    /// over: from then on this instance takes no session over (`locator::find`).
-    pub retired: Arc<std::sync::atomic::AtomicBool>,
     /// Requests whose handler is running (an SSE response counts until its head is ready), so
     /// that shutdown lets them finish before the sessions go.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
-    pub registry: Arc<Registry>,
+    /// The sessions: this instance's registry, the live server set, the upstream context.
+    pub(crate) locator: Locator,
     /// Upstream sessions serving 2026-07-28 (stateless) requests, idle between requests.
     pub stateless: Arc<crate::stateless::Pool>,
-    pub ctx: upstream::Context,
     pub instance: Arc<str>,
 }
 
@@ -57,8 +50,8 @@ impl AppState {
         };
         crate::metrics::init(&instance);
         let app = AppState::new(config, instance, cluster);
-        if let Some(c) = &app.ctx.cluster {
-            c.set_registry(&app.registry);
+        if let Some(c) = &app.locator.ctx.cluster {
+            c.set_registry(&app.locator.registry);
             app.stateless.set_secret(c.shared_secret().await?);
         }
         Ok(app)
@@ -69,37 +62,27 @@ impl AppState {
         let pump = config.limits.pump;
         let http = crate::config::tls::shared_client();
         let instance: Arc<str> = instance.into();
+        let config = Arc::new(config);
+        let ctx = upstream::Context {
+            http,
+            cluster,
+            children,
+            health: Arc::default(),
+            pools: Arc::default(),
+            shared: Arc::default(),
+            eras: Arc::default(),
+            changes: Arc::default(),
+            pump,
+        };
         AppState {
-            servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
             reloader: None,
             draining: Arc::default(),
-            retired: Arc::default(),
             in_flight: Arc::default(),
-            config: Arc::new(config),
-            registry: Arc::default(),
+            locator: Locator::new(config.clone(), ctx),
+            config,
             stateless: Arc::default(),
-            ctx: upstream::Context {
-                http,
-                cluster,
-                children,
-                health: Arc::default(),
-                pools: Arc::default(),
-                shared: Arc::default(),
-                eras: Arc::default(),
-                changes: Arc::default(),
-                pump,
-            },
             instance,
         }
-    }
-
-    pub fn server(&self, name: &str) -> Option<Arc<ServerConfig>> {
-        self.servers().get(name).cloned()
-    }
-
-    /// The servers configured now.
-    pub fn servers(&self) -> Servers {
-        self.servers.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Reloads the server list: added servers appear, removed ones take no new sessions
@@ -108,7 +91,7 @@ impl AppState {
     pub fn reload(&self) -> anyhow::Result<serde_json::Value> {
         let Some(reloader) = &self.reloader else { anyhow::bail!("this bridge was started without a config file to reload") };
         let new = reloader()?;
-        let old = self.servers();
+        let old = self.locator.servers();
         let added: Vec<&String> = new.servers.keys().filter(|k| !old.contains_key(*k)).collect();
         let removed: Vec<&String> = old.keys().filter(|k| !new.servers.contains_key(*k)).collect();
         let changed: Vec<&String> = new
@@ -125,18 +108,8 @@ impl AppState {
             .map(|(k, _)| k)
             .collect();
         let summary = serde_json::json!({ "added": added, "removed": removed, "changed": changed });
-        *self.servers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new.servers.clone());
+        self.locator.replace_servers(new.servers.clone());
         tracing::info!(%summary, "configuration reloaded");
         Ok(summary)
-    }
-
-    /// Session settings with the server's own heartbeat.
-    pub fn settings_for(&self, server: &ServerConfig) -> SessionSettings {
-        SessionSettings {
-            heartbeat: server.heartbeat,
-            request_timeout: self.config.limits.request_timeout,
-            max_pending: self.config.limits.max_pending_per_session,
-            ..self.config.sessions
-        }
     }
 }

@@ -9,13 +9,67 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::AsyncCommands;
 
-use crate::app::AppState;
 use crate::cluster::wire::{Reply, Request};
 use crate::cluster::{key_session, restore, Cluster, ClusterError, LEASE};
-use crate::config::ServerConfig;
+use crate::config::{Config, ServerConfig, SessionSettings};
 use crate::protocol::jsonrpc::Peek;
 use crate::session::event_log::Entry;
+use crate::session::registry::Registry;
 use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
+use crate::upstream;
+
+/// The configured servers; replaced whole on reload.
+pub(crate) type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfig>>>;
+
+/// What finding, creating and taking over sessions needs: this instance's registry, the live
+/// server set, the settings as started, and the upstream context (with the cluster).
+#[derive(Clone)]
+pub(crate) struct Locator {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) ctx: upstream::Context,
+    /// The configuration as started: limits and session settings.
+    pub(crate) config: Arc<Config>,
+    servers: Arc<std::sync::RwLock<Servers>>,
+    /// Set on shutdown when the sessions are taken out of the registry to be ended or handed
+    /// over: from then on this instance takes no session over (`find`).
+    pub(crate) retired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Locator {
+    pub(crate) fn new(config: Arc<Config>, ctx: upstream::Context) -> Locator {
+        Locator {
+            registry: Arc::default(),
+            ctx,
+            servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
+            config,
+            retired: Arc::default(),
+        }
+    }
+
+    pub(crate) fn server(&self, name: &str) -> Option<Arc<ServerConfig>> {
+        self.servers().get(name).cloned()
+    }
+
+    /// The servers configured now.
+    pub(crate) fn servers(&self) -> Servers {
+        self.servers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the server set (reload).
+    pub(crate) fn replace_servers(&self, servers: std::collections::BTreeMap<String, Arc<ServerConfig>>) {
+        *self.servers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(servers);
+    }
+
+    /// Session settings with the server's own heartbeat.
+    pub(crate) fn settings_for(&self, server: &ServerConfig) -> SessionSettings {
+        SessionSettings {
+            heartbeat: server.heartbeat,
+            request_timeout: self.config.limits.request_timeout,
+            max_pending: self.config.limits.max_pending_per_session,
+            ..self.config.sessions
+        }
+    }
+}
 
 /// A session as a handler sees it.
 #[derive(Clone)]
@@ -97,7 +151,7 @@ pub(crate) enum Detach {
 /// Creates a session owned here; in cluster mode it is registered in Redis before anyone
 /// learns its id.
 pub(crate) async fn create(
-    app: &AppState,
+    app: &Locator,
     server: Arc<ServerConfig>,
     transport: Transport,
     principal: Option<Arc<str>>,
@@ -133,7 +187,7 @@ pub(crate) async fn create(
 
 /// Finds a session for `principal`. A session bound to someone else is "not found", exactly
 /// like an unknown one, and the attempt is logged.
-pub(crate) async fn find_for(app: &AppState, id: SessionId, principal: Option<&str>) -> Result<Option<Handle>, ClusterError> {
+pub(crate) async fn find_for(app: &Locator, id: SessionId, principal: Option<&str>) -> Result<Option<Handle>, ClusterError> {
     let Some(h) = find(app, id).await? else { return Ok(None) };
     let owner = match &h {
         Handle::Local(s) => s.principal.as_deref(),
@@ -147,7 +201,7 @@ pub(crate) async fn find_for(app: &AppState, id: SessionId, principal: Option<&s
 }
 
 /// Finds a session: here, at its owner, or by taking it over from a dead owner.
-pub(crate) async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>, ClusterError> {
+pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>, ClusterError> {
     if let Some(s) = app.registry.get(id) {
         return Ok(Some(Handle::Local(s)));
     }
@@ -216,7 +270,7 @@ pub(crate) async fn find(app: &AppState, id: SessionId) -> Result<Option<Handle>
 
 /// After `failed` stopped answering for a session: waits for its lease to lapse, then finds
 /// the session again (taken over here, or by another live instance).
-async fn recover(app: &AppState, id: SessionId, failed: &str) -> Result<Handle, OpError> {
+async fn recover(app: &Locator, id: SessionId, failed: &str) -> Result<Handle, OpError> {
     let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
         match find(app, id).await {
@@ -269,7 +323,7 @@ impl Handle {
     }
 
     /// Sends client messages; requests answer on `stream`.
-    pub(crate) async fn send(&self, app: &AppState, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
+    pub(crate) async fn send(&self, app: &Locator, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
         match self {
             Handle::Local(s) => {
                 s.check_room(&messages)?;
@@ -287,7 +341,7 @@ impl Handle {
     /// Opens a POST stream for `requests` requests and sends the messages.
     pub(crate) async fn open(
         &self,
-        app: &AppState,
+        app: &Locator,
         messages: Vec<(Bytes, Peek)>,
         requests: usize,
         json: bool,
@@ -321,7 +375,7 @@ impl Handle {
     /// negotiated polling.
     pub(crate) async fn attach(
         &self,
-        app: &AppState,
+        app: &Locator,
         stream: u32,
         after: Option<u64>,
         replace: bool,
@@ -355,7 +409,7 @@ impl Handle {
     }
 
     /// Ends the session wherever it lives.
-    pub(crate) async fn end(&self, app: &AppState, reason: CloseReason, detail: &str) -> Result<(), OpError> {
+    pub(crate) async fn end(&self, app: &Locator, reason: CloseReason, detail: &str) -> Result<(), OpError> {
         match self {
             Handle::Local(s) => {
                 app.registry.remove(s.id);

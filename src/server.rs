@@ -22,14 +22,14 @@ pub async fn run(
     app: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let registry = app.registry.clone();
-    let cluster = app.ctx.cluster.clone();
+    let registry = app.locator.registry.clone();
+    let cluster = app.locator.ctx.cluster.clone();
     let addr = listener.local_addr()?;
     let header_timeout = app.config.limits.header_read_timeout;
     let write_timeout = app.config.limits.write_timeout;
     let grace = app.config.sessions.drain_grace;
     let draining = app.draining.clone();
-    let (retired, in_flight) = (app.retired.clone(), app.in_flight.clone());
+    let (retired, in_flight) = (app.locator.retired.clone(), app.in_flight.clone());
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
     if !addr.ip().is_loopback() && app.config.auth.is_none() {
         tracing::warn!(listen = %addr, "listening beyond loopback without [auth]: anyone who reaches this port may use every server");

@@ -513,7 +513,7 @@ struct Starting<'a> {
 impl Drop for Starting<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            self.app.registry.remove(s.id);
+            self.app.locator.registry.remove(s.id);
             s.end(CloseReason::Cancelled, "the request was dropped while its backing session started");
         }
     }
@@ -594,7 +594,7 @@ impl Inner {
         let ids = self.by_key.get(key).cloned().unwrap_or_default();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            match app.registry.get(id).filter(|s| s.ended().is_none()) {
+            match app.locator.registry.get(id).filter(|s| s.ended().is_none()) {
                 Some(s) => out.push((s, self.busy.contains_key(&id))),
                 None => self.remove(id),
             }
@@ -613,7 +613,7 @@ impl Inner {
     /// costs a child start anyway, so the pool's memory follows the live sessions).
     fn prune(&mut self, app: &AppState) {
         let dead: Vec<SessionId> =
-            self.known.keys().filter(|id| app.registry.get(**id).is_none_or(|s| s.ended().is_some())).copied().collect();
+            self.known.keys().filter(|id| app.locator.registry.get(**id).is_none_or(|s| s.ended().is_some())).copied().collect();
         for id in dead {
             self.remove(id);
         }
@@ -624,7 +624,7 @@ impl Inner {
         self.known
             .keys()
             .filter(|id| !self.busy.contains_key(*id))
-            .find_map(|id| app.registry.get(*id).filter(|s| s.ended().is_none() && s.quiet()))
+            .find_map(|id| app.locator.registry.get(*id).filter(|s| s.ended().is_none() && s.quiet()))
     }
 }
 
@@ -666,10 +666,10 @@ impl Pool {
             }
         }
         self.inner().prune(app);
-        let session = match locator::create(app, server.clone(), Transport::Stateless, principal.clone()).await {
+        let session = match locator::create(&app.locator, server.clone(), Transport::Stateless, principal.clone()).await {
             // At the instance's cap, an idle backing session of another client makes room.
             Err(OpError::Limit { per_principal: false, .. }) if self.evict_one(app) => {
-                locator::create(app, server, Transport::Stateless, principal).await?
+                locator::create(&app.locator, server, Transport::Stateless, principal).await?
             }
             other => other?,
         };
@@ -685,7 +685,7 @@ impl Pool {
             }
             Err(e) => {
                 starting.session = None;
-                app.registry.remove(session.id);
+                app.locator.registry.remove(session.id);
                 session.end(CloseReason::Error, &e);
                 Err(CheckoutError::Init(e))
             }
@@ -703,7 +703,7 @@ impl Pool {
             victim
         };
         let Some(s) = victim else { return false };
-        app.registry.remove(s.id);
+        app.locator.registry.remove(s.id);
         s.end(CloseReason::Completed, "an idle backing session made room for a new session (limits.max_sessions)");
         true
     }
@@ -711,7 +711,7 @@ impl Pool {
     /// The backing session `id`, checked out for the retry of a request parked on it, if this
     /// instance opened it and it lives.
     pub fn local(&self, app: &AppState, id: SessionId) -> Option<Backing> {
-        let session = app.registry.get(id).filter(|s| s.ended().is_none())?;
+        let session = app.locator.registry.get(id).filter(|s| s.ended().is_none())?;
         let mut inner = self.inner();
         let (key, init) = inner.known.get(&id).cloned()?;
         let generation = inner.take(id, &key);
@@ -745,7 +745,7 @@ impl Pool {
             surplus
         };
         if surplus {
-            app.registry.remove(b.session.id);
+            app.locator.registry.remove(b.session.id);
             b.session.end(CloseReason::Completed, "more idle backing sessions than this client ever used at once");
         }
     }
@@ -753,14 +753,18 @@ impl Pool {
     /// Ends a backing session (a cancelled request's, or a closed listen stream's).
     pub fn forget(&self, app: &AppState, s: &Arc<Session>, reason: CloseReason, detail: &str) {
         self.inner().remove(s.id);
-        app.registry.remove(s.id);
+        app.locator.registry.remove(s.id);
         s.end(reason, detail);
     }
 
     /// Idle backing sessions held now (for tests and the admin view).
     pub fn idle(&self, app: &AppState) -> usize {
         let inner = self.inner();
-        inner.known.keys().filter(|id| !inner.busy.contains_key(*id) && app.registry.get(**id).is_some_and(|s| s.quiet())).count()
+        inner
+            .known
+            .keys()
+            .filter(|id| !inner.busy.contains_key(*id) && app.locator.registry.get(**id).is_some_and(|s| s.quiet()))
+            .count()
     }
 
     /// Whether the remote upstream at `url` serves a modern revision itself (its
@@ -772,7 +776,7 @@ impl Pool {
         url: &str,
         headers: &BTreeMap<String, String>,
     ) -> bool {
-        let versions = app.ctx.eras.supported(http, url, headers).await;
+        let versions = app.locator.ctx.eras.supported(http, url, headers).await;
         versions.is_some_and(|v| v.iter().any(|s| MODERN_VERSIONS.contains(&s.as_str())))
     }
 

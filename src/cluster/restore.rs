@@ -9,7 +9,7 @@ use bytes::Bytes;
 use redis::AsyncCommands;
 
 use super::{key_log, key_pending, key_session, Cluster, ClusterError};
-use crate::app::AppState;
+use crate::locator::Locator;
 use crate::session::event_log::memory::Budget;
 use crate::session::event_log::EventLog;
 use crate::session::{Restored, Session, SessionId, Transport};
@@ -17,7 +17,7 @@ use crate::session::{Restored, Session, SessionId, Transport};
 /// Takes `sid` over if its record exists and nobody holds its lease. `Ok(None)`: no such
 /// session, or another instance claimed it first.
 pub(crate) async fn take_over(
-    app: &AppState,
+    app: &Locator,
     cluster: &Arc<Cluster>,
     sid: SessionId,
 ) -> Result<Option<Arc<Session>>, ClusterError> {

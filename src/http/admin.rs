@@ -84,8 +84,9 @@ async fn page() -> Html<&'static str> {
 }
 
 async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let summaries: Vec<_> = app.registry.all().into_iter().map(|s| s.summary()).collect();
+    let summaries: Vec<_> = app.locator.registry.all().into_iter().map(|s| s.summary()).collect();
     let list: Vec<serde_json::Value> = app
+        .locator
         .servers()
         .iter()
         .map(|(name, s)| {
@@ -97,10 +98,10 @@ async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
             serde_json::json!({
                 "name": name,
                 "kind": kind,
-                "health": app.ctx.health.status(name),
+                "health": app.locator.ctx.health.status(name),
                 "sessions": summaries.iter().filter(|x| x.server == *name).count(),
                 "heartbeat_ms": s.heartbeat.interval.map(|d| d.as_millis() as u64),
-                "pool": app.ctx.pools.status(name),
+                "pool": app.locator.ctx.pools.status(name),
             })
         })
         .collect();
@@ -109,6 +110,7 @@ async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
 
 async fn sessions(State(app): State<AppState>) -> Response {
     let mut list: Vec<serde_json::Value> = app
+        .locator
         .registry
         .all()
         .into_iter()
@@ -118,7 +120,7 @@ async fn sessions(State(app): State<AppState>) -> Response {
             v
         })
         .collect();
-    if let Some(cluster) = &app.ctx.cluster {
+    if let Some(cluster) = &app.locator.ctx.cluster {
         match cluster.list_sessions().await {
             Ok(remote) => {
                 let local: std::collections::HashSet<String> =
@@ -141,7 +143,7 @@ async fn sessions(State(app): State<AppState>) -> Response {
 }
 
 async fn session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
-    let Some(s) = SessionId::parse(&id).and_then(|id| app.registry.get(id)) else {
+    let Some(s) = SessionId::parse(&id).and_then(|id| app.locator.registry.get(id)) else {
         return (StatusCode::NOT_FOUND, "no such session on this instance (in cluster mode, ask its owner)").into_response();
     };
     Json(serde_json::json!({ "session": s.summary(), "timeline": s.timeline() })).into_response()
@@ -151,8 +153,8 @@ async fn end_session(State(app): State<AppState>, Path(id): Path<String>) -> Res
     let Some(id) = SessionId::parse(&id) else {
         return (StatusCode::NOT_FOUND, "no such session").into_response();
     };
-    match locator::find(&app, id).await {
-        Ok(Some(h)) => match h.end(&app, CloseReason::Deleted, "ended through the admin API").await {
+    match locator::find(&app.locator, id).await {
+        Ok(Some(h)) => match h.end(&app.locator, CloseReason::Deleted, "ended through the admin API").await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
             Err(e) => crate::http::op_error(e),
         },

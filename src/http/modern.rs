@@ -265,7 +265,7 @@ async fn passthrough(
     let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
     let urls = server.pool.as_ref().map_or_else(|| std::slice::from_ref(url), |p| p.urls.as_slice());
     let url = app.stateless.pick(urls);
-    let http = server.http(&app.ctx.http);
+    let http = server.http(&app.locator.ctx.http);
     if !app.stateless.modern_upstream(app, http, url, extra).await {
         return None;
     }
@@ -384,12 +384,12 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
     if state.request != RequestState::digest(&req.method, req.name.as_deref()) {
         return expired("belongs to another request (a different method or target)");
     }
-    let handle = match locator::find_for(app, state.session, principal.as_deref()).await {
+    let handle = match locator::find_for(&app.locator, state.session, principal.as_deref()).await {
         Ok(Some(h)) if h.transport() == Transport::Stateless && h.server_name() == server.name => h,
         Ok(_) => return expired("belongs to an upstream session that has ended"),
         Err(e) => return super::op_error(OpError::Unavailable(e)),
     };
-    let (attached, _, detach) = match handle.attach(app, state.stream, Some(state.asked - 1), true).await {
+    let (attached, _, detach) = match handle.attach(&app.locator, state.stream, Some(state.asked - 1), true).await {
         Ok(a) => a,
         Err(OpError::Gap(_)) => return expired("refers to events no longer kept"),
         Err(OpError::NotFound(_)) => return expired("belongs to an upstream session that has ended"),
@@ -425,7 +425,7 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
         Handle::Local(s) => app.stateless.local(app, s.id),
         Handle::Remote(_) => None,
     };
-    if let Err(e) = handle.send(app, answers, 0).await {
+    if let Err(e) = handle.send(&app.locator, answers, 0).await {
         return super::op_error(e);
     }
     let ex = Exchange::new(app, handle, backing, attached, detach, &req, Some((state.asked, answered)), principal);
@@ -537,7 +537,7 @@ impl Exchange {
         let (Some(handle), Ok(peek)) = (self.handle.clone(), jsonrpc::peek(&msg)) else { return };
         let app = self.app.clone();
         tokio::spawn(async move {
-            let _ = handle.send(&app, vec![(msg, peek)], DISCARD).await;
+            let _ = handle.send(&app.locator, vec![(msg, peek)], DISCARD).await;
         });
     }
 
@@ -687,7 +687,7 @@ impl Drop for Exchange {
                 (None, Some(h)) => {
                     let app = self.app.clone();
                     tokio::spawn(async move {
-                        let _ = h.end(&app, CloseReason::Cancelled, detail).await;
+                        let _ = h.end(&app.locator, CloseReason::Cancelled, detail).await;
                     });
                 }
                 (None, None) => {}
@@ -786,7 +786,7 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
     }
     tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");
     let first = sse::event(None, None, &stateless::acknowledged(&req.id, &honored));
-    let changes = app.ctx.changes.subscribe(&server.name, session.principal.as_ref());
+    let changes = app.locator.ctx.changes.subscribe(&server.name, session.principal.as_ref());
     let listener =
         Listener { app: app.clone(), session, rx: attached.rx, changes, filter: honored, id: req.id.clone(), _backing: backing };
     let heartbeat = server.heartbeat.interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));

@@ -27,7 +27,7 @@ pub(crate) async fn open(
     Who(principal): Who,
     headers: HeaderMap,
 ) -> Response {
-    let Some(server) = app.server(&name) else {
+    let Some(server) = app.locator.server(&name) else {
         return unknown_server(&name);
     };
     let client = client_addr(&app.config.edge, &headers, peer);
@@ -35,7 +35,7 @@ pub(crate) async fn open(
     let retry = sse::retry(app.config.sessions.retry.as_millis() as u64);
     let (id, attached, detach, first) = match resume {
         Some(last) => {
-            let handle = match locator::find_for(&app, last.session, principal.as_deref()).await {
+            let handle = match locator::find_for(&app.locator, last.session, principal.as_deref()).await {
                 Ok(h) => h.filter(|h| h.server_name() == name && h.transport() == Transport::Sse),
                 Err(e) => return op_error(OpError::Unavailable(e)),
             };
@@ -43,10 +43,10 @@ pub(crate) async fn open(
                 return (StatusCode::NOT_FOUND, format!("session {} is not held any more; open a new one", last.session))
                     .into_response();
             };
-            match handle.attach(&app, 0, Some(last.seq), true).await {
+            match handle.attach(&app.locator, 0, Some(last.seq), true).await {
                 Ok((attached, _, detach)) => (handle.id(), attached, detach, retry),
                 Err(OpError::Gap(detail)) => {
-                    let _ = handle.end(&app, CloseReason::EventLogOverflow, &detail).await;
+                    let _ = handle.end(&app.locator, CloseReason::EventLogOverflow, &detail).await;
                     return (StatusCode::GONE, format!("session {}: {detail}; the session is ended", handle.id()))
                         .into_response();
                 }
@@ -54,7 +54,7 @@ pub(crate) async fn open(
             }
         }
         None => {
-            let session = match locator::create(&app, server.clone(), Transport::Sse, principal).await {
+            let session = match locator::create(&app.locator, server.clone(), Transport::Sse, principal).await {
                 Ok(s) => s,
                 Err(e) => return op_error(e),
             };
@@ -102,7 +102,7 @@ pub(crate) async fn message(
     let Some(id) = SessionId::parse(&raw_id) else {
         return (StatusCode::NOT_FOUND, "session not found").into_response();
     };
-    let handle = match locator::find_for(&app, id, principal.as_deref()).await {
+    let handle = match locator::find_for(&app.locator, id, principal.as_deref()).await {
         Ok(h) => h,
         Err(e) => return op_error(OpError::Unavailable(e)),
     };
@@ -116,7 +116,7 @@ pub(crate) async fn message(
         Ok((m, _)) => m,
         Err(resp) => return resp,
     };
-    match handle.send(&app, messages, 0).await {
+    match handle.send(&app.locator, messages, 0).await {
         Ok(()) => (StatusCode::ACCEPTED, "Accepted").into_response(),
         Err(e) => op_error(e),
     }

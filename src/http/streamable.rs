@@ -43,7 +43,7 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(server) = app.server(&name) else {
+    let Some(server) = app.locator.server(&name) else {
         return super::sse::unknown_server(&name);
     };
     if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
@@ -83,7 +83,7 @@ pub(crate) async fn post(
         if matches!(session_from(&app, &headers, &name, principal.as_deref()).await, Some(Ok(_))) {
             return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid Request: Server already initialized");
         }
-        match locator::create(&app, server.clone(), Transport::Streamable, principal.clone()).await {
+        match locator::create(&app.locator, server.clone(), Transport::Streamable, principal.clone()).await {
             Ok(s) => (Handle::Local(s), true),
             Err(e) => return op_error(e),
         }
@@ -107,12 +107,12 @@ pub(crate) async fn post(
     let extra: &[(&'static str, String)] = if new { &session_header } else { &[] };
     let requests = messages.iter().filter(|(_, p)| p.kind == Kind::Request).count();
     if requests == 0 {
-        return match handle.send(&app, messages, 0).await {
+        return match handle.send(&app.locator, messages, 0).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
             Err(e) => op_error(e),
         };
     }
-    let (opened, attached, detach) = match handle.open(&app, messages, requests, server.json_response).await {
+    let (opened, attached, detach) = match handle.open(&app.locator, messages, requests, server.json_response).await {
         Ok(o) => o,
         Err(e) => return op_error(e),
     };
@@ -192,7 +192,7 @@ pub(crate) async fn get(
     Who(principal): Who,
     headers: HeaderMap,
 ) -> Response {
-    let Some(server) = app.server(&name) else {
+    let Some(server) = app.locator.server(&name) else {
         return super::sse::unknown_server(&name);
     };
     if let Some(refused) = super::modern::refuse(&headers) {
@@ -215,13 +215,13 @@ pub(crate) async fn get(
         .and_then(EventId::parse)
         .filter(|id| id.session == handle.id());
     let attached = match &last {
-        Some(id) => handle.attach(&app, id.stream, Some(id.seq), true).await,
-        None => handle.attach(&app, 0, None, false).await,
+        Some(id) => handle.attach(&app.locator, id.stream, Some(id.seq), true).await,
+        None => handle.attach(&app.locator, 0, None, false).await,
     };
     let (attached, polling, detach) = match attached {
         Ok(a) => a,
         Err(OpError::Gap(detail)) => {
-            let _ = handle.end(&app, CloseReason::EventLogOverflow, &detail).await;
+            let _ = handle.end(&app.locator, CloseReason::EventLogOverflow, &detail).await;
             return rpc_error(
                 StatusCode::NOT_FOUND,
                 code::SESSION_NOT_FOUND,
@@ -240,7 +240,7 @@ pub(crate) async fn delete(
     Who(principal): Who,
     headers: HeaderMap,
 ) -> Response {
-    if app.server(&name).is_none() {
+    if app.locator.server(&name).is_none() {
         return super::sse::unknown_server(&name);
     }
     if let Some(refused) = super::modern::refuse(&headers) {
@@ -250,7 +250,7 @@ pub(crate) async fn delete(
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    match handle.end(&app, CloseReason::Deleted, "the client sent DELETE").await {
+    match handle.end(&app.locator, CloseReason::Deleted, "the client sent DELETE").await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => op_error(e),
     }
@@ -273,7 +273,7 @@ async fn session_from(
     let Some(id) = raw.to_str().ok().and_then(SessionId::parse) else {
         return Some(Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")));
     };
-    let found = match locator::find_for(app, id, principal).await {
+    let found = match locator::find_for(&app.locator, id, principal).await {
         Ok(h) => h,
         Err(e) => return Some(Err(op_error(OpError::Unavailable(e)))),
     };
