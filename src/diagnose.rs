@@ -106,8 +106,8 @@ struct Run {
     posted_tx: mpsc::UnboundedSender<Posted>,
 }
 
-const SSE_VERSION: &str = "2024-11-05";
-const STREAMABLE_VERSION: &str = "2025-06-18";
+const SSE_VERSION: &str = crate::protocol::V2024_11_05;
+const STREAMABLE_VERSION: &str = crate::protocol::V2025_06_18;
 
 fn initialize(version: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": "diagnose-init", "method": "initialize", "params": {
@@ -115,7 +115,7 @@ fn initialize(version: &str) -> Value {
         "clientInfo": {"name": "mcp-bridge-diagnose", "version": env!("CARGO_PKG_VERSION")}}})
 }
 
-const MODERN_VERSION: &str = "2026-07-28";
+const MODERN_VERSION: &str = crate::protocol::V2026_07_28;
 
 /// A `subscriptions/listen` for every kind of change notification.
 fn listen_request() -> Value {

@@ -2,6 +2,7 @@
 //! streams (each with a bounded event log for `Last-Event-ID` replay) and the map that routes
 //! each upstream message to the stream the client expects it on.
 
+pub(crate) mod changes;
 pub(crate) mod event_log;
 mod log_memory;
 pub(crate) mod pending;
@@ -832,7 +833,7 @@ impl State {
     }
 
     fn polling(&self) -> bool {
-        self.protocol_version.as_deref().is_some_and(|v| v >= "2025-11-25")
+        self.protocol_version.as_deref().is_some_and(|v| crate::protocol::at_least(v, crate::protocol::V2025_11_25))
     }
 
     fn reserve(&mut self, stream: u32) -> Option<u64> {

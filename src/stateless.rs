@@ -23,7 +23,7 @@ use crate::protocol::MODERN_VERSIONS;
 use crate::session::{CloseReason, Frame, Session, SessionId, Transport};
 
 /// What the bridge asks a legacy upstream for when it opens a backing session.
-pub(crate) const UPSTREAM_VERSION: &str = "2025-11-25";
+pub(crate) const UPSTREAM_VERSION: &str = crate::protocol::V2025_11_25;
 /// The requests that may answer with an `InputRequiredResult` (MRTR).
 pub(crate) const MRTR_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read"];
 /// Results that say how long they may be cached (`ttlMs`, `cacheScope`).
@@ -423,39 +423,8 @@ impl Init {
     }
 }
 
-type ChangeSender = tokio::sync::broadcast::Sender<Bytes>;
-/// A server and the principal whose listen streams hear its list changes.
-type ChangeKey = (String, Option<Arc<str>>);
 /// Each tool's `x-mcp-header` annotations, by tool name.
 pub(crate) type ToolHeaders = HashMap<String, Vec<ParamHeader>>;
-
-/// List changes seen on any backing session of a server, for the listen streams of the same
-/// principal: with a child per backing session, the `tools/call` that changes the tools runs on
-/// another session than the listen stream's.
-#[derive(Default)]
-pub struct Changes {
-    channels: Mutex<HashMap<ChangeKey, ChangeSender>>,
-}
-
-impl Changes {
-    fn channel(&self, server: &str, principal: Option<&Arc<str>>) -> tokio::sync::broadcast::Sender<Bytes> {
-        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, tx| tx.receiver_count() > 0);
-        map.entry((server.to_string(), principal.cloned())).or_insert_with(|| tokio::sync::broadcast::channel(64).0).clone()
-    }
-
-    /// A `notifications/*/list_changed` from a backing session.
-    pub fn publish(&self, server: &str, principal: Option<&Arc<str>>, raw: &Bytes) {
-        let key = (server.to_string(), principal.cloned());
-        if let Some(tx) = self.channels.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            let _ = tx.send(raw.clone());
-        }
-    }
-
-    pub fn subscribe(&self, server: &str, principal: Option<&Arc<str>>) -> tokio::sync::broadcast::Receiver<Bytes> {
-        self.channel(server, principal).subscribe()
-    }
-}
 
 /// Backing sessions are shared only by requests of one principal that declare the same
 /// client identity and capabilities: the upstream was initialized with exactly those.

@@ -74,7 +74,7 @@ pub struct Context {
     /// Which protocol versions remote upstreams serve (their `server/discover`).
     pub eras: Arc<modern::Eras>,
     /// List changes on 2026-07-28 backing sessions, for listen streams.
-    pub changes: Arc<crate::stateless::Changes>,
+    pub(crate) changes: Arc<crate::session::changes::Changes>,
     /// `limits.upstream_stall` and `limits.max_message`.
     pub pump: crate::config::pump::PumpLimits,
 }

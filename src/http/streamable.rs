@@ -93,7 +93,7 @@ pub(crate) async fn post(
             Err(resp) => return resp,
         };
         if batch {
-            if let Some(v) = handle.protocol_version().filter(|v| v.as_str() >= "2025-06-18") {
+            if let Some(v) = handle.protocol_version().filter(|v| crate::protocol::at_least(v, crate::protocol::V2025_06_18)) {
                 return rpc_error(
                     StatusCode::BAD_REQUEST,
                     code::INVALID_REQUEST,

@@ -196,7 +196,10 @@ impl Pools {
 
 /// Active health checks: an MCP initialize to every instance, then DELETE of the probe session.
 async fn probe(pool: Weak<Pool>, every: Duration, http: reqwest::Client, headers: std::collections::BTreeMap<String, String>) {
-    const INIT: &str = r#"{"jsonrpc":"2.0","id":"mcp-bridge-probe","method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcp-bridge-health-check","version":"1"}}}"#;
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": "mcp-bridge-probe", "method": "initialize", "params": {
+        "protocolVersion": crate::protocol::V2025_11_25, "capabilities": {},
+        "clientInfo": {"name": "mcp-bridge-health-check", "version": "1"}}})
+    .to_string();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -206,7 +209,7 @@ async fn probe(pool: Weak<Pool>, every: Duration, http: reqwest::Client, headers
                 .header("accept", "application/json, text/event-stream")
                 .header("content-type", "application/json")
                 .timeout(Duration::from_secs(5))
-                .body(INIT);
+                .body(init.clone());
             let ok = match req.send().await {
                 Ok(resp) if resp.status().is_success() => {
                     if let Some(sid) = resp.headers().get("mcp-session-id").cloned() {
