@@ -12,11 +12,17 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 pub(crate) mod auth;
+mod duration;
 pub(crate) mod edge;
+mod error;
 pub(crate) mod limits;
 pub(crate) mod pump;
 mod sessions;
 pub(crate) mod tls;
+
+use duration::duration;
+pub use duration::parse_interval;
+pub(crate) use error::ConfigError;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -169,6 +175,13 @@ pub struct ServerConfig {
     pub outbound: Option<tls::Outbound>,
 }
 
+impl ServerConfig {
+    /// The HTTP client for this server: its own when it has outbound settings, else `shared`.
+    pub fn http<'a>(&'a self, shared: &'a reqwest::Client) -> &'a reqwest::Client {
+        self.outbound.as_ref().map_or(shared, |o| &o.client)
+    }
+}
+
 /// Several instances of one remote MCP server. A session sticks to the instance it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSpec {
@@ -189,16 +202,6 @@ pub enum UpstreamSpec {
     Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
     StreamableHttp { url: String, headers: BTreeMap<String, String> },
     Sse { url: String, headers: BTreeMap<String, String> },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    #[error("{file}: key `{key}`: {reason}")]
-    Invalid { file: String, key: String, reason: String },
 }
 
 // ---- the file model -------------------------------------------------------------------
@@ -543,26 +546,6 @@ fn heartbeat(
         Some(v) => parse_interval(v).map_err(|r| invalid(&format!("{key}.interval"), r))?,
     };
     Ok(Heartbeat { interval, format: m.format.unwrap_or(base.format) })
-}
-
-/// A heartbeat interval: a duration, or `off`/`0s` for none.
-pub fn parse_interval(v: &str) -> Result<Option<Duration>, String> {
-    if v == "off" {
-        return Ok(None);
-    }
-    duration(v).map(|d| Some(d).filter(|d| !d.is_zero()))
-}
-
-/// The longest duration accepted: ample for any setting, and short enough that a deadline
-/// computed from it (`Instant::now() + d`) cannot overflow and panic a session task.
-const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-fn duration(v: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(v).map_err(|e| format!("`{v}` is not a duration like `15s` or `5m` ({e})"))?;
-    if d > MAX_DURATION {
-        return Err(format!("`{v}` is longer than 100 years"));
-    }
-    Ok(d)
 }
 
 /// Server names appear in URL paths and logs; keep them to a safe alphabet.

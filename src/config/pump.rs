@@ -36,7 +36,7 @@ impl PumpLimits {
         let d = PumpLimits::default();
         let upstream_stall = match upstream_stall {
             None => d.upstream_stall,
-            Some(v) => super::parse_interval(v).map_err(|r| ("limits.upstream_stall", r))?,
+            Some(v) => super::duration::parse_interval(v).map_err(|r| ("limits.upstream_stall", r))?,
         };
         let max_message = max_message.unwrap_or(d.max_message);
         if max_message < MIN_MESSAGE {

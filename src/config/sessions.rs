@@ -86,20 +86,4 @@ mod tests {
         assert_eq!(log_memory(Some(ByteSize(0)), None).unwrap_err().0, "sessions.event_log_bytes");
         assert_eq!(log_memory(Some(ByteSize(100)), Some(ByteSize(99))).unwrap_err().0, "sessions.max_event_log_memory");
     }
-
-    #[test]
-    fn the_keys_in_a_config_file() {
-        let parse = |sessions: &str| {
-            let text = format!("[sessions]\n{sessions}\n[servers.a]\ncommand = \"x\"\n");
-            super::super::Config::parse(&text, "t.toml", false)
-        };
-        let c = parse("event_log_bytes = \"8MiB\"\nmax_event_log_memory = 1073741824").unwrap();
-        assert_eq!((c.sessions.event_log_bytes, c.sessions.max_event_log_memory), (8 << 20, 1 << 30));
-        let d = parse("").unwrap();
-        assert_eq!((d.sessions.event_log_bytes, d.sessions.max_event_log_memory), (EVENT_LOG_BYTES, MAX_EVENT_LOG_MEMORY));
-        let e = parse("event_log_bytes = \"8 parsecs\"").unwrap_err().to_string();
-        assert!(e.contains("event_log_bytes") && e.contains("unknown unit"), "{e}");
-        let e = parse("event_log_bytes = \"8MiB\"\nmax_event_log_memory = \"1MiB\"").unwrap_err().to_string();
-        assert!(e.contains("sessions.max_event_log_memory"), "{e}");
-    }
 }

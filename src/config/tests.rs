@@ -88,3 +88,57 @@ fn errors_name_file_key_and_reason() {
     let e = toml("[sessions]\nidle_timeout = \"500000000000years\"\n[servers.a]\ncommand = \"x\"\n").unwrap_err().to_string();
     assert!(e.contains("sessions.idle_timeout") && e.contains("100 years"), "{e}");
 }
+
+// ---- outbound TLS (config/tls.rs) and session sizes (config/sessions.rs) in a whole file
+
+#[test]
+fn bad_pem_files_are_config_errors_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("mcpb-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let missing = dir.join("missing.pem");
+    let e = toml(&format!("[servers.r]\nurl = \"https://h/mcp\"\nca_file = {:?}\n", junk)).unwrap_err().to_string();
+    assert!(e.contains("servers.r.ca_file") && e.contains("junk.pem") && e.contains("no PEM certificate"), "{e}");
+    let e = toml(&format!("[servers.r]\nurl = \"https://h/mcp\"\nca_file = {:?}\n", missing)).unwrap_err().to_string();
+    assert!(e.contains("missing.pem") && e.contains("cannot read"), "{e}");
+    let e = toml(&format!("[servers.r]\nurl = \"https://h/mcp\"\nclient_cert = {:?}\n", junk)).unwrap_err().to_string();
+    assert!(e.contains("go together"), "{e}");
+    let e = toml(&format!("[servers.r]\ncommand = \"x\"\nca_file = {:?}\n", junk)).unwrap_err().to_string();
+    assert!(e.contains("remote"), "{e}");
+    let e = toml("[servers.r]\nurl = \"https://h/mcp\"\nproxy = \"::nope\"\n").unwrap_err().to_string();
+    assert!(e.contains("servers.r.proxy"), "{e}");
+    let e = toml(&format!("redis = \"rediss://h\"\nredis_ca_file = {:?}\n[servers.a]\ncommand = \"x\"\n", junk)).unwrap_err();
+    assert!(e.to_string().contains("redis_ca_file") && e.to_string().contains("junk.pem"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_proxy_alone_gets_its_own_client_in_both_forms() {
+    let c = toml("[servers.r]\nurl = \"https://h/mcp\"\nproxy = \"http://127.0.0.1:3128\"\n").unwrap();
+    assert_eq!(c.servers["r"].outbound.as_ref().unwrap().options.proxy.as_deref(), Some("http://127.0.0.1:3128"));
+    let c =
+        Config::parse(r#"{"mcpServers": {"r": {"url": "https://h/sse", "type": "sse", "proxy": "http://p:1"}}}"#, "c.json", true)
+            .unwrap();
+    assert!(c.servers["r"].outbound.is_some());
+    assert!(toml("[servers.r]\nurl = \"https://h/mcp\"\n").unwrap().servers["r"].outbound.is_none());
+}
+
+#[test]
+fn the_keys_in_a_config_file() {
+    let parse = |sessions: &str| {
+        let text = format!("[sessions]\n{sessions}\n[servers.a]\ncommand = \"x\"\n");
+        Config::parse(&text, "t.toml", false)
+    };
+    let c = parse("event_log_bytes = \"8MiB\"\nmax_event_log_memory = 1073741824").unwrap();
+    assert_eq!((c.sessions.event_log_bytes, c.sessions.max_event_log_memory), (8 << 20, 1 << 30));
+    let d = parse("").unwrap();
+    assert_eq!(
+        (d.sessions.event_log_bytes, d.sessions.max_event_log_memory),
+        (sessions::EVENT_LOG_BYTES, sessions::MAX_EVENT_LOG_MEMORY)
+    );
+    let e = parse("event_log_bytes = \"8 parsecs\"").unwrap_err().to_string();
+    assert!(e.contains("event_log_bytes") && e.contains("unknown unit"), "{e}");
+    let e = parse("event_log_bytes = \"8MiB\"\nmax_event_log_memory = \"1MiB\"").unwrap_err().to_string();
+    assert!(e.contains("sessions.max_event_log_memory"), "{e}");
+}

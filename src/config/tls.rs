@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, ServerConfig};
+use super::error::ConfigError;
 
 /// A remote server's outbound settings, as written in the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,13 +41,6 @@ impl std::fmt::Debug for Outbound {
 impl PartialEq for Outbound {
     fn eq(&self, other: &Outbound) -> bool {
         self.options == other.options
-    }
-}
-
-impl ServerConfig {
-    /// The HTTP client for this server: its own when it has outbound settings, else `shared`.
-    pub fn http<'a>(&'a self, shared: &'a reqwest::Client) -> &'a reqwest::Client {
-        self.outbound.as_ref().map_or(shared, |o| &o.client)
     }
 }
 
@@ -140,49 +133,4 @@ pub(crate) fn redis_client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<r
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::Config;
-
-    fn toml(text: &str) -> Result<Config, super::ConfigError> {
-        Config::parse(text, "t.toml", false)
-    }
-
-    #[test]
-    fn bad_pem_files_are_config_errors_naming_the_file() {
-        let dir = std::env::temp_dir().join(format!("mcpb-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let junk = dir.join("junk.pem");
-        std::fs::write(&junk, "not a certificate\n").unwrap();
-        let missing = dir.join("missing.pem");
-        let e = toml(&format!("[servers.r]\nurl = \"https://h/mcp\"\nca_file = {:?}\n", junk)).unwrap_err().to_string();
-        assert!(e.contains("servers.r.ca_file") && e.contains("junk.pem") && e.contains("no PEM certificate"), "{e}");
-        let e = toml(&format!("[servers.r]\nurl = \"https://h/mcp\"\nca_file = {:?}\n", missing)).unwrap_err().to_string();
-        assert!(e.contains("missing.pem") && e.contains("cannot read"), "{e}");
-        let e = toml(&format!("[servers.r]\nurl = \"https://h/mcp\"\nclient_cert = {:?}\n", junk)).unwrap_err().to_string();
-        assert!(e.contains("go together"), "{e}");
-        let e = toml(&format!("[servers.r]\ncommand = \"x\"\nca_file = {:?}\n", junk)).unwrap_err().to_string();
-        assert!(e.contains("remote"), "{e}");
-        let e = toml("[servers.r]\nurl = \"https://h/mcp\"\nproxy = \"::nope\"\n").unwrap_err().to_string();
-        assert!(e.contains("servers.r.proxy"), "{e}");
-        let e = toml(&format!("redis = \"rediss://h\"\nredis_ca_file = {:?}\n[servers.a]\ncommand = \"x\"\n", junk)).unwrap_err();
-        assert!(e.to_string().contains("redis_ca_file") && e.to_string().contains("junk.pem"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_proxy_alone_gets_its_own_client_in_both_forms() {
-        let c = toml("[servers.r]\nurl = \"https://h/mcp\"\nproxy = \"http://127.0.0.1:3128\"\n").unwrap();
-        assert_eq!(c.servers["r"].outbound.as_ref().unwrap().options.proxy.as_deref(), Some("http://127.0.0.1:3128"));
-        let c = Config::parse(
-            r#"{"mcpServers": {"r": {"url": "https://h/sse", "type": "sse", "proxy": "http://p:1"}}}"#,
-            "c.json",
-            true,
-        )
-        .unwrap();
-        assert!(c.servers["r"].outbound.is_some());
-        assert!(toml("[servers.r]\nurl = \"https://h/mcp\"\n").unwrap().servers["r"].outbound.is_none());
-    }
 }
