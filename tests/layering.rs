@@ -125,3 +125,17 @@ fn src_keeps_the_floors_of_architecture_md() {
     }
     panic!("{report}");
 }
+
+/// The document cannot lose its rules quietly: the floors and each kind of invariant stay.
+#[test]
+fn architecture_md_keeps_floors_and_rules() {
+    let (path, arch) = architecture(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let floors = doc::floors(&arch).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let distinct: std::collections::BTreeSet<u32> = floors.entries.iter().map(|(_, f)| *f).collect();
+    assert!(distinct.len() >= 9, "the floors table has {} floors", distinct.len());
+    let rules = doc::rules(&arch).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let forbids = rules.iter().filter(|r| matches!(r, doc::Rule::Forbid { .. })).count();
+    assert!(forbids >= 6, "only {forbids} forbid rules: {rules:?}");
+    assert!(rules.iter().any(|r| matches!(r, doc::Rule::MaxLines { max: 600, .. })), "{rules:?}");
+    assert!(rules.contains(&doc::Rule::EveryModuleListed), "{rules:?}");
+}
