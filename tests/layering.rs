@@ -88,7 +88,7 @@ fn problems(root: &Path) -> Result<(check::Problems, tree::Tree, doc::Floors, Pa
     let tree = tree::build(&src, &lib_name(root));
     let mut out = check::Problems::default();
     check::upward(&tree, &floors, &mut out);
-    check::cycles(&tree, &floors, &mut out);
+    check::cycles(&tree, &floors, &rules, &mut out);
     check::rules(&tree, &floors, &rules, &lines, &mut out);
     Ok((out, tree, floors, doc_path))
 }

@@ -175,12 +175,13 @@ fn within(file: &str, ancestor: &str) -> bool {
 /// The module graph (`by_unit`) or the file graph, without test code and self-edges. In the
 /// file graph a file's imports of its own ancestors (`super::Session` in `session/registry.rs`)
 /// are left out: a module and the files it is made of are one module, checked as such in the
-/// module graph; siblings and cousins importing each other in a ring are a cycle.
-pub(crate) fn graph(tree: &Tree, floors: &Floors, by_unit: bool) -> BTreeMap<String, BTreeSet<String>> {
+/// module graph; siblings and cousins importing each other in a ring are a cycle. Files in a
+/// `strict` scope (`no inner cycle in …`) keep those edges too.
+pub(crate) fn graph(tree: &Tree, floors: &Floors, by_unit: bool, strict: &[Scope]) -> BTreeMap<String, BTreeSet<String>> {
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in tree.edges.iter().filter(|e| !e.test) {
         let (from, to) = if by_unit { (unit(floors, &e.from), unit(floors, &e.to)) } else { (e.from.clone(), e.to.clone()) };
-        if !by_unit && within(&from, &to) {
+        if !by_unit && within(&from, &to) && !strict.iter().any(|s| in_scope(floors, &from, s)) {
             continue;
         }
         if from != to {
@@ -190,9 +191,17 @@ pub(crate) fn graph(tree: &Tree, floors: &Floors, by_unit: bool) -> BTreeMap<Str
     g
 }
 
-pub(crate) fn cycles(tree: &Tree, floors: &Floors, out: &mut Problems) {
+/// Cycles between modules and between files; `rules` gives the scopes with no inner cycle.
+pub(crate) fn cycles(tree: &Tree, floors: &Floors, rules: &[Rule], out: &mut Problems) {
+    let strict: Vec<Scope> = rules
+        .iter()
+        .flat_map(|r| match r {
+            Rule::NoInnerCycle { scopes, .. } => scopes.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
     for (by_unit, what) in [(true, "modules"), (false, "files")] {
-        let g = graph(tree, floors, by_unit);
+        let g = graph(tree, floors, by_unit, &strict);
         for comp in sccs(&g) {
             // A shortest cycle through each member, each ring once.
             let mut rings: Vec<String> = Vec::new();
@@ -269,6 +278,7 @@ pub(crate) fn rules(tree: &Tree, floors: &Floors, rules: &[Rule], files: &BTreeM
                     }
                 }
             }
+            Rule::NoInnerCycle { .. } => {} // checked with the cycles
             Rule::EveryModuleListed => {
                 let src: Vec<&str> = files.keys().filter_map(|f| f.strip_prefix("src/")).collect();
                 for f in &src {

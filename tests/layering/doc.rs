@@ -7,6 +7,8 @@
 //!   of the SCOPEs, unless it also matches an `allow` PATTERN. A SCOPE is `*` (all of `src/`), a
 //!   module path as in the floors table (`cluster`, `config/tls`), or `floor:A-B` / `floor:N`.
 //! - `max N lines in DIR…`: no `.rs` file under the DIRs (relative to the root) over N lines.
+//! - `no inner cycle in SCOPE…`: in the file graph, a file's imports of its own parent modules
+//!   count too for the SCOPEs' files, so a module there and its parts form no ring either.
 //! - `every module listed`: every file in `src/` belongs to a row of the floors table, and every
 //!   module the table names exists.
 
@@ -50,6 +52,7 @@ pub(crate) enum Pattern {
 pub(crate) enum Rule {
     Forbid { text: String, patterns: Vec<Pattern>, scopes: Vec<Scope>, except: Vec<Scope>, allow: Vec<Pattern> },
     MaxLines { text: String, max: usize, dirs: Vec<String> },
+    NoInnerCycle { text: String, scopes: Vec<Scope> },
     EveryModuleListed,
 }
 
@@ -103,6 +106,9 @@ pub(crate) fn parse_rule(text: &str) -> Result<Rule, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
         ["every", "module", "listed"] => Ok(Rule::EveryModuleListed),
+        ["no", "inner", "cycle", "in", scopes @ ..] if !scopes.is_empty() => {
+            Ok(Rule::NoInnerCycle { text: text.to_string(), scopes: scopes.iter().map(|s| scope(s)).collect::<Result<_, _>>()? })
+        }
         ["max", n, "lines", "in", dirs @ ..] if !dirs.is_empty() => Ok(Rule::MaxLines {
             text: text.to_string(),
             max: n.parse().map_err(|_| format!("bad line count in `{text}`"))?,

@@ -96,7 +96,7 @@ const DOC: &str = "# Architecture\n\n## Floors\n\n| floor | modules | what |\n|-
 | 1 | `c`, `d` | ground |\n| 2 | `a` | middle |\n| 3 | `b`, `lib` | top |\n\n## Dependency invariants\n\n\
 - **`a` knows no redis.** Why.\n  Rule: `forbid redis crate::b in a allow redis::Ok`\n\
 - **No late patches.** Rule: not here.\n  Rule: `forbid type OnceLock<Weak> in *`; `max 4 lines in src`\n\
-- Rule: `every module listed`\n\n## Code map\n";
+- Rule: `every module listed`\n- **`d` has no inner cycle.**\n  Rule: `no inner cycle in d`\n\n## Code map\n";
 
 #[test]
 fn the_document_gives_floors_and_rules() {
@@ -105,7 +105,7 @@ fn the_document_gives_floors_and_rules() {
     assert_eq!(floors.of("lib.rs"), Some(("lib", 3)));
     assert_eq!(floors.of("e.rs"), None);
     let rules = doc::rules(DOC).unwrap();
-    assert_eq!(rules.len(), 4, "{rules:?}");
+    assert_eq!(rules.len(), 5, "{rules:?}");
     let Rule::Forbid { patterns, scopes, allow, .. } = &rules[0] else { panic!("{rules:?}") };
     assert_eq!(patterns[1], Pattern::Path(vec!["crate".into(), "b".into()]));
     assert_eq!(scopes, &[Scope::Module("a".into())]);
@@ -122,7 +122,7 @@ fn run(files: &[(&str, &str)]) -> Problems {
     let lines = files.iter().map(|(f, s)| (format!("src/{f}"), s.lines().count())).collect();
     let mut p = Problems::default();
     check::upward(&t, &floors, &mut p);
-    check::cycles(&t, &floors, &mut p);
+    check::cycles(&t, &floors, &rules, &mut p);
     check::rules(&t, &floors, &rules, &lines, &mut p);
     p
 }
@@ -169,4 +169,14 @@ fn tarjan_finds_each_cycle_once() {
     let comps = check::sccs(&g);
     assert_eq!(comps, vec![vec!["v".to_string(), "w".into()], vec!["x".into(), "y".into(), "z".into()]]);
     assert_eq!(check::chain(&g, &comps[1], "x"), "x → y → z → x");
+}
+
+#[test]
+fn no_inner_cycle_counts_a_part_importing_its_parent() {
+    let lib = "mod a;\nmod b;\nmod c;\nmod d;\n";
+    let d = "mod part;\nuse part::P;\npub struct D;\n";
+    let files =
+        [("lib.rs", lib), ("a.rs", ""), ("b.rs", ""), ("c.rs", ""), ("d.rs", d), ("d/part.rs", "use super::D;\npub struct P;\n")];
+    let p = run(&files);
+    assert_eq!(p.cycles, ["cycle of 2 files [d.rs, d/part.rs]:\n      d.rs → d/part.rs → d.rs"], "{p:?}");
 }
