@@ -330,7 +330,8 @@ pub(crate) fn render(tree: &Tree, floors: &Floors, files: bool) -> String {
             let tf = floor_of(to).unwrap_or(0);
             let mark = if tf > *floor { "  ▲ UPWARD" } else { "" };
             let test = if *test_only { " (tests only)" } else { "" };
-            s.push_str(&format!("    → {to} (floor {tf}, {n} refs){test}{mark}\n"));
+            let refs = if *n == 1 { "1 ref".to_string() } else { format!("{n} refs") };
+            s.push_str(&format!("    → {to} (floor {tf}, {refs}){test}{mark}\n"));
         }
         if files {
             for f in tree.files.iter().filter(|f| unit(floors, &f.file) == *u) {
