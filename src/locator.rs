@@ -110,6 +110,10 @@ pub enum OpError {
     /// The session's upstream is not taking messages (its queue stayed full): 503.
     #[error("{0}")]
     Busy(String),
+    /// The owner answered a forwarded request with a reply to another kind of request (an
+    /// inter-instance protocol error): not a missing session.
+    #[error("instance {owner} answered a forwarded `{request}` request out of protocol")]
+    Protocol { owner: String, request: &'static str },
 }
 
 impl From<SendError> for OpError {
@@ -365,7 +369,7 @@ impl Handle {
                         r.cluster.release_held(token);
                         Err(e.into())
                     }
-                    Ok(_) => Err(OpError::NotFound("unexpected answer from the owner".into())),
+                    Ok(_) => Err(OpError::Protocol { owner: r.owner.clone(), request: "open" }),
                 }
             }
         }
@@ -402,7 +406,7 @@ impl Handle {
                         r.cluster.release_held(token);
                         Err(e.into())
                     }
-                    Ok(_) => Err(OpError::NotFound("unexpected answer from the owner".into())),
+                    Ok(_) => Err(OpError::Protocol { owner: r.owner.clone(), request: "attach" }),
                 }
             }
         }

@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use super::Error;
 use crate::app::AppState;
 use crate::locator;
 use crate::session::{CloseReason, SessionId};
@@ -29,16 +30,16 @@ pub(crate) fn router() -> Router<AppState> {
 /// Admits a request with the admin token, or from loopback when no token is configured; a
 /// browser may call the API only from the status page itself (same origin: the API has no
 /// CORS), and no page may frame the status page.
-pub(crate) async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, Error> {
     let path = req.uri().path();
     if !path.starts_with("/admin") {
-        return next.run(req).await;
+        return Ok(next.run(req).await);
     }
     // The page itself holds no data; its API calls carry the token.
     if path.starts_with("/admin/api") {
         if let Err(why) = same_origin(req.headers()) {
             tracing::warn!(path, reason = %why, "refused an admin request");
-            return (StatusCode::FORBIDDEN, why).into_response();
+            return Err(Error::AdminCrossOrigin(why));
         }
         let allowed = match &app.config.edge.admin_token {
             Some(want) => crate::http::auth::bearer(req.headers()).is_some_and(|t| crate::config::edge::token_matches(t, want)),
@@ -48,17 +49,14 @@ pub(crate) async fn guard(State(app): State<AppState>, req: Request, next: Next)
             }
         };
         if !allowed {
-            let mut resp = (StatusCode::UNAUTHORIZED, "the admin API needs the admin token (or, without one, a loopback client)")
-                .into_response();
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-bridge-admin\""));
-            return resp;
+            return Err(Error::AdminUnauthorized);
         }
     }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    resp
+    Ok(resp)
 }
 
 /// Whether a request came through a proxy: any forwarding header. Such a request is not a
@@ -108,7 +106,7 @@ async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "instance": &*app.instance, "servers": list }))
 }
 
-async fn sessions(State(app): State<AppState>) -> Response {
+async fn sessions(State(app): State<AppState>) -> Result<Json<serde_json::Value>, Error> {
     let mut list: Vec<serde_json::Value> = app
         .locator
         .registry
@@ -129,44 +127,32 @@ async fn sessions(State(app): State<AppState>) -> Response {
                     serde_json::json!({ "id": r.id, "server": r.server, "transport": r.transport, "instance": r.owner, "principal": r.principal })
                 }));
             }
-            Err(e) => {
-                return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot list the cluster's sessions: {e}")).into_response()
-            }
+            Err(source) => return Err(Error::AdminCluster { context: "cannot list the cluster's sessions: ", source }),
         }
     }
     let by_server = list.iter().fold(BTreeMap::<String, usize>::new(), |mut m, v| {
         *m.entry(v["server"].as_str().unwrap_or("").to_string()).or_default() += 1;
         m
     });
-    Json(serde_json::json!({ "instance": &*app.instance, "count": list.len(), "by_server": by_server, "sessions": list }))
-        .into_response()
+    Ok(Json(serde_json::json!({ "instance": &*app.instance, "count": list.len(), "by_server": by_server, "sessions": list })))
 }
 
-async fn session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+async fn session(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, Error> {
     let Some(s) = SessionId::parse(&id).and_then(|id| app.locator.registry.get(id)) else {
-        return (StatusCode::NOT_FOUND, "no such session on this instance (in cluster mode, ask its owner)").into_response();
+        return Err(Error::AdminNoSession("no such session on this instance (in cluster mode, ask its owner)"));
     };
-    Json(serde_json::json!({ "session": s.summary(), "timeline": s.timeline() })).into_response()
+    Ok(Json(serde_json::json!({ "session": s.summary(), "timeline": s.timeline() })))
 }
 
-async fn end_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
-    let Some(id) = SessionId::parse(&id) else {
-        return (StatusCode::NOT_FOUND, "no such session").into_response();
-    };
-    match locator::find(&app.locator, id).await {
-        Ok(Some(h)) => match h.end(&app.locator, CloseReason::Deleted, "ended through the admin API").await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => crate::http::op_error(e),
-        },
-        Ok(None) => (StatusCode::NOT_FOUND, "no such session").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-    }
+async fn end_session(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, Error> {
+    let no_such = Error::AdminNoSession("no such session");
+    let Some(id) = SessionId::parse(&id) else { return Err(no_such) };
+    let found = locator::find(&app.locator, id).await.map_err(|source| Error::AdminCluster { context: "", source })?;
+    let h = found.ok_or(no_such)?;
+    h.end(&app.locator, CloseReason::Deleted, "ended through the admin API").await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn reload(State(app): State<AppState>) -> Response {
-    match app.reload() {
-        Ok(summary) => Json(summary).into_response(),
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("reload refused, the running configuration is unchanged: {e:#}"))
-            .into_response(),
-    }
+async fn reload(State(app): State<AppState>) -> Result<Json<serde_json::Value>, Error> {
+    app.reload().map(Json).map_err(Error::ReloadRefused)
 }

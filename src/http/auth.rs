@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::Error;
 use crate::config::auth::AuthModel;
-use crate::http::rpc_error;
-use crate::protocol::jsonrpc::code;
 
 /// The authenticated client of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,23 +54,16 @@ impl Auth {
         found
     }
 
-    fn challenge(&self, error: Option<&str>) -> Response {
-        let mut value = format!("Bearer realm=\"{}\"", self.realm);
+    /// The 401 with this realm's `WWW-Authenticate` challenge.
+    fn challenge(&self, error: Option<&str>) -> Error {
+        let mut challenge = format!("Bearer realm=\"{}\"", self.realm);
         if self.metadata.is_some() {
-            value.push_str(", resource_metadata=\"/.well-known/oauth-protected-resource\"");
+            challenge.push_str(", resource_metadata=\"/.well-known/oauth-protected-resource\"");
         }
         if let Some(e) = error {
-            value.push_str(&format!(", error=\"{e}\""));
+            challenge.push_str(&format!(", error=\"{e}\""));
         }
-        let mut resp = rpc_error(
-            StatusCode::UNAUTHORIZED,
-            code::CONNECTION_CLOSED,
-            "Unauthorized: a valid bearer token or API key is required",
-        );
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        resp
+        Error::Unauthorized { challenge }
     }
 }
 
@@ -97,46 +89,40 @@ fn server_of(path: &str) -> Option<&str> {
 /// The middleware. Health, readiness and the metadata document stay open (`/readyz` shows its
 /// details to a known client, so it learns the principal here); `/metrics` and the admin API
 /// check their own tokens.
-pub(crate) async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Result<Response, Error> {
     let path = req.uri().path();
     if path == "/readyz" {
         if let Some(c) = presented(req.headers()).and_then(|t| auth.client(t)) {
             let principal = Principal(c.name.clone());
             req.extensions_mut().insert(principal);
         }
-        return next.run(req).await;
+        return Ok(next.run(req).await);
     }
     if matches!(path, "/healthz" | "/metrics") || path.starts_with("/admin") {
-        return next.run(req).await;
+        return Ok(next.run(req).await);
     }
     if path == "/.well-known/oauth-protected-resource" {
-        return match &auth.metadata {
-            Some(md) => ([(header::CONTENT_TYPE, "application/json")], md.clone()).into_response(),
-            None => StatusCode::NOT_FOUND.into_response(),
-        };
+        let md = auth.metadata.clone().ok_or(Error::NoMetadata)?;
+        return Ok(([(header::CONTENT_TYPE, "application/json")], md).into_response());
     }
     let Some(token) = presented(req.headers()) else {
-        return auth.challenge(None);
+        return Err(auth.challenge(None));
     };
     let Some(client) = auth.client(token) else {
         tracing::warn!(path, "refused a request with an unknown token");
-        return auth.challenge(Some("invalid_token"));
+        return Err(auth.challenge(Some("invalid_token")));
     };
     if let Some(server) = server_of(path) {
         if !client.servers.iter().any(|s| s == "*" || s == server) {
             tracing::warn!(principal = %client.name, server, "refused a server the client may not use");
-            return rpc_error(
-                StatusCode::FORBIDDEN,
-                code::CONNECTION_CLOSED,
-                &format!("Forbidden: this client may not use server `{server}`"),
-            );
+            return Err(Error::ServerForbidden { server: server.to_string() });
         }
     }
     // Credentials stop here: upstream requests are built from the configuration alone.
     req.headers_mut().remove(header::AUTHORIZATION);
     req.headers_mut().remove("x-api-key");
     req.extensions_mut().insert(Principal(client.name.clone()));
-    next.run(req).await
+    Ok(next.run(req).await)
 }
 
 #[cfg(test)]

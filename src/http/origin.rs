@@ -15,9 +15,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::rpc_error;
+use super::Error;
 use crate::config::edge::normalize_origin;
-use crate::protocol::jsonrpc::code;
 
 /// What the middleware allows, built once from the configuration.
 #[derive(Debug, Clone)]
@@ -39,15 +38,24 @@ impl Policy {
         })
     }
 
-    /// Both checks the middleware makes on a request to `path`: `Err((400, reason))` for a
-    /// repeated or non-ASCII `Host`, on every path; `Err((403, reason))` for a refused `Host` or
-    /// `Origin`, on every path but the probes. Public for the `headers` fuzz target.
-    pub fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-        one_host(headers).map_err(|r| (StatusCode::BAD_REQUEST, r.to_string()))?;
+    /// Both checks the middleware makes on a request to `path`: [`Error::BadHost`] for a
+    /// repeated or non-ASCII `Host`, on every path; [`Error::OriginRefused`] for a refused
+    /// `Host` or `Origin`, on every path but the probes.
+    pub(crate) fn refusal(&self, path: &str, headers: &HeaderMap) -> Result<(), Error> {
+        one_host(headers).map_err(|r| Error::BadHost(r.to_string()))?;
         if path == "/healthz" || path == "/readyz" {
             return Ok(());
         }
-        self.verdict(headers).map_err(|r| (StatusCode::FORBIDDEN, r))
+        self.verdict(headers).map_err(Error::OriginRefused)
+    }
+
+    /// [`Policy::refusal`] as the status it is answered with (400 or 403) and the reason.
+    /// Public for the `headers` fuzz target.
+    pub fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        self.refusal(path, headers).map_err(|e| {
+            let why = reason(&e).to_string();
+            (e.into_response().status(), why)
+        })
     }
 
     /// `Err(reason)` if the request must be refused.
@@ -84,24 +92,30 @@ impl Policy {
 
 /// The middleware: 403 with a JSON-RPC error body for a refused request; CORS for an allowed
 /// origin.
-pub(crate) async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Response {
+pub(crate) async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Result<Response, Error> {
     let path = req.uri().path();
-    if let Err((status, reason)) = policy.admit(path, req.headers()) {
-        tracing::warn!(path, reason = %reason, "refused a request");
-        let rpc_code = if status == StatusCode::BAD_REQUEST { code::INVALID_REQUEST } else { code::CONNECTION_CLOSED };
-        let what = status.canonical_reason().unwrap_or("Refused");
-        return rpc_error(status, rpc_code, &format!("{what}: {reason}"));
+    if let Err(refused) = policy.refusal(path, req.headers()) {
+        tracing::warn!(path, reason = %reason(&refused), "refused a request");
+        return Err(refused);
     }
     // The admin API serves only its own page: no CORS (admin::guard checks the origin).
     let Some(origin) = req.headers().get(header::ORIGIN).cloned().filter(|_| !path.starts_with("/admin")) else {
-        return next.run(req).await;
+        return Ok(next.run(req).await);
     };
     if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        return preflight(origin, req.headers());
+        return Ok(preflight(origin, req.headers()));
     }
     let mut resp = next.run(req).await;
     cors(resp.headers_mut(), origin);
-    resp
+    Ok(resp)
+}
+
+/// Why [`Policy::refusal`] refused, without the status words the client's message starts with.
+fn reason(e: &Error) -> &str {
+    match e {
+        Error::BadHost(r) | Error::OriginRefused(r) => r,
+        _ => "",
+    }
 }
 
 /// A request has at most one `Host`, and it is text (RFC 9112 section 3.2: else 400). A second

@@ -5,9 +5,10 @@
 //! `[auth]` is on without one (client tokens do not read every server's metrics).
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::Error;
 use crate::app::AppState;
 use crate::http::auth::Who;
 
@@ -49,7 +50,7 @@ pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: Heade
 }
 
 /// `GET /metrics`: the Prometheus text, behind the `[metrics]` token.
-pub(crate) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     let refusal = match &app.config.edge.metrics_token {
         Some(want) => (!crate::http::auth::bearer(&headers).is_some_and(|t| crate::config::edge::token_matches(t, want)))
             .then_some("/metrics needs the [metrics] token as a bearer token"),
@@ -59,14 +60,12 @@ pub(crate) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> 
         None => None,
     };
     if let Some(why) = refusal {
-        let mut resp = (StatusCode::UNAUTHORIZED, why).into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-bridge-metrics\""));
-        return resp;
+        return Err(Error::MetricsUnauthorized(why));
     }
     let m = crate::metrics::get();
     for name in app.locator.servers().keys() {
         let healthy = app.locator.ctx.health.status(name).healthy;
         m.upstream_healthy.get_or_create(&crate::metrics::Server { server: name.clone() }).set(i64::from(healthy));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response())
 }

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 
-use super::{origin, sse, streamable};
+use super::{origin, sse, streamable, Error};
 use crate::app::AppState;
 
 pub(crate) fn router(app: AppState) -> Router {
@@ -32,7 +31,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/readyz", get(crate::http::probes::readyz))
         .route("/metrics", get(crate::http::probes::metrics))
         .merge(crate::http::admin::router())
-        .fallback(any(|| async { (StatusCode::NOT_FOUND, "not found: the bridge serves /sse/{server} and /mcp/{server}") }))
+        .fallback(any(|| async { Error::NoRoute }))
         .layer(DefaultBodyLimit::max(app.config.limits.max_body));
     let router = match auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, crate::http::auth::check)),

@@ -11,57 +11,35 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::event_stream::{EventStream, StreamInfo};
-use super::{client_addr, op_error, public_prefix, rpc_error, sse_response};
+use super::{client_addr, parse_messages, public_prefix, sse_response, Error};
 use crate::app::AppState;
+use crate::config::ServerConfig;
 use crate::http::auth::Who;
 use crate::locator::{self, Detach, Handle, OpError};
-use crate::protocol::jsonrpc;
 use crate::session::event_log::EventId;
-use crate::session::{CloseReason, SessionId, Transport};
+use crate::session::{Attached, CloseReason, SessionId, Transport};
 use crate::sse;
 
+/// `GET /sse/{name}`: a new session, or with `Last-Event-ID` the one it names, resumed.
 pub(crate) async fn open(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Who(principal): Who,
     headers: HeaderMap,
-) -> Response {
-    let Some(server) = app.locator.server(&name) else {
-        return unknown_server(&name);
-    };
+) -> Result<Response, Error> {
+    let server = app.locator.server(&name).ok_or_else(|| Error::unknown_server(&name))?;
     let client = client_addr(&app.config.edge, &headers, peer);
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(EventId::parse);
     let retry = sse::retry(app.config.sessions.retry.as_millis() as u64);
     let (id, attached, detach, first) = match resume {
         Some(last) => {
-            let handle = match locator::find_for(&app.locator, last.session, principal.as_deref()).await {
-                Ok(h) => h.filter(|h| h.server_name() == name && h.transport() == Transport::Sse),
-                Err(e) => return op_error(OpError::Unavailable(e)),
-            };
-            let Some(handle) = handle else {
-                return (StatusCode::NOT_FOUND, format!("session {} is not held any more; open a new one", last.session))
-                    .into_response();
-            };
-            match handle.attach(&app.locator, 0, Some(last.seq), true).await {
-                Ok((attached, _, detach)) => (handle.id(), attached, detach, retry),
-                Err(OpError::Gap(detail)) => {
-                    let _ = handle.end(&app.locator, CloseReason::EventLogOverflow, &detail).await;
-                    return (StatusCode::GONE, format!("session {}: {detail}; the session is ended", handle.id()))
-                        .into_response();
-                }
-                Err(e) => return op_error(e),
-            }
+            let (id, attached, detach) = resume_stream(&app, &name, last, principal.as_deref()).await?;
+            (id, attached, detach, retry)
         }
         None => {
-            let session = match locator::create(&app.locator, server.clone(), Transport::Sse, principal).await {
-                Ok(s) => s,
-                Err(e) => return op_error(e),
-            };
-            let attached = match session.attach(0, None, true) {
-                Ok(a) => a,
-                Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-            };
+            let session = locator::create(&app.locator, server.clone(), Transport::Sse, principal).await?;
+            let attached = session.attach(0, None, true).map_err(Error::Attach)?;
             let seq = session.reserve_seq(0).unwrap_or(0);
             let prefix = public_prefix(&headers, app.config.public_base_path.as_deref());
             let endpoint = format!("{prefix}/sse/{name}/message?sessionId={}", session.id);
@@ -71,10 +49,44 @@ pub(crate) async fn open(
             (session.id, attached, Detach::Local(session), Bytes::from(first))
         }
     };
+    Ok(stream(&app, &server, id, client, first, attached, detach))
+}
+
+/// Reattaches a client to the session its `Last-Event-ID` names, replaying what it missed. A
+/// session whose log no longer holds those events is ended (410).
+async fn resume_stream(
+    app: &AppState,
+    name: &str,
+    last: EventId,
+    principal: Option<&str>,
+) -> Result<(SessionId, Attached, Detach), Error> {
+    let handle = locator::find_for(&app.locator, last.session, principal).await?;
+    let handle = handle.filter(|h| h.server_name() == name && h.transport() == Transport::Sse);
+    let handle = handle.ok_or(Error::SseNotHeld(last.session))?;
+    match handle.attach(&app.locator, 0, Some(last.seq), true).await {
+        Ok((attached, _, detach)) => Ok((handle.id(), attached, detach)),
+        Err(OpError::Gap(detail)) => {
+            let _ = handle.end(&app.locator, CloseReason::EventLogOverflow, &detail).await;
+            Err(Error::SseEventsLost { session: handle.id(), detail })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The event stream of the session's one SSE stream.
+fn stream(
+    app: &AppState,
+    server: &ServerConfig,
+    session: SessionId,
+    client: String,
+    first: Bytes,
+    attached: Attached,
+    detach: Detach,
+) -> Response {
     let info = StreamInfo {
-        session: id,
+        session,
         stream: 0,
-        server: name.as_str().into(),
+        server: server.name.as_str().into(),
         transport: Transport::Sse,
         client,
         instance: app.instance.clone(),
@@ -89,40 +101,22 @@ pub(crate) struct MessageQuery {
     session_id: Option<String>,
 }
 
+/// `POST …/message?sessionId=`: client messages for a legacy SSE session (202).
 pub(crate) async fn message(
     State(app): State<AppState>,
     name: Option<Path<String>>,
     Query(q): Query<MessageQuery>,
     Who(principal): Who,
     body: Bytes,
-) -> Response {
-    let Some(raw_id) = q.session_id else {
-        return (StatusCode::BAD_REQUEST, "missing the sessionId query parameter").into_response();
-    };
-    let Some(id) = SessionId::parse(&raw_id) else {
-        return (StatusCode::NOT_FOUND, "session not found").into_response();
-    };
-    let handle = match locator::find_for(&app.locator, id, principal.as_deref()).await {
-        Ok(h) => h,
-        Err(e) => return op_error(OpError::Unavailable(e)),
-    };
+) -> Result<Response, Error> {
+    let raw_id = q.session_id.ok_or(Error::MissingSessionId)?;
+    let id = SessionId::parse(&raw_id).ok_or(Error::SseNoSession)?;
+    let handle = locator::find_for(&app.locator, id, principal.as_deref()).await?;
     let handle = handle.filter(|h: &Handle| {
         h.transport() == Transport::Sse && name.as_ref().is_none_or(|Path(n)| n.as_str() == h.server_name())
     });
-    let Some(handle) = handle else {
-        return (StatusCode::NOT_FOUND, "session not found").into_response();
-    };
-    let messages = match super::streamable::parse_messages(&body) {
-        Ok((m, _)) => m,
-        Err(resp) => return resp,
-    };
-    match handle.send(&app.locator, messages, 0).await {
-        Ok(()) => (StatusCode::ACCEPTED, "Accepted").into_response(),
-        Err(e) => op_error(e),
-    }
-}
-
-pub(crate) fn unknown_server(name: &str) -> Response {
-    let name: String = name.chars().take(128).collect();
-    rpc_error(StatusCode::NOT_FOUND, jsonrpc::code::CONNECTION_CLOSED, &format!("unknown MCP server `{name}`"))
+    let handle = handle.ok_or(Error::SseNoSession)?;
+    let (messages, _) = parse_messages(&body)?;
+    handle.send(&app.locator, messages, 0).await?;
+    Ok((StatusCode::ACCEPTED, "Accepted").into_response())
 }

@@ -10,12 +10,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::event_stream::{EventStream, StreamInfo};
-use super::{accepts, client_addr, op_error, rpc_error, sse_response};
+use super::{accepts, client_addr, parse_messages, sse_response, Error};
 use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::http::auth::Who;
 use crate::locator::{self, Detach, Handle, OpError};
-use crate::protocol::jsonrpc::{self, code, Kind, Peek};
+use crate::protocol::jsonrpc::{Kind, Peek};
 use crate::protocol::SUPPORTED_VERSIONS;
 use crate::session::event_log::EventId;
 use crate::session::{Attached, CloseReason, Frame, SessionId, Transport};
@@ -23,18 +23,8 @@ use crate::sse;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
-/// Splits and checks a body of JSON-RPC messages; a bad body is a 400 with a JSON-RPC error.
-pub(crate) fn parse_messages(body: &[u8]) -> Result<(Vec<(Bytes, Peek)>, bool), Response> {
-    let bad = |e: jsonrpc::PeekError| rpc_error(StatusCode::BAD_REQUEST, e.code(), &format!("Parse error: {e}"));
-    let (items, batch) = jsonrpc::split(body).map_err(bad)?;
-    let mut out = Vec::with_capacity(items.len());
-    for raw in items {
-        let peek = jsonrpc::peek(&raw).map_err(bad)?;
-        out.push((raw, peek));
-    }
-    Ok((out, batch))
-}
-
+/// `POST /mcp/{name}`: client messages; requests are answered on an SSE stream or, for a
+/// server in JSON mode, in one JSON body. An `initialize` opens a session.
 pub(crate) async fn post(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -42,86 +32,68 @@ pub(crate) async fn post(
     Who(principal): Who,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let Some(server) = app.locator.server(&name) else {
-        return super::sse::unknown_server(&name);
-    };
+) -> Result<Response, Error> {
+    let server = app.locator.server(&name).ok_or_else(|| Error::unknown_server(&name))?;
     if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            code::CONNECTION_CLOSED,
-            "Not Acceptable: Client must accept both application/json and text/event-stream",
-        );
+        return Err(Error::NotAcceptable("both application/json and text/event-stream"));
     }
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
     if !json_body {
-        return rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code::CONNECTION_CLOSED,
-            "Unsupported Media Type: Content-Type must be application/json",
-        );
+        return Err(Error::UnsupportedMediaType);
     }
     if super::modern::is_modern(&headers, &body) {
-        return super::modern::post(app, server, principal, headers, body).await;
+        return Ok(super::modern::post(app, server, principal, headers, body).await);
     }
-    let (messages, batch) = match parse_messages(&body) {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
-    let initialize = messages.iter().any(|(_, p)| p.kind == Kind::Request && p.method.as_deref() == Some("initialize"));
-    let (handle, new) = if initialize {
-        if messages.len() > 1 {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                code::INVALID_REQUEST,
-                "Invalid Request: Only one initialization request is allowed",
-            );
-        }
-        if matches!(session_from(&app, &headers, &name, principal.as_deref()).await, Some(Ok(_))) {
-            return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid Request: Server already initialized");
-        }
-        match locator::create(&app.locator, server.clone(), Transport::Streamable, principal.clone()).await {
-            Ok(s) => (Handle::Local(s), true),
-            Err(e) => return op_error(e),
-        }
-    } else {
-        let handle = match checked_session(&app, &headers, &name, principal.as_deref()).await {
-            Ok(s) => s,
-            Err(resp) => return resp,
-        };
-        if batch {
-            if let Some(v) = handle.protocol_version().filter(|v| crate::protocol::at_least(v, crate::protocol::V2025_06_18)) {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    code::INVALID_REQUEST,
-                    &format!("Invalid Request: JSON-RPC batches are not part of protocol version {v}"),
-                );
-            }
-        }
-        (handle, false)
-    };
+    let (messages, batch) = parse_messages(&body)?;
+    let (handle, new) = posted_to(&app, &name, &server, &headers, principal, &messages, batch).await?;
     let session_header = [(SESSION_HEADER, handle.id().to_string())];
     let extra: &[(&'static str, String)] = if new { &session_header } else { &[] };
     let requests = messages.iter().filter(|(_, p)| p.kind == Kind::Request).count();
     if requests == 0 {
-        return match handle.send(&app.locator, messages, 0).await {
-            Ok(()) => StatusCode::ACCEPTED.into_response(),
-            Err(e) => op_error(e),
-        };
+        handle.send(&app.locator, messages, 0).await?;
+        return Ok(StatusCode::ACCEPTED.into_response());
     }
-    let (opened, attached, detach) = match handle.open(&app.locator, messages, requests, server.json_response).await {
-        Ok(o) => o,
-        Err(e) => return op_error(e),
-    };
+    let (opened, attached, detach) = handle.open(&app.locator, messages, requests, server.json_response).await?;
     if server.json_response {
-        return json_answer(attached, batch, extra).await;
+        return Ok(json_answer(attached, batch, extra).await);
     }
     let client = client_addr(&app.config.edge, &headers, peer);
     let priming = opened.priming.map(|seq| EventId { session: handle.id(), stream: opened.stream, seq });
-    stream_response(&app, &server, handle.id(), attached, detach, opened.polling, priming, client, extra)
+    Ok(stream_response(&app, &server, handle.id(), attached, detach, opened.polling, priming, client, extra))
+}
+
+/// The session a POST goes to, and whether it is new: a new one for an `initialize` (alone,
+/// and not on a live session), else the one its header names.
+async fn posted_to(
+    app: &AppState,
+    name: &str,
+    server: &std::sync::Arc<ServerConfig>,
+    headers: &HeaderMap,
+    principal: Option<std::sync::Arc<str>>,
+    messages: &[(Bytes, Peek)],
+    batch: bool,
+) -> Result<(Handle, bool), Error> {
+    let initialize = messages.iter().any(|(_, p)| p.kind == Kind::Request && p.method.as_deref() == Some("initialize"));
+    if initialize {
+        if messages.len() > 1 {
+            return Err(Error::InvalidRequest("Only one initialization request is allowed".into()));
+        }
+        if matches!(session_from(app, headers, name, principal.as_deref()).await, Some(Ok(_))) {
+            return Err(Error::InvalidRequest("Server already initialized".into()));
+        }
+        let session = locator::create(&app.locator, server.clone(), Transport::Streamable, principal).await?;
+        return Ok((Handle::Local(session), true));
+    }
+    let handle = checked_session(app, headers, name, principal.as_deref()).await?;
+    if batch {
+        if let Some(v) = handle.protocol_version().filter(|v| crate::protocol::at_least(v, crate::protocol::V2025_06_18)) {
+            return Err(Error::InvalidRequest(format!("JSON-RPC batches are not part of protocol version {v}")));
+        }
+    }
+    Ok((handle, false))
 }
 
 /// Collects a JSON-mode stream's responses into one body.
@@ -185,30 +157,23 @@ fn stream_response(
     sse_response(body, extra)
 }
 
+/// `GET /mcp/{name}`: the session's standalone stream, or with `Last-Event-ID` a stream
+/// resumed.
 pub(crate) async fn get(
     State(app): State<AppState>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Who(principal): Who,
     headers: HeaderMap,
-) -> Response {
-    let Some(server) = app.locator.server(&name) else {
-        return super::sse::unknown_server(&name);
-    };
+) -> Result<Response, Error> {
+    let server = app.locator.server(&name).ok_or_else(|| Error::unknown_server(&name))?;
     if let Some(refused) = super::modern::refuse(&headers) {
-        return refused;
+        return Ok(refused);
     }
     if !accepts(&headers, "text/event-stream") {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            code::CONNECTION_CLOSED,
-            "Not Acceptable: Client must accept text/event-stream",
-        );
+        return Err(Error::NotAcceptable("text/event-stream"));
     }
-    let handle = match checked_session(&app, &headers, &name, principal.as_deref()).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+    let handle = checked_session(&app, &headers, &name, principal.as_deref()).await?;
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -222,91 +187,64 @@ pub(crate) async fn get(
         Ok(a) => a,
         Err(OpError::Gap(detail)) => {
             let _ = handle.end(&app.locator, CloseReason::EventLogOverflow, &detail).await;
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                code::SESSION_NOT_FOUND,
-                &format!("Session not found: events were lost ({detail})"),
-            );
+            return Err(Error::EventsLost(detail));
         }
-        Err(e) => return op_error(e),
+        Err(e) => return Err(e.into()),
     };
     let client = client_addr(&app.config.edge, &headers, peer);
-    stream_response(&app, &server, handle.id(), attached, detach, polling, None, client, &[])
+    Ok(stream_response(&app, &server, handle.id(), attached, detach, polling, None, client, &[]))
 }
 
+/// `DELETE /mcp/{name}`: ends the session.
 pub(crate) async fn delete(
     State(app): State<AppState>,
     Path(name): Path<String>,
     Who(principal): Who,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, Error> {
     if app.locator.server(&name).is_none() {
-        return super::sse::unknown_server(&name);
+        return Err(Error::unknown_server(&name));
     }
     if let Some(refused) = super::modern::refuse(&headers) {
-        return refused;
+        return Ok(refused);
     }
-    let handle = match checked_session(&app, &headers, &name, principal.as_deref()).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    match handle.end(&app.locator, CloseReason::Deleted, "the client sent DELETE").await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => op_error(e),
-    }
+    let handle = checked_session(&app, &headers, &name, principal.as_deref()).await?;
+    handle.end(&app.locator, CloseReason::Deleted, "the client sent DELETE").await?;
+    Ok(StatusCode::OK.into_response())
 }
 
-pub(crate) async fn not_allowed() -> Response {
-    let mut resp = rpc_error(StatusCode::METHOD_NOT_ALLOWED, code::CONNECTION_CLOSED, "Method not allowed.");
-    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-    resp
+/// Any other method on `/mcp/{name}`: 405.
+pub(crate) async fn not_allowed() -> Error {
+    Error::MethodNotAllowed
 }
 
 /// The session a request names, if it names one: `Err` if it is unknown (or unreachable).
-async fn session_from(
-    app: &AppState,
-    headers: &HeaderMap,
-    name: &str,
-    principal: Option<&str>,
-) -> Option<Result<Handle, Response>> {
+async fn session_from(app: &AppState, headers: &HeaderMap, name: &str, principal: Option<&str>) -> Option<Result<Handle, Error>> {
     let raw = headers.get(SESSION_HEADER)?;
     let Some(id) = raw.to_str().ok().and_then(SessionId::parse) else {
-        return Some(Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")));
+        return Some(Err(Error::NoSession));
     };
     let found = match locator::find_for(&app.locator, id, principal).await {
         Ok(h) => h,
-        Err(e) => return Some(Err(op_error(OpError::Unavailable(e)))),
+        Err(e) => return Some(Err(e.into())),
     };
     let found = found.filter(|h| {
         h.transport() == Transport::Streamable && h.server_name() == name && !matches!(h, Handle::Local(s) if s.ended().is_some())
     });
-    Some(found.ok_or_else(|| rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")))
+    Some(found.ok_or(Error::NoSession))
 }
 
 /// The session of a non-initialize request, with its protocol version header checked.
-async fn checked_session(app: &AppState, headers: &HeaderMap, name: &str, principal: Option<&str>) -> Result<Handle, Response> {
-    let handle = match session_from(app, headers, name, principal).await {
-        None => {
-            return Err(rpc_error(
-                StatusCode::BAD_REQUEST,
-                code::CONNECTION_CLOSED,
-                "Bad Request: Mcp-Session-Id header is required",
-            ))
-        }
-        Some(r) => r?,
-    };
+async fn checked_session(app: &AppState, headers: &HeaderMap, name: &str, principal: Option<&str>) -> Result<Handle, Error> {
+    let handle = session_from(app, headers, name, principal)
+        .await
+        .ok_or_else(|| Error::BadRequest("Mcp-Session-Id header is required".into()))??;
     if let Some(v) = headers.get("mcp-protocol-version") {
         let v = v.to_str().unwrap_or("");
         if !SUPPORTED_VERSIONS.contains(&v) {
             let v: String = v.chars().take(64).collect();
-            return Err(rpc_error(
-                StatusCode::BAD_REQUEST,
-                code::CONNECTION_CLOSED,
-                &format!(
-                    "Bad Request: Unsupported protocol version: {v} (supported versions: {})",
-                    SUPPORTED_VERSIONS.join(", ")
-                ),
-            ));
+            let supported = SUPPORTED_VERSIONS.join(", ");
+            return Err(Error::BadRequest(format!("Unsupported protocol version: {v} (supported versions: {supported})")));
         }
     }
     Ok(handle)
