@@ -18,11 +18,14 @@ use tokio::sync::mpsc;
 use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::locator::{self, Detach, Handle, OpError};
+use crate::protocol::headers::{check_param_headers, decode_header_value};
 use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::modern::{self as wire, code, ClientCaps, ListenFilter, ModernRequest};
+use crate::protocol::request_state::RequestState;
 use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
 use crate::session::event_log::Entry;
 use crate::session::{Attached, CloseReason, Frame, Session, SessionId, Transport, DISCARD};
-use crate::stateless::{self, code, Backing, CheckoutError, ClientCaps, ListenFilter, ModernRequest, RequestState};
+use crate::stateless::{Backing, CheckoutError};
 use crate::{metrics, sse};
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -132,7 +135,7 @@ fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Response> {
         ("io.modelcontextprotocol/clientCapabilities", &req.meta.capabilities),
         ("io.modelcontextprotocol/clientInfo", &req.meta.client_info),
     ] {
-        if value.as_ref().is_some_and(|v| !stateless::shallow_object(v.get(), 32)) {
+        if value.as_ref().is_some_and(|v| !wire::shallow_object(v.get(), 32)) {
             let msg = format!("Invalid params: _meta[\"{key}\"] must be a JSON object (nested at most 32 deep)");
             return Err(error(StatusCode::BAD_REQUEST, Some(id), code::INVALID_PARAMS, &msg));
         }
@@ -152,7 +155,7 @@ fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Response> {
         let Some(h) = headers.get("mcp-name") else {
             return Err(mismatch(id, &format!("the Mcp-Name header is required for {}", req.method)));
         };
-        let Some(decoded) = stateless::decode_header_value(h.as_bytes()) else {
+        let Some(decoded) = decode_header_value(h.as_bytes()) else {
             return Err(mismatch(id, "the Mcp-Name header value has invalid characters or a malformed =?base64?…?= encoding"));
         };
         if &decoded != name {
@@ -214,7 +217,7 @@ pub(crate) async fn post(
         Kind::Notification => return StatusCode::ACCEPTED.into_response(),
         Kind::Request => {}
     }
-    let req = match stateless::parse_request(&raw) {
+    let req = match wire::parse_request(&raw) {
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, peek.id.as_deref(), code::INVALID_PARAMS, &msg),
     };
@@ -352,7 +355,7 @@ async fn call(
         if let Some(wanted) = req.name.as_ref().and_then(|n| tools.get(n)) {
             let arguments: serde_json::Value =
                 req.arguments.as_ref().and_then(|a| serde_json::from_str(a.get()).ok()).unwrap_or_default();
-            if let Err(msg) = stateless::check_param_headers(headers, &arguments, wanted) {
+            if let Err(msg) = check_param_headers(headers, &arguments, wanted) {
                 app.stateless.checkin(app, backing);
                 return mismatch(&req.id, &msg);
             }
@@ -570,7 +573,7 @@ impl Exchange {
                 let state =
                     RequestState { session: self.session_id, stream: self.stream, asked: self.first_ask, request: self.digest };
                 let state = state.sign(self.principal.as_deref(), self.app.stateless.secret());
-                let body = stateless::input_required(&self.reply_id, &self.asks, &state);
+                let body = wire::input_required(&self.reply_id, &self.asks, &state);
                 return Some(Out::Final { body, status: StatusCode::OK });
             };
             let Ok(peek) = jsonrpc::peek(&data) else { continue };
@@ -586,8 +589,8 @@ impl Exchange {
                         }
                     }
                     let status = if peek.error { status_for(error_code(&data)) } else { StatusCode::OK };
-                    let cacheable = stateless::CACHEABLE.contains(&self.method.as_str());
-                    return Some(Out::Final { body: stateless::final_response(&data, &self.reply_id, cacheable), status });
+                    let cacheable = wire::CACHEABLE.contains(&self.method.as_str());
+                    return Some(Out::Final { body: wire::final_response(&data, &self.reply_id, cacheable), status });
                 }
                 Kind::Request => {
                     let Some(uid) = peek.id.as_deref() else { continue };
@@ -600,7 +603,7 @@ impl Exchange {
                         continue;
                     }
                     match self.caps.allows(method) {
-                        Some((_, true)) if stateless::MRTR_METHODS.contains(&self.method.as_str()) => {
+                        Some((_, true)) if wire::MRTR_METHODS.contains(&self.method.as_str()) => {
                             if self.asks.is_empty() {
                                 self.first_ask = seq;
                                 self.gather_until = Some(tokio::time::Instant::now() + GATHER);
@@ -621,7 +624,7 @@ impl Exchange {
                                 let detail = "the upstream needed a client capability the request did not declare";
                                 self.app.stateless.forget(&self.app, &b.session, CloseReason::Completed, detail);
                             }
-                            let body = stateless::missing_capability(&self.reply_id, cap, method);
+                            let body = wire::missing_capability(&self.reply_id, cap, method);
                             return Some(Out::Final { body, status: StatusCode::BAD_REQUEST });
                         }
                         None => self.refuse_upstream(
@@ -635,7 +638,7 @@ impl Exchange {
                 Kind::Notification if !self.asks.is_empty() => continue,
                 Kind::Notification => match peek.method.as_deref() {
                     Some("notifications/progress") => return Some(Out::Notify(data)),
-                    Some("notifications/message") if stateless::log_wanted(self.log_level.as_deref(), &data) => {
+                    Some("notifications/message") if wire::log_wanted(self.log_level.as_deref(), &data) => {
                         return Some(Out::Notify(data))
                     }
                     // Change notifications belong on subscriptions/listen streams.
@@ -785,7 +788,7 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
         return super::op_error(e.into());
     }
     tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");
-    let first = sse::event(None, None, &stateless::acknowledged(&req.id, &honored));
+    let first = sse::event(None, None, &wire::acknowledged(&req.id, &honored));
     let changes = app.locator.ctx.changes.subscribe(&server.name, session.principal.as_ref());
     let listener =
         Listener { app: app.clone(), session, rx: attached.rx, changes, filter: honored, id: req.id.clone(), _backing: backing };
@@ -836,8 +839,8 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
                     continue;
                 }
                 let method = peek.method.as_deref().unwrap_or("");
-                if stateless::listen_wants(&l.filter, method, &data) {
-                    let tagged = stateless::with_meta(&data, "io.modelcontextprotocol/subscriptionId", &l.id);
+                if wire::listen_wants(&l.filter, method, &data) {
+                    let tagged = wire::with_meta(&data, "io.modelcontextprotocol/subscriptionId", &l.id);
                     return Some((Ok(sse::event(None, None, &tagged)), (l, None, hb, false)));
                 }
             }
