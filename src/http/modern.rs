@@ -269,7 +269,7 @@ async fn passthrough(
     let urls = server.pool.as_ref().map_or_else(|| std::slice::from_ref(url), |p| p.urls.as_slice());
     let url = app.stateless.pick(urls);
     let http = server.http(&app.locator.ctx.http);
-    if !app.stateless.modern_upstream(app, http, url, extra).await {
+    if !app.stateless.modern_upstream(&app.locator, http, url, extra).await {
         return None;
     }
     let mut out = crate::upstream::with_headers(http.post(url), extra);
@@ -315,12 +315,12 @@ fn checkout_failed(id: &str, e: CheckoutError) -> Response {
 /// `server/discover`, answered from the upstream's initialize result.
 async fn discover(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc<str>>, req: &ModernRequest) -> Response {
     let scope = if principal.is_some() { "private" } else { "public" };
-    let backing = match app.stateless.checkout(app, server, principal, &req.meta).await {
+    let backing = match app.stateless.checkout(&app.locator, server, principal, &req.meta).await {
         Ok(b) => b,
         Err(e) => return checkout_failed(&req.id, e),
     };
     let init = backing.init.clone();
-    app.stateless.checkin(app, backing);
+    app.stateless.checkin(&app.locator, backing);
     let versions = serde_json::to_string(&all_versions()).unwrap_or_default();
     let caps = init.capabilities.as_ref().map_or("{}", |c| c.get());
     let info = init.server_info.as_ref().map_or("null", |c| c.get());
@@ -346,7 +346,7 @@ async fn call(
     peek: jsonrpc::Peek,
     req: ModernRequest,
 ) -> Response {
-    let backing = match app.stateless.checkout(app, server.clone(), principal.clone(), &req.meta).await {
+    let backing = match app.stateless.checkout(&app.locator, server.clone(), principal.clone(), &req.meta).await {
         Ok(b) => b,
         Err(e) => return checkout_failed(&req.id, e),
     };
@@ -356,7 +356,7 @@ async fn call(
             let arguments: serde_json::Value =
                 req.arguments.as_ref().and_then(|a| serde_json::from_str(a.get()).ok()).unwrap_or_default();
             if let Err(msg) = check_param_headers(headers, &arguments, wanted) {
-                app.stateless.checkin(app, backing);
+                app.stateless.checkin(&app.locator, backing);
                 return mismatch(&req.id, &msg);
             }
         }
@@ -425,7 +425,7 @@ async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str
     // Checked out before the answers go: once they do, the request may complete at once and
     // the session look idle to another checkout.
     let backing = match &handle {
-        Handle::Local(s) => app.stateless.local(app, s.id),
+        Handle::Local(s) => app.stateless.local(&app.locator, s.id),
         Handle::Remote(_) => None,
     };
     if let Err(e) = handle.send(&app.locator, answers, 0).await {
@@ -581,7 +581,7 @@ impl Exchange {
                 Kind::Response => {
                     self.phase = Phase::Done;
                     if let Some(b) = self.backing.take() {
-                        self.app.stateless.checkin(&self.app, b);
+                        self.app.stateless.checkin(&self.app.locator, b);
                     }
                     if self.method == "tools/list" && !peek.error {
                         if let Some(h) = &self.handle {
@@ -622,7 +622,7 @@ impl Exchange {
                             self.phase = Phase::Done;
                             if let Some(b) = self.backing.take() {
                                 let detail = "the upstream needed a client capability the request did not declare";
-                                self.app.stateless.forget(&self.app, &b.session, CloseReason::Completed, detail);
+                                self.app.stateless.forget(&self.app.locator, &b.session, CloseReason::Completed, detail);
                             }
                             let body = wire::missing_capability(&self.reply_id, cap, method);
                             return Some(Out::Final { body, status: StatusCode::BAD_REQUEST });
@@ -686,7 +686,7 @@ impl Drop for Exchange {
             // upstream session is deleted).
             let detail = "the client closed the response before the answer (2026-07-28 cancellation)";
             match (self.backing.take(), self.handle.take()) {
-                (Some(b), _) => self.app.stateless.forget(&self.app, &b.session, CloseReason::Cancelled, detail),
+                (Some(b), _) => self.app.stateless.forget(&self.app.locator, &b.session, CloseReason::Cancelled, detail),
                 (None, Some(h)) => {
                     let app = self.app.clone();
                     tokio::spawn(async move {
@@ -766,7 +766,7 @@ async fn respond(mut ex: Exchange, server: &ServerConfig) -> Response {
 /// reads, filtered to what it opted in to and the upstream can deliver.
 async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc<str>>, req: &ModernRequest) -> Response {
     let wanted = req.notifications.clone().unwrap_or_default();
-    let backing = match app.stateless.checkout(app, server.clone(), principal, &req.meta).await {
+    let backing = match app.stateless.checkout(&app.locator, server.clone(), principal, &req.meta).await {
         Ok(b) => b,
         Err(e) => return checkout_failed(&req.id, e),
     };
@@ -866,7 +866,12 @@ struct Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.app.stateless.forget(&self.app, &self.session, CloseReason::ClientClosed, "the subscriptions/listen stream closed");
+        self.app.stateless.forget(
+            &self.app.locator,
+            &self.session,
+            CloseReason::ClientClosed,
+            "the subscriptions/listen stream closed",
+        );
     }
 }
 
