@@ -5,28 +5,29 @@
 //! request and returned afterwards. Server-initiated requests (sampling, elicitation, roots)
 //! become `InputRequiredResult`s (MRTR), and the client's retry finds the parked backing
 //! session again through `requestState`. The HTTP side is `http::modern`; the wire knowledge
-//! is `protocol::modern`. Stateless works with a [`Locator`] (floor 5) and knows nothing of
-//! the application state above it.
+//! is `protocol::modern`. Stateless works with a [`crate::locator::Locator`] (floor 5) and
+//! knows nothing of the application state above it.
 //!
 //! - `pool.rs`: checking backing sessions out and in (and the lock order).
 //! - `ledger.rs`: which backing sessions exist, for whom, and which are checked out.
 //! - `open.rs`: opening a backing session's upstream side.
+//! - `passthrough.rs`: which remote upstream (and pool instance) serves 2026-07-28 itself.
 
 mod ledger;
 mod open;
+mod passthrough;
 mod pool;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::locator::{Locator, OpError};
+use crate::locator::OpError;
 use crate::protocol::headers::{param_headers, ToolHeaders};
 use crate::protocol::modern::{Init, RequestMeta};
-use crate::protocol::MODERN_VERSIONS;
 use crate::session::registry::Registry;
 use crate::session::{CloseReason, Session};
 use ledger::Ledger;
@@ -103,8 +104,6 @@ pub(crate) enum CheckoutError {
 pub struct Pool {
     /// See `pool.rs` for the lock order: a leaf lock.
     ledger: Arc<Mutex<Ledger>>,
-    /// Spreads passed-through requests over a pool's URLs.
-    turn: std::sync::atomic::AtomicUsize,
     /// The key `requestState`s are signed with (random, or the cluster's shared one).
     secret: std::sync::OnceLock<[u8; 32]>,
     /// The `x-mcp-header` annotations of each server's tools, from its latest `tools/list`.
@@ -126,19 +125,6 @@ impl Pool {
         let _ = self.secret.set(key);
     }
 
-    /// Whether the remote upstream at `url` serves a modern revision itself (its
-    /// `server/discover` says so).
-    pub(crate) async fn modern_upstream(
-        &self,
-        locator: &Locator,
-        http: &reqwest::Client,
-        url: &str,
-        headers: &BTreeMap<String, String>,
-    ) -> bool {
-        let versions = locator.ctx.eras.supported(http, url, headers).await;
-        versions.is_some_and(|v| v.iter().any(|s| MODERN_VERSIONS.contains(&s.as_str())))
-    }
-
     /// Remembers a server's `x-mcp-header` annotations from a `tools/list` answer.
     pub fn learn_tools(&self, server: &str, answer: &[u8]) {
         let map = Arc::new(param_headers(answer));
@@ -158,11 +144,5 @@ impl Pool {
             Err(e) => tracing::warn!(server, error = %e, "could not list the upstream's tools to check Mcp-Param headers"),
         }
         self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).get(&server).cloned().unwrap_or_default()
-    }
-
-    /// The next URL of a pool for a passed-through request.
-    pub fn pick<'a>(&self, urls: &'a [String]) -> &'a str {
-        let n = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        &urls[n % urls.len()]
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
@@ -266,13 +267,9 @@ async fn passthrough(
     req: &ModernRequest,
 ) -> Option<Response> {
     let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
-    let urls = server.pool.as_ref().map_or_else(|| std::slice::from_ref(url), |p| p.urls.as_slice());
-    let url = app.stateless.pick(urls);
     let http = server.http(&app.locator.ctx.http);
-    if !app.stateless.modern_upstream(&app.locator, http, url, extra).await {
-        return None;
-    }
-    let mut out = crate::upstream::with_headers(http.post(url), extra);
+    let target = app.stateless.passthrough_target(&app.locator, server, http, url, extra).await?;
+    let mut out = crate::upstream::with_headers(http.post(target.url()), extra);
     for (k, v) in headers {
         if forwarded(k.as_str()) {
             out = out.header(k, v);
@@ -281,18 +278,22 @@ async fn passthrough(
     let resp = match out.body(body.clone()).send().await {
         Ok(r) => r,
         Err(e) => {
+            target.report(false);
             let msg = format!("mcp-bridge: the upstream could not be reached: {}", crate::upstream::cause(&e));
             return Some(error(StatusCode::BAD_GATEWAY, Some(&req.id), jsonrpc::code::INTERNAL_ERROR, &msg));
         }
     };
+    target.report(!resp.status().is_server_error());
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
     let streaming = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let mut response = if streaming {
-        super::sse_response(resp.bytes_stream(), &[])
-    } else {
-        Response::new(axum::body::Body::from_stream(resp.bytes_stream()))
-    };
+    // The target (a pool instance's lease) is held until the answer has streamed.
+    let stream = resp.bytes_stream().map(move |chunk| {
+        let _held = &target;
+        chunk
+    });
+    let mut response =
+        if streaming { super::sse_response(stream, &[]) } else { Response::new(axum::body::Body::from_stream(stream)) };
     *response.status_mut() = status;
     if let Some(ct) = content_type {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);

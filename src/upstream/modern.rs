@@ -39,8 +39,20 @@ pub struct Eras {
 impl Eras {
     /// The versions `url` serves, probed once (a failed connection is not remembered).
     pub async fn supported(&self, http: &reqwest::Client, url: &str, headers: &BTreeMap<String, String>) -> Option<Vec<String>> {
+        self.probe(http, url, headers).await.unwrap_or(None)
+    }
+
+    /// The versions `url` serves (`Ok(None)`: a legacy server), probed once; `Err` when the
+    /// probe said nothing (no connection, or an answer that is no JSON-RPC, such as a 502 page
+    /// from a balancer in between), which is not remembered: the next call asks again.
+    pub(crate) async fn probe(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Option<Vec<String>>, String> {
         if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
-            return known.clone();
+            return Ok(known.clone());
         }
         let version = MODERN_VERSIONS[0];
         let probe = format!(
@@ -54,27 +66,25 @@ impl Eras {
             .header("mcp-method", "server/discover")
             .timeout(Duration::from_secs(10))
             .body(probe);
-        let versions = match req.send().await {
-            Ok(resp) => {
-                let ok = resp.status().is_success();
-                let text = resp.text().await.unwrap_or_default();
-                let v = first_json(&text);
-                // Only an answer that says something is remembered: a result, or a JSON-RPC
-                // error (a modern server that does not serve the probe's version still lists
-                // its own, -32022; a legacy one does not know the method). A 502 page from a
-                // balancer in between says nothing: ask again next time.
-                let says = (ok && v["result"].is_object()) || v["error"].is_object();
-                if !says {
-                    return None;
-                }
-                let list = if ok { &v["result"]["supportedVersions"] } else { &v["error"]["data"]["supported"] };
-                list.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            }
-            Err(_) => return None,
-        };
+        let resp = req.send().await.map_err(|e| format!("POST {url}: {}", super::cause(&e)))?;
+        let status = resp.status();
+        let ok = status.is_success();
+        let text = resp.text().await.unwrap_or_default();
+        let v = first_json(&text);
+        // Only an answer that says something is remembered: a result, or a JSON-RPC
+        // error (a modern server that does not serve the probe's version still lists
+        // its own, -32022; a legacy one does not know the method). A 502 page from a
+        // balancer in between says nothing: ask again next time.
+        let says = (ok && v["result"].is_object()) || v["error"].is_object();
+        if !says {
+            return Err(format!("POST {url} answered {status} without a JSON-RPC message"));
+        }
+        let list = if ok { &v["result"]["supportedVersions"] } else { &v["error"]["data"]["supported"] };
+        let versions: Option<Vec<String>> =
+            list.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect());
         tracing::info!(url, versions = ?versions, "probed the upstream's protocol versions with server/discover");
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string(), versions.clone());
-        versions
+        Ok(versions)
     }
 }
 
