@@ -8,6 +8,7 @@
 mod exchange;
 mod headers;
 mod listen;
+mod reply;
 
 use std::sync::Arc;
 
@@ -21,15 +22,13 @@ use crate::config::ServerConfig;
 use crate::locator::Handle;
 use crate::protocol::headers::check_param_headers;
 use crate::protocol::jsonrpc::{self, Kind};
-use crate::protocol::modern::{self as wire, code, ModernRequest};
+use crate::protocol::modern::{self as wire, code, ModernRequest, META_VERSION};
 use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
-use crate::stateless::CheckoutError;
 use exchange::{respond, resume, Exchange, Held};
 use headers::{unsupported, validate};
 use listen::listen;
+use reply::{all_versions, answer, checkout_failed, error, mismatch};
 
-/// The `_meta` key that names a request's protocol version.
-const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// Methods of the session-based revisions that a stateless request may not use.
 const LEGACY_ONLY: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
 
@@ -80,25 +79,6 @@ pub(crate) fn refuse(headers: &HeaderMap) -> Option<Response> {
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         resp
     })
-}
-
-/// Every version the endpoint speaks, newest first.
-fn all_versions() -> Vec<&'static str> {
-    let mut v: Vec<&str> = MODERN_VERSIONS.iter().chain(SUPPORTED_VERSIONS).copied().collect();
-    v.sort_unstable_by(|a, b| b.cmp(a));
-    v
-}
-
-fn answer(status: StatusCode, body: Bytes) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-fn error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
-    answer(status, jsonrpc::error(id, code, message))
-}
-
-fn mismatch(id: &str, message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, Some(id), code::HEADER_MISMATCH, &format!("Header mismatch: {message}"))
 }
 
 /// A modern POST: one request, checked, then served by a backing session.
@@ -212,18 +192,6 @@ async fn passthrough(
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     Some(response)
-}
-
-fn checkout_failed(id: &str, e: CheckoutError) -> Response {
-    match e {
-        CheckoutError::Op(e) => super::op_error(e),
-        CheckoutError::Init(detail) => error(
-            StatusCode::BAD_GATEWAY,
-            Some(id),
-            jsonrpc::code::INTERNAL_ERROR,
-            &format!("mcp-bridge: could not open an upstream session for this request: {detail}"),
-        ),
-    }
 }
 
 /// `server/discover`, answered from the upstream's initialize result.

@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 
 use super::rewrite::{self, raw, Members};
 
+/// The `_meta` key that names a request's protocol version.
+pub(crate) const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// What the bridge asks a legacy upstream for when it opens a backing session.
 pub(crate) const UPSTREAM_VERSION: &str = super::V2025_11_25;
 

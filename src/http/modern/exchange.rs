@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use tokio::sync::mpsc;
 
-use super::{answer, error};
+use super::reply::{answer, error};
 use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::locator::{self, Detach, Handle, OpError};

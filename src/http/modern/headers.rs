@@ -6,9 +6,9 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
-use super::{all_versions, answer, error, mismatch, META_VERSION};
+use super::reply::{all_versions, answer, error, mismatch};
 use crate::protocol::headers::decode_header_value;
-use crate::protocol::modern::{self as wire, code, ModernRequest};
+use crate::protocol::modern::{self as wire, code, ModernRequest, META_VERSION};
 use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
 
 /// A header value for an error message: short, and only if it is printable.

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::response::Response;
 use tokio::sync::mpsc;
 
-use super::checkout_failed;
+use super::reply::checkout_failed;
 use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::protocol::jsonrpc::{self, Kind};
