@@ -19,12 +19,12 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::{sse_events, with_headers, Context, UpstreamEvent};
+use crate::ids::{CloseReason, SessionId};
 use crate::protocol::headers::{header_value, param_headers, ToolHeaders};
 use crate::protocol::jsonrpc::{self, Kind};
 use crate::protocol::modern::{code, final_response, UPSTREAM_VERSION};
 use crate::protocol::rewrite::{self, raw, Members};
 use crate::protocol::MODERN_VERSIONS;
-use crate::session::{CloseReason, SessionId};
 
 /// MRTR rounds one request may take before the bridge gives up on it.
 const MAX_ROUNDS: usize = 16;
