@@ -54,9 +54,8 @@ pub mod fuzzing {
 
     /// The 2026-07-28 wire helpers.
     pub mod stateless {
-        pub use crate::stateless::{
-            check_param_headers, decode_header_value, final_response, param_headers, parse_request, with_meta, ClientCaps,
-            RequestState,
-        };
+        pub use crate::protocol::headers::{check_param_headers, decode_header_value, param_headers};
+        pub use crate::protocol::modern::{final_response, parse_request, with_meta, ClientCaps};
+        pub use crate::protocol::request_state::RequestState;
     }
 }

@@ -92,7 +92,7 @@ pub(crate) struct Remote {
 
 /// Why an operation on a session failed, as the HTTP layer needs to tell it.
 #[derive(Debug, thiserror::Error)]
-pub enum OpError {
+pub(crate) enum OpError {
     #[error("session not found: {0}")]
     NotFound(String),
     #[error("{0}")]

@@ -2,8 +2,12 @@
 //! codes and bodies, the protocol revisions, method names. No I/O and nothing of the crate
 //! above the ground.
 
+pub(crate) mod headers;
 pub mod jsonrpc;
 pub(crate) mod method;
+pub(crate) mod modern;
+pub(crate) mod request_state;
+pub(crate) mod rewrite;
 
 pub(crate) use method::is_list_change;
 

@@ -40,7 +40,7 @@ pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: Heade
             "children": app.locator.ctx.children.running(),
             "sessions": app.locator.registry.len(),
             // Of those, 2026-07-28 backing sessions idle in the pool, ready for the next request.
-            "stateless_idle": app.stateless.idle(&app),
+            "stateless_idle": app.stateless.idle(&app.locator),
         })
     } else {
         serde_json::json!({ "status": status, "degraded": degraded, "redis": redis })

@@ -19,10 +19,12 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::{sse_events, with_headers, Context, UpstreamEvent};
+use crate::ids::{CloseReason, SessionId};
+use crate::protocol::headers::{header_value, param_headers, ToolHeaders};
 use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::modern::{code, final_response, UPSTREAM_VERSION};
+use crate::protocol::rewrite::{self, raw, Members};
 use crate::protocol::MODERN_VERSIONS;
-use crate::session::{CloseReason, SessionId};
-use crate::stateless;
 
 /// MRTR rounds one request may take before the bridge gives up on it.
 const MAX_ROUNDS: usize = 16;
@@ -37,8 +39,20 @@ pub struct Eras {
 impl Eras {
     /// The versions `url` serves, probed once (a failed connection is not remembered).
     pub async fn supported(&self, http: &reqwest::Client, url: &str, headers: &BTreeMap<String, String>) -> Option<Vec<String>> {
+        self.probe(http, url, headers).await.unwrap_or(None)
+    }
+
+    /// The versions `url` serves (`Ok(None)`: a legacy server), probed once; `Err` when the
+    /// probe said nothing (no connection, or an answer that is no JSON-RPC, such as a 502 page
+    /// from a balancer in between), which is not remembered: the next call asks again.
+    pub(crate) async fn probe(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Option<Vec<String>>, String> {
         if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
-            return known.clone();
+            return Ok(known.clone());
         }
         let version = MODERN_VERSIONS[0];
         let probe = format!(
@@ -52,27 +66,25 @@ impl Eras {
             .header("mcp-method", "server/discover")
             .timeout(Duration::from_secs(10))
             .body(probe);
-        let versions = match req.send().await {
-            Ok(resp) => {
-                let ok = resp.status().is_success();
-                let text = resp.text().await.unwrap_or_default();
-                let v = first_json(&text);
-                // Only an answer that says something is remembered: a result, or a JSON-RPC
-                // error (a modern server that does not serve the probe's version still lists
-                // its own, -32022; a legacy one does not know the method). A 502 page from a
-                // balancer in between says nothing: ask again next time.
-                let says = (ok && v["result"].is_object()) || v["error"].is_object();
-                if !says {
-                    return None;
-                }
-                let list = if ok { &v["result"]["supportedVersions"] } else { &v["error"]["data"]["supported"] };
-                list.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            }
-            Err(_) => return None,
-        };
+        let resp = req.send().await.map_err(|e| format!("POST {url}: {}", super::cause(&e)))?;
+        let status = resp.status();
+        let ok = status.is_success();
+        let text = resp.text().await.unwrap_or_default();
+        let v = first_json(&text);
+        // Only an answer that says something is remembered: a result, or a JSON-RPC
+        // error (a modern server that does not serve the probe's version still lists
+        // its own, -32022; a legacy one does not know the method). A 502 page from a
+        // balancer in between says nothing: ask again next time.
+        let says = (ok && v["result"].is_object()) || v["error"].is_object();
+        if !says {
+            return Err(format!("POST {url} answered {status} without a JSON-RPC message"));
+        }
+        let list = if ok { &v["result"]["supportedVersions"] } else { &v["error"]["data"]["supported"] };
+        let versions: Option<Vec<String>> =
+            list.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect());
         tracing::info!(url, versions = ?versions, "probed the upstream's protocol versions with server/discover");
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string(), versions.clone());
-        versions
+        Ok(versions)
     }
 }
 
@@ -80,13 +92,6 @@ impl Eras {
 fn first_json(text: &str) -> serde_json::Value {
     let json = text.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim).unwrap_or(text.trim());
     serde_json::from_str(json).unwrap_or_default()
-}
-
-/// A JSON object's members, each kept as the bytes it came with.
-type Members = BTreeMap<String, Box<RawValue>>;
-
-fn raw(text: String) -> Box<RawValue> {
-    RawValue::from_string(text).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
 }
 
 /// Who the session's client said it is in `initialize`.
@@ -108,7 +113,7 @@ struct Adapter {
     waiting: Mutex<HashMap<String, oneshot::Sender<Bytes>>>,
     next: std::sync::atomic::AtomicU64,
     /// `x-mcp-header` names per tool and argument, learned from `tools/list` answers.
-    param_headers: Mutex<Option<Arc<stateless::ToolHeaders>>>,
+    param_headers: Mutex<Option<Arc<ToolHeaders>>>,
     /// Whether the upstream acknowledged the listen stream: requests wait for it (a little),
     /// so that a change they cause is heard, as a session-based client expects.
     listening: tokio::sync::watch::Sender<Listening>,
@@ -188,7 +193,7 @@ pub(super) async fn run(
         }
     };
     let legacy_version =
-        if crate::protocol::SUPPORTED_VERSIONS.contains(&asked.as_str()) { asked } else { stateless::UPSTREAM_VERSION.into() };
+        if crate::protocol::SUPPORTED_VERSIONS.contains(&asked.as_str()) { asked } else { UPSTREAM_VERSION.into() };
     let v = first_json(&String::from_utf8_lossy(&answer));
     let r = &v["result"];
     let result = serde_json::json!({
@@ -285,19 +290,6 @@ fn uri_of(msg: &[u8]) -> Option<String> {
     v["params"]["uri"].as_str().map(str::to_string)
 }
 
-/// A header value as the revision encodes it: plain visible ASCII, else the Base64 sentinel.
-fn header_value(s: &str) -> String {
-    use base64::Engine;
-    let sentinel = s.starts_with("=?base64?") && s.ends_with("?=");
-    let visible = s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let plain = visible && !s.is_empty() && !s.starts_with(' ') && !s.ends_with(' ') && !sentinel;
-    if plain {
-        s.to_string()
-    } else {
-        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(s))
-    }
-}
-
 impl Adapter {
     async fn emit(&self, msg: Bytes) {
         let _ = self.events.send(UpstreamEvent::Message(msg)).await;
@@ -306,26 +298,24 @@ impl Adapter {
     /// The request as the modern upstream wants it: `_meta` with the session's identity, and
     /// the id given.
     fn modern_body(&self, msg: &[u8], id: &str, extra: Option<(&Members, Option<&str>)>) -> Bytes {
-        let Ok(mut m) = serde_json::from_slice::<Members>(msg) else { return Bytes::copy_from_slice(msg) };
-        let mut params: Members = m.get("params").and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
-        let mut meta: Members = params.get("_meta").and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
-        meta.insert("io.modelcontextprotocol/protocolVersion".into(), raw(format!("\"{}\"", self.id.version)));
-        meta.insert("io.modelcontextprotocol/clientInfo".into(), raw(self.id.client_info.clone()));
-        meta.insert("io.modelcontextprotocol/clientCapabilities".into(), raw(self.id.capabilities.clone()));
-        if let Some(level) = self.log_level.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
-            meta.insert("io.modelcontextprotocol/logLevel".into(), raw(serde_json::to_string(level).unwrap_or_default()));
-        }
-        params.insert("_meta".into(), raw(serde_json::to_string(&meta).unwrap_or_default()));
-        if let Some((responses, state)) = extra {
-            params.insert("inputResponses".into(), raw(serde_json::to_string(responses).unwrap_or_default()));
-            match state {
-                Some(s) => params.insert("requestState".into(), raw(serde_json::to_string(s).unwrap_or_default())),
-                None => params.remove("requestState"),
-            };
-        }
-        m.insert("params".into(), raw(serde_json::to_string(&params).unwrap_or_default()));
+        let edited = rewrite::edit_params(msg, |params, meta| {
+            meta.insert("io.modelcontextprotocol/protocolVersion".into(), raw(format!("\"{}\"", self.id.version)));
+            meta.insert("io.modelcontextprotocol/clientInfo".into(), raw(self.id.client_info.clone()));
+            meta.insert("io.modelcontextprotocol/clientCapabilities".into(), raw(self.id.capabilities.clone()));
+            if let Some(level) = self.log_level.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
+                meta.insert("io.modelcontextprotocol/logLevel".into(), raw(serde_json::to_string(level).unwrap_or_default()));
+            }
+            if let Some((responses, state)) = extra {
+                params.insert("inputResponses".into(), rewrite::nested(responses));
+                match state {
+                    Some(s) => params.insert("requestState".into(), raw(serde_json::to_string(s).unwrap_or_default())),
+                    None => params.remove("requestState"),
+                };
+            }
+        });
+        let Some(mut m) = edited else { return Bytes::copy_from_slice(msg) };
         m.insert("id".into(), raw(id.to_string()));
-        Bytes::from(serde_json::to_vec(&m).unwrap_or_default())
+        rewrite::to_bytes(&m)
     }
 
     /// The POST of one modern request, with its mirrored headers.
@@ -438,7 +428,7 @@ impl Adapter {
             let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
             // A HeaderMismatch on a tools/call: the tool's x-mcp-header annotations may have
             // changed; list the tools again and retry once, as a client SHOULD.
-            if method == "tools/call" && v["error"]["code"] == stateless::code::HEADER_MISMATCH && !relisted {
+            if method == "tools/call" && v["error"]["code"] == code::HEADER_MISMATCH && !relisted {
                 relisted = true;
                 self.list_tools().await;
                 continue;
@@ -472,7 +462,7 @@ impl Adapter {
         if method == "tools/list" {
             self.learn_param_headers(&answer);
         }
-        self.emit(stateless::final_response(&answer, &client_id, false)).await;
+        self.emit(final_response(&answer, &client_id, false)).await;
     }
 
     /// Sends one server-to-client request on the session and waits for the client's result.
@@ -512,7 +502,7 @@ impl Adapter {
     /// Remembers which tool arguments the upstream wants mirrored into `Mcp-Param-*` headers
     /// (`x-mcp-header`, through nested `properties` too).
     fn learn_param_headers(&self, answer: &[u8]) {
-        *self.param_headers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(stateless::param_headers(answer)));
+        *self.param_headers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(param_headers(answer)));
     }
 
     /// Lists the upstream's tools for their `x-mcp-header` annotations (a client that never
@@ -578,21 +568,5 @@ impl Adapter {
             self.listening.send_replace(Listening::Failed);
             tracing::debug!(session = %self.session, "the upstream's subscriptions/listen stream could not be held");
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_values_encode_as_the_revision_says_and_decode_back() {
-        for s in ["get_weather", "Hello, 世界", " padded ", "line1\nline2", "=?base64?literal?=", "file:///a b"] {
-            let h = header_value(s);
-            assert!(h.bytes().all(|b| (0x20..0x7f).contains(&b)), "{h:?} is a valid header value");
-            assert_eq!(stateless::decode_header_value(h.as_bytes()).as_deref(), Some(s), "{s:?} round-trips");
-        }
-        assert_eq!(header_value("us-west1"), "us-west1");
-        assert_eq!(header_value("Hello, 世界"), "=?base64?SGVsbG8sIOS4lueVjA==?=");
     }
 }

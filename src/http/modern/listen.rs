@@ -1,0 +1,137 @@
+//! `subscriptions/listen`: a listen stream on a backing session of its own, filtered to what
+//! the client opted in to and the upstream can deliver, tagged with the subscription id, and
+//! ended with the stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::response::Response;
+use tokio::sync::mpsc;
+
+use super::reply::checkout_failed;
+use crate::app::AppState;
+use crate::config::ServerConfig;
+use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::modern::{self as wire, ListenFilter, ModernRequest};
+use crate::session::{CloseReason, Frame, Session, DISCARD};
+use crate::sse;
+use crate::stateless::Backing;
+
+/// `subscriptions/listen`: a backing session of its own whose standalone stream this client
+/// reads, filtered to what it opted in to and the upstream can deliver.
+pub(super) async fn listen(
+    app: &AppState,
+    server: Arc<ServerConfig>,
+    principal: Option<Arc<str>>,
+    req: &ModernRequest,
+) -> Response {
+    let wanted = req.notifications.clone().unwrap_or_default();
+    let backing = match app.stateless.checkout(&app.locator, server.clone(), principal, &req.meta).await {
+        Ok(b) => b,
+        Err(e) => return checkout_failed(&req.id, e),
+    };
+    let honored = backing.init.honored(&wanted);
+    let session = backing.session.clone();
+    let attached = match session.attach(0, None, false) {
+        Ok(a) => a,
+        Err(e) => return crate::http::op_error(e.into()),
+    };
+    let mut subscribe = Vec::new();
+    for (i, uri) in honored.resource_subscriptions.iter().enumerate() {
+        let msg = serde_json::json!({"jsonrpc": "2.0", "id": format!("mcp-bridge-subscribe-{i}"), "method": "resources/subscribe", "params": {"uri": uri}});
+        let msg = Bytes::from(msg.to_string());
+        if let Ok(p) = jsonrpc::peek(&msg) {
+            subscribe.push((msg, p));
+        }
+    }
+    if let Err(e) = session.send(subscribe, DISCARD).await {
+        return crate::http::op_error(e.into());
+    }
+    tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");
+    let first = sse::event(None, None, &wire::acknowledged(&req.id, &honored));
+    let changes = app.locator.ctx.changes.subscribe(&server.name, session.principal.as_ref());
+    let listener =
+        Listener { app: app.clone(), session, rx: attached.rx, changes, filter: honored, id: req.id.clone(), _backing: backing };
+    let heartbeat = server.heartbeat.interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
+    let stream = futures_util::stream::unfold(
+        (listener, Some(first), heartbeat, false),
+        |(mut l, first, mut hb, done)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<Bytes, Infallible>(first), (l, None, hb, done)));
+            }
+            if done {
+                return None;
+            }
+            loop {
+                let tick = async {
+                    match &mut hb {
+                        Some(t) => {
+                            t.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                let data = tokio::select! {
+                    f = l.rx.recv() => match f {
+                        // The upstream session ended (bridge shutdown, upstream exit): the listen
+                        // request gets its result, which closes the subscription gracefully.
+                        None if l.session.ended().is_some() => {
+                            let closed = format!(
+                                r#"{{"jsonrpc":"2.0","id":{0},"result":{{"resultType":"complete","_meta":{{"io.modelcontextprotocol/subscriptionId":{0}}}}}}}"#,
+                                l.id
+                            );
+                            return Some((Ok(sse::event(None, None, closed.as_bytes())), (l, None, hb, true)));
+                        }
+                        None => return None,
+                        Some(Frame::Priming(_)) => continue,
+                        // List changes come through `changes`, from every backing session.
+                        Some(Frame::Message(_, data)) if is_list_change_msg(&data) => continue,
+                        Some(Frame::Message(_, data)) => data,
+                    },
+                    c = l.changes.recv() => match c {
+                        Ok(data) => data,
+                        Err(_) => continue,
+                    },
+                    _ = tick => return Some((Ok(sse::comment("heartbeat")), (l, None, hb, false))),
+                };
+                let Ok(peek) = jsonrpc::peek(&data) else { continue };
+                if peek.kind != Kind::Notification {
+                    continue;
+                }
+                let method = peek.method.as_deref().unwrap_or("");
+                if wire::listen_wants(&l.filter, method, &data) {
+                    let tagged = wire::with_meta(&data, "io.modelcontextprotocol/subscriptionId", &l.id);
+                    return Some((Ok(sse::event(None, None, &tagged)), (l, None, hb, false)));
+                }
+            }
+        },
+    );
+    crate::http::sse_response(stream, &[])
+}
+
+fn is_list_change_msg(data: &[u8]) -> bool {
+    jsonrpc::peek(data).ok().and_then(|p| p.method).is_some_and(|m| crate::protocol::is_list_change(&m))
+}
+
+/// A listen stream's hold on its backing session: ended with the stream.
+struct Listener {
+    app: AppState,
+    session: Arc<Session>,
+    rx: mpsc::Receiver<Frame>,
+    changes: tokio::sync::broadcast::Receiver<Bytes>,
+    filter: ListenFilter,
+    id: Box<str>,
+    _backing: Backing,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.app.stateless.forget(
+            &self.app.locator,
+            &self.session,
+            CloseReason::ClientClosed,
+            "the subscriptions/listen stream closed",
+        );
+    }
+}
