@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::config::{ServerConfig, UpstreamSpec};
-use crate::session::{CloseReason, SessionId};
+use crate::ids::{CloseReason, SessionId};
 use crate::sse::parse::{Event, Item, Parser};
 pub(crate) use cause::{cause, redirect};
 
