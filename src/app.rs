@@ -50,7 +50,7 @@ impl AppState {
         };
         crate::metrics::init(&instance);
         let app = AppState::new(config, instance, cluster);
-        if let Some(c) = &app.locator.ctx.cluster {
+        if let Some(c) = &app.locator.env.cluster {
             c.set_registry(&app.locator.registry);
             app.stateless.set_secret(c.shared_secret().await?);
         }
@@ -63,22 +63,14 @@ impl AppState {
         let http = crate::config::tls::shared_client();
         let instance: Arc<str> = instance.into();
         let config = Arc::new(config);
-        let ctx = upstream::Context {
-            http,
-            cluster,
-            children,
-            health: Arc::default(),
-            pools: Arc::default(),
-            shared: Arc::default(),
-            eras: Arc::default(),
-            changes: Arc::default(),
-            pump,
-        };
+        let upstream =
+            upstream::Context { http, children, pools: Arc::default(), shared: Arc::default(), eras: Arc::default(), pump };
+        let env = crate::session::Env { upstream, health: Arc::default(), changes: Arc::default(), cluster };
         AppState {
             reloader: None,
             draining: Arc::default(),
             in_flight: Arc::default(),
-            locator: Locator::new(config.clone(), ctx),
+            locator: Locator::new(config.clone(), env),
             config,
             stateless: Arc::default(),
             instance,

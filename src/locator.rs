@@ -13,20 +13,20 @@ use crate::cluster::wire::{Reply, Request};
 use crate::cluster::{key_session, restore, Cluster, ClusterError, LEASE};
 use crate::config::{Config, ServerConfig, SessionSettings};
 use crate::protocol::jsonrpc::Peek;
+use crate::session;
 use crate::session::event_log::Entry;
 use crate::session::registry::Registry;
 use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
-use crate::upstream;
 
 /// The configured servers; replaced whole on reload.
 pub(crate) type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfig>>>;
 
 /// What finding, creating and taking over sessions needs: this instance's registry, the live
-/// server set, the settings as started, and the upstream context (with the cluster).
+/// server set, the settings as started, and the sessions' environment (with the cluster).
 #[derive(Clone)]
 pub(crate) struct Locator {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) ctx: upstream::Context,
+    pub(crate) env: session::Env,
     /// The configuration as started: limits and session settings.
     pub(crate) config: Arc<Config>,
     servers: Arc<std::sync::RwLock<Servers>>,
@@ -36,10 +36,10 @@ pub(crate) struct Locator {
 }
 
 impl Locator {
-    pub(crate) fn new(config: Arc<Config>, ctx: upstream::Context) -> Locator {
+    pub(crate) fn new(config: Arc<Config>, env: session::Env) -> Locator {
         Locator {
             registry: Arc::default(),
-            ctx,
+            env,
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
             config,
             retired: Arc::default(),
@@ -167,15 +167,15 @@ pub(crate) async fn create(
             return Err(OpError::Limit { per_principal: true, message });
         }
     }
-    if let Err(left) = app.ctx.health.admit(&server.name) {
+    if let Err(left) = app.env.health.admit(&server.name) {
         let message =
             format!("server `{}` keeps crashing; new sessions are refused for {} more s", server.name, left.as_secs() + 1);
         return Err(OpError::Limit { per_principal: false, message });
     }
     let settings = app.settings_for(&server);
     let session =
-        app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.ctx.clone(), principal, None));
-    if let Some(cluster) = &app.ctx.cluster {
+        app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.env.clone(), principal, None));
+    if let Some(cluster) = &app.env.cluster {
         if let Err(e) = cluster.register(&session).await {
             app.registry.remove(session.id);
             session.end(CloseReason::Error, "the cluster store is unavailable");
@@ -205,7 +205,7 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
     if let Some(s) = app.registry.get(id) {
         return Ok(Some(Handle::Local(s)));
     }
-    let Some(cluster) = &app.ctx.cluster else { return Ok(None) };
+    let Some(cluster) = &app.env.cluster else { return Ok(None) };
     for _ in 0..3 {
         match cluster.owner(id).await? {
             Some(owner) if owner != *cluster.instance => {

@@ -3,6 +3,7 @@
 //! each upstream message to the stream the client expects it on.
 
 pub(crate) mod changes;
+mod env;
 pub(crate) mod event_log;
 mod log_memory;
 pub(crate) mod pending;
@@ -22,6 +23,7 @@ pub(crate) use crate::ids::{CloseReason, SessionId, Transport};
 use crate::metrics;
 use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::upstream::{self, Upstream, UpstreamEvent};
+pub(crate) use env::Env;
 use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
 
 /// Pending-request marker for answers the bridge itself asked for (a replayed initialize):
@@ -248,7 +250,7 @@ pub struct Session {
     /// Upstream events for the session task; cloned into the upstream when it starts.
     events_tx: upstream::Events,
     ended: Notify,
-    ctx: upstream::Context,
+    env: Env,
     /// The bytes its streams' logs may hold, drawn from the instance's pool.
     budget: Budget,
 }
@@ -260,15 +262,15 @@ impl Session {
         server: Arc<ServerConfig>,
         transport: Transport,
         settings: SessionSettings,
-        ctx: upstream::Context,
+        env: Env,
         principal: Option<Arc<str>>,
         restored: Option<Restored>,
     ) -> (Arc<Session>, upstream::EventsRx) {
-        let (events_tx, events_rx) = upstream::events(&ctx.pump);
+        let (events_tx, events_rx) = upstream::events(&env.upstream.pump);
         let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
         let mut streams = BTreeMap::new();
         streams.insert(0, Stream::new(&settings, false, &budget));
-        let persist = ctx.cluster.clone().map(|c| (c, id));
+        let persist = env.cluster.clone().map(|c| (c, id));
         let mut next_stream = 1;
         let (mut protocol_version, mut initialize, mut upstream_session) = (None, None, None);
         if let Some(r) = restored {
@@ -312,7 +314,7 @@ impl Session {
             }),
             events_tx,
             ended: Notify::new(),
-            ctx,
+            env,
             budget,
         };
         (Arc::new(session), events_rx)
@@ -487,7 +489,7 @@ impl Session {
                     protocol_version: st.protocol_version.clone(),
                 });
                 let who = (self.id, self.principal.clone());
-                let up = upstream::start(&self.server, who, self.ctx.clone(), self.events_tx.clone(), resume);
+                let up = upstream::start(&self.server, who, self.env.upstream.clone(), self.events_tx.clone(), resume);
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
@@ -607,7 +609,7 @@ impl Session {
             && peek.kind == Kind::Notification
             && peek.method.as_deref().is_some_and(crate::protocol::is_list_change)
         {
-            self.ctx.changes.publish(&self.server.name, self.principal.as_ref(), &raw);
+            self.env.changes.publish(&self.server.name, self.principal.as_ref(), &raw);
         }
         let overflow = {
             let mut st = self.state();
@@ -625,7 +627,7 @@ impl Session {
             }
             if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
                 if target.1 {
-                    self.ctx.health.succeeded(&self.server.name);
+                    self.env.health.succeeded(&self.server.name);
                     st.protocol_version = Some(v.clone());
                     st.persist(|sid| Op::Field { sid, field: "proto", value: Bytes::from(v.clone()) });
                 }
@@ -668,7 +670,7 @@ impl Session {
         let labels = metrics::Session { server: self.server.name.clone(), transport: self.transport.as_str() };
         metrics::get().sessions_open.get_or_create(&labels).dec();
         if matches!(reason, CloseReason::UpstreamExited | CloseReason::UpstreamFailedToStart) {
-            self.ctx.health.crashed(&self.server.name, detail);
+            self.env.health.crashed(&self.server.name, detail);
         }
         tracing::info!(session = %self.id, server = %self.server.name, transport = self.transport.as_str(), reason = %reason, detail, "session ended");
         self.ended.notify_one();

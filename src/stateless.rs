@@ -745,7 +745,7 @@ impl Pool {
         url: &str,
         headers: &BTreeMap<String, String>,
     ) -> bool {
-        let versions = app.locator.ctx.eras.supported(http, url, headers).await;
+        let versions = app.locator.env.upstream.eras.supported(http, url, headers).await;
         versions.is_some_and(|v| v.iter().any(|s| MODERN_VERSIONS.contains(&s.as_str())))
     }
 

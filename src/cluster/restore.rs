@@ -64,7 +64,7 @@ pub(crate) async fn take_over(
         streams,
     };
     let principal = text("principal").filter(|p| !p.is_empty()).map(Arc::from);
-    let session = app.registry.start(Session::new(sid, server, transport, settings, app.ctx.clone(), principal, Some(restored)));
+    let session = app.registry.start(Session::new(sid, server, transport, settings, app.env.clone(), principal, Some(restored)));
     let lost = pending.into_iter().map(|(id, stream)| (Box::from(id.as_str()), stream)).collect::<Vec<_>>();
     tracing::info!(session = %sid, server = %session.server.name, lost = lost.len(), instance = %cluster.instance, "session taken over");
     session.fail_lost(lost);

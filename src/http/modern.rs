@@ -265,7 +265,7 @@ async fn passthrough(
     let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
     let urls = server.pool.as_ref().map_or_else(|| std::slice::from_ref(url), |p| p.urls.as_slice());
     let url = app.stateless.pick(urls);
-    let http = server.http(&app.locator.ctx.http);
+    let http = server.http(&app.locator.env.upstream.http);
     if !app.stateless.modern_upstream(app, http, url, extra).await {
         return None;
     }
@@ -786,7 +786,7 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
     }
     tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");
     let first = sse::event(None, None, &stateless::acknowledged(&req.id, &honored));
-    let changes = app.locator.ctx.changes.subscribe(&server.name, session.principal.as_ref());
+    let changes = app.locator.env.changes.subscribe(&server.name, session.principal.as_ref());
     let listener =
         Listener { app: app.clone(), session, rx: attached.rx, changes, filter: honored, id: req.id.clone(), _backing: backing };
     let heartbeat = server.heartbeat.interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
