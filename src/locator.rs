@@ -15,6 +15,7 @@ use crate::config::{Config, ServerConfig, SessionSettings};
 use crate::protocol::jsonrpc::Peek;
 use crate::session;
 use crate::session::event_log::Entry;
+use crate::session::journal::Journal;
 use crate::session::registry::Registry;
 use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
 
@@ -22,11 +23,13 @@ use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Sess
 pub(crate) type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfig>>>;
 
 /// What finding, creating and taking over sessions needs: this instance's registry, the live
-/// server set, the settings as started, and the sessions' environment (with the cluster).
+/// server set, the settings as started, the sessions' environment, and the cluster.
 #[derive(Clone)]
 pub(crate) struct Locator {
     pub(crate) registry: Arc<Registry>,
     pub(crate) env: session::Env,
+    /// Set in cluster mode (and then it is the sessions' journal too).
+    pub(crate) cluster: Option<Arc<Cluster>>,
     /// The configuration as started: limits and session settings.
     pub(crate) config: Arc<Config>,
     servers: Arc<std::sync::RwLock<Servers>>,
@@ -36,10 +39,18 @@ pub(crate) struct Locator {
 }
 
 impl Locator {
-    pub(crate) fn new(config: Arc<Config>, env: session::Env) -> Locator {
+    /// `registry` is the one `cluster` serves (see `Cluster::connect`).
+    pub(crate) fn new(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        mut env: session::Env,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Locator {
+        env.journal = cluster.clone().map(|c| c as Arc<dyn Journal>);
         Locator {
-            registry: Arc::default(),
+            registry,
             env,
+            cluster,
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
             config,
             retired: Arc::default(),
@@ -175,7 +186,7 @@ pub(crate) async fn create(
     let settings = app.settings_for(&server);
     let session =
         app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.env.clone(), principal, None));
-    if let Some(cluster) = &app.env.cluster {
+    if let Some(cluster) = &app.cluster {
         if let Err(e) = cluster.register(&session).await {
             app.registry.remove(session.id);
             session.end(CloseReason::Error, "the cluster store is unavailable");
@@ -205,7 +216,7 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
     if let Some(s) = app.registry.get(id) {
         return Ok(Some(Handle::Local(s)));
     }
-    let Some(cluster) = &app.env.cluster else { return Ok(None) };
+    let Some(cluster) = &app.cluster else { return Ok(None) };
     for _ in 0..3 {
         match cluster.owner(id).await? {
             Some(owner) if owner != *cluster.instance => {

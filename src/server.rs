@@ -23,7 +23,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = app.locator.registry.clone();
-    let cluster = app.locator.env.cluster.clone();
+    let cluster = app.locator.cluster.clone();
     let addr = listener.local_addr()?;
     let header_timeout = app.config.limits.header_read_timeout;
     let write_timeout = app.config.limits.write_timeout;

@@ -5,19 +5,20 @@
 pub(crate) mod changes;
 mod env;
 pub(crate) mod event_log;
+pub(crate) mod journal;
 mod log_memory;
 pub(crate) mod pending;
 mod queue;
 pub(crate) mod registry;
+mod sink;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, Op};
 use crate::config::{ServerConfig, SessionSettings};
 pub(crate) use crate::ids::{CloseReason, SessionId, Transport};
 use crate::metrics;
@@ -25,6 +26,9 @@ use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::upstream::{self, Upstream, UpstreamEvent};
 pub(crate) use env::Env;
 use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
+use journal::Journal;
+pub(crate) use sink::{CloseCell, Frame, RemoteSink, Sink};
+use sink::{Live, SendFailed};
 
 /// Pending-request marker for answers the bridge itself asked for (a replayed initialize):
 /// routed to no stream.
@@ -34,15 +38,6 @@ pub(crate) const DISCARD: u32 = u32::MAX;
 pub(crate) const STREAM_QUEUE: usize = 256;
 /// Finished POST streams kept for replay, per session.
 const DONE_STREAMS_KEPT: usize = 64;
-
-/// What travels from a session to an attached client stream.
-#[derive(Debug, Clone)]
-pub enum Frame {
-    /// A JSON-RPC message with its sequence number in the stream.
-    Message(u64, Bytes),
-    /// An event with an id and empty data (2025-11-25 priming).
-    Priming(u64),
-}
 
 /// Requests kept per session for the admin timeline.
 const TIMELINE: usize = 64;
@@ -81,60 +76,6 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Where the stream's close reason is left for the body to log.
-pub(crate) type CloseCell = Arc<OnceLock<CloseReason>>;
-
-/// Where a stream's live events go: a client connected here, or one connected to another
-/// instance of the cluster, which holds it under `token`.
-pub enum Sink {
-    Local(mpsc::Sender<Frame>),
-    Remote { cluster: Arc<Cluster>, instance: Arc<str>, token: u64 },
-}
-
-/// A client stream attached to a session stream.
-struct Live {
-    sink: Sink,
-    reason: CloseCell,
-}
-
-enum SendFailed {
-    Full,
-    Closed,
-}
-
-impl Live {
-    fn close(self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
-        if let Sink::Remote { cluster, instance, token } = &self.sink {
-            cluster.send_close(instance, *token, reason);
-        }
-    }
-
-    /// Whether a client still reads it (a remote holder says so itself when it stops).
-    fn reading(&self) -> bool {
-        match &self.sink {
-            Sink::Local(tx) => !tx.is_closed(),
-            Sink::Remote { .. } => true,
-        }
-    }
-
-    fn try_send(&self, frame: Frame) -> Result<(), SendFailed> {
-        match &self.sink {
-            Sink::Local(tx) => tx.try_send(frame).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendFailed::Full,
-                mpsc::error::TrySendError::Closed(_) => SendFailed::Closed,
-            }),
-            Sink::Remote { cluster, instance, token } => {
-                if cluster.send_frame(instance, *token, &frame) {
-                    Ok(())
-                } else {
-                    Err(SendFailed::Full)
-                }
-            }
-        }
-    }
-}
-
 /// A POST stream just opened: its number, the priming event's sequence number (for clients
 /// that negotiated 2025-11-25), and whether such a client may be asked to poll.
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +86,7 @@ pub struct Opened {
 }
 
 /// What an attach found: events to replay, and whether the stream already finished.
-pub struct AttachInfo {
+pub(crate) struct AttachInfo {
     pub replay: Vec<Entry>,
     pub done: bool,
 }
@@ -199,7 +140,7 @@ struct State {
     last_activity: Instant,
     ended: Option<CloseReason>,
     /// In cluster mode, where writes go so another instance can take the session over.
-    persist: Option<(Arc<Cluster>, SessionId)>,
+    persist: Option<(Arc<dyn Journal>, SessionId)>,
     timeline: VecDeque<TimelineEntry>,
     /// Messages and their bytes routed to the client.
     events: u64,
@@ -270,7 +211,7 @@ impl Session {
         let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
         let mut streams = BTreeMap::new();
         streams.insert(0, Stream::new(&settings, false, &budget));
-        let persist = env.cluster.clone().map(|c| (c, id));
+        let persist = env.journal.clone().map(|c| (c, id));
         let mut next_stream = 1;
         let (mut protocol_version, mut initialize, mut upstream_session) = (None, None, None);
         if let Some(r) = restored {
@@ -404,7 +345,7 @@ impl Session {
         for (id, stream) in lost {
             let msg = "mcp-bridge: the instance that was serving this request died; it was not completed";
             let _ = st.push(stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, msg), true);
-            st.persist(|sid| Op::Answered { sid, id });
+            st.persist(|| journal::Entry::Answered { id });
         }
     }
 
@@ -451,7 +392,7 @@ impl Session {
                 let initialize = peek.method.as_deref() == Some("initialize");
                 if initialize && stream != DISCARD {
                     st.initialize = Some(raw.clone());
-                    st.persist(|sid| Op::Field { sid, field: "init", value: raw.clone() });
+                    st.persist(|| journal::Entry::Initialize(raw.clone()));
                 }
                 if let Some(token) = &peek.progress_token {
                     st.progress.insert(token.clone(), stream);
@@ -466,7 +407,7 @@ impl Session {
                     };
                     st.pending.insert(id.clone(), pending);
                     if stream != DISCARD {
-                        st.persist(|sid| Op::Pending { sid, id: id.clone(), stream });
+                        st.persist(|| journal::Entry::Pending { id: id.clone(), stream });
                     }
                 }
             }
@@ -508,14 +449,20 @@ impl Session {
     }
 
     /// Opens a POST stream whose events go to `sink`.
-    pub fn open_stream_with(&self, requests: usize, json: bool, sink: Sink, reason: CloseCell) -> Result<Opened, SendError> {
+    pub(crate) fn open_stream_with(
+        &self,
+        requests: usize,
+        json: bool,
+        sink: Sink,
+        reason: CloseCell,
+    ) -> Result<Opened, SendError> {
         let mut st = self.state();
         if let Some(reason) = st.ended {
             return Err(SendError::Ended(reason));
         }
         let n = st.next_stream;
         st.next_stream += 1;
-        st.persist(|sid| Op::Field { sid, field: "next_stream", value: Bytes::from((n + 1).to_string()) });
+        st.persist(|| journal::Entry::NextStream(n + 1));
         let mut stream = Stream::new(&self.settings, json, &self.budget);
         stream.open_requests = requests;
         stream.live = Some(Live { sink, reason });
@@ -536,7 +483,7 @@ impl Session {
     }
 
     /// Attaches `sink` to stream `stream`; a finished stream only replays.
-    pub fn attach_with(
+    pub(crate) fn attach_with(
         &self,
         stream: u32,
         after: Option<u64>,
@@ -573,7 +520,7 @@ impl Session {
         let mut st = self.state();
         st.last_activity = Instant::now();
         if let Some(s) = st.streams.get_mut(&stream) {
-            if matches!(&s.live, Some(Live { sink: Sink::Remote { token: t, .. }, .. }) if *t == token) {
+            if s.live.as_ref().is_some_and(|l| l.is_remote(token)) {
                 s.live = None;
             }
         }
@@ -629,7 +576,7 @@ impl Session {
                 if target.1 {
                     self.env.health.succeeded(&self.server.name);
                     st.protocol_version = Some(v.clone());
-                    st.persist(|sid| Op::Field { sid, field: "proto", value: Bytes::from(v.clone()) });
+                    st.persist(|| journal::Entry::ProtocolVersion(v.clone()));
                 }
             }
             st.push(target.0, raw, peek.kind == Kind::Response).err()
@@ -651,7 +598,7 @@ impl Session {
             for (id, p) in pending {
                 let msg = format!("mcp-bridge: session ended ({reason}): {detail}");
                 let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
-                st.persist(|sid| Op::Answered { sid, id });
+                st.persist(|| journal::Entry::Answered { id });
             }
             st.ended = Some(reason);
             for s in st.streams.values_mut() {
@@ -662,7 +609,7 @@ impl Session {
             // A session handed over (shutdown) or taken by another instance (moved) lives on
             // there: its records in Redis are the new owner's now.
             if !matches!(reason, CloseReason::Shutdown | CloseReason::Moved) {
-                st.persist(|sid| Op::Forget { sid });
+                st.persist(|| journal::Entry::Forget);
             }
             std::mem::replace(&mut st.upstream, UpstreamState::Ended)
         };
@@ -720,7 +667,7 @@ impl Session {
                 );
                 let _ = up.tx.try_send(Bytes::from(cancel));
             }
-            st.persist(|sid| Op::Answered { sid, id });
+            st.persist(|| journal::Entry::Answered { id });
         }
         drop(st);
         // `notifications/cancelled` is advisory: the upstream may still be working on the
@@ -749,8 +696,7 @@ impl Session {
                     Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
                     Some(UpstreamEvent::Session { url, id }) => {
                         let mut st = self.state();
-                        let value = Bytes::from(format!("{url} {id}"));
-                        st.persist(|sid| Op::Field { sid, field: "upstream_session", value });
+                        st.persist(|| journal::Entry::UpstreamSession { url: url.clone(), id: id.clone() });
                         st.upstream_session = Some((url, id));
                     }
                     Some(UpstreamEvent::Closed { reason, detail }) => {
@@ -802,7 +748,7 @@ impl State {
             entry.outcome = "cancelled";
         }
         let id: Box<str> = id.into();
-        self.persist(|sid| Op::Answered { sid, id });
+        self.persist(|| journal::Entry::Answered { id });
         self.request_done(p.stream);
     }
 
@@ -827,10 +773,10 @@ impl State {
         }
     }
 
-    /// Queues a cluster write, in cluster mode.
-    fn persist(&self, op: impl FnOnce(SessionId) -> Op) {
-        if let Some((cluster, sid)) = &self.persist {
-            cluster.enqueue(op(*sid));
+    /// Writes an entry to the session's journal, if it has one (cluster mode).
+    fn persist(&self, entry: impl FnOnce() -> journal::Entry) {
+        if let Some((journal, sid)) = &self.persist {
+            journal.write(*sid, entry());
         }
     }
 
@@ -840,7 +786,7 @@ impl State {
 
     fn reserve(&mut self, stream: u32) -> Option<u64> {
         let seq = self.streams.get_mut(&stream)?.log.reserve();
-        self.persist(|sid| Op::Reserve { sid, stream, seq });
+        self.persist(|| journal::Entry::Reserve { stream, seq });
         Some(seq)
     }
 
@@ -854,7 +800,7 @@ impl State {
                     if p.stream != DISCARD {
                         self.last_activity = Instant::now();
                         let id = peek.id.clone().unwrap_or_default();
-                        self.persist(|sid| Op::Answered { sid, id });
+                        self.persist(|| journal::Entry::Answered { id });
                     }
                     if let Some(t) = &p.progress_token {
                         self.progress.remove(t);
@@ -923,9 +869,9 @@ impl State {
         self.events += 1;
         self.bytes += raw.len() as u64;
         if let Ok(seq) = pushed {
-            if let Some((cluster, sid)) = &self.persist {
-                let op = Op::Event { sid: *sid, stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };
-                cluster.enqueue(op);
+            if let Some((journal, sid)) = &self.persist {
+                let entry = journal::Entry::Event { stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };
+                journal.write(*sid, entry);
             }
         }
         if let (Some(l), Ok(seq)) = (&s.live, &pushed) {

@@ -120,7 +120,7 @@ async fn sessions(State(app): State<AppState>) -> Response {
             v
         })
         .collect();
-    if let Some(cluster) = &app.locator.env.cluster {
+    if let Some(cluster) = &app.locator.cluster {
         match cluster.list_sessions().await {
             Ok(remote) => {
                 let local: std::collections::HashSet<String> =

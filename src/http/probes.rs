@@ -13,7 +13,7 @@ use crate::http::auth::Who;
 
 /// `GET /readyz`: 200 ready or degraded, 503 draining.
 pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: HeaderMap) -> Response {
-    let redis = app.locator.env.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
+    let redis = app.locator.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
     let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
     let draining = app.draining.load(std::sync::atomic::Ordering::Relaxed);
     let status = if draining {
@@ -33,7 +33,7 @@ pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: Heade
             "status": status,
             "degraded": degraded,
             "instance": &*app.instance,
-            "mode": if app.locator.env.cluster.is_some() { "cluster" } else { "memory" },
+            "mode": if app.locator.cluster.is_some() { "cluster" } else { "memory" },
             "redis": redis,
             "servers": app.locator.servers().keys().map(|name| (name.clone(), app.locator.env.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
             "children": app.locator.env.upstream.children.running(),

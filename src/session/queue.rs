@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::{SendError, Session};
-use crate::cluster::Op;
+use super::{journal, SendError, Session};
 use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::upstream::QUEUE;
 
@@ -72,7 +71,7 @@ impl Session {
             let msg = format!("mcp-bridge: the upstream's queue stayed full for {QUEUE_WAIT:?}; this request was not sent");
             let _ = st.push(p.stream, jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
             let id = id.clone();
-            st.persist(|sid| Op::Answered { sid, id });
+            st.persist(|| journal::Entry::Answered { id });
         }
     }
 }
