@@ -10,6 +10,7 @@
 
 mod inbox;
 mod keys;
+mod records;
 pub(crate) mod restore;
 pub(crate) mod wire;
 mod writer;
@@ -248,43 +249,6 @@ impl Cluster {
         if self.queue.send(Op::Flush(tx)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
         }
-    }
-
-    /// Every session in the cluster, from the records in Redis (bounded scan).
-    pub(crate) async fn list_sessions(&self) -> Result<Vec<Listed>, ClusterError> {
-        let mut conn = self.conn();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("mcpb:sess:*")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 || keys.len() >= 100_000 {
-                break;
-            }
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(id) = key.strip_prefix("mcpb:sess:") else { continue };
-            let (server, transport, principal): (Option<String>, Option<String>, Option<String>) =
-                redis::cmd("HMGET").arg(&key).arg("server").arg("transport").arg("principal").query_async(&mut conn).await?;
-            let owner: Option<String> = conn.get(format!("mcpb:lease:{id}")).await?;
-            out.push(Listed {
-                id: id.to_string(),
-                server: server.unwrap_or_default(),
-                transport: transport.unwrap_or_default(),
-                principal: principal.filter(|p| !p.is_empty()),
-                owner,
-            });
-        }
-        Ok(out)
     }
 
     /// Sends a request to the owner of `sid` and waits for its answer.

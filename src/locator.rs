@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::AsyncCommands;
 
 use crate::cluster::wire::{Reply, Request};
-use crate::cluster::{key_session, restore, Cluster, ClusterError, LEASE};
+use crate::cluster::{restore, Cluster, ClusterError, LEASE};
 use crate::config::{Config, ServerConfig, SessionSettings};
 use crate::protocol::jsonrpc::Peek;
 use crate::session;
@@ -220,25 +219,16 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
     for _ in 0..3 {
         match cluster.owner(id).await? {
             Some(owner) if owner != *cluster.instance => {
-                let mut conn = cluster.conn();
-                let (server, transport, proto, principal): (Option<String>, Option<String>, Option<String>, Option<String>) =
-                    redis::cmd("HMGET")
-                        .arg(key_session(id))
-                        .arg("server")
-                        .arg("transport")
-                        .arg("proto")
-                        .arg("principal")
-                        .query_async(&mut conn)
-                        .await?;
-                let (Some(server), Some(transport)) = (server, transport) else { return Ok(None) };
+                let record = cluster.record(id).await?;
+                let (Some(server), Some(transport)) = (record.server, record.transport) else { return Ok(None) };
                 let transport = Transport::parse(&transport).unwrap_or(Transport::Streamable);
                 return Ok(Some(Handle::Remote(Remote {
                     id,
                     owner,
                     server,
                     transport,
-                    protocol_version: proto,
-                    principal: principal.filter(|p| !p.is_empty()).map(Arc::from),
+                    protocol_version: record.protocol_version,
+                    principal: record.principal.filter(|p| !p.is_empty()).map(Arc::from),
                     cluster: cluster.clone(),
                 })));
             }
@@ -255,8 +245,7 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
                 if let Some(s) = app.registry.get(id) {
                     return Ok(Some(Handle::Local(s)));
                 }
-                let mut conn = cluster.conn();
-                let _: () = conn.del(crate::cluster::key_lease(id)).await?;
+                cluster.drop_lease(id).await?;
             }
             None => {
                 // One takeover at a time on this instance, so two requests for the same
@@ -265,18 +254,28 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
                 if let Some(s) = app.registry.get(id) {
                     return Ok(Some(Handle::Local(s)));
                 }
-                if let Some(s) = restore::take_over(app, cluster, id).await? {
+                if let Some(s) = take_over(app, cluster, id).await? {
                     return Ok(Some(Handle::Local(s)));
                 }
-                let mut conn = cluster.conn();
-                let exists: bool = conn.exists(key_session(id)).await?;
-                if !exists {
+                if !cluster.has_record(id).await? {
                     return Ok(None);
                 }
             }
         }
     }
     Ok(None)
+}
+
+/// Takes `id` over from a dead owner (see `cluster::restore`) and starts it here.
+async fn take_over(app: &Locator, cluster: &Cluster, id: SessionId) -> Result<Option<Arc<Session>>, ClusterError> {
+    let server = |name: &str| app.server(name).map(|s| (s.clone(), app.settings_for(&s)));
+    let Some(t) = restore::take_over(cluster, id, server).await? else { return Ok(None) };
+    let session = Session::new(id, t.server, t.transport, t.settings, app.env.clone(), t.principal, Some(t.restored));
+    let session = app.registry.start(session);
+    tracing::info!(session = %id, server = %session.server.name, lost = t.lost.len(), instance = %cluster.instance, "session taken over");
+    session.fail_lost(t.lost);
+    session.replay_initialize().await;
+    Ok(Some(session))
 }
 
 /// After `failed` stopped answering for a session: waits for its lease to lapse, then finds
