@@ -16,7 +16,7 @@ use crate::session;
 use crate::session::event_log::Entry;
 use crate::session::journal::Journal;
 use crate::session::registry::Registry;
-use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
+use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Target, Transport};
 
 /// The configured servers; replaced whole on reload.
 pub(crate) type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfig>>>;
@@ -333,14 +333,24 @@ impl Handle {
     }
 
     /// Sends client messages; requests answer on `stream`.
-    pub(crate) async fn send(&self, app: &Locator, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
+    pub(crate) async fn send(
+        &self,
+        app: &Locator,
+        messages: Vec<(Bytes, Peek)>,
+        stream: impl Into<Target>,
+    ) -> Result<(), OpError> {
+        let stream = stream.into();
         match self {
             Handle::Local(s) => {
                 s.check_room(&messages)?;
                 Ok(s.send(messages, stream).await?)
             }
             Handle::Remote(r) => {
-                match r.cluster.call(&r.owner, r.id, Request::Send { stream, messages: strings(&messages) }).await {
+                match r
+                    .cluster
+                    .call(&r.owner, r.id, Request::Send { stream: stream.to_wire(), messages: strings(&messages) })
+                    .await
+                {
                     Err(e) if owner_gone(&e) => Box::pin(recover(app, r.id, &r.owner).await?.send(app, messages, stream)).await,
                     other => other.map(|_| ()).map_err(OpError::from),
                 }

@@ -12,7 +12,7 @@ use super::wire::{Envelope, Failure, Reply, Request};
 use super::Cluster;
 use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc;
-use crate::session::{AttachError, CloseCell, Frame, RemoteSink, Sink};
+use crate::session::{AttachError, CloseCell, Frame, RemoteSink, Sink, Target};
 
 /// A client stream held on `instance` under `token`, as the owning session sees it.
 struct RemoteStream {
@@ -109,7 +109,7 @@ impl Cluster {
         let sink = |token| Sink::Remote(Box::new(RemoteStream { cluster: self.clone(), instance: from.into(), token }));
         match body {
             Request::Send { stream, messages } => {
-                s.send(peeked(messages)?, stream).await.map_err(Failure::send)?;
+                s.send(peeked(messages)?, Target::from_wire(stream)).await.map_err(Failure::send)?;
                 Ok(Reply::Sent)
             }
             Request::Open { requests, json, token, messages } => {

@@ -21,7 +21,7 @@ use crate::locator::{self, Detach, Handle, OpError};
 use crate::protocol::jsonrpc::{self, Kind};
 use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
 use crate::session::event_log::Entry;
-use crate::session::{Attached, CloseReason, Frame, Session, SessionId, Transport, DISCARD};
+use crate::session::{Attached, CloseReason, Frame, Session, SessionId, Target, Transport};
 use crate::stateless::{self, code, Backing, CheckoutError, ClientCaps, ListenFilter, ModernRequest, RequestState};
 use crate::{metrics, sse};
 
@@ -537,7 +537,7 @@ impl Exchange {
         let (Some(handle), Ok(peek)) = (self.handle.clone(), jsonrpc::peek(&msg)) else { return };
         let app = self.app.clone();
         tokio::spawn(async move {
-            let _ = handle.send(&app.locator, vec![(msg, peek)], DISCARD).await;
+            let _ = handle.send(&app.locator, vec![(msg, peek)], Target::Discard).await;
         });
     }
 
@@ -781,7 +781,7 @@ async fn listen(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc
             subscribe.push((msg, p));
         }
     }
-    if let Err(e) = session.send(subscribe, DISCARD).await {
+    if let Err(e) = session.send(subscribe, Target::Discard).await {
         return super::op_error(e.into());
     }
     tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::{journal, SendError, Session};
+use super::{journal, SendError, Session, Target};
 use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::upstream::QUEUE;
 
@@ -21,7 +21,7 @@ impl Session {
     /// of its messages (and bytes) at once, so it is queued whole or, after [`QUEUE_WAIT`], not at all.
     /// Only a batch longer than the queue itself goes in parts; a part that finds no room is
     /// answered with errors, as the earlier parts are already upstream.
-    pub(super) async fn enqueue(&self, mut messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
+    pub(super) async fn enqueue(&self, mut messages: Vec<(Bytes, Peek)>, stream: Target) -> Result<(), SendError> {
         let tx = self.upstream_tx()?;
         if messages.is_empty() {
             return self.register(Vec::new(), stream).map(drop);
