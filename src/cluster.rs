@@ -49,8 +49,19 @@ pub enum ClusterError {
     Timeout(String),
     #[error("instance {owner}: {}", failure.message)]
     Remote { owner: String, failure: Failure },
+    /// The owner of a session stopped answering and no instance took the session over in
+    /// time; `last` is the last error met while looking for it.
+    #[error("instance the owner of session {id} did not answer within {RPC_TIMEOUT:?}")]
+    OwnerGone {
+        id: SessionId,
+        #[source]
+        last: Option<Box<ClusterError>>,
+    },
     #[error("the cluster queue is full")]
     Busy,
+    /// The shared `requestState` key in Redis is not 64 hex digits.
+    #[error("the shared requestState key in redis (mcpb:mrtr-key) is malformed: {0}")]
+    MalformedSecret(#[source] hex::FromHexError),
     #[error("this instance is shutting down; its sessions continue on the other instances")]
     ShuttingDown,
 }
@@ -141,14 +152,12 @@ impl Cluster {
     pub(crate) async fn shared_secret(&self) -> Result<[u8; 32], ClusterError> {
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).expect("the OS provides randomness");
-        let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
         let mut conn = self.conn.clone();
-        let _: Option<String> = redis::cmd("SET").arg("mcpb:mrtr-key").arg(&hex).arg("NX").query_async(&mut conn).await?;
+        let _: Option<String> =
+            redis::cmd("SET").arg("mcpb:mrtr-key").arg(hex::encode(fresh)).arg("NX").query_async(&mut conn).await?;
         let stored: String = redis::cmd("GET").arg("mcpb:mrtr-key").query_async(&mut conn).await?;
         let mut key = [0u8; 32];
-        for (i, b) in key.iter_mut().enumerate() {
-            *b = stored.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
-        }
+        hex::decode_to_slice(stored.trim(), &mut key).map_err(ClusterError::MalformedSecret)?;
         Ok(key)
     }
 
@@ -175,9 +184,9 @@ impl Cluster {
         }
     }
 
-    fn publish(&self, to: &str, env: &Envelope) -> bool {
-        let payload = serde_json::to_string(env).unwrap_or_default();
-        self.enqueue(Op::Publish { channel: channel(to), payload })
+    /// Queues an envelope for `to`; the writer encodes it (off any session's lock).
+    fn publish(&self, to: &str, envelope: Envelope) -> bool {
+        self.enqueue(Op::Publish { channel: channel(to), envelope })
     }
 
     /// Records a new session owned here: its lease and its record. Awaited, so that no other
@@ -257,7 +266,7 @@ impl Cluster {
         let (tx, rx) = oneshot::channel();
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
         let env = Envelope::Request { from: self.instance.to_string(), req, sid: sid.to_string(), body };
-        if !self.publish(owner, &env) {
+        if !self.publish(owner, env) {
             self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
             return Err(ClusterError::Busy);
         }
@@ -296,7 +305,7 @@ impl Cluster {
     pub(crate) fn release_held(&self, token: u64) {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&token);
         if let Some(h) = held {
-            self.publish(&h.owner, &Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
+            self.publish(&h.owner, Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
         }
     }
 
@@ -306,11 +315,11 @@ impl Cluster {
             Frame::Message(seq, data) => (*seq, String::from_utf8_lossy(data).into_owned()),
             Frame::Priming(seq) => (*seq, String::new()),
         };
-        self.publish(instance, &Envelope::Frame { token, seq, data })
+        self.publish(instance, Envelope::Frame { token, seq, data })
     }
 
     pub(crate) fn send_close(&self, instance: &str, token: u64, reason: CloseReason) {
-        self.publish(instance, &Envelope::Close { token, reason: reason.as_str().to_string() });
+        self.publish(instance, Envelope::Close { token, reason: reason.as_str().to_string() });
     }
 
     /// The sessions owned here whose lease renewal failed are ended: someone else owns them.

@@ -110,7 +110,7 @@ pub enum OpError {
     #[error("events were lost: {0}")]
     Gap(String),
     #[error("cluster unavailable: {0}")]
-    Unavailable(ClusterError),
+    Unavailable(#[source] ClusterError),
     /// A limit refused a new session: 503 for the instance's, 429 for the principal's.
     #[error("{message}")]
     Limit { per_principal: bool, message: String },
@@ -282,16 +282,18 @@ async fn take_over(app: &Locator, cluster: &Cluster, id: SessionId) -> Result<Op
 /// the session again (taken over here, or by another live instance).
 async fn recover(app: &Locator, id: SessionId, failed: &str) -> Result<Handle, OpError> {
     let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(2);
+    let mut last = None;
     while tokio::time::Instant::now() < deadline {
         match find(app, id).await {
             Ok(Some(Handle::Remote(r))) if r.owner == failed => {}
             Ok(Some(h)) => return Ok(h),
             Ok(None) => return Err(OpError::NotFound(format!("session {id} is gone"))),
-            Err(_) => {}
+            // Redis or the takeover failed this time; try again, and keep the cause.
+            Err(e) => last = Some(Box::new(e)),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(OpError::Unavailable(ClusterError::Timeout(format!("the owner of session {id}"))))
+    Err(OpError::Unavailable(ClusterError::OwnerGone { id, last }))
 }
 
 /// The owner did not answer, or no longer holds the session: find it again.

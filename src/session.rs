@@ -1,6 +1,25 @@
 //! Sessions: one client's conversation with one upstream. A session owns its upstream, its
 //! streams (each with a bounded event log for `Last-Event-ID` replay) and the map that routes
-//! each upstream message to the stream the client expects it on.
+//! each upstream message to the stream the client expects it on (`route.rs`). Requests in
+//! flight are in `pending.rs`, the upstream's queue in `queue.rs`, endings in `end.rs`; what a
+//! successor needs goes to a [`journal::Journal`], live events to a [`Sink`]. This floor knows
+//! nothing of Redis or the cluster.
+//!
+//! # Lock order
+//! - `Registry::sessions` (a `RwLock`) is held only for its map operations: nothing is taken
+//!   under it, and it is never taken under a session's lock.
+//! - A session's `state` (its one `Mutex`, [`Session::state`]) is never held across an await,
+//!   and never while taking the registry, another session's lock, `Health`, `Changes` or a
+//!   metrics family: health calls and metric updates happen after it is let go. Under it a
+//!   session only works on its own state and event logs (whose memory `Budget` is atomics) and
+//!   sends without waiting: `try_send` to a local client's channel, to the upstream's queue,
+//!   and through a [`RemoteSink`] or the [`journal::Journal`] (the cluster queues an `Op`; its
+//!   writer encodes and writes it later). The one encoding under it is of the JSON-RPC errors
+//!   a request's end logs in the same step as the request leaves `pending` (ending the session,
+//!   timeouts, refusals), which must be one step.
+//! - The cluster's `rpc` and `held` maps are leaves: no session lock is taken under them.
+//! - `Cluster::takeover` (an async mutex) is held across a takeover; under it the registry and
+//!   then the new session's lock are taken, one at a time.
 
 pub(crate) mod changes;
 mod end;

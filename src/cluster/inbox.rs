@@ -57,7 +57,7 @@ impl Cluster {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let result = me.serve(&from, &sid, body).await;
-                    me.publish(&from, &Envelope::Reply { req, result });
+                    me.publish(&from, Envelope::Reply { req, result });
                 });
             }
             Envelope::Reply { req, result } => {
@@ -73,7 +73,7 @@ impl Cluster {
                     if let Some(h) = held.remove(&token) {
                         let _ = h.reason.set(CloseReason::SlowConsumer);
                         drop(held);
-                        self.publish(&h.owner, &Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
+                        self.publish(&h.owner, Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 use tokio::sync::oneshot;
 
+use super::wire::Envelope;
 use crate::ids::SessionId;
 use crate::session::journal::Entry;
 
@@ -24,15 +25,10 @@ pub(super) fn channel(instance: &str) -> String {
 
 /// One queued Redis write or publish; the writer task applies them in order, pipelined.
 pub(crate) enum Op {
-    Publish {
-        channel: String,
-        payload: String,
-    },
+    /// An envelope for another instance's channel, encoded by the writer.
+    Publish { channel: String, envelope: Envelope },
     /// A session's journal entry, written as its records (see `writer`).
-    Session {
-        sid: SessionId,
-        entry: Entry,
-    },
+    Session { sid: SessionId, entry: Entry },
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }

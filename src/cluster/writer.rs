@@ -22,8 +22,8 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut conn: ConnectionManager, 
         let mut flushed = Vec::new();
         for op in batch.drain(..) {
             match op {
-                Op::Publish { channel, payload } => {
-                    pipe.publish(channel, payload).ignore();
+                Op::Publish { channel, envelope } => {
+                    pipe.publish(channel, serde_json::to_string(&envelope).unwrap_or_default()).ignore();
                 }
                 Op::Session { sid, entry } => write(&mut pipe, sid, entry, c.log_size, ttl),
                 Op::Flush(done) => flushed.push(done),

@@ -94,10 +94,14 @@ impl Session {
 
     /// Answers requests that were in flight on a dead owner with a JSON-RPC error.
     pub fn fail_lost(&self, lost: Vec<(Box<str>, u32)>) {
+        let msg = "mcp-bridge: the instance that was serving this request died; it was not completed";
+        let errors: Vec<_> = lost
+            .into_iter()
+            .map(|(id, stream)| (jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, msg), id, stream))
+            .collect();
         let mut st = self.state();
-        for (id, stream) in lost {
-            let msg = "mcp-bridge: the instance that was serving this request died; it was not completed";
-            let _ = st.push(Target::Stream(stream), jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, msg), true);
+        for (error, id, stream) in errors {
+            let _ = st.push(Target::Stream(stream), error, true);
             st.persist(|| journal::Entry::Answered { id });
         }
     }

@@ -39,6 +39,8 @@ impl Session {
     /// Registers the requests among `messages` against `stream` (see [`Session::send`]) and
     /// returns those the session admits (see `State::admit`); the rest are answered already.
     pub(super) fn register(&self, messages: Vec<(Bytes, Peek)>, stream: Target) -> Result<Vec<(Bytes, Peek)>, SendError> {
+        // The request counters are bumped after the session lock is let go.
+        let mut counted: Vec<&'static str> = Vec::new();
         let messages = {
             let mut st = self.state();
             if let Some(reason) = st.ended {
@@ -54,8 +56,7 @@ impl Session {
                     continue;
                 }
                 if let Some(method) = &peek.method {
-                    let labels = metrics::Method { server: self.server.name.clone(), method: metrics::method_label(method) };
-                    metrics::get().requests.get_or_create(&labels).inc();
+                    counted.push(metrics::method_label(method));
                     if stream != Target::Discard {
                         if st.timeline.len() == TIMELINE {
                             st.timeline.pop_front();
@@ -94,6 +95,10 @@ impl Session {
             }
             messages
         };
+        for method in counted {
+            let labels = metrics::Method { server: self.server.name.clone(), method };
+            metrics::get().requests.get_or_create(&labels).inc();
+        }
         Ok(messages)
     }
 }

@@ -48,6 +48,9 @@ struct Route {
     target: Target,
     /// It answers the client's initialize (its protocol version is the session's).
     answers_initialize: bool,
+    /// It answers a client request: the request's method label and its latency in seconds,
+    /// for the histogram.
+    latency: Option<(&'static str, f64)>,
 }
 
 impl Session {
@@ -72,12 +75,14 @@ impl Session {
         {
             self.env.changes.publish(&self.server.name, self.principal.as_ref(), &raw);
         }
-        let overflow = {
+        // Health and metrics are updated after the session lock is let go (see the lock order
+        // in session.rs).
+        let (initialized, latency, overflow) = {
             let mut st = self.state();
             if st.ended.is_some() {
                 return;
             }
-            let route = st.route(&peek, self.transport, &self.server.name);
+            let route = st.route(&peek, self.transport);
             if route.target == Target::Discard && peek.kind == Kind::Request && self.transport == Transport::Stateless {
                 // No request of a client is open on this backing session to carry it.
                 if let (UpstreamState::Running(up), Some(id)) = (&st.upstream, peek.id.as_deref()) {
@@ -86,15 +91,24 @@ impl Session {
                 }
                 return;
             }
-            if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
-                if route.answers_initialize {
-                    self.env.health.succeeded(&self.server.name);
+            let initialized = match (&peek.protocol_version, peek.kind) {
+                (Some(v), Kind::Response) if route.answers_initialize => {
                     st.protocol_version = Some(v.clone());
                     st.persist(|| journal::Entry::ProtocolVersion(v.clone()));
+                    true
                 }
-            }
-            st.push(route.target, raw, peek.kind == Kind::Response).err()
+                _ => false,
+            };
+            let overflow = st.push(route.target, raw, peek.kind == Kind::Response).err();
+            (initialized, route.latency, overflow)
         };
+        if initialized {
+            self.env.health.succeeded(&self.server.name);
+        }
+        if let Some((method, seconds)) = latency {
+            let labels = metrics::Method { server: self.server.name.clone(), method };
+            metrics::get().upstream_latency.get_or_create(&labels).observe(seconds);
+        }
         if let Some(bound) = overflow {
             self.end(CloseReason::EventLogOverflow, &bound.to_string());
         }
@@ -103,8 +117,9 @@ impl Session {
 
 impl State {
     /// Picks the stream for an upstream message.
-    fn route(&mut self, peek: &Peek, transport: Transport, server: &str) -> Route {
+    fn route(&mut self, peek: &Peek, transport: Transport) -> Route {
         let mut initialize = false;
+        let mut latency = None;
         let target = match peek.kind {
             Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
                 Some(p) => {
@@ -123,10 +138,7 @@ impl State {
                         entry.latency_ms = Some(p.since.elapsed().as_secs_f64() * 1000.0);
                         entry.outcome = if peek.error { "error" } else { "ok" };
                     }
-                    if let Some(method) = p.method {
-                        let labels = metrics::Method { server: server.to_string(), method };
-                        metrics::get().upstream_latency.get_or_create(&labels).observe(p.since.elapsed().as_secs_f64());
-                    }
+                    latency = p.method.map(|method| (method, p.since.elapsed().as_secs_f64()));
                     p.stream
                 }
                 None => Target::Stream(0),
@@ -145,7 +157,7 @@ impl State {
         };
         // The HTTP+SSE transport has one stream: everything routed goes there.
         let target = if transport == Transport::Sse && target != Target::Discard { Target::Stream(0) } else { target };
-        Route { target, answers_initialize: initialize }
+        Route { target, answers_initialize: initialize, latency }
     }
 
     /// Server-initiated messages go to the standalone stream when a client reads it, else to
