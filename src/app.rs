@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::locator::Locator;
+use crate::session::registry::Registry;
 use crate::upstream;
 
 /// Loads the configuration again (with the command line's overrides), for reload.
@@ -31,17 +33,19 @@ pub struct AppState {
 impl AppState {
     /// Builds the state; with a Redis URL in the config, joins the cluster first.
     pub async fn connect(config: Config, instance: String) -> Result<AppState, crate::cluster::ClusterError> {
+        // The registry comes first: the cluster serves forwarded requests from it.
+        let registry = Arc::<Registry>::default();
         let cluster = match &config.redis {
             Some(url) => {
                 let s = &config.sessions;
                 let ttl = s.idle_timeout.max(s.event_log_age) + std::time::Duration::from_secs(60);
                 Some(
-                    crate::cluster::Cluster::connect(
+                    Cluster::connect(
                         url,
                         config.redis_ca.as_deref(),
                         instance.as_str().into(),
-                        s.event_log_size,
-                        ttl,
+                        (s.event_log_size, ttl),
+                        &registry,
                     )
                     .await?,
                 )
@@ -49,36 +53,27 @@ impl AppState {
             None => None,
         };
         crate::metrics::init(&instance);
-        let app = AppState::new(config, instance, cluster);
-        if let Some(c) = &app.locator.ctx.cluster {
-            c.set_registry(&app.locator.registry);
+        let app = AppState::new(config, instance, registry, cluster);
+        if let Some(c) = &app.locator.cluster {
             app.stateless.set_secret(c.shared_secret().await?);
         }
         Ok(app)
     }
 
-    pub fn new(config: Config, instance: String, cluster: Option<Arc<crate::cluster::Cluster>>) -> AppState {
+    fn new(config: Config, instance: String, registry: Arc<Registry>, cluster: Option<Arc<Cluster>>) -> AppState {
         let children = upstream::ChildSlots::new(config.limits.max_children);
         let pump = config.limits.pump;
         let http = crate::config::tls::shared_client();
         let instance: Arc<str> = instance.into();
         let config = Arc::new(config);
-        let ctx = upstream::Context {
-            http,
-            cluster,
-            children,
-            health: Arc::default(),
-            pools: Arc::default(),
-            shared: Arc::default(),
-            eras: Arc::default(),
-            changes: Arc::default(),
-            pump,
-        };
+        let upstream =
+            upstream::Context { http, children, pools: Arc::default(), shared: Arc::default(), eras: Arc::default(), pump };
+        let env = crate::session::Env { upstream, health: Arc::default(), changes: Arc::default(), journal: None };
         AppState {
             reloader: None,
             draining: Arc::default(),
             in_flight: Arc::default(),
-            locator: Locator::new(config.clone(), ctx),
+            locator: Locator::new(config.clone(), registry, env, cluster),
             config,
             stateless: Arc::default(),
             instance,

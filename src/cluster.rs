@@ -8,9 +8,12 @@
 //! another instance can take the session over (see `restore`) and a client that reconnects with
 //! `Last-Event-ID` anywhere gets what it missed.
 
+mod inbox;
 mod keys;
+mod records;
 pub(crate) mod restore;
 pub(crate) mod wire;
+mod writer;
 
 use keys::channel;
 pub(crate) use keys::Op;
@@ -18,17 +21,17 @@ pub(crate) use keys::{key_lease, key_log, key_pending, key_session, Listed};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, PushKind};
+use redis::AsyncCommands;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::protocol::jsonrpc;
+use crate::ids::{CloseReason, SessionId};
+use crate::session::journal::{Entry, Journal};
 use crate::session::registry::Registry;
-use crate::session::{CloseCell, CloseReason, Frame, Session, SessionId, Sink};
+use crate::session::{CloseCell, Frame, Session};
 use wire::{Envelope, Failure, Reply, Request};
 
 /// How long a lease lives without renewal; the owner renews it three times per period.
@@ -46,8 +49,19 @@ pub enum ClusterError {
     Timeout(String),
     #[error("instance {owner}: {}", failure.message)]
     Remote { owner: String, failure: Failure },
+    /// The owner of a session stopped answering and no instance took the session over in
+    /// time; `last` is the last error met while looking for it.
+    #[error("instance the owner of session {id} did not answer within {RPC_TIMEOUT:?}")]
+    OwnerGone {
+        id: SessionId,
+        #[source]
+        last: Option<Box<ClusterError>>,
+    },
     #[error("the cluster queue is full")]
     Busy,
+    /// The shared `requestState` key in Redis is not 64 hex digits.
+    #[error("the shared requestState key in redis (mcpb:mrtr-key) is malformed: {0}")]
+    MalformedSecret(#[source] hex::FromHexError),
     #[error("this instance is shutting down; its sessions continue on the other instances")]
     ShuttingDown,
 }
@@ -61,7 +75,7 @@ struct HeldStream {
     stream: u32,
 }
 
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub instance: Arc<str>,
     /// Held while this instance takes a session over.
     pub takeover: tokio::sync::Mutex<()>,
@@ -71,7 +85,8 @@ pub struct Cluster {
     held: Mutex<HashMap<u64, HeldStream>>,
     next: AtomicU64,
     healthy: AtomicBool,
-    registry: OnceLock<Weak<Registry>>,
+    /// The sessions owned here: forwarded requests are served from it, leases renewed for it.
+    registry: Weak<Registry>,
     /// Events kept per stream log in Redis.
     log_size: usize,
     /// Lifetime of every key, refreshed on write.
@@ -87,13 +102,14 @@ return 0"#;
 impl Cluster {
     /// Connects, subscribes to this instance's channel, and starts the writer, inbox and
     /// lease tasks. The connection reconnects and resubscribes by itself.
-    /// `ca`: the PEM roots of `redis_ca_file`, for a `rediss://` URL.
-    pub async fn connect(
+    /// `ca`: the PEM roots of `redis_ca_file`, for a `rediss://` URL. `registry`: the sessions
+    /// this instance owns.
+    pub(crate) async fn connect(
         url: &str,
         ca: Option<&[u8]>,
         instance: Arc<str>,
-        log_size: usize,
-        ttl: Duration,
+        (log_size, ttl): (usize, Duration),
+        registry: &Arc<Registry>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let url = if url.contains("protocol=") {
             url.to_string()
@@ -120,12 +136,12 @@ impl Cluster {
             held: Mutex::default(),
             next: AtomicU64::new(1),
             healthy: AtomicBool::new(true),
-            registry: OnceLock::new(),
+            registry: Arc::downgrade(registry),
             log_size,
             ttl,
         });
-        tokio::spawn(writer(Arc::downgrade(&cluster), cluster.conn.clone(), queue_rx));
-        tokio::spawn(inbox(Arc::downgrade(&cluster), push_rx));
+        tokio::spawn(writer::writer(Arc::downgrade(&cluster), cluster.conn.clone(), queue_rx));
+        tokio::spawn(inbox::inbox(Arc::downgrade(&cluster), push_rx));
         tokio::spawn(renew_leases(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
@@ -133,29 +149,23 @@ impl Cluster {
     /// The key every instance signs 2026-07-28 `requestState`s with: the first instance to
     /// start stores a random one in Redis, and the others read it, so a retry verifies on any
     /// instance.
-    pub async fn shared_secret(&self) -> Result<[u8; 32], ClusterError> {
+    pub(crate) async fn shared_secret(&self) -> Result<[u8; 32], ClusterError> {
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).expect("the OS provides randomness");
-        let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
         let mut conn = self.conn.clone();
-        let _: Option<String> = redis::cmd("SET").arg("mcpb:mrtr-key").arg(&hex).arg("NX").query_async(&mut conn).await?;
+        let _: Option<String> =
+            redis::cmd("SET").arg("mcpb:mrtr-key").arg(hex::encode(fresh)).arg("NX").query_async(&mut conn).await?;
         let stored: String = redis::cmd("GET").arg("mcpb:mrtr-key").query_async(&mut conn).await?;
         let mut key = [0u8; 32];
-        for (i, b) in key.iter_mut().enumerate() {
-            *b = stored.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
-        }
+        hex::decode_to_slice(stored.trim(), &mut key).map_err(ClusterError::MalformedSecret)?;
         Ok(key)
     }
 
-    pub fn set_registry(&self, registry: &Arc<Registry>) {
-        let _ = self.registry.set(Arc::downgrade(registry));
-    }
-
     fn registry(&self) -> Option<Arc<Registry>> {
-        self.registry.get().and_then(Weak::upgrade)
+        self.registry.upgrade()
     }
 
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
@@ -174,14 +184,14 @@ impl Cluster {
         }
     }
 
-    fn publish(&self, to: &str, env: &Envelope) -> bool {
-        let payload = serde_json::to_string(env).unwrap_or_default();
-        self.enqueue(Op::Publish { channel: channel(to), payload })
+    /// Queues an envelope for `to`; the writer encodes it (off any session's lock).
+    fn publish(&self, to: &str, envelope: Envelope) -> bool {
+        self.enqueue(Op::Publish { channel: channel(to), envelope })
     }
 
     /// Records a new session owned here: its lease and its record. Awaited, so that no other
     /// instance can see the session id before Redis knows who owns it.
-    pub async fn register(&self, s: &Session) -> Result<(), ClusterError> {
+    pub(crate) async fn register(&self, s: &Session) -> Result<(), ClusterError> {
         let mut conn = self.conn();
         let ttl = self.ttl.as_millis() as u64;
         redis::pipe()
@@ -208,13 +218,13 @@ impl Cluster {
     }
 
     /// Who holds the lease of `sid`, if anyone.
-    pub async fn owner(&self, sid: SessionId) -> Result<Option<String>, ClusterError> {
+    pub(crate) async fn owner(&self, sid: SessionId) -> Result<Option<String>, ClusterError> {
         let mut conn = self.conn();
         Ok(conn.get(key_lease(sid)).await?)
     }
 
     /// Claims the lease of an ownerless session.
-    pub async fn claim(&self, sid: SessionId) -> Result<bool, ClusterError> {
+    pub(crate) async fn claim(&self, sid: SessionId) -> Result<bool, ClusterError> {
         let mut conn = self.conn();
         let ok: Option<String> = redis::cmd("SET")
             .arg(key_lease(sid))
@@ -229,7 +239,7 @@ impl Cluster {
 
     /// Gives up the leases of sessions ending here on shutdown, so others take them over at
     /// once instead of after the lease lapses.
-    pub async fn release(&self, sids: &[SessionId]) {
+    pub(crate) async fn release(&self, sids: &[SessionId]) {
         let mut conn = self.conn();
         for sid in sids {
             let _: Result<i64, _> = redis::Script::new(
@@ -243,57 +253,20 @@ impl Cluster {
     }
 
     /// Waits (bounded) until every write queued so far has reached Redis.
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.queue.send(Op::Flush(tx)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
         }
     }
 
-    /// Every session in the cluster, from the records in Redis (bounded scan).
-    pub async fn list_sessions(&self) -> Result<Vec<Listed>, ClusterError> {
-        let mut conn = self.conn();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("mcpb:sess:*")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 || keys.len() >= 100_000 {
-                break;
-            }
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(id) = key.strip_prefix("mcpb:sess:") else { continue };
-            let (server, transport, principal): (Option<String>, Option<String>, Option<String>) =
-                redis::cmd("HMGET").arg(&key).arg("server").arg("transport").arg("principal").query_async(&mut conn).await?;
-            let owner: Option<String> = conn.get(format!("mcpb:lease:{id}")).await?;
-            out.push(Listed {
-                id: id.to_string(),
-                server: server.unwrap_or_default(),
-                transport: transport.unwrap_or_default(),
-                principal: principal.filter(|p| !p.is_empty()),
-                owner,
-            });
-        }
-        Ok(out)
-    }
-
     /// Sends a request to the owner of `sid` and waits for its answer.
-    pub async fn call(&self, owner: &str, sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
+    pub(crate) async fn call(&self, owner: &str, sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
         let env = Envelope::Request { from: self.instance.to_string(), req, sid: sid.to_string(), body };
-        if !self.publish(owner, &env) {
+        if !self.publish(owner, env) {
             self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
             return Err(ClusterError::Busy);
         }
@@ -312,7 +285,7 @@ impl Cluster {
 
     /// Registers a client stream this instance holds for a session owned by `owner`; frames
     /// the owner publishes under the returned token arrive on the receiver.
-    pub fn hold(&self, owner: &str, sid: SessionId) -> (u64, mpsc::Receiver<Frame>, CloseCell) {
+    pub(crate) fn hold(&self, owner: &str, sid: SessionId) -> (u64, mpsc::Receiver<Frame>, CloseCell) {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(crate::session::STREAM_QUEUE);
         let reason = CloseCell::default();
@@ -322,116 +295,31 @@ impl Cluster {
     }
 
     /// Records which stream a held token reads, once the owner has said.
-    pub fn held_stream(&self, token: u64, stream: u32) {
+    pub(crate) fn held_stream(&self, token: u64, stream: u32) {
         if let Some(h) = self.held.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&token) {
             h.stream = stream;
         }
     }
 
     /// The client of a held stream went away: forget it and tell the owner.
-    pub fn release_held(&self, token: u64) {
+    pub(crate) fn release_held(&self, token: u64) {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&token);
         if let Some(h) = held {
-            self.publish(&h.owner, &Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
+            self.publish(&h.owner, Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
         }
     }
 
-    /// Sends a frame to a stream held on `instance` (the owner side of [`Sink::Remote`]).
+    /// Sends a frame to a stream held on `instance` (the owner side of `session::Sink::Remote`).
     pub(crate) fn send_frame(&self, instance: &str, token: u64, frame: &Frame) -> bool {
         let (seq, data) = match frame {
             Frame::Message(seq, data) => (*seq, String::from_utf8_lossy(data).into_owned()),
             Frame::Priming(seq) => (*seq, String::new()),
         };
-        self.publish(instance, &Envelope::Frame { token, seq, data })
+        self.publish(instance, Envelope::Frame { token, seq, data })
     }
 
     pub(crate) fn send_close(&self, instance: &str, token: u64, reason: CloseReason) {
-        self.publish(instance, &Envelope::Close { token, reason: reason.as_str().to_string() });
-    }
-
-    fn on_envelope(self: &Arc<Self>, env: Envelope) {
-        match env {
-            Envelope::Request { from, req, sid, body } => {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let result = me.serve(&from, &sid, body).await;
-                    me.publish(&from, &Envelope::Reply { req, result });
-                });
-            }
-            Envelope::Reply { req, result } => {
-                if let Some(tx) = self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req) {
-                    let _ = tx.send(result);
-                }
-            }
-            Envelope::Frame { token, seq, data } => {
-                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(h) = held.get(&token) else { return };
-                let frame = if data.is_empty() { Frame::Priming(seq) } else { Frame::Message(seq, Bytes::from(data)) };
-                if h.tx.try_send(frame).is_err() {
-                    if let Some(h) = held.remove(&token) {
-                        let _ = h.reason.set(CloseReason::SlowConsumer);
-                        drop(held);
-                        self.publish(&h.owner, &Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
-                    }
-                }
-            }
-            Envelope::Close { token, reason } => {
-                if let Some(h) = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&token) {
-                    let _ = h.reason.set(CloseReason::parse(&reason).unwrap_or(CloseReason::Error));
-                }
-            }
-            Envelope::Detached { sid, stream, token } => {
-                let session = SessionId::parse(&sid).and_then(|id| self.registry()?.get(id));
-                if let Some(s) = session {
-                    s.detached_remote(stream, token);
-                }
-            }
-        }
-    }
-
-    /// Serves a request forwarded by `from` for a session owned here.
-    async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request) -> Result<Reply, Failure> {
-        let session = SessionId::parse(sid).and_then(|id| self.registry()?.get(id));
-        let Some(s) = session else {
-            return Err(Failure { moved: true, ..Failure::new(format!("session {sid} is not owned by {}", self.instance)) });
-        };
-        let peeked = |messages: Vec<String>| -> Result<Vec<(Bytes, jsonrpc::Peek)>, Failure> {
-            messages
-                .into_iter()
-                .map(|m| {
-                    let raw = Bytes::from(m);
-                    jsonrpc::peek(&raw).map(|p| (raw, p)).map_err(Failure::new)
-                })
-                .collect()
-        };
-        let sink = |token| Sink::Remote { cluster: self.clone(), instance: from.into(), token };
-        match body {
-            Request::Send { stream, messages } => {
-                s.send(peeked(messages)?, stream).await.map_err(Failure::send)?;
-                Ok(Reply::Sent)
-            }
-            Request::Open { requests, json, token, messages } => {
-                let messages = peeked(messages)?;
-                let opened = s.open_stream_with(requests, json, sink(token), CloseCell::default()).map_err(Failure::new)?;
-                s.send(messages, opened.stream).await.map_err(Failure::send)?;
-                Ok(Reply::Opened { stream: opened.stream, priming: opened.priming, polling: opened.polling })
-            }
-            Request::Attach { stream, after, replace, token } => {
-                let a = s
-                    .attach_with(stream, after, replace, sink(token), CloseCell::default())
-                    .map_err(|e| Failure { conflict: matches!(e, crate::session::AttachError::Conflict), ..Failure::new(e) })?;
-                let replay = a.replay.into_iter().map(|e| (e.seq, String::from_utf8_lossy(&e.data).into_owned())).collect();
-                Ok(Reply::Attached { stream, replay, done: a.done, polling: s.negotiated_polling() })
-            }
-            Request::End { reason } => {
-                let reason = CloseReason::parse(&reason).unwrap_or(CloseReason::Deleted);
-                if let Some(r) = self.registry() {
-                    r.remove(s.id);
-                }
-                s.end(reason, "ended by a forwarded request");
-                Ok(Reply::Ended)
-            }
-        }
+        self.publish(instance, Envelope::Close { token, reason: reason.as_str().to_string() });
     }
 
     /// The sessions owned here whose lease renewal failed are ended: someone else owns them.
@@ -475,7 +363,7 @@ impl Cluster {
             let Some(s) = registry.get(id) else { continue };
             if self.register(&s).await.is_ok() {
                 if let Some(v) = s.protocol_version() {
-                    self.enqueue(Op::Field { sid: id, field: "proto", value: Bytes::from(v) });
+                    self.write(id, Entry::ProtocolVersion(v));
                 }
                 tracing::info!(session = %id, "re-registered a session whose record Redis had lost");
             }
@@ -511,76 +399,10 @@ impl Cluster {
     }
 }
 
-/// Applies queued writes and publishes in order, as pipelines.
-async fn writer(cluster: Weak<Cluster>, mut conn: ConnectionManager, mut rx: mpsc::Receiver<Op>) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        let Some(c) = cluster.upgrade() else { return };
-        let ttl = c.ttl.as_millis() as i64;
-        let mut pipe = redis::pipe();
-        let mut flushed = Vec::new();
-        for op in batch.drain(..) {
-            match op {
-                Op::Publish { channel, payload } => {
-                    pipe.publish(channel, payload).ignore();
-                }
-                Op::Event { sid, stream, seq, data, evicted_upto } => {
-                    let key = key_log(sid, stream);
-                    let mut member = format!("{seq} ").into_bytes();
-                    member.extend_from_slice(&data);
-                    pipe.zadd(&key, member, seq)
-                        .ignore()
-                        .zremrangebyrank(&key, 0, -(c.log_size as isize) - 1)
-                        .ignore()
-                        .pexpire(&key, ttl)
-                        .ignore()
-                        .hset_multiple(
-                            key_session(sid),
-                            &[(format!("seq{stream}"), seq), (format!("evicted{stream}"), evicted_upto)],
-                        )
-                        .ignore();
-                }
-                Op::Reserve { sid, stream, seq } => {
-                    pipe.hset(key_session(sid), format!("seq{stream}"), seq).ignore();
-                }
-                Op::Pending { sid, id, stream } => {
-                    pipe.hset(key_pending(sid), &*id, stream).ignore().pexpire(key_pending(sid), ttl).ignore();
-                }
-                Op::Answered { sid, id } => {
-                    pipe.hdel(key_pending(sid), &*id).ignore();
-                }
-                Op::Field { sid, field, value } => {
-                    pipe.hset(key_session(sid), field, value.as_ref()).ignore().pexpire(key_session(sid), ttl).ignore();
-                }
-                Op::Forget { sid } => {
-                    pipe.del(&[key_session(sid), key_pending(sid), key_lease(sid)]).ignore();
-                }
-                Op::Flush(done) => flushed.push(done),
-            }
-        }
-        let ok = pipe.query_async::<()>(&mut conn).await.is_ok();
-        flushed.into_iter().for_each(|done| {
-            let _ = done.send(());
-        });
-        if !ok {
-            tracing::warn!("redis write failed; sessions keep working locally");
-        }
-        c.healthy.store(ok, Ordering::Relaxed);
-    }
-}
-
-/// Reads this instance's channel.
-async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<redis::PushInfo>) {
-    while let Some(push) = rx.recv().await {
-        let Some(c) = cluster.upgrade() else { return };
-        if push.kind != PushKind::Message {
-            continue;
-        }
-        let Some(redis::Value::BulkString(payload)) = push.data.get(1) else { continue };
-        match serde_json::from_slice::<Envelope>(payload) {
-            Ok(env) => c.on_envelope(env),
-            Err(e) => tracing::warn!(error = %e, "unreadable cluster message"),
-        }
+/// Sessions write their journals into the writer's queue.
+impl Journal for Cluster {
+    fn write(&self, sid: SessionId, entry: Entry) {
+        self.enqueue(Op::Session { sid, entry });
     }
 }
 

@@ -7,26 +7,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::AsyncCommands;
 
 use crate::cluster::wire::{Reply, Request};
-use crate::cluster::{key_session, restore, Cluster, ClusterError, LEASE};
+use crate::cluster::{restore, Cluster, ClusterError, LEASE};
 use crate::config::{Config, ServerConfig, SessionSettings};
 use crate::protocol::jsonrpc::Peek;
+use crate::session;
 use crate::session::event_log::Entry;
+use crate::session::journal::Journal;
 use crate::session::registry::Registry;
-use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Transport};
-use crate::upstream;
+use crate::session::{AttachError, Attached, CloseReason, Opened, SendError, Session, SessionId, Target, Transport};
 
 /// The configured servers; replaced whole on reload.
 pub(crate) type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfig>>>;
 
 /// What finding, creating and taking over sessions needs: this instance's registry, the live
-/// server set, the settings as started, and the upstream context (with the cluster).
+/// server set, the settings as started, the sessions' environment, and the cluster.
 #[derive(Clone)]
 pub(crate) struct Locator {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) ctx: upstream::Context,
+    pub(crate) env: session::Env,
+    /// Set in cluster mode (and then it is the sessions' journal too).
+    pub(crate) cluster: Option<Arc<Cluster>>,
     /// The configuration as started: limits and session settings.
     pub(crate) config: Arc<Config>,
     servers: Arc<std::sync::RwLock<Servers>>,
@@ -36,10 +38,18 @@ pub(crate) struct Locator {
 }
 
 impl Locator {
-    pub(crate) fn new(config: Arc<Config>, ctx: upstream::Context) -> Locator {
+    /// `registry` is the one `cluster` serves (see `Cluster::connect`).
+    pub(crate) fn new(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        mut env: session::Env,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Locator {
+        env.journal = cluster.clone().map(|c| c as Arc<dyn Journal>);
         Locator {
-            registry: Arc::default(),
-            ctx,
+            registry,
+            env,
+            cluster,
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
             config,
             retired: Arc::default(),
@@ -100,7 +110,7 @@ pub(crate) enum OpError {
     #[error("events were lost: {0}")]
     Gap(String),
     #[error("cluster unavailable: {0}")]
-    Unavailable(ClusterError),
+    Unavailable(#[source] ClusterError),
     /// A limit refused a new session: 503 for the instance's, 429 for the principal's.
     #[error("{message}")]
     Limit { per_principal: bool, message: String },
@@ -171,15 +181,15 @@ pub(crate) async fn create(
             return Err(OpError::Limit { per_principal: true, message });
         }
     }
-    if let Err(left) = app.ctx.health.admit(&server.name) {
+    if let Err(left) = app.env.health.admit(&server.name) {
         let message =
             format!("server `{}` keeps crashing; new sessions are refused for {} more s", server.name, left.as_secs() + 1);
         return Err(OpError::Limit { per_principal: false, message });
     }
     let settings = app.settings_for(&server);
     let session =
-        app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.ctx.clone(), principal, None));
-    if let Some(cluster) = &app.ctx.cluster {
+        app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.env.clone(), principal, None));
+    if let Some(cluster) = &app.cluster {
         if let Err(e) = cluster.register(&session).await {
             app.registry.remove(session.id);
             session.end(CloseReason::Error, "the cluster store is unavailable");
@@ -209,29 +219,20 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
     if let Some(s) = app.registry.get(id) {
         return Ok(Some(Handle::Local(s)));
     }
-    let Some(cluster) = &app.ctx.cluster else { return Ok(None) };
+    let Some(cluster) = &app.cluster else { return Ok(None) };
     for _ in 0..3 {
         match cluster.owner(id).await? {
             Some(owner) if owner != *cluster.instance => {
-                let mut conn = cluster.conn();
-                let (server, transport, proto, principal): (Option<String>, Option<String>, Option<String>, Option<String>) =
-                    redis::cmd("HMGET")
-                        .arg(key_session(id))
-                        .arg("server")
-                        .arg("transport")
-                        .arg("proto")
-                        .arg("principal")
-                        .query_async(&mut conn)
-                        .await?;
-                let (Some(server), Some(transport)) = (server, transport) else { return Ok(None) };
+                let record = cluster.record(id).await?;
+                let (Some(server), Some(transport)) = (record.server, record.transport) else { return Ok(None) };
                 let transport = Transport::parse(&transport).unwrap_or(Transport::Streamable);
                 return Ok(Some(Handle::Remote(Remote {
                     id,
                     owner,
                     server,
                     transport,
-                    protocol_version: proto,
-                    principal: principal.filter(|p| !p.is_empty()).map(Arc::from),
+                    protocol_version: record.protocol_version,
+                    principal: record.principal.filter(|p| !p.is_empty()).map(Arc::from),
                     cluster: cluster.clone(),
                 })));
             }
@@ -248,8 +249,7 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
                 if let Some(s) = app.registry.get(id) {
                     return Ok(Some(Handle::Local(s)));
                 }
-                let mut conn = cluster.conn();
-                let _: () = conn.del(crate::cluster::key_lease(id)).await?;
+                cluster.drop_lease(id).await?;
             }
             None => {
                 // One takeover at a time on this instance, so two requests for the same
@@ -258,12 +258,10 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
                 if let Some(s) = app.registry.get(id) {
                     return Ok(Some(Handle::Local(s)));
                 }
-                if let Some(s) = restore::take_over(app, cluster, id).await? {
+                if let Some(s) = take_over(app, cluster, id).await? {
                     return Ok(Some(Handle::Local(s)));
                 }
-                let mut conn = cluster.conn();
-                let exists: bool = conn.exists(key_session(id)).await?;
-                if !exists {
+                if !cluster.has_record(id).await? {
                     return Ok(None);
                 }
             }
@@ -272,20 +270,34 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
     Ok(None)
 }
 
+/// Takes `id` over from a dead owner (see `cluster::restore`) and starts it here.
+async fn take_over(app: &Locator, cluster: &Cluster, id: SessionId) -> Result<Option<Arc<Session>>, ClusterError> {
+    let server = |name: &str| app.server(name).map(|s| (s.clone(), app.settings_for(&s)));
+    let Some(t) = restore::take_over(cluster, id, server).await? else { return Ok(None) };
+    let session = Session::new(id, t.server, t.transport, t.settings, app.env.clone(), t.principal, Some(t.restored));
+    let session = app.registry.start(session);
+    tracing::info!(session = %id, server = %session.server.name, lost = t.lost.len(), instance = %cluster.instance, "session taken over");
+    session.fail_lost(t.lost);
+    session.replay_initialize().await;
+    Ok(Some(session))
+}
+
 /// After `failed` stopped answering for a session: waits for its lease to lapse, then finds
 /// the session again (taken over here, or by another live instance).
 async fn recover(app: &Locator, id: SessionId, failed: &str) -> Result<Handle, OpError> {
     let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(2);
+    let mut last = None;
     while tokio::time::Instant::now() < deadline {
         match find(app, id).await {
             Ok(Some(Handle::Remote(r))) if r.owner == failed => {}
             Ok(Some(h)) => return Ok(h),
             Ok(None) => return Err(OpError::NotFound(format!("session {id} is gone"))),
-            Err(_) => {}
+            // Redis or the takeover failed this time; try again, and keep the cause.
+            Err(e) => last = Some(Box::new(e)),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(OpError::Unavailable(ClusterError::Timeout(format!("the owner of session {id}"))))
+    Err(OpError::Unavailable(ClusterError::OwnerGone { id, last }))
 }
 
 /// The owner did not answer, or no longer holds the session: find it again.
@@ -327,14 +339,24 @@ impl Handle {
     }
 
     /// Sends client messages; requests answer on `stream`.
-    pub(crate) async fn send(&self, app: &Locator, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), OpError> {
+    pub(crate) async fn send(
+        &self,
+        app: &Locator,
+        messages: Vec<(Bytes, Peek)>,
+        stream: impl Into<Target>,
+    ) -> Result<(), OpError> {
+        let stream = stream.into();
         match self {
             Handle::Local(s) => {
                 s.check_room(&messages)?;
                 Ok(s.send(messages, stream).await?)
             }
             Handle::Remote(r) => {
-                match r.cluster.call(&r.owner, r.id, Request::Send { stream, messages: strings(&messages) }).await {
+                match r
+                    .cluster
+                    .call(&r.owner, r.id, Request::Send { stream: stream.to_wire(), messages: strings(&messages) })
+                    .await
+                {
                     Err(e) if owner_gone(&e) => Box::pin(recover(app, r.id, &r.owner).await?.send(app, messages, stream)).await,
                     other => other.map(|_| ()).map_err(OpError::from),
                 }

@@ -2,18 +2,24 @@
 //! shutdown future, so tests can bind port 0 and stop it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::Service;
 
 use crate::app::AppState;
+use crate::cluster::Cluster;
 use crate::http::router::router;
-use crate::session::CloseReason;
+use crate::ids::CloseReason;
+use crate::session::registry::Registry;
 
 /// On shutdown, how long requests already sent upstream may take to be answered before the
 /// sessions end (in cluster mode it must stay well inside the lease).
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Serves until `shutdown` resolves, then ends every session with reason `shutdown` (which
 /// closes their streams and kills their children) and waits (bounded) for connections to finish.
@@ -23,12 +29,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = app.locator.registry.clone();
-    let cluster = app.locator.ctx.cluster.clone();
+    let cluster = app.locator.cluster.clone();
     let addr = listener.local_addr()?;
-    let header_timeout = app.config.limits.header_read_timeout;
-    let write_timeout = app.config.limits.write_timeout;
-    let grace = app.config.sessions.drain_grace;
-    let draining = app.draining.clone();
+    let timeouts = (app.config.limits.header_read_timeout, app.config.limits.write_timeout);
+    let drain = Drain { grace: app.config.sessions.drain_grace, draining: app.draining.clone(), registry: registry.clone() };
     let (retired, in_flight) = (app.locator.retired.clone(), app.in_flight.clone());
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
     if !addr.ip().is_loopback() && app.config.auth.is_none() {
@@ -37,10 +41,47 @@ pub async fn run(
     let router = router(app);
     // Orphaned grandchildren are reparented to the bridge, and swept while it runs.
     let reaper = crate::upstream::reaper::start();
+    let graceful = GracefulShutdown::new();
+    accept(&listener, router, &graceful, timeouts, drain, shutdown).await;
+    drop(listener);
+    // Close the idle keep-alive connections (nginx pools them) and let busy ones finish their
+    // current request, before the sessions end. Otherwise a request read after that finds this
+    // instance's own lease on a session it no longer holds, takes the session over again just
+    // before the process exits, and its answer is lost (the next owner fails it after the lease
+    // lapses). The first poll sends the signal; the wait comes last.
+    let mut connections = std::pin::pin!(graceful.shutdown());
+    let all_closed = futures_util::FutureExt::now_or_never(&mut connections).is_some();
+    hand_over(&registry, cluster.as_deref(), &retired, &in_flight).await;
+    // No child, grandchild or orphan outlives the bridge.
+    crate::upstream::reaper::finish().await;
+    reaper.abort();
+    if !all_closed {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connections).await;
+    }
+    Ok(())
+}
+
+/// What the drain after the shutdown signal needs.
+struct Drain {
+    grace: Duration,
+    /// Set when the drain starts: `/readyz` answers 503.
+    draining: Arc<AtomicBool>,
+    registry: Arc<Registry>,
+}
+
+/// Accepts connections until the drain after `shutdown` is over. `timeouts`: for a client's
+/// request headers, and for a client that stops reading.
+async fn accept(
+    listener: &TcpListener,
+    router: axum::Router,
+    graceful: &GracefulShutdown,
+    (header_timeout, write_timeout): (Duration, Duration),
+    drain: Drain,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client must finish its request headers in time (slow-loris guard).
     http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     // Set once the shutdown signal came: the end of the drain.
     let mut drain_until: Option<tokio::time::Instant> = None;
@@ -64,12 +105,12 @@ pub async fn run(
             _ = &mut shutdown, if drain_until.is_none() => {
                 // Drain: say so on /readyz, keep serving (a load balancer moves new work
                 // elsewhere meanwhile), then end the streams when the grace period is over.
-                draining.store(true, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(grace_ms = grace.as_millis() as u64, sessions = registry.len(), "draining");
-                drain_until = Some(tokio::time::Instant::now() + grace);
+                drain.draining.store(true, Ordering::Relaxed);
+                tracing::info!(grace_ms = drain.grace.as_millis() as u64, sessions = drain.registry.len(), "draining");
+                drain_until = Some(tokio::time::Instant::now() + drain.grace);
                 continue;
             }
-            _ = drain_end => break,
+            _ = drain_end => return,
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
@@ -86,18 +127,16 @@ pub async fn run(
             let _ = conn.await;
         });
     }
-    drop(listener);
-    // Close the idle keep-alive connections (nginx pools them) and let busy ones finish their
-    // current request, before the sessions end. Otherwise a request read after that finds this
-    // instance's own lease on a session it no longer holds, takes the session over again just
-    // before the process exits, and its answer is lost (the next owner fails it after the lease
-    // lapses). The first poll sends the signal; the wait comes last.
-    let mut connections = std::pin::pin!(graceful.shutdown());
-    let all_closed = futures_util::FutureExt::now_or_never(&mut connections).is_some();
+}
+
+/// Ends every session held here, letting requests already read reach their sessions and
+/// requests already upstream be answered first (both bounded); in cluster mode the sessions
+/// are handed over.
+async fn hand_over(registry: &Registry, cluster: Option<&Cluster>, retired: &AtomicBool, in_flight: &AtomicUsize) {
     tracing::info!("shutting down: ending every session");
     // Requests already read still reach their sessions.
     let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-    while in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 && tokio::time::Instant::now() < quiet {
+    while in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < quiet {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     // Out of the registry, no new request reaches a session (a forwarded one is told the
@@ -105,7 +144,7 @@ pub async fn run(
     // than a take-over by this dying instance); requests already sent upstream get their
     // answers before the children are killed, instead of a "session ended" error. Bounded
     // well inside the lease, which is no longer renewed.
-    retired.store(true, std::sync::atomic::Ordering::Relaxed);
+    retired.store(true, Ordering::Relaxed);
     let sessions = registry.all();
     for s in &sessions {
         registry.remove(s.id);
@@ -117,18 +156,11 @@ pub async fn run(
     for s in &sessions {
         s.end(CloseReason::Shutdown, "the bridge is shutting down");
     }
-    if let Some(c) = &cluster {
+    if let Some(c) = cluster {
         // Hand the sessions over: their records stay, their leases go, so the next
         // instance a client reaches takes them over at once.
         let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
         c.flush().await;
         c.release(&ids).await;
     }
-    // No child, grandchild or orphan outlives the bridge.
-    crate::upstream::reaper::finish().await;
-    reaper.abort();
-    if !all_closed {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connections).await;
-    }
-    Ok(())
 }

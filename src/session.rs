@@ -1,137 +1,63 @@
 //! Sessions: one client's conversation with one upstream. A session owns its upstream, its
 //! streams (each with a bounded event log for `Last-Event-ID` replay) and the map that routes
-//! each upstream message to the stream the client expects it on.
+//! each upstream message to the stream the client expects it on (`route.rs`). Requests in
+//! flight are in `pending.rs`, the upstream's queue in `queue.rs`, endings in `end.rs`; what a
+//! successor needs goes to a [`journal::Journal`], live events to a [`Sink`]. This floor knows
+//! nothing of Redis or the cluster.
+//!
+//! # Lock order
+//! - `Registry::sessions` (a `RwLock`) is held only for its map operations: nothing is taken
+//!   under it, and it is never taken under a session's lock.
+//! - A session's `state` (its one `Mutex`, [`Session::state`]) is never held across an await,
+//!   and never while taking the registry, another session's lock, `Health`, `Changes` or a
+//!   metrics family: health calls and metric updates happen after it is let go. Under it a
+//!   session only works on its own state and event logs (whose memory `Budget` is atomics) and
+//!   sends without waiting: `try_send` to a local client's channel, to the upstream's queue,
+//!   and through a [`RemoteSink`] or the [`journal::Journal`] (the cluster queues an `Op`; its
+//!   writer encodes and writes it later). The one encoding under it is of the JSON-RPC errors
+//!   a request's end logs in the same step as the request leaves `pending` (ending the session,
+//!   timeouts, refusals), which must be one step.
+//! - The cluster's `rpc` and `held` maps are leaves: no session lock is taken under them.
+//! - `Cluster::takeover` (an async mutex) is held across a takeover; under it the registry and
+//!   then the new session's lock are taken, one at a time.
 
 pub(crate) mod changes;
+mod end;
+mod env;
 pub(crate) mod event_log;
+pub(crate) mod journal;
 mod log_memory;
 pub(crate) mod pending;
 mod queue;
 pub(crate) mod registry;
+mod route;
+mod sink;
+mod summary;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, Op};
 use crate::config::{ServerConfig, SessionSettings};
 pub(crate) use crate::ids::{CloseReason, SessionId, Transport};
 use crate::metrics;
-use crate::protocol::jsonrpc::{self, Kind, Peek};
+use crate::protocol::jsonrpc::{self, Peek};
 use crate::upstream::{self, Upstream, UpstreamEvent};
+pub(crate) use env::Env;
 use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
-
-/// Pending-request marker for answers the bridge itself asked for (a replayed initialize):
-/// routed to no stream.
-pub(crate) const DISCARD: u32 = u32::MAX;
+use journal::Journal;
+pub(crate) use route::Target;
+pub(crate) use sink::{CloseCell, Frame, RemoteSink, Sink};
+use sink::{Live, SendFailed};
+pub(crate) use summary::TimelineEntry;
 
 /// Frames queued per attached stream before the client counts as a slow consumer.
 pub(crate) const STREAM_QUEUE: usize = 256;
 /// Finished POST streams kept for replay, per session.
 const DONE_STREAMS_KEPT: usize = 64;
-
-/// What travels from a session to an attached client stream.
-#[derive(Debug, Clone)]
-pub enum Frame {
-    /// A JSON-RPC message with its sequence number in the stream.
-    Message(u64, Bytes),
-    /// An event with an id and empty data (2025-11-25 priming).
-    Priming(u64),
-}
-
-/// Requests kept per session for the admin timeline.
-const TIMELINE: usize = 64;
-
-/// One request in a session's recent history (the admin API's timeline).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TimelineEntry {
-    pub method: String,
-    pub id: String,
-    /// Unix milliseconds when the request went upstream.
-    pub at_ms: u64,
-    pub latency_ms: Option<f64>,
-    /// `pending`, `ok`, `error` or `timeout`.
-    pub outcome: &'static str,
-}
-
-/// What the admin API shows of a session.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
-    pub id: String,
-    pub server: String,
-    pub transport: &'static str,
-    pub principal: Option<String>,
-    pub age_ms: u64,
-    pub idle_ms: u64,
-    pub protocol_version: Option<String>,
-    pub streams: usize,
-    pub attached: usize,
-    pub events: u64,
-    pub bytes: u64,
-    pub pending: usize,
-    pub upstream: &'static str,
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Where the stream's close reason is left for the body to log.
-pub(crate) type CloseCell = Arc<OnceLock<CloseReason>>;
-
-/// Where a stream's live events go: a client connected here, or one connected to another
-/// instance of the cluster, which holds it under `token`.
-pub enum Sink {
-    Local(mpsc::Sender<Frame>),
-    Remote { cluster: Arc<Cluster>, instance: Arc<str>, token: u64 },
-}
-
-/// A client stream attached to a session stream.
-struct Live {
-    sink: Sink,
-    reason: CloseCell,
-}
-
-enum SendFailed {
-    Full,
-    Closed,
-}
-
-impl Live {
-    fn close(self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
-        if let Sink::Remote { cluster, instance, token } = &self.sink {
-            cluster.send_close(instance, *token, reason);
-        }
-    }
-
-    /// Whether a client still reads it (a remote holder says so itself when it stops).
-    fn reading(&self) -> bool {
-        match &self.sink {
-            Sink::Local(tx) => !tx.is_closed(),
-            Sink::Remote { .. } => true,
-        }
-    }
-
-    fn try_send(&self, frame: Frame) -> Result<(), SendFailed> {
-        match &self.sink {
-            Sink::Local(tx) => tx.try_send(frame).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendFailed::Full,
-                mpsc::error::TrySendError::Closed(_) => SendFailed::Closed,
-            }),
-            Sink::Remote { cluster, instance, token } => {
-                if cluster.send_frame(instance, *token, &frame) {
-                    Ok(())
-                } else {
-                    Err(SendFailed::Full)
-                }
-            }
-        }
-    }
-}
 
 /// A POST stream just opened: its number, the priming event's sequence number (for clients
 /// that negotiated 2025-11-25), and whether such a client may be asked to poll.
@@ -143,7 +69,7 @@ pub struct Opened {
 }
 
 /// What an attach found: events to replay, and whether the stream already finished.
-pub struct AttachInfo {
+pub(crate) struct AttachInfo {
     pub replay: Vec<Entry>,
     pub done: bool,
 }
@@ -168,7 +94,7 @@ struct Stream {
 }
 
 struct Pending {
-    stream: u32,
+    stream: Target,
     since: Instant,
     progress_token: Option<Box<str>>,
     initialize: bool,
@@ -187,7 +113,7 @@ struct State {
     next_stream: u32,
     done_streams: VecDeque<u32>,
     pending: HashMap<Box<str>, Pending>,
-    progress: HashMap<Box<str>, u32>,
+    progress: HashMap<Box<str>, Target>,
     upstream: UpstreamState,
     protocol_version: Option<String>,
     /// The client's own initialize request, kept so the upstream side can be re-created.
@@ -197,7 +123,7 @@ struct State {
     last_activity: Instant,
     ended: Option<CloseReason>,
     /// In cluster mode, where writes go so another instance can take the session over.
-    persist: Option<(Arc<Cluster>, SessionId)>,
+    persist: Option<(Arc<dyn Journal>, SessionId)>,
     timeline: VecDeque<TimelineEntry>,
     /// Messages and their bytes routed to the client.
     events: u64,
@@ -248,7 +174,7 @@ pub struct Session {
     /// Upstream events for the session task; cloned into the upstream when it starts.
     events_tx: upstream::Events,
     ended: Notify,
-    ctx: upstream::Context,
+    env: Env,
     /// The bytes its streams' logs may hold, drawn from the instance's pool.
     budget: Budget,
 }
@@ -260,15 +186,15 @@ impl Session {
         server: Arc<ServerConfig>,
         transport: Transport,
         settings: SessionSettings,
-        ctx: upstream::Context,
+        env: Env,
         principal: Option<Arc<str>>,
         restored: Option<Restored>,
     ) -> (Arc<Session>, upstream::EventsRx) {
-        let (events_tx, events_rx) = upstream::events(&ctx.pump);
+        let (events_tx, events_rx) = upstream::events(&env.upstream.pump);
         let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
         let mut streams = BTreeMap::new();
         streams.insert(0, Stream::new(&settings, false, &budget));
-        let persist = ctx.cluster.clone().map(|c| (c, id));
+        let persist = env.journal.clone().map(|c| (c, id));
         let mut next_stream = 1;
         let (mut protocol_version, mut initialize, mut upstream_session) = (None, None, None);
         if let Some(r) = restored {
@@ -312,7 +238,7 @@ impl Session {
             }),
             events_tx,
             ended: Notify::new(),
-            ctx,
+            env,
             budget,
         };
         (Arc::new(session), events_rx)
@@ -330,41 +256,11 @@ impl Session {
     /// requests, answered into nowhere, do not count).
     pub fn quiet(&self) -> bool {
         let st = self.state();
-        st.ended.is_none() && st.pending.values().all(|p| p.stream == DISCARD)
+        st.ended.is_none() && st.pending.values().all(|p| p.stream == Target::Discard)
     }
 
     pub fn ended(&self) -> Option<CloseReason> {
         self.state().ended
-    }
-
-    /// What the admin API lists.
-    pub fn summary(&self) -> Summary {
-        let st = self.state();
-        let now = Instant::now();
-        Summary {
-            id: self.id.to_string(),
-            server: self.server.name.clone(),
-            transport: self.transport.as_str(),
-            principal: self.principal.as_deref().map(str::to_string),
-            age_ms: now.duration_since(self.created).as_millis() as u64,
-            idle_ms: now.duration_since(st.last_activity).as_millis() as u64,
-            protocol_version: st.protocol_version.clone(),
-            streams: st.streams.len(),
-            attached: st.streams.values().filter(|s| s.live.as_ref().is_some_and(Live::reading)).count(),
-            events: st.events,
-            bytes: st.bytes,
-            pending: st.pending.len(),
-            upstream: match st.upstream {
-                UpstreamState::NotStarted => "not_started",
-                UpstreamState::Running(_) => "running",
-                UpstreamState::Ended => "ended",
-            },
-        }
-    }
-
-    /// The session's recent requests, oldest first.
-    pub fn timeline(&self) -> Vec<TimelineEntry> {
-        self.state().timeline.iter().cloned().collect()
     }
 
     /// Whether SSE streams of this session get priming events and may be closed for polling.
@@ -392,85 +288,14 @@ impl Session {
         let Ok(peek) = jsonrpc::peek(&init) else { return };
         let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         let Ok(initialized_peek) = jsonrpc::peek(&initialized) else { return };
-        let _ = self.send(vec![(init, peek)], DISCARD).await;
+        let _ = self.send(vec![(init, peek)], Target::Discard).await;
         let _ = self.send(vec![(initialized, initialized_peek)], 0).await;
-    }
-
-    /// Answers requests that were in flight on a dead owner with a JSON-RPC error.
-    pub fn fail_lost(&self, lost: Vec<(Box<str>, u32)>) {
-        let mut st = self.state();
-        for (id, stream) in lost {
-            let msg = "mcp-bridge: the instance that was serving this request died; it was not completed";
-            let _ = st.push(stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, msg), true);
-            st.persist(|sid| Op::Answered { sid, id });
-        }
     }
 
     /// Sends client messages upstream. Requests are registered first, so that their
     /// responses route to `stream`; the upstream starts on the first message.
-    pub async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
-        self.enqueue(messages, stream).await
-    }
-
-    /// Registers the requests among `messages` against `stream` (see [`Session::send`]) and
-    /// returns those the session admits (see `State::admit`); the rest are answered already.
-    fn register(&self, messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<Vec<(Bytes, Peek)>, SendError> {
-        let messages = {
-            let mut st = self.state();
-            if let Some(reason) = st.ended {
-                return Err(SendError::Ended(reason));
-            }
-            st.last_activity = Instant::now();
-            let messages = st.admit(messages, stream, self.settings.max_pending);
-            for (raw, peek) in &messages {
-                if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
-                    st.cancelled(raw);
-                }
-                if peek.kind != Kind::Request {
-                    continue;
-                }
-                if let Some(method) = &peek.method {
-                    let labels = metrics::Method { server: self.server.name.clone(), method: metrics::method_label(method) };
-                    metrics::get().requests.get_or_create(&labels).inc();
-                    if stream != DISCARD {
-                        if st.timeline.len() == TIMELINE {
-                            st.timeline.pop_front();
-                        }
-                        let id = metrics::clip(peek.id.as_deref().unwrap_or("null"));
-                        st.timeline.push_back(TimelineEntry {
-                            method: metrics::clip(method),
-                            id,
-                            at_ms: unix_ms(),
-                            latency_ms: None,
-                            outcome: "pending",
-                        });
-                    }
-                }
-                let initialize = peek.method.as_deref() == Some("initialize");
-                if initialize && stream != DISCARD {
-                    st.initialize = Some(raw.clone());
-                    st.persist(|sid| Op::Field { sid, field: "init", value: raw.clone() });
-                }
-                if let Some(token) = &peek.progress_token {
-                    st.progress.insert(token.clone(), stream);
-                }
-                if let Some(id) = &peek.id {
-                    let pending = Pending {
-                        stream,
-                        since: Instant::now(),
-                        progress_token: peek.progress_token.clone(),
-                        initialize,
-                        method: peek.method.as_deref().map(metrics::method_label),
-                    };
-                    st.pending.insert(id.clone(), pending);
-                    if stream != DISCARD {
-                        st.persist(|sid| Op::Pending { sid, id: id.clone(), stream });
-                    }
-                }
-            }
-            messages
-        };
-        Ok(messages)
+    pub(crate) async fn send(&self, messages: Vec<(Bytes, Peek)>, stream: impl Into<Target>) -> Result<(), SendError> {
+        self.enqueue(messages, stream.into()).await
     }
 
     /// The upstream's queue, starting the upstream on the session's first message.
@@ -487,7 +312,7 @@ impl Session {
                     protocol_version: st.protocol_version.clone(),
                 });
                 let who = (self.id, self.principal.clone());
-                let up = upstream::start(&self.server, who, self.ctx.clone(), self.events_tx.clone(), resume);
+                let up = upstream::start(&self.server, who, self.env.upstream.clone(), self.events_tx.clone(), resume);
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {
@@ -506,14 +331,20 @@ impl Session {
     }
 
     /// Opens a POST stream whose events go to `sink`.
-    pub fn open_stream_with(&self, requests: usize, json: bool, sink: Sink, reason: CloseCell) -> Result<Opened, SendError> {
+    pub(crate) fn open_stream_with(
+        &self,
+        requests: usize,
+        json: bool,
+        sink: Sink,
+        reason: CloseCell,
+    ) -> Result<Opened, SendError> {
         let mut st = self.state();
         if let Some(reason) = st.ended {
             return Err(SendError::Ended(reason));
         }
         let n = st.next_stream;
         st.next_stream += 1;
-        st.persist(|sid| Op::Field { sid, field: "next_stream", value: Bytes::from((n + 1).to_string()) });
+        st.persist(|| journal::Entry::NextStream(n + 1));
         let mut stream = Stream::new(&self.settings, json, &self.budget);
         stream.open_requests = requests;
         stream.live = Some(Live { sink, reason });
@@ -534,7 +365,7 @@ impl Session {
     }
 
     /// Attaches `sink` to stream `stream`; a finished stream only replays.
-    pub fn attach_with(
+    pub(crate) fn attach_with(
         &self,
         stream: u32,
         after: Option<u64>,
@@ -571,7 +402,7 @@ impl Session {
         let mut st = self.state();
         st.last_activity = Instant::now();
         if let Some(s) = st.streams.get_mut(&stream) {
-            if matches!(&s.live, Some(Live { sink: Sink::Remote { token: t, .. }, .. }) if *t == token) {
+            if s.live.as_ref().is_some_and(|l| l.is_remote(token)) {
                 s.live = None;
             }
         }
@@ -588,92 +419,6 @@ impl Session {
         }
     }
 
-    /// Routes one upstream message to its stream.
-    fn on_upstream_message(&self, raw: Bytes) {
-        let peek = match jsonrpc::peek(&raw) {
-            Ok(p) => p,
-            Err(_) if raw.first() == Some(&b'[') => {
-                if let Ok((items, _)) = jsonrpc::split(&raw) {
-                    items.into_iter().for_each(|m| self.on_upstream_message(m));
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(session = %self.id, server = %self.server.name, error = %e, "dropped an invalid message from the upstream");
-                return;
-            }
-        };
-        if self.transport == Transport::Stateless
-            && peek.kind == Kind::Notification
-            && peek.method.as_deref().is_some_and(crate::protocol::is_list_change)
-        {
-            self.ctx.changes.publish(&self.server.name, self.principal.as_ref(), &raw);
-        }
-        let overflow = {
-            let mut st = self.state();
-            if st.ended.is_some() {
-                return;
-            }
-            let target = st.route(&peek, self.transport, &self.server.name);
-            if target.0 == DISCARD && peek.kind == Kind::Request && self.transport == Transport::Stateless {
-                // No request of a client is open on this backing session to carry it.
-                if let (UpstreamState::Running(up), Some(id)) = (&st.upstream, peek.id.as_deref()) {
-                    let msg = "mcp-bridge: no client request is open on this session to carry a server request";
-                    let _ = up.tx.try_send(jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, msg));
-                }
-                return;
-            }
-            if let (Some(v), Kind::Response) = (&peek.protocol_version, peek.kind) {
-                if target.1 {
-                    self.ctx.health.succeeded(&self.server.name);
-                    st.protocol_version = Some(v.clone());
-                    st.persist(|sid| Op::Field { sid, field: "proto", value: Bytes::from(v.clone()) });
-                }
-            }
-            st.push(target.0, raw, peek.kind == Kind::Response).err()
-        };
-        if let Some(bound) = overflow {
-            self.end(CloseReason::EventLogOverflow, &bound.to_string());
-        }
-    }
-
-    /// Ends the session once: pending requests get a JSON-RPC error on their streams, every
-    /// attached stream closes with `reason`, and the upstream (with its child) is dropped.
-    pub fn end(&self, reason: CloseReason, detail: &str) {
-        let upstream = {
-            let mut st = self.state();
-            if st.ended.is_some() {
-                return;
-            }
-            let pending: Vec<(Box<str>, Pending)> = st.pending.drain().collect();
-            for (id, p) in pending {
-                let msg = format!("mcp-bridge: session ended ({reason}): {detail}");
-                let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
-                st.persist(|sid| Op::Answered { sid, id });
-            }
-            st.ended = Some(reason);
-            for s in st.streams.values_mut() {
-                if let Some(live) = s.live.take() {
-                    live.close(reason);
-                }
-            }
-            // A session handed over (shutdown) or taken by another instance (moved) lives on
-            // there: its records in Redis are the new owner's now.
-            if !matches!(reason, CloseReason::Shutdown | CloseReason::Moved) {
-                st.persist(|sid| Op::Forget { sid });
-            }
-            std::mem::replace(&mut st.upstream, UpstreamState::Ended)
-        };
-        drop(upstream);
-        let labels = metrics::Session { server: self.server.name.clone(), transport: self.transport.as_str() };
-        metrics::get().sessions_open.get_or_create(&labels).dec();
-        if matches!(reason, CloseReason::UpstreamExited | CloseReason::UpstreamFailedToStart) {
-            self.ctx.health.crashed(&self.server.name, detail);
-        }
-        tracing::info!(session = %self.id, server = %self.server.name, transport = self.transport.as_str(), reason = %reason, detail, "session ended");
-        self.ended.notify_one();
-    }
-
     /// Time left before the session counts as idle (a request in flight holds it), or `None`.
     fn idle_left(&self) -> Option<std::time::Duration> {
         let st = self.state();
@@ -682,51 +427,6 @@ impl Session {
             return Some(self.settings.idle_timeout);
         }
         (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
-    }
-
-    /// Answers requests unanswered past the request timeout with an error, and cancels them
-    /// upstream; returns the time until the next one is due.
-    fn expire_requests(&self) -> Option<std::time::Duration> {
-        let timeout = self.settings.request_timeout?;
-        let now = Instant::now();
-        // One pass under one lock: this runs after every upstream message, and nearly always
-        // finds nothing due and only the next deadline to compute.
-        let mut st = self.state();
-        let mut next: Option<std::time::Duration> = None;
-        let mut due: Vec<Box<str>> = Vec::new();
-        for (id, p) in st.pending.iter().filter(|(_, p)| p.stream != DISCARD) {
-            match (p.since + timeout).checked_duration_since(now).filter(|d| !d.is_zero()) {
-                Some(left) => next = Some(next.map_or(left, |n| n.min(left))),
-                None => due.push(id.clone()),
-            }
-        }
-        let expired = !due.is_empty();
-        for id in due {
-            let Some(p) = st.pending.remove(&id) else { continue };
-            if let Some(t) = &p.progress_token {
-                st.progress.remove(t);
-            }
-            let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
-            let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
-            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == metrics::clip(&id)) {
-                entry.outcome = "timeout";
-            }
-            tracing::warn!(session = %self.id, server = %self.server.name, request = %id, "upstream request timed out");
-            if let UpstreamState::Running(up) = &st.upstream {
-                let cancel = format!(
-                    r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out in mcp-bridge"}}}}"#
-                );
-                let _ = up.tx.try_send(Bytes::from(cancel));
-            }
-            st.persist(|sid| Op::Answered { sid, id });
-        }
-        drop(st);
-        // `notifications/cancelled` is advisory: the upstream may still be working on the
-        // request, and a backing session must not serve the next client while it does.
-        if expired && self.transport == Transport::Stateless {
-            self.end(CloseReason::Cancelled, "a request timed out and the upstream may still work on it");
-        }
-        next
     }
 
     /// Drives the session: upstream messages, upstream exit, idle expiry, request timeouts.
@@ -747,8 +447,7 @@ impl Session {
                     Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
                     Some(UpstreamEvent::Session { url, id }) => {
                         let mut st = self.state();
-                        let value = Bytes::from(format!("{url} {id}"));
-                        st.persist(|sid| Op::Field { sid, field: "upstream_session", value });
+                        st.persist(|| journal::Entry::UpstreamSession { url: url.clone(), id: id.clone() });
                         st.upstream_session = Some((url, id));
                     }
                     Some(UpstreamEvent::Closed { reason, detail }) => {
@@ -800,8 +499,10 @@ impl State {
             entry.outcome = "cancelled";
         }
         let id: Box<str> = id.into();
-        self.persist(|sid| Op::Answered { sid, id });
-        self.request_done(p.stream);
+        self.persist(|| journal::Entry::Answered { id });
+        if let Target::Stream(n) = p.stream {
+            self.request_done(n);
+        }
     }
 
     /// One request of stream `n` is over; a POST stream with none left is complete.
@@ -825,10 +526,10 @@ impl State {
         }
     }
 
-    /// Queues a cluster write, in cluster mode.
-    fn persist(&self, op: impl FnOnce(SessionId) -> Op) {
-        if let Some((cluster, sid)) = &self.persist {
-            cluster.enqueue(op(*sid));
+    /// Writes an entry to the session's journal, if it has one (cluster mode).
+    fn persist(&self, entry: impl FnOnce() -> journal::Entry) {
+        if let Some((journal, sid)) = &self.persist {
+            journal.write(*sid, entry());
         }
     }
 
@@ -838,77 +539,13 @@ impl State {
 
     fn reserve(&mut self, stream: u32) -> Option<u64> {
         let seq = self.streams.get_mut(&stream)?.log.reserve();
-        self.persist(|sid| Op::Reserve { sid, stream, seq });
+        self.persist(|| journal::Entry::Reserve { stream, seq });
         Some(seq)
     }
 
-    /// Picks the stream for an upstream message; the flag says it answers the client's
-    /// initialize.
-    fn route(&mut self, peek: &Peek, transport: Transport, server: &str) -> (u32, bool) {
-        let mut initialize = false;
-        let stream = match peek.kind {
-            Kind::Response => match peek.id.as_ref().and_then(|id| self.pending.remove(id)) {
-                Some(p) => {
-                    if p.stream != DISCARD {
-                        self.last_activity = Instant::now();
-                        let id = peek.id.clone().unwrap_or_default();
-                        self.persist(|sid| Op::Answered { sid, id });
-                    }
-                    if let Some(t) = &p.progress_token {
-                        self.progress.remove(t);
-                    }
-                    initialize = p.initialize;
-                    if let Some(entry) =
-                        self.timeline.iter_mut().rev().find(|e| peek.id.as_deref().is_some_and(|id| e.id == metrics::clip(id)))
-                    {
-                        entry.latency_ms = Some(p.since.elapsed().as_secs_f64() * 1000.0);
-                        entry.outcome = if peek.error { "error" } else { "ok" };
-                    }
-                    if let Some(method) = p.method {
-                        let labels = metrics::Method { server: server.to_string(), method };
-                        metrics::get().upstream_latency.get_or_create(&labels).observe(p.since.elapsed().as_secs_f64());
-                    }
-                    p.stream
-                }
-                None => 0,
-            },
-            Kind::Notification if peek.method.as_deref() == Some("notifications/progress") => peek
-                .progress_token
-                .as_ref()
-                .and_then(|t| self.progress.get(t).copied())
-                .filter(|n| self.streams.get(n).is_some_and(|s| !s.done && !s.json))
-                .unwrap_or_else(|| self.server_initiated_target()),
-            _ if transport == Transport::Stateless => self.stateless_target(),
-            _ => self.server_initiated_target(),
-        };
-        if transport == Transport::Sse && stream != DISCARD {
-            return (0, initialize);
-        }
-        (stream, initialize)
-    }
-
-    /// Server-initiated messages go to the standalone stream when a client reads it, else to
-    /// the newest open POST stream a client reads, else into the standalone stream's log.
-    fn server_initiated_target(&self) -> u32 {
-        let reading = |s: &Stream| s.live.as_ref().is_some_and(Live::reading);
-        if self.streams.get(&0).is_some_and(reading) {
-            return 0;
-        }
-        self.streams.iter().rev().find(|(n, s)| **n != 0 && !s.done && !s.json && reading(s)).map_or(0, |(n, _)| *n)
-    }
-
-    /// A stateless backing session has no client of its own: a listener on stream 0 gets
-    /// server-initiated messages, else the request in flight (read or parked between MRTR
-    /// rounds, when its log keeps them for the retry), else nobody.
-    fn stateless_target(&self) -> u32 {
-        if self.streams.get(&0).is_some_and(|s| s.live.as_ref().is_some_and(Live::reading)) {
-            return 0;
-        }
-        self.streams.iter().rev().find(|(n, s)| **n != 0 && !s.done).map_or(DISCARD, |(n, _)| *n)
-    }
-
     /// Logs a message in a stream and sends it to the attached client, if any.
-    fn push(&mut self, n: u32, raw: Bytes, is_response: bool) -> Result<(), Overflow> {
+    fn push(&mut self, to: Target, raw: Bytes, is_response: bool) -> Result<(), Overflow> {
+        let Target::Stream(n) = to else { return Ok(()) };
         let now = Instant::now();
         let Some(s) = self.streams.get_mut(&n) else {
             return Ok(());
@@ -921,9 +558,9 @@ impl State {
         self.events += 1;
         self.bytes += raw.len() as u64;
         if let Ok(seq) = pushed {
-            if let Some((cluster, sid)) = &self.persist {
-                let op = Op::Event { sid: *sid, stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };
-                cluster.enqueue(op);
+            if let Some((journal, sid)) = &self.persist {
+                let entry = journal::Entry::Event { stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };
+                journal.write(*sid, entry);
             }
         }
         if let (Some(l), Ok(seq)) = (&s.live, &pushed) {

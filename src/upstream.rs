@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::config::{ServerConfig, UpstreamSpec};
-use crate::session::{CloseReason, SessionId};
+use crate::ids::{CloseReason, SessionId};
 use crate::sse::parse::{Event, Item, Parser};
 pub(crate) use cause::{cause, redirect};
 
@@ -61,20 +61,16 @@ pub(crate) struct Resume {
     pub protocol_version: Option<String>,
 }
 
-/// What every upstream shares: the HTTP client for remote ones, and names for logs.
+/// What every upstream shares: the HTTP client for remote ones, the child slots, the pools
+/// and shared children, and the pump limits. (What only sessions read is in `session::Env`.)
 #[derive(Clone)]
 pub struct Context {
     pub http: reqwest::Client,
-    /// Set in cluster mode: sessions persist what another instance needs to take them over.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub children: ChildSlots,
-    pub health: Arc<crate::health::Health>,
     pub pools: Arc<pool::Pools>,
     pub shared: Arc<shared::SharedChildren>,
     /// Which protocol versions remote upstreams serve (their `server/discover`).
     pub eras: Arc<modern::Eras>,
-    /// List changes on 2026-07-28 backing sessions, for listen streams.
-    pub(crate) changes: Arc<crate::session::changes::Changes>,
     /// `limits.upstream_stall` and `limits.max_message`.
     pub pump: crate::config::pump::PumpLimits,
 }

@@ -1,10 +1,11 @@
 //! What the cluster keeps in Redis and how it names it: the key and channel names, and the
 //! queued writes (`Op`) the writer task applies in order.
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::session::SessionId;
+use super::wire::Envelope;
+use crate::ids::SessionId;
+use crate::session::journal::Entry;
 
 pub(crate) fn key_lease(sid: SessionId) -> String {
     format!("mcpb:lease:{sid}")
@@ -24,45 +25,16 @@ pub(super) fn channel(instance: &str) -> String {
 
 /// One queued Redis write or publish; the writer task applies them in order, pipelined.
 pub(crate) enum Op {
-    Publish {
-        channel: String,
-        payload: String,
-    },
-    Event {
-        sid: SessionId,
-        stream: u32,
-        seq: u64,
-        data: Bytes,
-        evicted_upto: u64,
-    },
-    Reserve {
-        sid: SessionId,
-        stream: u32,
-        seq: u64,
-    },
-    Pending {
-        sid: SessionId,
-        id: Box<str>,
-        stream: u32,
-    },
-    Answered {
-        sid: SessionId,
-        id: Box<str>,
-    },
-    Field {
-        sid: SessionId,
-        field: &'static str,
-        value: Bytes,
-    },
-    Forget {
-        sid: SessionId,
-    },
+    /// An envelope for another instance's channel, encoded by the writer.
+    Publish { channel: String, envelope: Envelope },
+    /// A session's journal entry, written as its records (see `writer`).
+    Session { sid: SessionId, entry: Entry },
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }
 
 /// A session as the cluster's records list it.
-pub struct Listed {
+pub(crate) struct Listed {
     pub id: String,
     pub server: String,
     pub transport: String,

@@ -1,6 +1,7 @@
-//! Taking over a session whose owner died: claim its lease, rebuild it from its record, its
-//! pending requests and its event logs in Redis, answer what was lost with errors, and
-//! re-create the upstream side by replaying the client's own initialize.
+//! Taking over a session whose owner died: claim its lease, and read back from its record, its
+//! pending requests and its event logs in Redis what the session starts from. The locator
+//! then installs the session, answers what was lost with errors, and re-creates the upstream
+//! side by replaying the client's own initialize.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,22 +10,35 @@ use bytes::Bytes;
 use redis::AsyncCommands;
 
 use super::{key_log, key_pending, key_session, Cluster, ClusterError};
-use crate::locator::Locator;
+use crate::config::{ServerConfig, SessionSettings};
+use crate::ids::{SessionId, Transport};
 use crate::session::event_log::memory::Budget;
 use crate::session::event_log::EventLog;
-use crate::session::{Restored, Session, SessionId, Transport};
+use crate::session::Restored;
 
-/// Takes `sid` over if its record exists and nobody holds its lease. `Ok(None)`: no such
-/// session, or another instance claimed it first.
+/// A session claimed here, read back from Redis, for the locator to start.
+pub(crate) struct Taken {
+    pub server: Arc<ServerConfig>,
+    pub transport: Transport,
+    pub settings: SessionSettings,
+    pub principal: Option<Arc<str>>,
+    pub restored: Restored,
+    /// Requests that were in flight on the dead owner, and the streams they answer on.
+    pub lost: Vec<(Box<str>, u32)>,
+}
+
+/// Claims `sid` if its record exists, names a server `server` knows (with the settings its
+/// sessions get), and nobody holds its lease. `Ok(None)`: no such session, or another instance
+/// claimed it first.
 pub(crate) async fn take_over(
-    app: &Locator,
-    cluster: &Arc<Cluster>,
+    cluster: &Cluster,
     sid: SessionId,
-) -> Result<Option<Arc<Session>>, ClusterError> {
+    server: impl Fn(&str) -> Option<(Arc<ServerConfig>, SessionSettings)>,
+) -> Result<Option<Taken>, ClusterError> {
     let mut conn = cluster.conn();
     let record: HashMap<String, Vec<u8>> = conn.hgetall(key_session(sid)).await?;
     let text = |k: &str| record.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
-    let Some(server) = text("server").and_then(|name| app.server(&name)) else {
+    let Some((server, settings)) = text("server").and_then(|name| server(&name)) else {
         return Ok(None);
     };
     let Some(transport) = text("transport").as_deref().and_then(Transport::parse) else {
@@ -33,7 +47,6 @@ pub(crate) async fn take_over(
     if !cluster.claim(sid).await? {
         return Ok(None);
     }
-    let settings = app.settings_for(&server);
     let mut streams = Vec::new();
     // The session's own budget takes these logs' charges over when it adopts them.
     let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
@@ -64,10 +77,6 @@ pub(crate) async fn take_over(
         streams,
     };
     let principal = text("principal").filter(|p| !p.is_empty()).map(Arc::from);
-    let session = app.registry.start(Session::new(sid, server, transport, settings, app.ctx.clone(), principal, Some(restored)));
-    let lost = pending.into_iter().map(|(id, stream)| (Box::from(id.as_str()), stream)).collect::<Vec<_>>();
-    tracing::info!(session = %sid, server = %session.server.name, lost = lost.len(), instance = %cluster.instance, "session taken over");
-    session.fail_lost(lost);
-    session.replay_initialize().await;
-    Ok(Some(session))
+    let lost = pending.into_iter().map(|(id, stream)| (Box::from(id.as_str()), stream)).collect();
+    Ok(Some(Taken { server, transport, settings, principal, restored, lost }))
 }

@@ -40,7 +40,7 @@ pub(crate) enum Envelope {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     /// Deliver client messages; requests answer on `stream`.
     Send { stream: u32, messages: Vec<String> },
     /// Open a POST stream for `requests` requests, held by the sender under `token`, then send.
@@ -53,7 +53,7 @@ pub enum Request {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "r", rename_all = "snake_case")]
-pub enum Reply {
+pub(crate) enum Reply {
     Sent,
     Opened { stream: u32, priming: Option<u64>, polling: bool },
     Attached { stream: u32, replay: Vec<(u64, String)>, done: bool, polling: bool },
@@ -75,12 +75,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(message: impl ToString) -> Failure {
+    pub(crate) fn new(message: impl ToString) -> Failure {
         Failure { conflict: false, moved: false, busy: false, message: message.to_string() }
     }
 
     /// A failed send: busy when the upstream's queue stayed full.
-    pub fn send(e: crate::session::SendError) -> Failure {
+    pub(crate) fn send(e: crate::session::SendError) -> Failure {
         Failure { busy: matches!(e, crate::session::SendError::Busy(_)), ..Failure::new(e) }
     }
 }

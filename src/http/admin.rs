@@ -96,10 +96,10 @@ async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
             serde_json::json!({
                 "name": name,
                 "kind": kind,
-                "health": app.locator.ctx.health.status(name),
+                "health": app.locator.env.health.status(name),
                 "sessions": summaries.iter().filter(|x| x.server == *name).count(),
                 "heartbeat_ms": s.heartbeat.interval.map(|d| d.as_millis() as u64),
-                "pool": app.locator.ctx.pools.status(name),
+                "pool": app.locator.env.upstream.pools.status(name),
             })
         })
         .collect();
@@ -118,7 +118,7 @@ async fn sessions(State(app): State<AppState>) -> Result<Json<serde_json::Value>
             v
         })
         .collect();
-    if let Some(cluster) = &app.locator.ctx.cluster {
+    if let Some(cluster) = &app.locator.cluster {
         match cluster.list_sessions().await {
             Ok(remote) => {
                 let local: std::collections::HashSet<String> =

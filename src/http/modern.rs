@@ -160,7 +160,7 @@ async fn passthrough(
     req: &ModernRequest,
 ) -> Option<Response> {
     let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
-    let http = server.http(&app.locator.ctx.http);
+    let http = server.http(&app.locator.env.upstream.http);
     let target = app.stateless.passthrough_target(&app.locator, server, http, url, extra).await?;
     let mut out = crate::upstream::with_headers(http.post(target.url()), extra);
     for (k, v) in headers {

@@ -14,7 +14,7 @@ use crate::http::auth::Who;
 
 /// `GET /readyz`: 200 ready or degraded, 503 draining.
 pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: HeaderMap) -> Response {
-    let redis = app.locator.ctx.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
+    let redis = app.locator.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
     let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
     let draining = app.draining.load(std::sync::atomic::Ordering::Relaxed);
     let status = if draining {
@@ -34,10 +34,10 @@ pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: Heade
             "status": status,
             "degraded": degraded,
             "instance": &*app.instance,
-            "mode": if app.locator.ctx.cluster.is_some() { "cluster" } else { "memory" },
+            "mode": if app.locator.cluster.is_some() { "cluster" } else { "memory" },
             "redis": redis,
-            "servers": app.locator.servers().keys().map(|name| (name.clone(), app.locator.ctx.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
-            "children": app.locator.ctx.children.running(),
+            "servers": app.locator.servers().keys().map(|name| (name.clone(), app.locator.env.health.status(name))).collect::<std::collections::BTreeMap<_, _>>(),
+            "children": app.locator.env.upstream.children.running(),
             "sessions": app.locator.registry.len(),
             // Of those, 2026-07-28 backing sessions idle in the pool, ready for the next request.
             "stateless_idle": app.stateless.idle(&app.locator),
@@ -64,7 +64,7 @@ pub(crate) async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> 
     }
     let m = crate::metrics::get();
     for name in app.locator.servers().keys() {
-        let healthy = app.locator.ctx.health.status(name).healthy;
+        let healthy = app.locator.env.health.status(name).healthy;
         m.upstream_healthy.get_or_create(&crate::metrics::Server { server: name.clone() }).set(i64::from(healthy));
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response())

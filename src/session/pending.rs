@@ -6,8 +6,11 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
-use super::{Session, State, DISCARD};
+use super::summary::{unix_ms, TimelineEntry, TIMELINE};
+use super::{journal, Pending, SendError, Session, State, Target};
+use crate::metrics;
 use crate::protocol::jsonrpc::{self, code, Kind, Peek};
 
 /// Why a session refused requests.
@@ -32,21 +35,87 @@ impl Session {
         }
         Ok(())
     }
+
+    /// Registers the requests among `messages` against `stream` (see [`Session::send`]) and
+    /// returns those the session admits (see `State::admit`); the rest are answered already.
+    pub(super) fn register(&self, messages: Vec<(Bytes, Peek)>, stream: Target) -> Result<Vec<(Bytes, Peek)>, SendError> {
+        // The request counters are bumped after the session lock is let go.
+        let mut counted: Vec<&'static str> = Vec::new();
+        let messages = {
+            let mut st = self.state();
+            if let Some(reason) = st.ended {
+                return Err(SendError::Ended(reason));
+            }
+            st.last_activity = Instant::now();
+            let messages = st.admit(messages, stream, self.settings.max_pending);
+            for (raw, peek) in &messages {
+                if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
+                    st.cancelled(raw);
+                }
+                if peek.kind != Kind::Request {
+                    continue;
+                }
+                if let Some(method) = &peek.method {
+                    counted.push(metrics::method_label(method));
+                    if stream != Target::Discard {
+                        if st.timeline.len() == TIMELINE {
+                            st.timeline.pop_front();
+                        }
+                        let id = metrics::clip(peek.id.as_deref().unwrap_or("null"));
+                        st.timeline.push_back(TimelineEntry {
+                            method: metrics::clip(method),
+                            id,
+                            at_ms: unix_ms(),
+                            latency_ms: None,
+                            outcome: "pending",
+                        });
+                    }
+                }
+                let initialize = peek.method.as_deref() == Some("initialize");
+                if initialize && stream != Target::Discard {
+                    st.initialize = Some(raw.clone());
+                    st.persist(|| journal::Entry::Initialize(raw.clone()));
+                }
+                if let Some(token) = &peek.progress_token {
+                    st.progress.insert(token.clone(), stream);
+                }
+                if let Some(id) = &peek.id {
+                    let pending = Pending {
+                        stream,
+                        since: Instant::now(),
+                        progress_token: peek.progress_token.clone(),
+                        initialize,
+                        method: peek.method.as_deref().map(metrics::method_label),
+                    };
+                    st.pending.insert(id.clone(), pending);
+                    if let Target::Stream(stream) = stream {
+                        st.persist(|| journal::Entry::Pending { id: id.clone(), stream });
+                    }
+                }
+            }
+            messages
+        };
+        for method in counted {
+            let labels = metrics::Method { server: self.server.name.clone(), method };
+            metrics::get().requests.get_or_create(&labels).inc();
+        }
+        Ok(messages)
+    }
 }
 
 impl State {
     /// Client requests waiting for their answers (the bridge's own do not count). One keeps
     /// its session from idle expiry.
     pub(super) fn in_flight(&self) -> usize {
-        self.pending.values().filter(|p| p.stream != DISCARD).count()
+        self.pending.values().filter(|p| p.stream != Target::Discard).count()
     }
 
     /// Drops from `messages` each request the session cannot take, answering it at once on
     /// `stream`: an id already in flight, or twice in the batch, gets -32600 (the request
     /// holding it is unaffected); a request past `max` in flight gets -32000. What is left
     /// goes upstream.
-    pub(super) fn admit(&mut self, messages: Vec<(Bytes, Peek)>, stream: u32, max: usize) -> Vec<(Bytes, Peek)> {
-        if stream == DISCARD {
+    pub(super) fn admit(&mut self, messages: Vec<(Bytes, Peek)>, stream: Target, max: usize) -> Vec<(Bytes, Peek)> {
+        if stream == Target::Discard {
             return messages;
         }
         let pending = self.in_flight();

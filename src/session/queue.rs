@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::{SendError, Session};
-use crate::cluster::Op;
+use super::{journal, SendError, Session, Target};
 use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::upstream::QUEUE;
 
@@ -22,7 +21,7 @@ impl Session {
     /// of its messages (and bytes) at once, so it is queued whole or, after [`QUEUE_WAIT`], not at all.
     /// Only a batch longer than the queue itself goes in parts; a part that finds no room is
     /// answered with errors, as the earlier parts are already upstream.
-    pub(super) async fn enqueue(&self, mut messages: Vec<(Bytes, Peek)>, stream: u32) -> Result<(), SendError> {
+    pub(super) async fn enqueue(&self, mut messages: Vec<(Bytes, Peek)>, stream: Target) -> Result<(), SendError> {
         let tx = self.upstream_tx()?;
         if messages.is_empty() {
             return self.register(Vec::new(), stream).map(drop);
@@ -72,7 +71,7 @@ impl Session {
             let msg = format!("mcp-bridge: the upstream's queue stayed full for {QUEUE_WAIT:?}; this request was not sent");
             let _ = st.push(p.stream, jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
             let id = id.clone();
-            st.persist(|sid| Op::Answered { sid, id });
+            st.persist(|| journal::Entry::Answered { id });
         }
     }
 }

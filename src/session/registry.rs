@@ -7,13 +7,13 @@ use std::sync::{Arc, RwLock};
 use super::{Session, SessionId};
 
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     sessions: RwLock<HashMap<SessionId, Arc<Session>>>,
 }
 
 impl Registry {
     /// Registers a session made by `Session::new` and starts the task that drives it.
-    pub fn start(self: &Arc<Self>, (session, events): (Arc<Session>, crate::upstream::EventsRx)) -> Arc<Session> {
+    pub(crate) fn start(self: &Arc<Self>, (session, events): (Arc<Session>, crate::upstream::EventsRx)) -> Arc<Session> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(session.id, session.clone());
         let registry = Arc::downgrade(self);
         let task = session.clone();
@@ -27,12 +27,12 @@ impl Registry {
         session
     }
 
-    pub fn get(&self, id: SessionId) -> Option<Arc<Session>> {
+    pub(crate) fn get(&self, id: SessionId) -> Option<Arc<Session>> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
     /// Sessions held here for `principal`.
-    pub fn count_for(&self, principal: &str) -> usize {
+    pub(crate) fn count_for(&self, principal: &str) -> usize {
         self.sessions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -41,24 +41,20 @@ impl Registry {
             .count()
     }
 
-    pub fn all(&self) -> Vec<Arc<Session>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
-    pub fn ids(&self) -> Vec<SessionId> {
+    pub(crate) fn ids(&self) -> Vec<SessionId> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Removes a session that ended through a request (DELETE).
-    pub fn remove(&self, id: SessionId) -> Option<Arc<Session>> {
+    pub(crate) fn remove(&self, id: SessionId) -> Option<Arc<Session>> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).remove(&id)
     }
 }

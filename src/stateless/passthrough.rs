@@ -51,13 +51,13 @@ impl Pool {
         headers: &BTreeMap<String, String>,
     ) -> Option<Target> {
         let Some(spec) = &server.pool else {
-            let versions = locator.ctx.eras.supported(http, url, headers).await;
+            let versions = locator.env.upstream.eras.supported(http, url, headers).await;
             return modern(versions).then(|| Target { url: url.to_string(), lease: None });
         };
-        let pool = locator.ctx.pools.get(&server.name, spec, http, headers);
+        let pool = locator.env.upstream.pools.get(&server.name, spec, http, headers);
         let mut tried = Vec::new();
         while let Some(lease) = pool.pick(&tried) {
-            match locator.ctx.eras.probe(http, lease.url(), headers).await {
+            match locator.env.upstream.eras.probe(http, lease.url(), headers).await {
                 Ok(versions) => {
                     let url = lease.url().to_string();
                     return modern(versions).then_some(Target { url, lease: Some(lease) });

@@ -224,7 +224,7 @@ mod tests {
         rx.recv().await.unwrap();
         assert_eq!(tx.free(), 10);
         ev.send(UpstreamEvent::Message(Bytes::from_static(b"x"))).await.unwrap();
-        let closed = UpstreamEvent::Closed { reason: crate::session::CloseReason::UpstreamExited, detail: String::new() };
+        let closed = UpstreamEvent::Closed { reason: crate::ids::CloseReason::UpstreamExited, detail: String::new() };
         ev.try_send(closed).unwrap();
         assert!(evs.recv().await.is_some() && evs.recv().await.is_some());
     }

@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 
 use super::pool::{Lease, Pool};
 use super::{sse_events_within, with_headers, Context, Resume, UpstreamEvent, TOO_LONG_EVENT};
+use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc::{self, Kind};
-use crate::session::{CloseReason, SessionId};
 
 /// Resumptions in a row that bring no event before a request is given up.
 const MAX_IDLE_RESUMES: u32 = 10;

@@ -15,8 +15,8 @@ use tokio_util::codec::FramedRead;
 use super::framing::{Codec, Line, Names};
 use super::UpstreamEvent;
 use crate::config::pump::PumpLimits;
+use crate::ids::CloseReason;
 use crate::protocol::jsonrpc;
-use crate::session::CloseReason;
 
 /// How the pump ended, when the session did not end it.
 pub(super) struct Ended {

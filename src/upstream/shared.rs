@@ -22,9 +22,9 @@ use tokio::task::AbortHandle;
 
 use super::stdio;
 use super::{ChildSlots, UpstreamEvent, QUEUE};
+use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc;
 use crate::protocol::SUPPORTED_VERSIONS;
-use crate::session::{CloseReason, SessionId};
 
 /// The shared child of one server and the maps that route its messages.
 pub(super) struct Shared {

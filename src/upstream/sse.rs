@@ -8,8 +8,8 @@ use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::{cause, redirect, sse_events_within, with_headers, Context, UpstreamEvent, TOO_LONG_EVENT};
+use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc::{self, Kind};
-use crate::session::{CloseReason, SessionId};
 
 pub(super) async fn run(
     url: String,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
-use crate::session::SessionId;
+use crate::ids::SessionId;
 
 /// Bytes of one stderr line that reach the log; the rest is counted.
 pub const MAX_LINE: usize = 4096;

@@ -15,7 +15,7 @@ use tokio::process::Command;
 use tracing::Instrument;
 
 use super::UpstreamEvent;
-use crate::session::{CloseReason, SessionId};
+use crate::ids::{CloseReason, SessionId};
 
 /// The PATH a child gets unless its env sets one.
 const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";

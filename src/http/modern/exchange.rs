@@ -22,7 +22,7 @@ use crate::protocol::jsonrpc::{self, Kind};
 use crate::protocol::modern::{self as wire, code, ClientCaps, ModernRequest};
 use crate::protocol::request_state::RequestState;
 use crate::session::event_log::Entry;
-use crate::session::{Attached, CloseReason, Frame, SessionId, Transport, DISCARD};
+use crate::session::{Attached, CloseReason, Frame, SessionId, Target, Transport};
 use crate::stateless::Backing;
 use crate::{metrics, sse};
 
@@ -197,7 +197,7 @@ impl Exchange {
         let (Some(handle), Ok(peek)) = (self.handle.clone(), jsonrpc::peek(&msg)) else { return };
         let app = self.app.clone();
         tokio::spawn(async move {
-            let _ = handle.send(&app.locator, vec![(msg, peek)], DISCARD).await;
+            let _ = handle.send(&app.locator, vec![(msg, peek)], Target::Discard).await;
         });
     }
 

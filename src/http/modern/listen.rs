@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::protocol::jsonrpc::{self, Kind};
 use crate::protocol::modern::{self as wire, ListenFilter, ModernRequest};
-use crate::session::{CloseReason, Frame, Session, DISCARD};
+use crate::session::{CloseReason, Frame, Session, Target};
 use crate::sse;
 use crate::stateless::Backing;
 
@@ -45,12 +45,12 @@ pub(super) async fn listen(
             subscribe.push((msg, p));
         }
     }
-    if let Err(e) = session.send(subscribe, DISCARD).await {
+    if let Err(e) = session.send(subscribe, Target::Discard).await {
         return crate::http::op_error(e.into());
     }
     tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");
     let first = sse::event(None, None, &wire::acknowledged(&req.id, &honored));
-    let changes = app.locator.ctx.changes.subscribe(&server.name, session.principal.as_ref());
+    let changes = app.locator.env.changes.subscribe(&server.name, session.principal.as_ref());
     let listener =
         Listener { app: app.clone(), session, rx: attached.rx, changes, filter: honored, id: req.id.clone(), _backing: backing };
     let heartbeat = server.heartbeat.interval.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));

@@ -1,0 +1,138 @@
+//! This instance's channel: envelopes from the other instances. Requests for sessions owned
+//! here are served, replies wake the callers waiting for them, frames go to the client streams
+//! held here, and a holder's client going away detaches it from the session.
+
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use redis::PushKind;
+use tokio::sync::mpsc;
+
+use super::wire::{Envelope, Failure, Reply, Request};
+use super::Cluster;
+use crate::ids::{CloseReason, SessionId};
+use crate::protocol::jsonrpc;
+use crate::session::{AttachError, CloseCell, Frame, RemoteSink, Sink, Target};
+
+/// A client stream held on `instance` under `token`, as the owning session sees it.
+struct RemoteStream {
+    cluster: Arc<Cluster>,
+    instance: Arc<str>,
+    token: u64,
+}
+
+impl RemoteSink for RemoteStream {
+    fn send(&self, frame: &Frame) -> bool {
+        self.cluster.send_frame(&self.instance, self.token, frame)
+    }
+
+    fn close(&self, reason: CloseReason) {
+        self.cluster.send_close(&self.instance, self.token, reason);
+    }
+
+    fn token(&self) -> u64 {
+        self.token
+    }
+}
+
+/// Reads this instance's channel.
+pub(super) async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<redis::PushInfo>) {
+    while let Some(push) = rx.recv().await {
+        let Some(c) = cluster.upgrade() else { return };
+        if push.kind != PushKind::Message {
+            continue;
+        }
+        let Some(redis::Value::BulkString(payload)) = push.data.get(1) else { continue };
+        match serde_json::from_slice::<Envelope>(payload) {
+            Ok(env) => c.on_envelope(env),
+            Err(e) => tracing::warn!(error = %e, "unreadable cluster message"),
+        }
+    }
+}
+
+impl Cluster {
+    pub(super) fn on_envelope(self: &Arc<Self>, env: Envelope) {
+        match env {
+            Envelope::Request { from, req, sid, body } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let result = me.serve(&from, &sid, body).await;
+                    me.publish(&from, Envelope::Reply { req, result });
+                });
+            }
+            Envelope::Reply { req, result } => {
+                if let Some(tx) = self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req) {
+                    let _ = tx.send(result);
+                }
+            }
+            Envelope::Frame { token, seq, data } => {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(h) = held.get(&token) else { return };
+                let frame = if data.is_empty() { Frame::Priming(seq) } else { Frame::Message(seq, Bytes::from(data)) };
+                if h.tx.try_send(frame).is_err() {
+                    if let Some(h) = held.remove(&token) {
+                        let _ = h.reason.set(CloseReason::SlowConsumer);
+                        drop(held);
+                        self.publish(&h.owner, Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
+                    }
+                }
+            }
+            Envelope::Close { token, reason } => {
+                if let Some(h) = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&token) {
+                    let _ = h.reason.set(CloseReason::parse(&reason).unwrap_or(CloseReason::Error));
+                }
+            }
+            Envelope::Detached { sid, stream, token } => {
+                let session = SessionId::parse(&sid).and_then(|id| self.registry()?.get(id));
+                if let Some(s) = session {
+                    s.detached_remote(stream, token);
+                }
+            }
+        }
+    }
+
+    /// Serves a request forwarded by `from` for a session owned here.
+    async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request) -> Result<Reply, Failure> {
+        let session = SessionId::parse(sid).and_then(|id| self.registry()?.get(id));
+        let Some(s) = session else {
+            return Err(Failure { moved: true, ..Failure::new(format!("session {sid} is not owned by {}", self.instance)) });
+        };
+        let peeked = |messages: Vec<String>| -> Result<Vec<(Bytes, jsonrpc::Peek)>, Failure> {
+            messages
+                .into_iter()
+                .map(|m| {
+                    let raw = Bytes::from(m);
+                    jsonrpc::peek(&raw).map(|p| (raw, p)).map_err(Failure::new)
+                })
+                .collect()
+        };
+        let sink = |token| Sink::Remote(Box::new(RemoteStream { cluster: self.clone(), instance: from.into(), token }));
+        match body {
+            Request::Send { stream, messages } => {
+                s.send(peeked(messages)?, Target::from_wire(stream)).await.map_err(Failure::send)?;
+                Ok(Reply::Sent)
+            }
+            Request::Open { requests, json, token, messages } => {
+                let messages = peeked(messages)?;
+                let opened = s.open_stream_with(requests, json, sink(token), CloseCell::default()).map_err(Failure::new)?;
+                s.send(messages, opened.stream).await.map_err(Failure::send)?;
+                Ok(Reply::Opened { stream: opened.stream, priming: opened.priming, polling: opened.polling })
+            }
+            Request::Attach { stream, after, replace, token } => {
+                let a = s
+                    .attach_with(stream, after, replace, sink(token), CloseCell::default())
+                    .map_err(|e| Failure { conflict: matches!(e, AttachError::Conflict), ..Failure::new(e) })?;
+                let replay = a.replay.into_iter().map(|e| (e.seq, String::from_utf8_lossy(&e.data).into_owned())).collect();
+                Ok(Reply::Attached { stream, replay, done: a.done, polling: s.negotiated_polling() })
+            }
+            Request::End { reason } => {
+                let reason = CloseReason::parse(&reason).unwrap_or(CloseReason::Deleted);
+                if let Some(r) = self.registry() {
+                    r.remove(s.id);
+                }
+                s.end(reason, "ended by a forwarded request");
+                Ok(Reply::Ended)
+            }
+        }
+    }
+}

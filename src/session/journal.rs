@@ -1,0 +1,37 @@
+//! What a session writes down for a successor: in cluster mode, another instance that takes the
+//! session over rebuilds it from these entries. The session only emits them; the cluster
+//! implements [`Journal`] and turns each entry into its Redis writes. In memory mode there is
+//! no journal and nothing is written.
+
+use bytes::Bytes;
+
+use crate::ids::SessionId;
+
+/// One fact about a session a successor needs.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    /// An event logged in `stream` under `seq`; the log has dropped every event up to
+    /// `evicted_upto`.
+    Event { stream: u32, seq: u64, data: Bytes, evicted_upto: u64 },
+    /// A sequence number of `stream` taken without a message (a priming event).
+    Reserve { stream: u32, seq: u64 },
+    /// A client request `id` in flight, to be answered on `stream`.
+    Pending { id: Box<str>, stream: u32 },
+    /// Request `id` is answered, cancelled or given up: no successor answers it.
+    Answered { id: Box<str> },
+    /// The client's own initialize request, replayed to re-create the upstream side.
+    Initialize(Bytes),
+    /// The protocol version the upstream answered the client's initialize with.
+    ProtocolVersion(String),
+    /// The number the next POST stream gets.
+    NextStream(u32),
+    /// A remote Streamable HTTP upstream's session, reused as it is.
+    UpstreamSession { url: String, id: String },
+    /// The session ended for good: forget it.
+    Forget,
+}
+
+/// Where a session's entries go. Writing never waits: an implementation queues.
+pub(crate) trait Journal: Send + Sync {
+    fn write(&self, sid: SessionId, entry: Entry);
+}
