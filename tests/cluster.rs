@@ -11,8 +11,11 @@ mod support_nginx;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cluster_support::{echo, echo_text, poll, Cluster, Legacy, Redis};
-use common::{echo_server, everything_stdio, http, require_node, run_client, ClientRun, McpSession, Sdk, SseBlock, SseReader};
+use cluster_support::{poll, Cluster, Redis};
+use common::{
+    echo_call, echo_server, echo_text, everything_stdio, http, require_node, run_client, ClientRun, Legacy, McpSession, Sdk,
+    SseBlock, SseReader, LEGACY_PROTOCOL,
+};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
@@ -144,11 +147,11 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
 
     // The main session (server-everything): answers seen, a slow call in flight, answers
     // that arrive while the client is away.
-    let mut main = Legacy::open(&base, "everything").await;
+    let mut main = Legacy::open_as(&base, "everything", None, LEGACY_PROTOCOL).await;
     for i in 10..13 {
-        assert_eq!(echo_text(&main.echo(&base, i, &format!("before-{i}")).await), format!("Echo: before-{i}"));
+        assert_eq!(main.echo_via(&base, i, &format!("before-{i}")).await, format!("Echo: before-{i}"));
     }
-    let (status, body) = main.post(&base, &slow_call(20, 60, "slow")).await;
+    let (status, body) = main.post_via(&base, &slow_call(20, 60, "slow")).await.expect("POST message");
     assert_eq!(status, 202, "the slow call is accepted: {body}");
     let deadline = Instant::now() + MINUTE;
     while !main.received.iter().any(|m| is_progress(m, "slow")) {
@@ -158,7 +161,11 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
     let owner = c.redis.lease_owner(&main.sid).expect("the session has an owner");
     main.disconnect();
     for i in 13..16 {
-        assert_eq!(main.post(&base, &echo(i, &format!("away-{i}"))).await.0, 202, "echo {i} while away is accepted");
+        assert_eq!(
+            main.post_via(&base, &echo_call(i, &format!("away-{i}"))).await.expect("POST message").0,
+            202,
+            "echo {i} while away is accepted"
+        );
     }
     persisted(&c.redis, &main.sid, &[13, 14, 15]).await;
     // Let the slow call report progress while the client is away, too.
@@ -170,11 +177,11 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
 
     // More sessions (the echo server), spread over the instances by round-robin.
     for k in 0..5 {
-        let mut s = Legacy::open(&base, "echo").await;
-        assert_eq!(echo_text(&s.echo(&base, 2, &format!("s{k}-seen")).await), format!("s{k}-seen"));
+        let mut s = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
+        assert_eq!(s.echo_via(&base, 2, &format!("s{k}-seen")).await, format!("s{k}-seen"));
         let owner = c.redis.lease_owner(&s.sid).expect("the session has an owner");
         s.disconnect();
-        assert_eq!(s.post(&base, &echo(3, &format!("s{k}-away"))).await.0, 202);
+        assert_eq!(s.post_via(&base, &echo_call(3, &format!("s{k}-away"))).await.expect("POST message").0, 202);
         persisted(&c.redis, &s.sid, &[3]).await;
         sessions.push(Away { s, owner, seen: vec![1, 2], missed: vec![3] });
     }
@@ -195,7 +202,7 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
     for (k, a) in sessions.iter_mut().enumerate() {
         let orphaned = a.owner == owner;
         let t = Instant::now();
-        let (status, body) = a.s.resume(&base).await;
+        let (status, body) = a.s.resume(&base).await.err().unwrap_or((200, String::new()));
         assert_eq!(status, 200, "session {} (owner {}) resumes through nginx: {body}", a.s.sid, a.owner);
         let before = a.s.received.len();
         // The missed answers come first, each once; the in-flight call gets an error.
@@ -223,7 +230,7 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
             assert!(all.windows(2).all(|w| w[0] < w[1]), "each progress notification once, in order: {all:?}");
         }
         // And the session goes on, on whichever instance owns it now.
-        let text = echo_text(&a.s.echo(&base, 99, "after").await);
+        let text = a.s.echo_via(&base, 99, "after").await;
         assert!(text.ends_with("after"), "{text}");
         let new_owner = c.redis.lease_owner(&a.s.sid).expect("an owner after the failover");
         assert_ne!(new_owner, owner, "session {} is owned by a live instance", a.s.sid);
@@ -342,7 +349,7 @@ async fn kill_9_of_the_owner_mid_session_streamable_http_client_resumes_through_
 
     // The session goes on, through nginx, on a live owner.
     for i in 30..33 {
-        let resp = s.post(&echo(i, &format!("after-{i}"))).await;
+        let resp = s.post(&echo_call(i, &format!("after-{i}"))).await;
         assert_eq!(resp.status(), 200, "echo {i} after the failover");
         let answers = common::responses(resp).await;
         let mine: Vec<&Value> = answers.iter().filter(|m| m["id"] == i).collect();

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use cases::malformed_cases;
 use common::{
-    echo_call, echo_server, everything_stdio, initialize_request, python_fixture, run_client, Bridge, LegacySession, McpSession,
-    Sdk, ACCEPT_BOTH,
+    echo_call, echo_server, everything_stdio, initialize_request, python_fixture, run_client, Bridge, Legacy, McpSession, Sdk,
+    ACCEPT_BOTH,
 };
 use futures_util::StreamExt;
 use raw::run_cases;
@@ -51,7 +51,7 @@ struct WellBehaved {
 impl WellBehaved {
     async fn start(bridge: &Bridge) -> WellBehaved {
         let mcp = McpSession::open(&bridge.url("/mcp/good")).await;
-        let legacy = LegacySession::open(&bridge.base(), "good").await;
+        let legacy = Legacy::open(&bridge.base(), "good").await;
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(well_behaved(mcp, legacy, stop.clone()));
         WellBehaved { stop, task }
@@ -74,10 +74,9 @@ fn seq_of(id: Option<&str>) -> u64 {
     id.and_then(|i| i.rsplit('-').next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("an event id: {id:?}"))
 }
 
-async fn well_behaved(mcp: McpSession, legacy: LegacySession, stop: Arc<AtomicBool>) -> Report {
-    // The stream is read here; POSTs go through a clone of the session's client (a
-    // `LegacySession` cannot be shared across an await in a spawned task).
-    let LegacySession { http, mut stream, endpoint, .. } = legacy;
+async fn well_behaved(mcp: McpSession, mut legacy: Legacy, stop: Arc<AtomicBool>) -> Report {
+    // The stream is read here, block by block; POSTs go through a clone of the session's client.
+    let (http, endpoint, mut stream) = (legacy.http.clone(), legacy.endpoint_url(), legacy.take_stream());
     let mut r = Report::default();
     let mut last_seq: Option<u64> = None;
     let mut id = 1000u64;
@@ -152,10 +151,10 @@ async fn malformed_and_hostile_requests_get_their_status_and_hurt_no_one() {
     let mut bridge = Bridge::start(&hostile_config(""), &[]).await;
     let wb = WellBehaved::start(&bridge).await;
     let s = McpSession::open(&bridge.url("/mcp/good")).await;
-    let l = LegacySession::open(&bridge.base(), "good").await;
+    let l = Legacy::open(&bridge.base(), "good").await;
     let port = bridge.port;
 
-    let cases = malformed_cases(port, &s.id, &l.id);
+    let cases = malformed_cases(port, &s.id, &l.sid);
     let (tried, sdk) = tokio::join!(run_cases(port, cases), sdk_clients(&bridge, "malformed"));
     assert_up(&mut bridge, "after the malformed requests").await;
     // The attacker's own sessions survive their bad requests too.

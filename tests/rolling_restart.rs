@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::{Balancer, Redis};
-use common::{echo_server, SseReader, ACCEPT_BOTH, PROTOCOL};
+use common::{echo_server, Legacy, SseReader, ACCEPT_BOTH, LEGACY_PROTOCOL, PROTOCOL};
 use nix::sys::signal::Signal;
-use ops_support::{get_json, Client, Proc};
+use ops_support::{get_json, Proc};
 use serde_json::{json, Value};
 
 const SSE_CLIENTS: usize = 6;
@@ -54,7 +54,7 @@ struct Outcome {
 
 /// One client: a session through nginx, numbered echoes until `stop`, then `AFTER` more.
 async fn run_client(k: usize, base: String, answered: Arc<AtomicUsize>, stop: Arc<AtomicBool>) -> Outcome {
-    let mut c = Client::open(&base, "echo", None).await;
+    let mut c = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
     let mut out = Outcome { client: k, transport: "sse", sid: c.sid.clone(), ..Outcome::default() };
     let mut after_stop = 0;
     for i in 0..MAX_REQUESTS {
@@ -70,7 +70,7 @@ async fn run_client(k: usize, base: String, answered: Arc<AtomicUsize>, stop: Ar
         // reached no bridge; a bridge's own refusal is recorded too.
         let deadline = Instant::now() + MINUTE;
         loop {
-            match c.post(&base, &msg).await {
+            match c.post_via(&base, &msg).await {
                 Ok((202, _)) => break,
                 Ok((status, body)) => {
                     out.post_failures.push(format!("{id}: {status} {}", body.chars().take(200).collect::<String>()))
@@ -243,7 +243,7 @@ async fn run_streamable_client(k: usize, base: String, answered: Arc<AtomicUsize
 }
 
 /// Resumes the session with Last-Event-ID through nginx, retrying until `deadline`.
-async fn resume(c: &mut Client, base: &str, out: &mut Outcome, deadline: Instant) {
+async fn resume(c: &mut Legacy, base: &str, out: &mut Outcome, deadline: Instant) {
     loop {
         match c.resume(base).await {
             Ok(()) => {

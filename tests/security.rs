@@ -239,7 +239,7 @@ async fn another_principals_session_id_is_404_like_an_unknown_one_and_the_owner_
         raw(port, method, &path, &h, &body).await
     };
     // Each of bob's attempts is answered exactly like the same request for an unknown session.
-    let last_event = format!("{}-0-1", l.id);
+    let last_event = format!("{}-0-1", l.sid);
     let unknown_event = format!("{UNKNOWN_SESSION}-0-1");
     let get_headers = |sid: &str| -> Headers {
         vec![
@@ -255,12 +255,12 @@ async fn another_principals_session_id_is_404_like_an_unknown_one_and_the_owner_
         (
             "legacy message",
             "POST",
-            format!("/sse/echo/message?sessionId={}", l.id),
+            format!("/sse/echo/message?sessionId={}", l.sid),
             post_headers(""),
             post_headers(""),
             ping.clone(),
         ),
-        ("legacy /message", "POST", format!("/message?sessionId={}", l.id), post_headers(""), post_headers(""), ping.clone()),
+        ("legacy /message", "POST", format!("/message?sessionId={}", l.sid), post_headers(""), post_headers(""), ping.clone()),
         (
             "legacy resume",
             "GET",
@@ -272,11 +272,11 @@ async fn another_principals_session_id_is_404_like_an_unknown_one_and_the_owner_
     ];
     for (what, method, path, headers, unknown_headers, body) in attempts {
         let theirs = send(method, path.clone(), headers, body.clone()).await;
-        let unknown_path = path.replace(&l.id, UNKNOWN_SESSION);
+        let unknown_path = path.replace(&l.sid, UNKNOWN_SESSION);
         let unknown = send(method, unknown_path, unknown_headers, body).await;
         assert_eq!(theirs.status, 404, "{what}: bob gets 404 for alice's session: {theirs:?}");
         assert_eq!(theirs.status, unknown.status, "{what}: same status as an unknown session");
-        let strip = |b: &str| b.replace(UNKNOWN_SESSION, "<sid>").replace(&l.id, "<sid>").replace(&s.id, "<sid>");
+        let strip = |b: &str| b.replace(UNKNOWN_SESSION, "<sid>").replace(&l.sid, "<sid>").replace(&s.id, "<sid>");
         assert_eq!(strip(&theirs.body), strip(&unknown.body), "{what}: same body as an unknown session");
         assert!(theirs.header("mcp-session-id").is_none(), "{what}: {theirs:?}");
     }
@@ -289,7 +289,7 @@ async fn another_principals_session_id_is_404_like_an_unknown_one_and_the_owner_
     // Alice's sessions are untouched: same answers, and the legacy stream lost nothing.
     assert_eq!(s.echo(3, "still mine").await, "still mine");
     assert_eq!(l.post(&common::echo_call(3, "still mine")).await, 202);
-    let b = l.stream.next_event(Duration::from_secs(30)).await.expect("the echo answer on alice's stream");
+    let b = l.stream().next_event(Duration::from_secs(30)).await.expect("the echo answer on alice's stream");
     let m = b.json().expect("JSON");
     assert_eq!(m["id"], 3, "the next event on alice's stream is her answer, nothing of bob's: {m}");
     assert_eq!(m["result"]["content"][0]["text"], "still mine");

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::{
-    echo_server, initialize_request, python_fixture, raw, responses, toml_str, Bridge, LegacySession, McpSession, ACCEPT_BOTH,
+    echo_server, initialize_request, python_fixture, raw, responses, toml_str, Bridge, Legacy, McpSession, ACCEPT_BOTH,
 };
 use principals::*;
 use serde_json::{json, Value};
@@ -28,7 +28,7 @@ async fn a_body_over_max_body_gets_413_and_one_under_it_passes() {
     let bridge = Bridge::start(&config, &[]).await;
     let port = bridge.port;
     let s = McpSession::open(&bridge.url("/mcp/echo")).await;
-    let l = LegacySession::open(&bridge.base(), "echo").await;
+    let l = Legacy::open(&bridge.base(), "echo").await;
 
     let under = "u".repeat(60_000);
     assert_eq!(s.echo(2, &under).await, under, "a 60 KB message passes");
@@ -36,7 +36,7 @@ async fn a_body_over_max_body_gets_413_and_one_under_it_passes() {
     let h = [("accept", ACCEPT_BOTH), ("content-type", "application/json"), ("mcp-session-id", s.id.as_str())];
     let r = raw(port, "POST", "/mcp/echo", &h, &over).await;
     assert_eq!(r.status, 413, "streamable: {r:?}");
-    let r = raw(port, "POST", &format!("/sse/echo/message?sessionId={}", l.id), &h[1..2], &over).await;
+    let r = raw(port, "POST", &format!("/sse/echo/message?sessionId={}", l.sid), &h[1..2], &over).await;
     assert_eq!(r.status, 413, "legacy: {r:?}");
     let mut init_over = initialize_request(1);
     init_over["params"]["pad"] = json!("p".repeat(70_000));
@@ -132,7 +132,7 @@ async fn an_unanswered_request_gets_32001_after_request_timeout_and_the_session_
         .await;
 
     // Legacy: the error comes on the stream, and the session goes on.
-    let mut l = LegacySession::open(&bridge.base(), "stall").await;
+    let mut l = Legacy::open(&bridge.base(), "stall").await;
     assert_eq!(l.post(&tool_call(7, "hang", json!({}))).await, 202);
     let m = l.next_message(Duration::from_secs(30)).await.expect("an answer for the hung call");
     assert_eq!((m["id"].clone(), m["error"]["code"].clone()), (json!(7), json!(-32001)), "{m}");
@@ -154,7 +154,7 @@ async fn past_max_children_initialize_gets_an_error_naming_the_limit() {
     let msg = err["error"]["message"].as_str().unwrap_or_else(|| panic!("a JSON-RPC error: {err}"));
     assert!(msg.contains("max_children") && msg.contains("maximum of 1"), "the error names the limit: {msg}");
 
-    let mut l = LegacySession::connect(&bridge.base(), "echo").await;
+    let mut l = Legacy::connect(&bridge.base(), "echo").await;
     assert_eq!(l.post(&initialize_request(1)).await, 202);
     let m = l.next_message(Duration::from_secs(20)).await.expect("an answer to initialize");
     assert!(m["error"]["message"].as_str().unwrap_or("").contains("max_children"), "{m}");
@@ -272,7 +272,7 @@ async fn child_processes_are_reaped_however_their_session_ends() {
     procfs::wait_no_children(pid, Duration::from_secs(20), "after DELETE").await;
 
     // The client goes away and the session expires.
-    let legacy = LegacySession::open(&bridge.base(), "echo").await;
+    let legacy = Legacy::open(&bridge.base(), "echo").await;
     let streamable = McpSession::open(&url).await;
     assert_eq!(procfs::children(pid).len(), 2, "two children: {:?}", procfs::children(pid));
     drop(legacy);
@@ -294,7 +294,7 @@ async fn child_processes_are_reaped_however_their_session_ends() {
 
     // Shutdown: SIGTERM to the bridge kills the children it still has.
     let _a = McpSession::open(&url).await;
-    let _b = LegacySession::open(&bridge.base(), "echo").await;
+    let _b = Legacy::open(&bridge.base(), "echo").await;
     let last: Vec<i32> = procfs::children(pid).iter().map(|p| p.pid).collect();
     assert_eq!(last.len(), 2, "two children before shutdown");
     drop(bridge);

@@ -9,7 +9,7 @@ mod wire;
 
 use std::time::{Duration, Instant};
 
-use common::{http, require_node, run_client, toml_str, Bridge, LegacySession, Sdk, SseReader, ACCEPT_BOTH};
+use common::{http, require_node, run_client, toml_str, Bridge, Legacy, Sdk, SseReader, ACCEPT_BOTH};
 use serde_json::{json, Value};
 use servers::*;
 use wire::*;
@@ -285,7 +285,7 @@ async fn raw_legacy_session_on_a_modern_only_upstream_mrtr_list_changed_and_canc
     assert_eq!(text_of(&s.call(10, "echo", json!({"message": "after cancel"})).await), "Echo: after cancel");
 
     // A legacy HTTP+SSE session hears list changes on its one stream.
-    let mut l = LegacySession::open(&bridge.base(), "adapted").await;
+    let mut l = Legacy::open(&bridge.base(), "adapted").await;
     let call =
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "notify-list-changed", "arguments": {}}});
     assert_eq!(l.post(&call).await, 202);

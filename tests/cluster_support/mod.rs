@@ -5,10 +5,8 @@
 #![allow(dead_code, unused_imports)]
 
 mod balancer;
-mod legacy;
 
 pub(crate) use balancer::{AccessLine, Balancer};
-pub(crate) use legacy::{echo, echo_text, Legacy};
 
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod bridge;
+mod legacy;
 mod raw;
 pub(crate) mod scenario;
 mod sdk;
@@ -12,10 +13,11 @@ mod session;
 mod sse;
 
 pub(crate) use bridge::{Bridge, Everything};
+pub(crate) use legacy::{echo_text, initialize_at, Legacy, LEGACY_PROTOCOL};
 pub(crate) use raw::{http, raw, raw_request, RawResponse};
 pub(crate) use sdk::{modern_client, run_client, ClientRun, Sdk};
 pub(crate) use session::{
-    echo_call, initialize_request, post_initialize, responses, rpc_error_code, LegacySession, McpSession, ACCEPT_BOTH, PROTOCOL,
+    echo_call, initialize_request, post_initialize, responses, rpc_error_code, McpSession, ACCEPT_BOTH, PROTOCOL,
 };
 pub(crate) use sse::{SseBlock, SseReader};
 

@@ -1,5 +1,5 @@
-//! Raw MCP sessions: Streamable HTTP (initialize, `notifications/initialized`, echo) and the
-//! legacy 2024-11-05 HTTP+SSE transport, plus reading the JSON-RPC messages of a POST answer.
+//! A raw Streamable HTTP session (initialize, `notifications/initialized`, echo, the standalone
+//! GET stream), and reading the JSON-RPC messages of a POST answer.
 
 use std::time::Duration;
 
@@ -115,83 +115,4 @@ pub(crate) async fn responses(resp: reqwest::Response) -> Vec<Value> {
 /// The JSON-RPC error code in a body, if it is a JSON-RPC error.
 pub(crate) fn rpc_error_code(body: &str) -> Option<i64> {
     serde_json::from_str::<Value>(body).ok().and_then(|v| v["error"]["code"].as_i64())
-}
-
-// ---- a raw legacy HTTP+SSE session ----------------------------------------------------------
-
-/// A 2024-11-05 session: the `GET /sse/{name}` stream and its message endpoint.
-pub(crate) struct LegacySession {
-    pub(crate) http: reqwest::Client,
-    pub(crate) stream: SseReader,
-    /// Absolute URL of the message endpoint.
-    pub(crate) endpoint: String,
-    pub(crate) id: String,
-}
-
-impl LegacySession {
-    /// Opens the stream and reads up to the endpoint event.
-    pub(crate) async fn connect(base: &str, name: &str) -> LegacySession {
-        LegacySession::connect_with(http(), base, name).await
-    }
-
-    /// The same with a given client (one that carries credentials, say).
-    pub(crate) async fn connect_with(http: reqwest::Client, base: &str, name: &str) -> LegacySession {
-        let resp = http.get(format!("{base}/sse/{name}")).header("accept", "text/event-stream").send().await.expect("GET /sse");
-        assert_eq!(resp.status(), 200, "GET /sse/{name}");
-        let mut stream = SseReader::new(resp);
-        let ev = loop {
-            let b = stream.next(Duration::from_secs(10)).await.expect("the endpoint event");
-            if b.event.as_deref() == Some("endpoint") {
-                break b;
-            }
-        };
-        let path = ev.data.unwrap_or_default();
-        let id = path.split("sessionId=").nth(1).expect("sessionId in the endpoint").to_string();
-        LegacySession { http, stream, endpoint: format!("{base}{path}"), id }
-    }
-
-    /// Connects and completes the handshake (initialize, its answer, `notifications/initialized`).
-    pub(crate) async fn open(base: &str, name: &str) -> LegacySession {
-        let mut s = LegacySession::connect(base, name).await;
-        assert_eq!(s.post(&initialize_request(1)).await, 202, "initialize is accepted");
-        let answer = s.next_message(Duration::from_secs(30)).await.expect("initialize answer");
-        assert!(answer["result"]["protocolVersion"].is_string(), "initialize answered: {answer}");
-        assert_eq!(s.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await, 202);
-        s
-    }
-
-    /// POSTs one message to the endpoint; returns the status.
-    pub(crate) async fn post(&self, msg: &Value) -> u16 {
-        self.post_raw(&msg.to_string()).await.0
-    }
-
-    /// POSTs a body as given; returns status and body.
-    pub(crate) async fn post_raw(&self, body: &str) -> (u16, String) {
-        let r = self
-            .http
-            .post(&self.endpoint)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("POST message");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    }
-
-    /// The next JSON-RPC message on the stream (skipping heartbeats); `None` if it ended.
-    pub(crate) async fn next_message(&mut self, timeout: Duration) -> Option<Value> {
-        let b = self.stream.next_event(timeout).await?;
-        Some(b.json().unwrap_or_else(|| panic!("event data is JSON: {b:?}")))
-    }
-
-    /// Calls `echo` and returns its text.
-    pub(crate) async fn echo(&mut self, id: u64, message: &str) -> String {
-        assert_eq!(self.post(&echo_call(id, message)).await, 202, "echo is accepted");
-        loop {
-            let m = self.next_message(Duration::from_secs(30)).await.expect("echo answer");
-            if m["id"] == id {
-                return m["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("echo result: {m}")).to_string();
-            }
-        }
-    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use crate::common::{self, initialize_request, raw, Bridge, LegacySession, RawResponse, ACCEPT_BOTH};
+use crate::common::{self, initialize_request, raw, Bridge, Legacy, RawResponse, ACCEPT_BOTH};
 
 pub(crate) const ALICE: &str = "alice-token-4f0c2a9e";
 pub(crate) const BOB: &str = "bob-token-9b1d77c3";
@@ -47,8 +47,8 @@ pub(crate) fn bearer(token: &str) -> String {
 }
 
 /// Opens a legacy stream with `http`'s credentials and completes the handshake.
-pub(crate) async fn open_legacy(http: &reqwest::Client, base: &str, name: &str) -> LegacySession {
-    let mut s = LegacySession::connect_with(http.clone(), base, name).await;
+pub(crate) async fn open_legacy(http: &reqwest::Client, base: &str, name: &str) -> Legacy {
+    let mut s = Legacy::connect_with(http.clone(), base, name).await;
     assert_eq!(s.post(&initialize_request(1)).await, 202, "initialize is accepted");
     let answer = s.next_message(Duration::from_secs(30)).await.expect("initialize answer");
     assert!(answer["result"]["protocolVersion"].is_string(), "initialize answered: {answer}");
