@@ -65,7 +65,7 @@ fn assert_full(run: &ClientRun, repeat: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_sdk_clients_run_the_full_scenario_across_three_instances() {
     require_node();
-    let c = Cluster::start(&config(), 3, true);
+    let c = Cluster::start(&config(), 3, true).await;
     let sse = c.nginx().url("/sse/everything");
     let mcp = c.nginx().url("/mcp/everything");
     let repeat = 5;
@@ -111,8 +111,8 @@ async fn round_robin_sdk_clients_run_the_full_scenario_across_three_instances() 
     eprintln!("SSE connections opened per instance: {opened:?}");
     for i in &c.instances {
         let log = i.log();
-        assert!(!log.contains("panicked"), "instance {} panicked:\n{log}", i.id);
-        let ready = i.readyz().await;
+        assert!(!log.contains("panicked"), "instance {} panicked:\n{log}", i.name);
+        let (_, ready) = i.readyz().await;
         assert_eq!((ready["mode"].as_str(), ready["status"].as_str()), (Some("cluster"), Some("ready")), "{ready}");
     }
 }
@@ -142,7 +142,7 @@ async fn persisted(redis: &Redis, sid: &str, ids: &[u64]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx() {
     require_node();
-    let mut c = Cluster::start(&config(), 3, true);
+    let mut c = Cluster::start(&config(), 3, true).await;
     let base = c.nginx().base();
 
     // The main session (server-everything): answers seen, a slow call in flight, answers
@@ -289,7 +289,7 @@ async fn drain(r: &mut SseReader, timeout: Duration, what: &str) -> Vec<SseBlock
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_owner_mid_session_streamable_http_client_resumes_through_nginx() {
     require_node();
-    let mut c = Cluster::start(&config(), 3, true);
+    let mut c = Cluster::start(&config(), 3, true).await;
     let url = c.nginx().url("/mcp/everything");
     let opened = common::McpSession::open(&url).await;
     let s = McpSession { http: http(), url: url.clone(), id: opened.id.clone() };
@@ -304,8 +304,8 @@ async fn kill_9_of_the_owner_mid_session_streamable_http_client_resumes_through_
     // Two slow calls in flight: one through nginx, whose client then goes away (its progress
     // piles up unseen), one sent straight to an instance that does not own the session, so
     // that its stream is held there for the owner.
-    let other = c.instances.iter().find(|i| i.id != owner).expect("a second instance");
-    let (other_id, other_url) = (other.id.clone(), other.url("/mcp/everything"));
+    let other = c.instances.iter().find(|i| i.name != owner).expect("a second instance");
+    let (other_id, other_url) = (other.name.clone(), other.url("/mcp/everything"));
     let held = McpSession { http: http(), url: other_url, id: s.id.clone() };
     let mut away = SlowCall::start(&s, 20, "away").await;
     let mut held_call = SlowCall::start(&held, 21, "held").await;

@@ -8,8 +8,8 @@ mod support_nginx;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{poll, Cluster, Instance};
-use common::{echo_call, echo_server, echo_text, http, Legacy, LEGACY_PROTOCOL};
+use cluster_support::{poll, Cluster};
+use common::{echo_call, echo_server, echo_text, http, Bridge, Legacy, LEGACY_PROTOCOL};
 use serde_json::{json, Value};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -17,14 +17,14 @@ const MINUTE: Duration = Duration::from_secs(60);
 // ---- Redis restart -------------------------------------------------------------------------------
 
 /// Polls `/readyz` of `inst` until `want` holds; panics with the last answer after `timeout`.
-async fn readyz_until(inst: &Instance, timeout: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Duration {
+async fn readyz_until(inst: &Bridge, timeout: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Duration {
     let start = Instant::now();
     loop {
-        let r = inst.readyz().await;
+        let (_, r) = inst.readyz().await;
         if want(&r) {
             return start.elapsed();
         }
-        assert!(start.elapsed() < timeout, "instance {}: /readyz {what} within {timeout:?}; last: {r}", inst.id);
+        assert!(start.elapsed() < timeout, "instance {}: /readyz {what} within {timeout:?}; last: {r}", inst.name);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -41,7 +41,7 @@ fn ready(r: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_keeps_local_traffic_flowing_and_readyz_reports_it() {
-    let mut c = Cluster::start(&echo_server("echo"), 3, false);
+    let mut c = Cluster::start(&echo_server("echo"), 3, false).await;
     let (a, b) = (&c.instances[0], &c.instances[1]);
     // A session whose stream and POSTs go to one instance, and a second one on b.
     let mut s = Legacy::open_as(&a.base(), "echo", None, LEGACY_PROTOCOL).await;
@@ -50,14 +50,14 @@ async fn a_redis_restart_keeps_local_traffic_flowing_and_readyz_reports_it() {
     // Cross-instance works while Redis is up: a POST for a's session sent to b is forwarded.
     assert_eq!(s.echo_via(&b.base(), 3, "forwarded").await, "forwarded");
     for i in &c.instances {
-        assert!(ready(&i.readyz().await), "instance {} is ready with Redis up", i.id);
+        assert!(ready(&i.readyz().await.1), "instance {} is ready with Redis up", i.name);
     }
 
     c.redis.stop();
     let (a, b, idle) = (&c.instances[0], &c.instances[1], &c.instances[2]);
     for i in [a, b, idle] {
         let after = readyz_until(i, MINUTE, "says redis is unavailable", degraded).await;
-        eprintln!("instance {}: /readyz degraded {} ms after Redis stopped", i.id, after.as_millis());
+        eprintln!("instance {}: /readyz degraded {} ms after Redis stopped", i.name, after.as_millis());
     }
     // Local traffic keeps flowing on both instances.
     for i in 0..5 {
@@ -80,7 +80,7 @@ async fn a_redis_restart_keeps_local_traffic_flowing_and_readyz_reports_it() {
     let (a, b, idle) = (&c.instances[0], &c.instances[1], &c.instances[2]);
     for i in [a, b, idle] {
         let after = readyz_until(i, Duration::from_secs(90), "is ready again", ready).await;
-        eprintln!("instance {}: /readyz ready {} ms after Redis came back", i.id, after.as_millis());
+        eprintln!("instance {}: /readyz ready {} ms after Redis came back", i.name, after.as_millis());
     }
     // Everything works again: local, forwarded both ways, and new sessions.
     assert_eq!(s.echo_via(&a.base(), 30, "local").await, "local");
@@ -100,7 +100,7 @@ async fn a_redis_restart_keeps_local_traffic_flowing_and_readyz_reports_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_lease_renewal_and_takeover_between_two_instances() {
-    let mut c = Cluster::start(&echo_server("echo"), 2, false);
+    let mut c = Cluster::start(&echo_server("echo"), 2, false).await;
     let (a, b) = (&c.instances[0], &c.instances[1]);
 
     // A legacy session opened on a; every POST goes to b and is forwarded to the owner.
@@ -176,7 +176,7 @@ async fn forwarding_lease_renewal_and_takeover_between_two_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_loses_its_data_sessions_are_still_reachable_from_other_instances() {
-    let mut c = Cluster::start(&echo_server("echo"), 2, false);
+    let mut c = Cluster::start(&echo_server("echo"), 2, false).await;
     let (a, b) = (&c.instances[0], &c.instances[1]);
     let mut s = Legacy::open_as(&a.base(), "echo", None, LEGACY_PROTOCOL).await;
     assert_eq!(s.echo_via(&b.base(), 2, "forwarded").await, "forwarded");

@@ -5,14 +5,12 @@
 //! file refused), graceful drain on SIGTERM, and the crash-loop guard.
 
 mod common;
-mod ops_support;
 mod support_nginx;
 
 use std::time::Duration;
 
-use common::{echo_server, Legacy, SseReader, LEGACY_PROTOCOL};
+use common::{echo_server, get_json, request_json, toml_str, Bridge, Legacy, SseReader, LEGACY_PROTOCOL};
 use nix::sys::signal::Signal;
-use ops_support::{get_json, request_json, toml_str, Proc};
 use serde_json::{json, Value};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -50,7 +48,7 @@ fn server_names(servers: &Value) -> Vec<String> {
 #[tokio::test]
 async fn metrics_count_a_real_session() {
     let b =
-        Proc::start("metrics", &echo_server("echo"), &["--instance-id", "ops-metrics", "--heartbeat-interval", "300ms"]).await;
+        Bridge::named("metrics", &echo_server("echo"), &["--instance-id", "ops-metrics", "--heartbeat-interval", "300ms"]).await;
     let base = b.base();
     let mut c = Legacy::connect_as(&base, "echo", None).await;
     let endpoint_event = c.last_id.clone().expect("the endpoint event has an id");
@@ -101,7 +99,7 @@ async fn metrics_count_a_real_session() {
     }
     assert_eq!(replayed, vec![json!(1), json!(10), json!(11), json!(12), json!(20)]);
     c.disconnect();
-    let closed = |b: &Proc| b.lines_with(&["SSE connection closed", &c.sid, "reason=client_closed"]).len();
+    let closed = |b: &Bridge| b.lines_with(&["SSE connection closed", &c.sid, "reason=client_closed"]).len();
     for _ in 0..600 {
         if closed(&b) == 2 {
             break;
@@ -131,7 +129,7 @@ fn admin_config(extra: &str) -> String {
 
 #[tokio::test]
 async fn admin_lists_servers_and_sessions_with_timeline() {
-    let b = Proc::start("admin", &admin_config(""), &["--instance-id", "ops-admin"]).await;
+    let b = Bridge::named("admin", &admin_config(""), &["--instance-id", "ops-admin"]).await;
     let base = b.base();
     let mut alice = Legacy::open_as(&base, "echo", Some("alice-token"), LEGACY_PROTOCOL).await;
     for i in 0..3u64 {
@@ -209,7 +207,7 @@ async fn admin_lists_servers_and_sessions_with_timeline() {
 
 #[tokio::test]
 async fn admin_delete_ends_the_session() {
-    let b = Proc::start("admin-delete", &admin_config(""), &[]).await;
+    let b = Bridge::named("admin-delete", &admin_config(""), &[]).await;
     let base = b.base();
     let mut alice = Legacy::open_as(&base, "echo", Some("alice-token"), LEGACY_PROTOCOL).await;
     let mut bob = Legacy::open_as(&base, "echo2", Some("bob-token"), LEGACY_PROTOCOL).await;
@@ -234,7 +232,7 @@ async fn admin_delete_ends_the_session() {
 
 #[tokio::test]
 async fn admin_token_is_required_when_configured() {
-    let b = Proc::start("admin-token", &admin_config("[admin]\ntoken = \"adm-secret\"\n"), &[]).await;
+    let b = Bridge::named("admin-token", &admin_config("[admin]\ntoken = \"adm-secret\"\n"), &[]).await;
     let http = common::http();
     let r = http.get(b.url("/admin/api/servers")).send().await.expect("GET");
     assert_eq!(r.status(), 401, "no token, even from loopback");
@@ -266,7 +264,7 @@ async fn admin_token_is_required_when_configured() {
 
 #[tokio::test]
 async fn admin_without_token_refuses_forwarded_requests() {
-    let b = Proc::start("admin-xff", &echo_server("echo"), &[]).await;
+    let b = Bridge::named("admin-xff", &echo_server("echo"), &[]).await;
     let (status, _) = get_json(&b.url("/admin/api/servers"), None, &[]).await;
     assert_eq!(status, 200, "loopback, no proxy");
     let (status, body) = get_json(&b.url("/admin/api/servers"), None, &[("x-forwarded-for", "127.0.0.1")]).await;
@@ -296,7 +294,7 @@ async fn sighup_reload_adds_and_removes_servers_without_cutting_streams() {
         echo_server("gone"),
         echo_with("tuned", "[servers.tuned.heartbeat]\ninterval = \"300ms\"\nformat = \"comment\"")
     );
-    let b = Proc::start("reload", &v1, &[]).await;
+    let b = Bridge::named("reload", &v1, &[]).await;
     let base = b.base();
     let mut keep = Legacy::open_as(&base, "keep", None, LEGACY_PROTOCOL).await;
     assert_eq!(keep.echo_via(&base, 2, "k1").await, "k1");
@@ -368,7 +366,7 @@ async fn sighup_reload_adds_and_removes_servers_without_cutting_streams() {
 #[tokio::test]
 async fn reload_refuses_an_invalid_config_and_keeps_running() {
     let v1 = echo_server("echo");
-    let b = Proc::start("reload-bad", &v1, &[]).await;
+    let b = Bridge::named("reload-bad", &v1, &[]).await;
     let base = b.base();
     let mut live = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
 
@@ -407,7 +405,7 @@ async fn reload_refuses_an_invalid_config_and_keeps_running() {
 #[tokio::test]
 async fn sigterm_drains_then_ends_streams_and_exits_zero() {
     let config = format!("[sessions]\ndrain_grace = \"5s\"\n\n{}", echo_server("echo"));
-    let mut b = Proc::start("drain", &config, &["--heartbeat-interval", "off"]).await;
+    let mut b = Bridge::named("drain", &config, &["--heartbeat-interval", "off"]).await;
     let base = b.base();
     let mut c = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
     assert_eq!(c.echo_via(&base, 2, "before").await, "before");
@@ -450,7 +448,7 @@ async fn sigterm_drains_then_ends_streams_and_exits_zero() {
 #[tokio::test]
 async fn crash_loop_refuses_new_sessions_with_backoff() {
     let config = format!("[servers.crash]\ncommand = \"sh\"\nargs = [\"-c\", \"exit 7\"]\n{}", echo_server("echo"));
-    let b = Proc::start("crash", &config, &[]).await;
+    let b = Bridge::named("crash", &config, &[]).await;
     let base = b.base();
     for i in 1..=5 {
         let mut c = Legacy::try_connect(&base, "crash", None)

@@ -8,7 +8,6 @@
 
 mod cluster_support;
 mod common;
-mod ops_support;
 mod support_nginx;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::{Balancer, Redis};
-use common::{echo_server, Legacy, SseReader, ACCEPT_BOTH, LEGACY_PROTOCOL, PROTOCOL};
+use common::{echo_server, get_json, Bridge, Legacy, SseReader, ACCEPT_BOTH, LEGACY_PROTOCOL, PROTOCOL};
 use nix::sys::signal::Signal;
-use ops_support::{get_json, Proc};
 use serde_json::{json, Value};
 
 const SSE_CLIENTS: usize = 6;
@@ -272,7 +270,7 @@ async fn progress(answered: &AtomicUsize, n: usize, timeout: Duration, what: &st
 }
 
 /// Waits until the instance answers /readyz with 200 and `ready`.
-async fn ready(p: &Proc) {
+async fn ready(p: &Bridge) {
     let deadline = Instant::now() + MINUTE;
     loop {
         let (status, body) = p.readyz().await;
@@ -292,7 +290,7 @@ async fn rolling_restart_loses_no_response() {
     for i in 1..=3 {
         let id = format!("b{i}");
         instances.push(
-            Proc::start(&id, &config, &["--instance-id", &id, "--redis", &redis.url(), "--heartbeat-interval", "2s"]).await,
+            Bridge::named(&id, &config, &["--instance-id", &id, "--redis", &redis.url(), "--heartbeat-interval", "2s"]).await,
         );
     }
     let nginx = Balancer::start(&instances.iter().map(|p| p.port).collect::<Vec<_>>());

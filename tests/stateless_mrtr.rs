@@ -222,7 +222,7 @@ async fn a_timed_out_request_does_not_leak_into_the_next_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mrtr_retry_on_another_cluster_instance_reaches_the_parked_backing_session() {
     require_node();
-    let c = Cluster::start(&everything_stdio("everything"), 2, false);
+    let c = Cluster::start(&everything_stdio("everything"), 2, false).await;
     let (a, b) = (&c.instances[0], &c.instances[1]);
     let (url_a, url_b) = (a.url("/mcp/everything"), b.url("/mcp/everything"));
 

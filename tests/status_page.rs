@@ -5,17 +5,15 @@
 //! docs/status-page.png (the README's picture), so ordinary runs leave the tree clean.
 
 mod common;
-mod ops_support;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{echo_server, root, Legacy, TempDir, ACCEPT_BOTH, LEGACY_PROTOCOL, PROTOCOL};
+use common::{echo_server, get_json, root, Bridge, Legacy, TempDir, ACCEPT_BOTH, LEGACY_PROTOCOL, PROTOCOL};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use ops_support::{get_json, Proc};
 use serde_json::json;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -69,7 +67,7 @@ fn chromium(args: &[String], url: &str) -> String {
 }
 
 /// A Streamable HTTP session with a bearer token: initialize, initialized, one echo.
-async fn streamable_session(b: &Proc, name: &str, token: &str) -> String {
+async fn streamable_session(b: &Bridge, name: &str, token: &str) -> String {
     let http = common::http();
     let post = |body: serde_json::Value, sid: Option<&str>| {
         let mut req = http
@@ -104,7 +102,7 @@ async fn status_page_shows_live_sessions() {
         echo_server("echo"),
         echo_server("files")
     );
-    let b = Proc::start("status-page", &config, &["--instance-id", "bridge-1"]).await;
+    let b = Bridge::named("status-page", &config, &["--instance-id", "bridge-1"]).await;
     let base = b.base();
 
     let mut alice = Legacy::open_as(&base, "echo", Some("alice-token"), LEGACY_PROTOCOL).await;

@@ -5,16 +5,22 @@
 #![allow(dead_code, unused_imports)]
 
 mod bridge;
+mod everything;
 mod legacy;
+mod metrics;
+mod process;
 mod raw;
 pub(crate) mod scenario;
 mod sdk;
 mod session;
 mod sse;
 
-pub(crate) use bridge::{Bridge, Everything};
+pub(crate) use bridge::Bridge;
+pub(crate) use everything::Everything;
 pub(crate) use legacy::{echo_text, initialize_at, Legacy, LEGACY_PROTOCOL};
-pub(crate) use raw::{http, raw, raw_request, RawResponse};
+pub(crate) use metrics::{Metrics, Sample};
+pub(crate) use process::{alive, children_of, signal, stop};
+pub(crate) use raw::{dechunk, get_json, http, raw, raw_request, request_json, RawResponse};
 pub(crate) use sdk::{modern_client, run_client, ClientRun, Sdk};
 pub(crate) use session::{
     echo_call, initialize_request, post_initialize, responses, rpc_error_code, McpSession, ACCEPT_BOTH, PROTOCOL,
@@ -123,25 +129,6 @@ impl Drop for TempDir {
 /// A loopback port that was free a moment ago (bind port 0, read it, release it).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
-}
-
-/// Stops a child: SIGTERM, a grace period, then SIGKILL; always reaps it.
-fn stop(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Strips ANSI colour sequences (ESC `[` … letter) so log assertions see `key=value`.

@@ -1,9 +1,11 @@
 //! Raw HTTP: a pool-less reqwest client, and single HTTP/1.1 requests sent byte for byte over a
-//! fresh connection, their chunked bodies decoded.
+//! fresh connection, their chunked bodies decoded; and JSON requests (with a bearer token).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+
+use serde_json::Value;
 
 /// A reqwest client without a connection pool, so every request is independent.
 pub(crate) fn http() -> reqwest::Client {
@@ -61,15 +63,42 @@ pub(crate) async fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &
     .expect("raw request task")
 }
 
-fn dechunk(mut s: &str) -> String {
+/// The data of a chunked body, as far as it was read (a body cut short keeps what came).
+pub(crate) fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || rest.len() < n {
+        if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+        let take = n.min(rest.len());
+        out.push_str(rest.get(..take).unwrap_or(rest));
+        s = rest.get(take..).unwrap_or("").strip_prefix("\r\n").unwrap_or("");
     }
     out
+}
+
+/// GET `url` (with a bearer token and extra headers): status and body as JSON (`Value::String`
+/// of the text if it is not JSON).
+pub(crate) async fn get_json(url: &str, token: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+    request_json(reqwest::Method::GET, url, token, headers).await
+}
+
+pub(crate) async fn request_json(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = http().request(method.clone(), url).timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
+use crate::common::dechunk;
+
 /// What came back for one raw request; status 0 if the connection closed without an answer.
 #[derive(Debug, Default)]
 pub(crate) struct Reply {
@@ -58,21 +60,6 @@ pub(crate) fn exchange(port: u16, bytes: &[u8]) -> Reply {
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = if chunked { dechunk(body) } else { body.to_string() };
     Reply { status, head: head.to_string(), body }
-}
-
-/// The data of a chunked body, as far as it was read.
-pub(crate) fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 {
-            break;
-        }
-        let take = n.min(rest.len());
-        out.push_str(rest.get(..take).unwrap_or(rest));
-        s = rest.get(take..).unwrap_or("").strip_prefix("\r\n").unwrap_or("");
-    }
-    out
 }
 
 /// A request with `Host`, `Connection: close` and `Content-Length`; `head` holds raw header
