@@ -16,16 +16,32 @@ use serde_json::Value;
 
 use super::{alive, children_of, free_port, get_json, root, stop, strip_ansi, Metrics, TempDir, START_TIMEOUT};
 
+/// What differs between the bridges the tests start, besides their config.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Launch<'a> {
+    /// Names it in messages and its temp dir (a cluster instance's id); `bridge` if empty.
+    pub(crate) name: &'a str,
+    /// Arguments after `--config FILE --listen ADDR`.
+    pub(crate) args: &'a [&'a str],
+    /// Environment variables besides `MCP_BRIDGE_LOG=info`.
+    pub(crate) env: &'a [(&'a str, &'a str)],
+    /// The address it listens on; `127.0.0.1` if empty. It is probed on 127.0.0.1 either way.
+    pub(crate) ip: &'a str,
+}
+
 /// A running (or stopped, or killed) `mcp-bridge serve`.
 pub(crate) struct Bridge {
     child: Option<Child>,
     /// Names it in messages and its temp dir; a cluster instance's id.
     pub(crate) name: String,
+    ip: String,
     pub(crate) port: u16,
     pub(crate) config_path: PathBuf,
     pub(crate) log_path: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The pid of the current run, or of the last one once it ended.
+    last_pid: u32,
     /// How the previous runs ended.
     pub(crate) exits: Vec<ExitStatus>,
     /// Stdio children orphaned by [`Bridge::kill9`], killed on Drop.
@@ -37,27 +53,28 @@ impl Bridge {
     /// Writes `config` (TOML) to a temp dir and starts the bridge with `args` on a free port;
     /// returns once `/healthz` answers.
     pub(crate) async fn start(config: &str, args: &[&str]) -> Bridge {
-        Bridge::launch("bridge", config, args, &[], None).await
+        Bridge::launch(config, Launch { args, ..Launch::default() }).await
     }
 
     /// [`Bridge::start`] with extra environment variables for the bridge process.
     pub(crate) async fn start_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Bridge {
-        Bridge::launch("bridge", config, args, env, None).await
+        Bridge::launch(config, Launch { args, env, ..Launch::default() }).await
     }
 
     /// [`Bridge::start`] under a name (for messages and its temp dir).
     pub(crate) async fn named(name: &str, config: &str, args: &[&str]) -> Bridge {
-        Bridge::launch(name, config, args, &[], None).await
+        Bridge::launch(config, Launch { name, args, ..Launch::default() }).await
     }
 
     /// An instance `id` of the cluster whose Redis is at `redis`.
     pub(crate) async fn instance(config: &str, redis: &str, id: &str) -> Bridge {
-        Bridge::launch(id, config, &["--instance-id", id, "--redis", redis], &[], None).await
+        Bridge::launch(config, Launch { name: id, args: &["--instance-id", id, "--redis", redis], ..Launch::default() }).await
     }
 
-    /// Starts the bridge; on a free port it tries another one if the port was taken meanwhile
-    /// (no retry on a port the caller chose).
-    pub(crate) async fn launch(name: &str, config: &str, args: &[&str], env: &[(&str, &str)], port: Option<u16>) -> Bridge {
+    /// Starts the bridge on a free port (another one if the port was taken meanwhile); returns
+    /// once `/healthz` answers.
+    pub(crate) async fn launch(config: &str, how: Launch<'_>) -> Bridge {
+        let name = if how.name.is_empty() { "bridge" } else { how.name };
         for attempt in 0..3 {
             let dir = TempDir::new(&format!("bridge-{name}"));
             let config_path = dir.path().join("mcp-bridge.toml");
@@ -65,11 +82,13 @@ impl Bridge {
             let mut b = Bridge {
                 child: None,
                 name: name.to_string(),
-                port: port.unwrap_or_else(free_port),
+                ip: if how.ip.is_empty() { "127.0.0.1" } else { how.ip }.to_string(),
+                port: free_port(),
                 config_path,
                 log_path: dir.path().join("bridge.log"),
-                args: args.iter().map(|s| s.to_string()).collect(),
-                env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                args: how.args.iter().map(|s| s.to_string()).collect(),
+                env: how.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                last_pid: 0,
                 exits: Vec::new(),
                 orphans: Vec::new(),
                 _dir: dir,
@@ -78,7 +97,7 @@ impl Bridge {
             match b.wait_healthy().await {
                 Ok(()) => return b,
                 // Another test took the port between our probe and the bridge's bind.
-                Err(true) if port.is_none() && attempt < 2 && b.log().contains("cannot listen") => continue,
+                Err(true) if attempt < 2 && b.log().contains("cannot listen") => continue,
                 Err(_) => panic!("mcp-bridge {name} did not become healthy on port {}; log:\n{}", b.port, b.log()),
             }
         }
@@ -94,7 +113,7 @@ impl Bridge {
             .arg("--config")
             .arg(&self.config_path)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("{}:{}", self.ip, self.port))
             .args(&self.args)
             .env("MCP_BRIDGE_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -104,6 +123,7 @@ impl Bridge {
             .stderr(err)
             .spawn()
             .expect("spawn mcp-bridge");
+        self.last_pid = child.id();
         self.child = Some(child);
     }
 
@@ -133,13 +153,15 @@ impl Bridge {
         }
     }
 
+    /// The pid of the current run, or of the last one once it ended (or was killed).
     pub(crate) fn pid(&self) -> u32 {
-        self.child.as_ref().expect("a running bridge").id()
+        self.last_pid
     }
 
-    /// Sends `sig` to the bridge process; panics if it cannot.
+    /// Sends `sig` to the running bridge process; panics if it cannot.
     pub(crate) fn signal(&self, sig: Signal) {
-        let pid = i32::try_from(self.pid()).expect("pid fits i32");
+        let pid = self.child.as_ref().expect("a running bridge").id();
+        let pid = i32::try_from(pid).expect("pid fits i32");
         nix::sys::signal::kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
     }
 

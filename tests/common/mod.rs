@@ -15,7 +15,7 @@ mod sdk;
 mod session;
 mod sse;
 
-pub(crate) use bridge::Bridge;
+pub(crate) use bridge::{Bridge, Launch};
 pub(crate) use everything::Everything;
 pub(crate) use legacy::{echo_text, initialize_at, Legacy, LEGACY_PROTOCOL};
 pub(crate) use metrics::{Metrics, Sample};
