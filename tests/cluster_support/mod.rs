@@ -2,11 +2,11 @@
 //! their own instance ids (common::Bridge::instance), and a real nginx balancing over them round-robin (rendered from
 //! deploy/nginx/nginx.conf, with an access log that names the upstream of every request).
 //! Each part runs on a free loopback port and is killed on Drop.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 mod balancer;
 
-pub(crate) use balancer::{AccessLine, Balancer};
+pub(crate) use balancer::Balancer;
 
 use std::net::TcpStream;
 use std::path::PathBuf;

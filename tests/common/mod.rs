@@ -1,7 +1,10 @@
-//! Shared harness for the integration tests: runs the real `mcp-bridge serve` on a free loopback
-//! port with a temp config, the official TypeScript and Python SDK clients, and server-everything
-//! as a remote upstream; plus small raw-HTTP and SSE helpers. Every process started here is
-//! killed on Drop.
+//! Shared harness for the integration tests, the one place for their plumbing: the bridge
+//! launcher (`bridge.rs`), the raw legacy HTTP+SSE client (`legacy.rs`) and Streamable HTTP
+//! session (`session.rs`), the official SDK clients (`sdk.rs`), server-everything as a remote
+//! upstream (`everything.rs`), stopping child processes (`process.rs`), raw HTTP and chunked
+//! bodies (`raw.rs`), SSE (`sse.rs`) and `/metrics` (`metrics.rs`); here, prerequisites, temp
+//! dirs, ports and config snippets. Every process started here is killed on Drop.
+// Each test binary uses a part of the harness, so items and re-exports go unused in some.
 #![allow(dead_code, unused_imports)]
 
 mod bridge;
@@ -29,9 +32,9 @@ pub(crate) use sse::{SseBlock, SseReader};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
