@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    echo_server, initialize_request, python_fixture, raw, rpc_error_code, run_client, Bridge, LegacySession, McpSession,
-    RawResponse, Sdk, SseReader, ACCEPT_BOTH, PROTOCOL,
+    echo_server, initialize_request, python_fixture, raw, rpc_error_code, run_client, Bridge, Legacy, McpSession, RawResponse,
+    Sdk, SseReader, ACCEPT_BOTH, PROTOCOL,
 };
 use serde_json::{json, Value};
 
@@ -18,14 +18,14 @@ const UNKNOWN_SESSION: &str = "0123456789abcdef0123456789abcdef";
 /// A streamable session and a legacy session on the `good` server, which must keep working.
 struct Good {
     mcp: McpSession,
-    legacy: LegacySession,
+    legacy: Legacy,
     calls: u64,
 }
 
 impl Good {
     async fn open(bridge: &Bridge) -> Good {
         let mcp = McpSession::open(&bridge.url("/mcp/good")).await;
-        let legacy = LegacySession::open(&bridge.base(), "good").await;
+        let legacy = Legacy::open(&bridge.base(), "good").await;
         let mut g = Good { mcp, legacy, calls: 100 };
         g.still_answers("before").await;
         g
@@ -210,12 +210,12 @@ async fn legacy_bad_requests_get_404_or_400_with_a_json_rpc_parse_error() {
     ];
     check_all(port, &cases).await;
 
-    let mut s = LegacySession::open(&bridge.base(), "echo").await;
+    let mut s = Legacy::open(&bridge.base(), "echo").await;
     let (status, body) = s.post_raw("{\"jsonrpc\": ").await;
     assert_eq!(status, 400, "bad JSON on the message endpoint: {body}");
     assert_eq!(rpc_error_code(&body), Some(-32700), "bad JSON gets a JSON-RPC parse error: {body}");
     let cross =
-        [case("the session on another server", "POST", &format!("/sse/good/message?sessionId={}", s.id), &[json_ct], &ping)
+        [case("the session on another server", "POST", &format!("/sse/good/message?sessionId={}", s.sid), &[json_ct], &ping)
             .expect(404, None)];
     check_all(port, &cross).await;
     // The session survives its bad message.
@@ -240,12 +240,12 @@ async fn an_upstream_that_cannot_start_answers_initialize_with_an_error_not_a_ha
     assert!(err["error"]["message"].as_str().unwrap_or("").contains("not-installed"), "the error names the command: {err}");
 
     // Legacy: the answer arrives on the stream, then the stream ends.
-    let mut s = LegacySession::connect(&bridge.base(), "missing").await;
+    let mut s = Legacy::connect(&bridge.base(), "missing").await;
     assert_eq!(s.post(&initialize_request(1)).await, 202);
     let m = s.next_message(Duration::from_secs(20)).await.expect("an answer to initialize");
     assert_eq!(m["id"], 1, "{m}");
     assert!(m["error"]["code"].is_i64(), "initialize gets a JSON-RPC error: {m}");
-    s.stream.rest(Duration::from_secs(20)).await;
+    s.stream().rest(Duration::from_secs(20)).await;
 
     // Real clients fail fast with that error, on both transports.
     let sse_url = bridge.url("/sse/missing");
@@ -305,15 +305,15 @@ async fn a_child_that_dies_mid_request_fails_that_request_and_ends_the_stream() 
     assert_eq!(again.status(), 404, "the ended session is gone");
 
     // Legacy: the error arrives on the session's stream, which then closes with upstream_exited.
-    let mut l = LegacySession::open(&bridge.base(), "crash").await;
+    let mut l = Legacy::open(&bridge.base(), "crash").await;
     assert_eq!(l.post(&call(9)).await, 202);
     let m = l.next_message(Duration::from_secs(30)).await.expect("an answer to the in-flight call");
     assert_eq!(m["id"], 9, "{m}");
     assert_eq!(m["error"]["code"], -32603, "{m}");
-    l.stream.rest(Duration::from_secs(20)).await;
+    l.stream().rest(Duration::from_secs(20)).await;
     let closed = bridge
         .wait_for_log_line("SSE connection closed (legacy crash)", Duration::from_secs(10), |line| {
-            line.contains("SSE connection closed") && line.contains(&l.id)
+            line.contains("SSE connection closed") && line.contains(&l.sid)
         })
         .await;
     assert!(closed.contains("reason=upstream_exited"), "{closed}");

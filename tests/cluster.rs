@@ -1,7 +1,7 @@
 //! Cluster mode against a real redis-server and a real nginx, both started by the tests:
-//! SDK clients through round-robin nginx over three instances, `kill -9` of a session's owner
-//! mid-session (legacy SSE and Streamable HTTP), a Redis restart during a session, and lease
-//! expiry, takeover and forwarding between two instances addressed directly.
+//! SDK clients through round-robin nginx over three instances, and `kill -9` of a session's
+//! owner mid-session (legacy SSE and Streamable HTTP). Redis restarts and leases between
+//! instances addressed directly are in tests/cluster_leases.rs.
 //! Run with `--nocapture` to see the failover figures.
 
 mod cluster_support;
@@ -11,8 +11,11 @@ mod support_nginx;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cluster_support::{echo, echo_text, poll, Cluster, Instance, Legacy, Redis};
-use common::{echo_server, everything_stdio, http, require_node, run_client, ClientRun, Sdk, SseBlock, SseReader};
+use cluster_support::{poll, Cluster, Redis};
+use common::{
+    echo_call, echo_server, echo_text, everything_stdio, http, require_node, run_client, ClientRun, Legacy, McpSession, Sdk,
+    SseBlock, SseReader, LEGACY_PROTOCOL,
+};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
@@ -62,7 +65,7 @@ fn assert_full(run: &ClientRun, repeat: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_sdk_clients_run_the_full_scenario_across_three_instances() {
     require_node();
-    let c = Cluster::start(&config(), 3, true);
+    let c = Cluster::start(&config(), 3, true).await;
     let sse = c.nginx().url("/sse/everything");
     let mcp = c.nginx().url("/mcp/everything");
     let repeat = 5;
@@ -108,8 +111,8 @@ async fn round_robin_sdk_clients_run_the_full_scenario_across_three_instances() 
     eprintln!("SSE connections opened per instance: {opened:?}");
     for i in &c.instances {
         let log = i.log();
-        assert!(!log.contains("panicked"), "instance {} panicked:\n{log}", i.id);
-        let ready = i.readyz().await;
+        assert!(!log.contains("panicked"), "instance {} panicked:\n{log}", i.name);
+        let (_, ready) = i.readyz().await;
         assert_eq!((ready["mode"].as_str(), ready["status"].as_str()), (Some("cluster"), Some("ready")), "{ready}");
     }
 }
@@ -139,16 +142,16 @@ async fn persisted(redis: &Redis, sid: &str, ids: &[u64]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx() {
     require_node();
-    let mut c = Cluster::start(&config(), 3, true);
+    let mut c = Cluster::start(&config(), 3, true).await;
     let base = c.nginx().base();
 
     // The main session (server-everything): answers seen, a slow call in flight, answers
     // that arrive while the client is away.
-    let mut main = Legacy::open(&base, "everything").await;
+    let mut main = Legacy::open_as(&base, "everything", None, LEGACY_PROTOCOL).await;
     for i in 10..13 {
-        assert_eq!(echo_text(&main.echo(&base, i, &format!("before-{i}")).await), format!("Echo: before-{i}"));
+        assert_eq!(main.echo_via(&base, i, &format!("before-{i}")).await, format!("Echo: before-{i}"));
     }
-    let (status, body) = main.post(&base, &slow_call(20, 60, "slow")).await;
+    let (status, body) = main.post_via(&base, &slow_call(20, 60, "slow")).await.expect("POST message");
     assert_eq!(status, 202, "the slow call is accepted: {body}");
     let deadline = Instant::now() + MINUTE;
     while !main.received.iter().any(|m| is_progress(m, "slow")) {
@@ -158,7 +161,11 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
     let owner = c.redis.lease_owner(&main.sid).expect("the session has an owner");
     main.disconnect();
     for i in 13..16 {
-        assert_eq!(main.post(&base, &echo(i, &format!("away-{i}"))).await.0, 202, "echo {i} while away is accepted");
+        assert_eq!(
+            main.post_via(&base, &echo_call(i, &format!("away-{i}"))).await.expect("POST message").0,
+            202,
+            "echo {i} while away is accepted"
+        );
     }
     persisted(&c.redis, &main.sid, &[13, 14, 15]).await;
     // Let the slow call report progress while the client is away, too.
@@ -170,11 +177,11 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
 
     // More sessions (the echo server), spread over the instances by round-robin.
     for k in 0..5 {
-        let mut s = Legacy::open(&base, "echo").await;
-        assert_eq!(echo_text(&s.echo(&base, 2, &format!("s{k}-seen")).await), format!("s{k}-seen"));
+        let mut s = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
+        assert_eq!(s.echo_via(&base, 2, &format!("s{k}-seen")).await, format!("s{k}-seen"));
         let owner = c.redis.lease_owner(&s.sid).expect("the session has an owner");
         s.disconnect();
-        assert_eq!(s.post(&base, &echo(3, &format!("s{k}-away"))).await.0, 202);
+        assert_eq!(s.post_via(&base, &echo_call(3, &format!("s{k}-away"))).await.expect("POST message").0, 202);
         persisted(&c.redis, &s.sid, &[3]).await;
         sessions.push(Away { s, owner, seen: vec![1, 2], missed: vec![3] });
     }
@@ -195,7 +202,7 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
     for (k, a) in sessions.iter_mut().enumerate() {
         let orphaned = a.owner == owner;
         let t = Instant::now();
-        let (status, body) = a.s.resume(&base).await;
+        let (status, body) = a.s.resume(&base).await.err().unwrap_or((200, String::new()));
         assert_eq!(status, 200, "session {} (owner {}) resumes through nginx: {body}", a.s.sid, a.owner);
         let before = a.s.received.len();
         // The missed answers come first, each once; the in-flight call gets an error.
@@ -223,7 +230,7 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
             assert!(all.windows(2).all(|w| w[0] < w[1]), "each progress notification once, in order: {all:?}");
         }
         // And the session goes on, on whichever instance owns it now.
-        let text = echo_text(&a.s.echo(&base, 99, "after").await);
+        let text = a.s.echo_via(&base, 99, "after").await;
         assert!(text.ends_with("after"), "{text}");
         let new_owner = c.redis.lease_owner(&a.s.sid).expect("an owner after the failover");
         assert_ne!(new_owner, owner, "session {} is owned by a live instance", a.s.sid);
@@ -264,36 +271,6 @@ async fn kill_9_of_the_owner_mid_session_legacy_sse_clients_resume_through_nginx
 
 // ---- kill -9 of the owner, Streamable HTTP -------------------------------------------------------
 
-/// A raw Streamable HTTP client for one session.
-struct Streamable {
-    http: reqwest::Client,
-    url: String,
-    sid: String,
-}
-
-impl Streamable {
-    async fn post(&self, msg: &Value) -> reqwest::Response {
-        self.http
-            .post(&self.url)
-            .header("accept", common::ACCEPT_BOTH)
-            .header("content-type", "application/json")
-            .header("mcp-session-id", &self.sid)
-            .header("mcp-protocol-version", common::PROTOCOL)
-            .body(msg.to_string())
-            .send()
-            .await
-            .expect("POST")
-    }
-
-    async fn get(&self, last_event_id: Option<&str>) -> reqwest::Response {
-        let mut req = self.http.get(&self.url).header("accept", "text/event-stream").header("mcp-session-id", &self.sid);
-        if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id);
-        }
-        req.send().await.expect("GET")
-    }
-}
-
 /// Reads an SSE stream to its end (bounded), returning its events with data.
 async fn drain(r: &mut SseReader, timeout: Duration, what: &str) -> Vec<SseBlock> {
     let deadline = Instant::now() + timeout;
@@ -312,11 +289,11 @@ async fn drain(r: &mut SseReader, timeout: Duration, what: &str) -> Vec<SseBlock
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_owner_mid_session_streamable_http_client_resumes_through_nginx() {
     require_node();
-    let mut c = Cluster::start(&config(), 3, true);
+    let mut c = Cluster::start(&config(), 3, true).await;
     let url = c.nginx().url("/mcp/everything");
     let opened = common::McpSession::open(&url).await;
-    let s = Streamable { http: http(), url: url.clone(), sid: opened.id.clone() };
-    let owner = c.redis.lease_owner(&s.sid).expect("the session has an owner");
+    let s = McpSession { http: http(), url: url.clone(), id: opened.id.clone() };
+    let owner = c.redis.lease_owner(&s.id).expect("the session has an owner");
     for i in 10..13 {
         assert_eq!(opened.echo(i, &format!("m{i}")).await, format!("Echo: m{i}"));
     }
@@ -327,17 +304,16 @@ async fn kill_9_of_the_owner_mid_session_streamable_http_client_resumes_through_
     // Two slow calls in flight: one through nginx, whose client then goes away (its progress
     // piles up unseen), one sent straight to an instance that does not own the session, so
     // that its stream is held there for the owner.
-    let other = c.instances.iter().find(|i| i.id != owner).expect("a second instance");
-    let (other_id, other_url) = (other.id.clone(), other.url("/mcp/everything"));
-    let held = Streamable { http: http(), url: other_url, sid: s.sid.clone() };
+    let other = c.instances.iter().find(|i| i.name != owner).expect("a second instance");
+    let (other_id, other_url) = (other.name.clone(), other.url("/mcp/everything"));
+    let held = McpSession { http: http(), url: other_url, id: s.id.clone() };
     let mut away = SlowCall::start(&s, 20, "away").await;
     let mut held_call = SlowCall::start(&held, 21, "held").await;
     away.reader = None;
     let stream = away.last.split('-').nth(1).and_then(|n| n.parse::<u32>().ok()).expect("stream number in the event id");
-    let piled = poll(MINUTE, || {
-        (c.redis.stream_log(&s.sid, stream).iter().filter(|m| is_progress(m, "away")).count() >= 3).then_some(())
-    })
-    .await;
+    let piled =
+        poll(MINUTE, || (c.redis.stream_log(&s.id, stream).iter().filter(|m| is_progress(m, "away")).count() >= 3).then_some(()))
+            .await;
     assert!(piled.is_some(), "progress of the call whose client went away is logged in Redis");
 
     let victim = c.index_of(&owner);
@@ -373,14 +349,14 @@ async fn kill_9_of_the_owner_mid_session_streamable_http_client_resumes_through_
 
     // The session goes on, through nginx, on a live owner.
     for i in 30..33 {
-        let resp = s.post(&echo(i, &format!("after-{i}"))).await;
+        let resp = s.post(&echo_call(i, &format!("after-{i}"))).await;
         assert_eq!(resp.status(), 200, "echo {i} after the failover");
         let answers = common::responses(resp).await;
         let mine: Vec<&Value> = answers.iter().filter(|m| m["id"] == i).collect();
         assert_eq!(mine.len(), 1, "echo {i} answered once: {answers:?}");
         assert_eq!(echo_text(mine[0]), format!("Echo: after-{i}"));
     }
-    let new_owner = c.redis.lease_owner(&s.sid).expect("an owner after the failover");
+    let new_owner = c.redis.lease_owner(&s.id).expect("an owner after the failover");
     assert_ne!(new_owner, owner);
     eprintln!(
         "FAILOVER Streamable HTTP: sessions kept 1/1 ({owner} -> {new_owner}); events replayed {replayed} on the two resumed \
@@ -402,7 +378,7 @@ struct SlowCall {
 
 impl SlowCall {
     /// POSTs the call and reads up to its first progress notification.
-    async fn start(s: &Streamable, id: u64, token: &str) -> SlowCall {
+    async fn start(s: &McpSession, id: u64, token: &str) -> SlowCall {
         let resp = s.post(&slow_call(id, 60, token)).await;
         assert_eq!(resp.status(), 200, "the slow call {id} gets an SSE answer");
         let mut reader = SseReader::new(resp);
@@ -429,180 +405,4 @@ impl SlowCall {
         self.seen.extend(messages);
         n
     }
-}
-
-// ---- Redis restart -------------------------------------------------------------------------------
-
-/// Polls `/readyz` of `inst` until `want` holds; panics with the last answer after `timeout`.
-async fn readyz_until(inst: &Instance, timeout: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        let r = inst.readyz().await;
-        if want(&r) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < timeout, "instance {}: /readyz {what} within {timeout:?}; last: {r}", inst.id);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn degraded(r: &Value) -> bool {
-    r["status"] == "degraded"
-        && r["redis"] == "unavailable"
-        && r["degraded"].as_array().is_some_and(|d| d.contains(&json!("redis")))
-}
-
-fn ready(r: &Value) -> bool {
-    r["status"] == "ready" && r["redis"] == "ok"
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_restart_keeps_local_traffic_flowing_and_readyz_reports_it() {
-    let mut c = Cluster::start(&echo_server("echo"), 3, false);
-    let (a, b) = (&c.instances[0], &c.instances[1]);
-    // A session whose stream and POSTs go to one instance, and a second one on b.
-    let mut s = Legacy::open(&a.base(), "echo").await;
-    assert_eq!(echo_text(&s.echo(&a.base(), 2, "before").await), "before");
-    let mut t = Legacy::open(&b.base(), "echo").await;
-    // Cross-instance works while Redis is up: a POST for a's session sent to b is forwarded.
-    assert_eq!(echo_text(&s.echo(&b.base(), 3, "forwarded").await), "forwarded");
-    for i in &c.instances {
-        assert!(ready(&i.readyz().await), "instance {} is ready with Redis up", i.id);
-    }
-
-    c.redis.stop();
-    let (a, b, idle) = (&c.instances[0], &c.instances[1], &c.instances[2]);
-    for i in [a, b, idle] {
-        let after = readyz_until(i, MINUTE, "says redis is unavailable", degraded).await;
-        eprintln!("instance {}: /readyz degraded {} ms after Redis stopped", i.id, after.as_millis());
-    }
-    // Local traffic keeps flowing on both instances.
-    for i in 0..5 {
-        let id = 10 + i;
-        assert_eq!(echo_text(&s.echo(&a.base(), id, &format!("down-{i}")).await), format!("down-{i}"));
-        assert_eq!(echo_text(&t.echo(&b.base(), id, &format!("down-{i}")).await), format!("down-{i}"));
-    }
-    // A request for a session owned elsewhere cannot be forwarded: 503 with a JSON-RPC error.
-    let (status, body) = s.post(&b.base(), &echo(20, "cross")).await;
-    assert_eq!(status, 503, "a cross-instance POST while Redis is down: {body}");
-    let err: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("a JSON body ({e}): {body}"));
-    assert_eq!(err["jsonrpc"], "2.0", "{err}");
-    assert!(err["error"]["code"].is_i64() && err["error"]["message"].is_string(), "a JSON-RPC error: {err}");
-    // So is a new session: it cannot be registered.
-    let r = http().get(a.url("/sse/echo")).header("accept", "text/event-stream").send().await.expect("GET /sse");
-    assert_eq!(r.status(), 503, "a new session while Redis is down");
-    assert!(common::rpc_error_code(&r.text().await.unwrap_or_default()).is_some(), "with a JSON-RPC error body");
-
-    c.redis.start_again();
-    let (a, b, idle) = (&c.instances[0], &c.instances[1], &c.instances[2]);
-    for i in [a, b, idle] {
-        let after = readyz_until(i, Duration::from_secs(90), "is ready again", ready).await;
-        eprintln!("instance {}: /readyz ready {} ms after Redis came back", i.id, after.as_millis());
-    }
-    // Everything works again: local, forwarded both ways, and new sessions.
-    assert_eq!(echo_text(&s.echo(&a.base(), 30, "local").await), "local");
-    assert_eq!(echo_text(&s.echo(&b.base(), 31, "forwarded-again").await), "forwarded-again");
-    assert_eq!(echo_text(&t.echo(&a.base(), 31, "forwarded-again").await), "forwarded-again");
-    let mut n = Legacy::open(&idle.base(), "echo").await;
-    assert_eq!(echo_text(&n.echo(&a.base(), 2, "new").await), "new");
-    for (x, ids) in [(&s, vec![1, 2, 3, 10, 11, 12, 13, 14, 30, 31]), (&t, vec![1, 10, 11, 12, 13, 14, 31])] {
-        for id in ids {
-            assert_eq!(x.responses_to(id), 1, "session {}: answer {id} exactly once: {:?}", x.sid, x.received);
-        }
-    }
-    assert_eq!(s.responses_to(20), 0, "the refused request was not delivered");
-}
-
-// ---- lease, forwarding and takeover between two instances ----------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwarding_lease_renewal_and_takeover_between_two_instances() {
-    let mut c = Cluster::start(&echo_server("echo"), 2, false);
-    let (a, b) = (&c.instances[0], &c.instances[1]);
-
-    // A legacy session opened on a; every POST goes to b and is forwarded to the owner.
-    let mut s = Legacy::connect(&a.base(), "echo").await;
-    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b1"), "the instance that opened it owns it");
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
-    assert_eq!(s.post(&b.base(), &init).await.0, 202);
-    assert!(s.answer(1, MINUTE).await["result"]["serverInfo"].is_object(), "initialize answered on a's stream");
-    assert_eq!(s.post(&b.base(), &json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await.0, 202);
-    assert_eq!(echo_text(&s.echo(&b.base(), 2, "via b").await), "via b");
-    let pttl: i64 = c.redis.cli_raw(&["PTTL", &format!("mcpb:lease:{}", s.sid)]).parse().unwrap_or(-9);
-    assert!((1..=4000).contains(&pttl), "the lease is a short one: PTTL {pttl} ms");
-
-    // The owner renews its lease: after longer than a lease, it still owns the session.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b1"), "a renews its lease");
-    assert_eq!(echo_text(&s.echo(&b.base(), 3, "still via b").await), "still via b");
-
-    // A Streamable HTTP session on a, used through b: the answer comes on b's POST stream.
-    let h = common::McpSession::open(&a.url("/mcp/echo")).await;
-    let via_b = Streamable { http: http(), url: b.url("/mcp/echo"), sid: h.id.clone() };
-    let answers = common::responses(via_b.post(&echo(5, "streamable via b")).await).await;
-    assert_eq!(answers.iter().filter(|m| m["id"] == 5).map(echo_text).collect::<Vec<_>>(), ["streamable via b"]);
-
-    // The legacy client reconnects to b: b holds the stream for a, and a's answers reach it.
-    s.disconnect();
-    assert_eq!(s.resume(&b.base()).await.0, 200, "resume on the other instance");
-    assert_eq!(echo_text(&s.echo(&a.base(), 4, "held on b").await), "held on b");
-    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b1"), "resuming elsewhere does not move the session");
-
-    // kill -9 a. The stream b holds for it ends (nothing can reach it any more); the client
-    // comes back to b, which takes the session over once a's lease has lapsed.
-    c.instances[0].kill9();
-    let killed_at = Instant::now();
-    let b = &c.instances[1];
-    let mut ended = None;
-    while ended.is_none() && killed_at.elapsed() < MINUTE {
-        match s.next(Duration::from_secs(1)).await {
-            Ok(None) => ended = Some(killed_at.elapsed()),
-            Ok(Some(m)) => panic!("nothing to deliver on the held stream: {m}"),
-            Err(()) => {}
-        }
-    }
-    let ended = ended.expect("the stream b held for the dead owner ends, so that the client reconnects");
-    assert_eq!(s.post(&b.base(), &echo(6, "after the kill")).await.0, 202, "b accepts a request for the dead owner's session");
-    let took_over = killed_at.elapsed();
-    assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b2"), "b took the session over");
-    assert!(b.count("session taken over") >= 1, "b logged the takeover");
-    assert_eq!(s.resume(&b.base()).await.0, 200);
-    assert_eq!(echo_text(&s.answer(6, MINUTE).await), "after the kill", "the answer given while away is replayed");
-    assert_eq!(echo_text(&s.echo(&b.base(), 7, "on b").await), "on b");
-    for id in [1, 2, 3, 4, 6, 7] {
-        assert_eq!(s.responses_to(id), 1, "answer {id} exactly once: {:?}", s.received);
-    }
-    // The Streamable HTTP session moves to b too.
-    let answers = common::responses(via_b.post(&echo(8, "streamable on b")).await).await;
-    assert_eq!(answers.iter().filter(|m| m["id"] == 8).map(echo_text).collect::<Vec<_>>(), ["streamable on b"]);
-    assert_eq!(c.redis.lease_owner(&h.id).as_deref(), Some("b2"));
-    eprintln!(
-        "lease takeover: the held stream ended {} ms after kill -9; b owned the session {} ms after it",
-        ended.as_millis(),
-        took_over.as_millis()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_redis_loses_its_data_sessions_are_still_reachable_from_other_instances() {
-    let mut c = Cluster::start(&echo_server("echo"), 2, false);
-    let (a, b) = (&c.instances[0], &c.instances[1]);
-    let mut s = Legacy::open(&a.base(), "echo").await;
-    assert_eq!(echo_text(&s.echo(&b.base(), 2, "forwarded").await), "forwarded");
-
-    // A crash without persistence: Redis comes back empty.
-    c.redis.crash();
-    c.redis.start_again();
-    let (a, b) = (&c.instances[0], &c.instances[1]);
-    for i in [a, b] {
-        readyz_until(i, Duration::from_secs(90), "is ready again", ready).await;
-    }
-    assert_eq!(echo_text(&s.echo(&a.base(), 3, "local").await), "local");
-    // The owner re-asserts its session: a request through the other instance reaches it.
-    let reached = poll(Duration::from_secs(30), || Some(c.redis.lease_owner(&s.sid)?).filter(|o| o == "b1")).await;
-    assert!(reached.is_some(), "the owner took its lease back");
-    let (status, body) = s.post(&b.base(), &echo(4, "forwarded again")).await;
-    assert_eq!(status, 202, "a request via the other instance after Redis lost its data: {body}");
-    assert_eq!(echo_text(&s.answer(4, MINUTE).await), "forwarded again");
 }

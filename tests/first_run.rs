@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{free_port, require_node, root, toml_str, Bridge, LegacySession, McpSession, TempDir};
+use common::{free_port, require_node, root, toml_str, Bridge, Legacy, McpSession, TempDir};
 
 const EXAMPLE: &str = "examples/mcp-bridge.toml";
 
@@ -51,7 +51,7 @@ async fn the_example_serves_echo_on_both_transports() {
     let bridge = Bridge::start(&example_config(), &[]).await;
     let modern = McpSession::open(&bridge.url("/mcp/echo")).await;
     assert_eq!(modern.echo(2, "first run, streamable").await, "first run, streamable");
-    let mut legacy = LegacySession::open(&bridge.base(), "echo").await;
+    let mut legacy = Legacy::open(&bridge.base(), "echo").await;
     assert_eq!(legacy.echo(2, "first run, sse").await, "first run, sse");
 }
 

@@ -11,7 +11,7 @@ mod support_nginx;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{echo_server, Bridge, McpSession};
+use common::{echo_server, Bridge, Launch, McpSession};
 use serde_json::json;
 
 /// One raw HTTP/1.1 exchange on a fresh connection to 127.0.0.1:`port`; `head` is every header
@@ -130,53 +130,6 @@ fn a_malformed_admin_token_is_refused_by_check_config_and_serve() {
 
 // ---- 7. DNS rebinding on a public listener --------------------------------------------------
 
-/// A bridge started by hand (any `--listen`), stopped on drop; its log in `log`.
-struct Spawned {
-    child: std::process::Child,
-    port: u16,
-    log: std::path::PathBuf,
-    _dir: common::TempDir,
-}
-
-impl Spawned {
-    /// Serves `config` on `ip`:a free port; returns once 127.0.0.1 answers `/healthz`.
-    async fn start(ip: &str, config: &str) -> Spawned {
-        let dir = common::TempDir::new("spawned");
-        let path = dir.path().join("mcp-bridge.toml");
-        std::fs::write(&path, config).expect("write config");
-        let log = dir.path().join("bridge.log");
-        let file = std::fs::File::create(&log).expect("log file");
-        let port = common::free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .args(["--listen", &format!("{ip}:{port}")])
-            .stdin(std::process::Stdio::null())
-            .stdout(file.try_clone().expect("clone log"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn mcp-bridge");
-        let s = Spawned { child, port, log, _dir: dir };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while common::http().get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "the bridge on {ip}:{port} did not start: {}", s.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        s
-    }
-
-    fn log(&self) -> String {
-        common::strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn initialize_body() -> Vec<u8> {
     common::initialize_request(1).to_string().into_bytes()
 }
@@ -189,7 +142,7 @@ fn post_head(host: &str, extra: &str) -> Vec<u8> {
 /// `Origin` both the attacker's) got 200 and CORS naming the attacker's origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_rebinding_on_a_public_listener_is_refused() {
-    let b = Spawned::start("0.0.0.0", &echo_server("echo")).await;
+    let b = Bridge::launch(&echo_server("echo"), Launch { ip: "0.0.0.0", ..Launch::default() }).await;
     let host = format!("evil.example:{}", b.port);
     let origin = format!("Origin: http://{host}\r\n");
     let (status, head, body) = exchange_async(b.port, "POST /mcp/echo", post_head(&host, &origin), initialize_body()).await;

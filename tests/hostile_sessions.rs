@@ -192,7 +192,7 @@ async fn a_duplicate_request_id_in_flight_is_answered_at_once_and_the_first_is_u
     assert!(tool_text(&answer).contains("first"), "the first request is unaffected: {answer}");
 
     // The same on the legacy message endpoint.
-    let mut legacy = common::LegacySession::open(&bridge.base(), "ask").await;
+    let mut legacy = common::Legacy::open(&bridge.base(), "ask").await;
     assert_eq!(legacy.post(&call(7, "ask")).await, 202);
     let question = legacy.next_message(Duration::from_secs(20)).await.expect("the elicitation request");
     assert_eq!(question["method"], "elicitation/create");
@@ -266,7 +266,7 @@ async fn requests_past_max_pending_per_session_get_429_until_one_is_answered() {
     assert!(err["error"]["message"].as_str().unwrap_or_default().contains("limits.max_pending_per_session"), "{err}");
 
     // The legacy endpoint refuses the same way.
-    let mut legacy = common::LegacySession::open(&bridge.base(), "ask").await;
+    let mut legacy = common::Legacy::open(&bridge.base(), "ask").await;
     for id in [1, 2] {
         assert_eq!(legacy.post(&call(id, "ask")).await, 202);
         let q = legacy.next_message(Duration::from_secs(20)).await.expect("the elicitation request");

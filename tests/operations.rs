@@ -5,14 +5,12 @@
 //! file refused), graceful drain on SIGTERM, and the crash-loop guard.
 
 mod common;
-mod ops_support;
 mod support_nginx;
 
 use std::time::Duration;
 
-use common::{echo_server, SseReader};
+use common::{echo_server, get_json, request_json, toml_str, Bridge, Legacy, SseReader, LEGACY_PROTOCOL};
 use nix::sys::signal::Signal;
-use ops_support::{get_json, request_json, toml_str, Client, Proc};
 use serde_json::{json, Value};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -50,15 +48,15 @@ fn server_names(servers: &Value) -> Vec<String> {
 #[tokio::test]
 async fn metrics_count_a_real_session() {
     let b =
-        Proc::start("metrics", &echo_server("echo"), &["--instance-id", "ops-metrics", "--heartbeat-interval", "300ms"]).await;
+        Bridge::named("metrics", &echo_server("echo"), &["--instance-id", "ops-metrics", "--heartbeat-interval", "300ms"]).await;
     let base = b.base();
-    let mut c = Client::connect(&base, "echo", None).await;
+    let mut c = Legacy::connect_as(&base, "echo", None).await;
     let endpoint_event = c.last_id.clone().expect("the endpoint event has an id");
-    c.handshake(&base).await;
+    c.handshake(&common::initialize_at(LEGACY_PROTOCOL)).await;
     for i in 0..3u64 {
-        assert_eq!(c.echo(&base, 10 + i, &format!("m{i}")).await, format!("m{i}"));
+        assert_eq!(c.echo_via(&base, 10 + i, &format!("m{i}")).await, format!("m{i}"));
     }
-    let unknown = c.call(&base, 20, "no-such-tool", json!({})).await;
+    let unknown = c.call_via(&base, 20, "no-such-tool", json!({})).await;
     assert!(unknown["error"]["code"].is_i64(), "an unknown tool is a JSON-RPC error: {unknown}");
     c.heartbeats_more(1, MINUTE).await;
 
@@ -101,7 +99,7 @@ async fn metrics_count_a_real_session() {
     }
     assert_eq!(replayed, vec![json!(1), json!(10), json!(11), json!(12), json!(20)]);
     c.disconnect();
-    let closed = |b: &Proc| b.lines_with(&["SSE connection closed", &c.sid, "reason=client_closed"]).len();
+    let closed = |b: &Bridge| b.lines_with(&["SSE connection closed", &c.sid, "reason=client_closed"]).len();
     for _ in 0..600 {
         if closed(&b) == 2 {
             break;
@@ -131,16 +129,16 @@ fn admin_config(extra: &str) -> String {
 
 #[tokio::test]
 async fn admin_lists_servers_and_sessions_with_timeline() {
-    let b = Proc::start("admin", &admin_config(""), &["--instance-id", "ops-admin"]).await;
+    let b = Bridge::named("admin", &admin_config(""), &["--instance-id", "ops-admin"]).await;
     let base = b.base();
-    let mut alice = Client::open(&base, "echo", Some("alice-token")).await;
+    let mut alice = Legacy::open_as(&base, "echo", Some("alice-token"), LEGACY_PROTOCOL).await;
     for i in 0..3u64 {
-        assert_eq!(alice.echo(&base, 10 + i, &format!("a{i}")).await, format!("a{i}"));
+        assert_eq!(alice.echo_via(&base, 10 + i, &format!("a{i}")).await, format!("a{i}"));
     }
-    let unknown = alice.call(&base, 20, "no-such-tool", json!({})).await;
+    let unknown = alice.call_via(&base, 20, "no-such-tool", json!({})).await;
     assert!(unknown["error"].is_object(), "{unknown}");
-    let mut bob = Client::open(&base, "echo2", Some("bob-token")).await;
-    assert_eq!(bob.echo(&base, 2, "b").await, "b");
+    let mut bob = Legacy::open_as(&base, "echo2", Some("bob-token"), LEGACY_PROTOCOL).await;
+    assert_eq!(bob.echo_via(&base, 2, "b").await, "b");
 
     let (status, servers) = get_json(&b.url("/admin/api/servers"), None, &[]).await;
     assert_eq!(status, 200, "loopback without a token may use the admin API: {servers}");
@@ -172,7 +170,7 @@ async fn admin_lists_servers_and_sessions_with_timeline() {
     let (age0, bytes0) = (a["age_ms"].as_u64().expect("age_ms"), a["bytes"].as_u64().unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let big = "x".repeat(2000);
-    assert_eq!(alice.echo(&base, 30, &big).await, big);
+    assert_eq!(alice.echo_via(&base, 30, &big).await, big);
     let (_, list) = get_json(&b.url("/admin/api/sessions"), None, &[]).await;
     let a = listed(&list, &alice.sid);
     assert!(a["age_ms"].as_u64().unwrap() >= age0 + 300, "age grows: {age0} then {a}");
@@ -209,11 +207,11 @@ async fn admin_lists_servers_and_sessions_with_timeline() {
 
 #[tokio::test]
 async fn admin_delete_ends_the_session() {
-    let b = Proc::start("admin-delete", &admin_config(""), &[]).await;
+    let b = Bridge::named("admin-delete", &admin_config(""), &[]).await;
     let base = b.base();
-    let mut alice = Client::open(&base, "echo", Some("alice-token")).await;
-    let mut bob = Client::open(&base, "echo2", Some("bob-token")).await;
-    assert_eq!(alice.echo(&base, 2, "before").await, "before");
+    let mut alice = Legacy::open_as(&base, "echo", Some("alice-token"), LEGACY_PROTOCOL).await;
+    let mut bob = Legacy::open_as(&base, "echo2", Some("bob-token"), LEGACY_PROTOCOL).await;
+    assert_eq!(alice.echo_via(&base, 2, "before").await, "before");
 
     let (status, body) =
         request_json(reqwest::Method::DELETE, &b.url(&format!("/admin/api/sessions/{}", alice.sid)), None, &[]).await;
@@ -221,12 +219,12 @@ async fn admin_delete_ends_the_session() {
     let rest = alice.until_end(MINUTE).await;
     assert!(rest.is_empty(), "nothing more after the end: {rest:?}");
     b.wait_log(&["SSE connection closed", &alice.sid, "reason=deleted"], MINUTE).await;
-    let (status, body) = alice.post(&base, &common::echo_call(3, "after")).await.expect("POST");
+    let (status, body) = alice.post_via(&base, &common::echo_call(3, "after")).await.expect("POST");
     assert_eq!(status, 404, "the ended session is gone: {body}");
     let (_, list) = get_json(&b.url("/admin/api/sessions"), None, &[]).await;
     assert_eq!(list["count"], 1, "only bob's session is left: {list}");
     listed(&list, &bob.sid);
-    assert_eq!(bob.echo(&base, 3, "still here").await, "still here", "the other session goes on");
+    assert_eq!(bob.echo_via(&base, 3, "still here").await, "still here", "the other session goes on");
     let (status, _) =
         request_json(reqwest::Method::DELETE, &b.url(&format!("/admin/api/sessions/{}", alice.sid)), None, &[]).await;
     assert_eq!(status, 404, "ending it twice");
@@ -234,7 +232,7 @@ async fn admin_delete_ends_the_session() {
 
 #[tokio::test]
 async fn admin_token_is_required_when_configured() {
-    let b = Proc::start("admin-token", &admin_config("[admin]\ntoken = \"adm-secret\"\n"), &[]).await;
+    let b = Bridge::named("admin-token", &admin_config("[admin]\ntoken = \"adm-secret\"\n"), &[]).await;
     let http = common::http();
     let r = http.get(b.url("/admin/api/servers")).send().await.expect("GET");
     assert_eq!(r.status(), 401, "no token, even from loopback");
@@ -252,7 +250,7 @@ async fn admin_token_is_required_when_configured() {
     assert_eq!(status, 200);
 
     // Nothing changes without the token.
-    let alice = Client::open(&b.base(), "echo", Some("alice-token")).await;
+    let alice = Legacy::open_as(&b.base(), "echo", Some("alice-token"), LEGACY_PROTOCOL).await;
     let path = format!("/admin/api/sessions/{}", alice.sid);
     assert_eq!(request_json(reqwest::Method::DELETE, &b.url(&path), None, &[]).await.0, 401);
     assert_eq!(request_json(reqwest::Method::POST, &b.url("/admin/api/reload"), None, &[]).await.0, 401);
@@ -266,7 +264,7 @@ async fn admin_token_is_required_when_configured() {
 
 #[tokio::test]
 async fn admin_without_token_refuses_forwarded_requests() {
-    let b = Proc::start("admin-xff", &echo_server("echo"), &[]).await;
+    let b = Bridge::named("admin-xff", &echo_server("echo"), &[]).await;
     let (status, _) = get_json(&b.url("/admin/api/servers"), None, &[]).await;
     assert_eq!(status, 200, "loopback, no proxy");
     let (status, body) = get_json(&b.url("/admin/api/servers"), None, &[("x-forwarded-for", "127.0.0.1")]).await;
@@ -296,13 +294,13 @@ async fn sighup_reload_adds_and_removes_servers_without_cutting_streams() {
         echo_server("gone"),
         echo_with("tuned", "[servers.tuned.heartbeat]\ninterval = \"300ms\"\nformat = \"comment\"")
     );
-    let b = Proc::start("reload", &v1, &[]).await;
+    let b = Bridge::named("reload", &v1, &[]).await;
     let base = b.base();
-    let mut keep = Client::open(&base, "keep", None).await;
-    assert_eq!(keep.echo(&base, 2, "k1").await, "k1");
+    let mut keep = Legacy::open_as(&base, "keep", None, LEGACY_PROTOCOL).await;
+    assert_eq!(keep.echo_via(&base, 2, "k1").await, "k1");
     keep.heartbeats_more(1, MINUTE).await;
-    let mut gone = Client::open(&base, "gone", None).await;
-    assert_eq!(gone.echo(&base, 2, "g1").await, "g1");
+    let mut gone = Legacy::open_as(&base, "gone", None, LEGACY_PROTOCOL).await;
+    assert_eq!(gone.echo_via(&base, 2, "g1").await, "g1");
 
     // `gone` removed, `added` added, `tuned` switched to event heartbeats; `keep` unchanged.
     let v2 = format!(
@@ -319,10 +317,10 @@ async fn sighup_reload_adds_and_removes_servers_without_cutting_streams() {
     }
 
     // Added: new sessions work.
-    let mut added = Client::open(&base, "added", None).await;
-    assert_eq!(added.echo(&base, 2, "new").await, "new");
+    let mut added = Legacy::open_as(&base, "added", None, LEGACY_PROTOCOL).await;
+    assert_eq!(added.echo_via(&base, 2, "new").await, "new");
     // Removed: no new sessions, on either transport.
-    match Client::try_connect(&base, "gone", None).await {
+    match Legacy::try_connect(&base, "gone", None).await {
         Err((404, body)) => assert!(body.contains("gone"), "{body}"),
         Err(other) => panic!("GET /sse/gone after removal: {other:?}"),
         Ok(c) => panic!("GET /sse/gone opened session {} after removal", c.sid),
@@ -337,11 +335,11 @@ async fn sighup_reload_adds_and_removes_servers_without_cutting_streams() {
         .expect("POST /mcp/gone");
     assert_eq!(r.status(), 404, "POST /mcp/gone after removal");
     // ... but its live session goes on.
-    assert_eq!(gone.echo(&base, 3, "g2").await, "g2", "a removed server's live session is not cut");
+    assert_eq!(gone.echo_via(&base, 3, "g2").await, "g2", "a removed server's live session is not cut");
 
     // The live stream of the unchanged server was not cut: it keeps its heartbeats and answers.
     keep.heartbeats_more(2, MINUTE).await;
-    assert_eq!(keep.echo(&base, 3, "k2").await, "k2");
+    assert_eq!(keep.echo_via(&base, 3, "k2").await, "k2");
     assert!(keep.is_connected());
     let cut = b.lines_with(&["SSE connection closed", &keep.sid]);
     assert!(cut.is_empty(), "the stream of `keep` was never closed: {cut:?}");
@@ -368,9 +366,9 @@ async fn sighup_reload_adds_and_removes_servers_without_cutting_streams() {
 #[tokio::test]
 async fn reload_refuses_an_invalid_config_and_keeps_running() {
     let v1 = echo_server("echo");
-    let b = Proc::start("reload-bad", &v1, &[]).await;
+    let b = Bridge::named("reload-bad", &v1, &[]).await;
     let base = b.base();
-    let mut live = Client::open(&base, "echo", None).await;
+    let mut live = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
 
     // Not TOML at all, through SIGHUP.
     b.write_config("[servers.echo\ncommand = ");
@@ -386,9 +384,9 @@ async fn reload_refuses_an_invalid_config_and_keeps_running() {
     assert!(text.contains("running configuration is unchanged") && text.contains("servers.echo"), "{text}");
 
     // The running configuration is unchanged: echo still takes sessions, the live one goes on.
-    let mut fresh = Client::open(&base, "echo", None).await;
-    assert_eq!(fresh.echo(&base, 2, "fresh").await, "fresh");
-    assert_eq!(live.echo(&base, 2, "live").await, "live");
+    let mut fresh = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
+    assert_eq!(fresh.echo_via(&base, 2, "fresh").await, "fresh");
+    assert_eq!(live.echo_via(&base, 2, "live").await, "live");
     let (_, servers) = get_json(&b.url("/admin/api/servers"), None, &[]).await;
     assert_eq!(server_names(&servers), ["echo"]);
 
@@ -398,8 +396,8 @@ async fn reload_refuses_an_invalid_config_and_keeps_running() {
     assert_eq!(status, 200, "{summary}");
     assert_eq!(summary["added"], json!(["more"]), "{summary}");
     assert_eq!(summary["removed"], json!([]), "{summary}");
-    let mut more = Client::open(&base, "more", None).await;
-    assert_eq!(more.echo(&base, 2, "more").await, "more");
+    let mut more = Legacy::open_as(&base, "more", None, LEGACY_PROTOCOL).await;
+    assert_eq!(more.echo_via(&base, 2, "more").await, "more");
 }
 
 // ---- drain ----------------------------------------------------------------------------------
@@ -407,10 +405,10 @@ async fn reload_refuses_an_invalid_config_and_keeps_running() {
 #[tokio::test]
 async fn sigterm_drains_then_ends_streams_and_exits_zero() {
     let config = format!("[sessions]\ndrain_grace = \"5s\"\n\n{}", echo_server("echo"));
-    let mut b = Proc::start("drain", &config, &["--heartbeat-interval", "off"]).await;
+    let mut b = Bridge::named("drain", &config, &["--heartbeat-interval", "off"]).await;
     let base = b.base();
-    let mut c = Client::open(&base, "echo", None).await;
-    assert_eq!(c.echo(&base, 2, "before").await, "before");
+    let mut c = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
+    assert_eq!(c.echo_via(&base, 2, "before").await, "before");
     let (status, ready) = b.readyz().await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")), "{ready}");
 
@@ -428,7 +426,7 @@ async fn sigterm_drains_then_ends_streams_and_exits_zero() {
     assert_eq!(draining["status"], "draining", "{draining}");
     // During the grace period the listener keeps serving and the stream keeps flowing.
     assert!(b.lines_with(&["SSE connection closed", &c.sid]).is_empty(), "the stream is still open while draining");
-    assert_eq!(c.echo(&base, 3, "while draining").await, "while draining");
+    assert_eq!(c.echo_via(&base, 3, "while draining").await, "while draining");
     let (status, _) = get_json(&b.url("/healthz"), None, &[]).await;
     assert_eq!(status, 200, "new connections are still served during the grace period");
 
@@ -450,15 +448,15 @@ async fn sigterm_drains_then_ends_streams_and_exits_zero() {
 #[tokio::test]
 async fn crash_loop_refuses_new_sessions_with_backoff() {
     let config = format!("[servers.crash]\ncommand = \"sh\"\nargs = [\"-c\", \"exit 7\"]\n{}", echo_server("echo"));
-    let b = Proc::start("crash", &config, &[]).await;
+    let b = Bridge::named("crash", &config, &[]).await;
     let base = b.base();
     for i in 1..=5 {
-        let mut c = Client::try_connect(&base, "crash", None)
+        let mut c = Legacy::try_connect(&base, "crash", None)
             .await
             .unwrap_or_else(|e| panic!("crash #{i}: a new session is still admitted before the 5th crash: {e:?}"));
         let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
-        let (status, body) = c.post(&base, &init).await.expect("POST initialize");
+        let (status, body) = c.post_via(&base, &init).await.expect("POST initialize");
         assert_eq!(status, 202, "{body}");
         let rest = c.until_end(MINUTE).await;
         let err = rest.iter().find(|m| m["id"] == 1).unwrap_or_else(|| panic!("crash #{i}: initialize answered: {rest:?}"));
@@ -466,7 +464,7 @@ async fn crash_loop_refuses_new_sessions_with_backoff() {
         assert!(text.contains("upstream_exited") && text.contains("exit status: 7"), "crash #{i}: {err}");
     }
 
-    match Client::try_connect(&base, "crash", None).await {
+    match Legacy::try_connect(&base, "crash", None).await {
         Err((503, body)) => {
             assert!(body.contains("keeps crashing") && body.contains("more s"), "503 names the backoff: {body}")
         }
@@ -497,6 +495,6 @@ async fn crash_loop_refuses_new_sessions_with_backoff() {
     assert_eq!(m.value("mcp_bridge_upstream_crashes_total", &[("server", "crash")]), 5.0);
     assert_eq!(m.value("mcp_bridge_upstream_healthy", &[("server", "echo")]), 1.0);
     // Other servers are not affected.
-    let mut ok = Client::open(&base, "echo", None).await;
-    assert_eq!(ok.echo(&base, 2, "fine").await, "fine");
+    let mut ok = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
+    assert_eq!(ok.echo_via(&base, 2, "fine").await, "fine");
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http, initialize_request, post_initialize, responses, toml_str, Bridge, LegacySession};
+use common::{http, initialize_request, post_initialize, responses, toml_str, Bridge, Legacy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -87,7 +87,7 @@ async fn an_upstream_redirect_is_not_followed_and_the_error_names_the_location()
     );
 
     // Legacy SSE upstream: the stream's GET is redirected; the initialize gets the same kind of error.
-    let mut legacy = LegacySession::connect(&bridge.base(), "redir-sse").await;
+    let mut legacy = Legacy::connect(&bridge.base(), "redir-sse").await;
     assert_eq!(legacy.post(&initialize_request(1)).await, 202);
     let answer = legacy.next_message(Duration::from_secs(20)).await.expect("an answer to initialize");
     let text = answer.to_string();

@@ -8,7 +8,6 @@
 
 mod cluster_support;
 mod common;
-mod ops_support;
 mod support_nginx;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::{Balancer, Redis};
-use common::{echo_server, SseReader, ACCEPT_BOTH, PROTOCOL};
+use common::{echo_server, get_json, Bridge, Legacy, SseReader, ACCEPT_BOTH, LEGACY_PROTOCOL, PROTOCOL};
 use nix::sys::signal::Signal;
-use ops_support::{get_json, Client, Proc};
 use serde_json::{json, Value};
 
 const SSE_CLIENTS: usize = 6;
@@ -54,7 +52,7 @@ struct Outcome {
 
 /// One client: a session through nginx, numbered echoes until `stop`, then `AFTER` more.
 async fn run_client(k: usize, base: String, answered: Arc<AtomicUsize>, stop: Arc<AtomicBool>) -> Outcome {
-    let mut c = Client::open(&base, "echo", None).await;
+    let mut c = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
     let mut out = Outcome { client: k, transport: "sse", sid: c.sid.clone(), ..Outcome::default() };
     let mut after_stop = 0;
     for i in 0..MAX_REQUESTS {
@@ -70,7 +68,7 @@ async fn run_client(k: usize, base: String, answered: Arc<AtomicUsize>, stop: Ar
         // reached no bridge; a bridge's own refusal is recorded too.
         let deadline = Instant::now() + MINUTE;
         loop {
-            match c.post(&base, &msg).await {
+            match c.post_via(&base, &msg).await {
                 Ok((202, _)) => break,
                 Ok((status, body)) => {
                     out.post_failures.push(format!("{id}: {status} {}", body.chars().take(200).collect::<String>()))
@@ -243,7 +241,7 @@ async fn run_streamable_client(k: usize, base: String, answered: Arc<AtomicUsize
 }
 
 /// Resumes the session with Last-Event-ID through nginx, retrying until `deadline`.
-async fn resume(c: &mut Client, base: &str, out: &mut Outcome, deadline: Instant) {
+async fn resume(c: &mut Legacy, base: &str, out: &mut Outcome, deadline: Instant) {
     loop {
         match c.resume(base).await {
             Ok(()) => {
@@ -272,7 +270,7 @@ async fn progress(answered: &AtomicUsize, n: usize, timeout: Duration, what: &st
 }
 
 /// Waits until the instance answers /readyz with 200 and `ready`.
-async fn ready(p: &Proc) {
+async fn ready(p: &Bridge) {
     let deadline = Instant::now() + MINUTE;
     loop {
         let (status, body) = p.readyz().await;
@@ -292,7 +290,7 @@ async fn rolling_restart_loses_no_response() {
     for i in 1..=3 {
         let id = format!("b{i}");
         instances.push(
-            Proc::start(&id, &config, &["--instance-id", &id, "--redis", &redis.url(), "--heartbeat-interval", "2s"]).await,
+            Bridge::named(&id, &config, &["--instance-id", &id, "--redis", &redis.url(), "--heartbeat-interval", "2s"]).await,
         );
     }
     let nginx = Balancer::start(&instances.iter().map(|p| p.port).collect::<Vec<_>>());

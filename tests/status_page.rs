@@ -5,17 +5,15 @@
 //! docs/status-page.png (the README's picture), so ordinary runs leave the tree clean.
 
 mod common;
-mod ops_support;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{echo_server, root, TempDir, ACCEPT_BOTH, PROTOCOL};
+use common::{echo_server, get_json, root, Bridge, Legacy, TempDir, ACCEPT_BOTH, LEGACY_PROTOCOL, PROTOCOL};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use ops_support::{get_json, Client, Proc};
 use serde_json::json;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -69,7 +67,7 @@ fn chromium(args: &[String], url: &str) -> String {
 }
 
 /// A Streamable HTTP session with a bearer token: initialize, initialized, one echo.
-async fn streamable_session(b: &Proc, name: &str, token: &str) -> String {
+async fn streamable_session(b: &Bridge, name: &str, token: &str) -> String {
     let http = common::http();
     let post = |body: serde_json::Value, sid: Option<&str>| {
         let mut req = http
@@ -104,23 +102,23 @@ async fn status_page_shows_live_sessions() {
         echo_server("echo"),
         echo_server("files")
     );
-    let b = Proc::start("status-page", &config, &["--instance-id", "bridge-1"]).await;
+    let b = Bridge::named("status-page", &config, &["--instance-id", "bridge-1"]).await;
     let base = b.base();
 
-    let mut alice = Client::open(&base, "echo", Some("alice-token")).await;
+    let mut alice = Legacy::open_as(&base, "echo", Some("alice-token"), LEGACY_PROTOCOL).await;
     for i in 0..3u64 {
-        alice.echo(&base, 10 + i, &format!("hello {i}")).await;
+        alice.echo_via(&base, 10 + i, &format!("hello {i}")).await;
     }
-    alice.call(&base, 20, "no-such-tool", json!({})).await;
-    let mut bob = Client::open(&base, "files", Some("bob-token")).await;
-    bob.echo(&base, 2, "hi").await;
+    alice.call_via(&base, 20, "no-such-tool", json!({})).await;
+    let mut bob = Legacy::open_as(&base, "files", Some("bob-token"), LEGACY_PROTOCOL).await;
+    bob.echo_via(&base, 2, "hi").await;
     let streamable = streamable_session(&b, "echo", "alice-token").await;
     // A server that keeps crashing, so the page has a health problem to show.
     for _ in 0..5 {
-        let mut c = Client::connect(&base, "flaky", Some("bob-token")).await;
+        let mut c = Legacy::connect_as(&base, "flaky", Some("bob-token")).await;
         let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
-        c.post(&base, &init).await.expect("POST initialize");
+        c.post_via(&base, &init).await.expect("POST initialize");
         c.until_end(MINUTE).await;
     }
     let (_, list) = get_json(&b.url("/admin/api/sessions"), None, &[]).await;
@@ -154,6 +152,6 @@ async fn status_page_shows_live_sessions() {
         std::fs::copy(&shot, docs.join("status-page.png")).expect("copy the screenshot to docs/");
     }
     // The sessions were live all along.
-    assert_eq!(alice.echo(&base, 30, "still live").await, "still live");
+    assert_eq!(alice.echo_via(&base, 30, "still live").await, "still live");
     drop(bob);
 }

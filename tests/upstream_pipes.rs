@@ -87,9 +87,9 @@ async fn streamable_calls_to(config: &str, slow: bool) {
 
 async fn legacy_calls(slow: bool) {
     let bridge = Bridge::start(&serial_echo("echo"), &[]).await;
-    let mut session = LegacySession::open(&bridge.base(), "echo").await;
+    let mut session = Legacy::open(&bridge.base(), "echo").await;
     let started = Instant::now();
-    let (http, endpoint) = (session.http.clone(), session.endpoint.clone());
+    let (http, endpoint) = (session.http.clone(), session.endpoint_url());
     let posts: Vec<_> = (0..CALLS)
         .map(|i| {
             let (http, endpoint) = (http.clone(), endpoint.clone());

@@ -1,25 +1,27 @@
 //! A cluster for the cluster tests: a real redis-server, bridge instances in Redis mode with
-//! their own instance ids, and a real nginx balancing over them round-robin (rendered from
+//! their own instance ids (common::Bridge::instance), and a real nginx balancing over them round-robin (rendered from
 //! deploy/nginx/nginx.conf, with an access log that names the upstream of every request).
 //! Each part runs on a free loopback port and is killed on Drop.
 #![allow(dead_code)]
+
+mod balancer;
+
+pub(crate) use balancer::Balancer;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::common::{free_port, root, strip_ansi, TempDir};
-use crate::support_nginx::Nginx;
+use crate::common::{free_port, stop, Bridge, TempDir};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A tool on PATH (or in /usr/sbin); fails with how to install it.
-fn require(tool: &str, package: &str) -> PathBuf {
+pub(super) fn require(tool: &str, package: &str) -> PathBuf {
     for c in [PathBuf::from(tool), PathBuf::from("/usr/sbin").join(tool), PathBuf::from("/usr/bin").join(tool)] {
         let ok = Command::new(&c).arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status();
         if ok.is_ok_and(|s| s.success()) {
@@ -27,49 +29,6 @@ fn require(tool: &str, package: &str) -> PathBuf {
         }
     }
     panic!("missing {tool}: run scripts/test-deps (apt-get install {package})");
-}
-
-fn signal(pid: u32, sig: Signal) {
-    if let Ok(p) = i32::try_from(pid) {
-        let _ = kill(Pid::from_raw(p), sig);
-    }
-}
-
-/// Waits for a child to exit; SIGKILL after `grace`. Always reaps it.
-fn stop(child: &mut Child, sig: Signal, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    signal(child.id(), sig);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The pids whose parent is `parent` (from /proc).
-fn children_of(parent: u32) -> Vec<i32> {
-    let parent = parent.to_string();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-    procs
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Fields after the parenthesised name: state, ppid, ...
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == parent)).unwrap_or(false)
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // A zombie (state Z) has exited.
-    !stat.is_empty() && stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z")
 }
 
 fn wait_listening(port: u16, child: &mut Child, what: &str, log: impl Fn() -> String) {
@@ -191,265 +150,6 @@ impl Drop for Redis {
     }
 }
 
-// ---- bridge instances -------------------------------------------------------------------
-
-/// One `mcp-bridge serve --redis ... --instance-id ...`.
-pub(crate) struct Instance {
-    child: Child,
-    pub(crate) id: String,
-    pub(crate) port: u16,
-    pub(crate) log_path: PathBuf,
-    /// Stdio children orphaned by [`Instance::kill9`], killed on Drop.
-    orphans: Vec<i32>,
-    _dir: TempDir,
-}
-
-impl Instance {
-    /// Starts an instance of the cluster at `redis` with `config` (TOML); returns once it
-    /// answers `/healthz`.
-    pub(crate) fn start(config: &str, redis: &str, id: &str) -> Instance {
-        for attempt in 0..3 {
-            let dir = TempDir::new(&format!("instance-{id}"));
-            let config_path = dir.path().join("mcp-bridge.toml");
-            std::fs::write(&config_path, config).expect("write config");
-            let log_path = dir.path().join("bridge.log");
-            let port = free_port();
-            let log = std::fs::File::create(&log_path).expect("create log file");
-            let err = log.try_clone().expect("clone log file");
-            let child = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
-                .arg("serve")
-                .arg("--config")
-                .arg(&config_path)
-                .args(["--listen", &format!("127.0.0.1:{port}"), "--instance-id", id, "--redis", redis])
-                .env("MCP_BRIDGE_LOG", "info")
-                .current_dir(root())
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err)
-                .spawn()
-                .expect("spawn mcp-bridge");
-            let mut inst = Instance { child, id: id.to_string(), port, log_path, orphans: Vec::new(), _dir: dir };
-            let deadline = Instant::now() + START_TIMEOUT;
-            let exited = loop {
-                if let Ok(Some(_)) = inst.child.try_wait() {
-                    break true;
-                }
-                if healthz(port) {
-                    return inst;
-                }
-                if Instant::now() >= deadline {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            if exited && attempt < 2 && inst.log().contains("cannot listen") {
-                continue;
-            }
-            panic!("instance {id} did not become healthy on port {port}; log:\n{}", inst.log());
-        }
-        unreachable!("the loop returns or panics")
-    }
-
-    pub(crate) fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base())
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The log so far, without colour codes.
-    pub(crate) fn log(&self) -> String {
-        strip_ansi(&String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()))
-    }
-
-    /// How many log lines contain `needle`.
-    pub(crate) fn count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// `kill -9`: no shutdown, no lease handed back. Returns the stdio children it had, which
-    /// it can no longer kill; they are killed when this value drops.
-    pub(crate) fn kill9(&mut self) -> Vec<i32> {
-        let children = children_of(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.orphans.extend(&children);
-        children
-    }
-
-    /// Which of the children orphaned by `kill9` are still running.
-    pub(crate) fn orphans_alive(&self) -> Vec<i32> {
-        self.orphans.iter().copied().filter(|p| alive(*p)).collect()
-    }
-
-    pub(crate) fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// GET /readyz as JSON.
-    pub(crate) async fn readyz(&self) -> Value {
-        let r = reqwest::Client::new().get(self.url("/readyz")).timeout(Duration::from_secs(10)).send().await;
-        match r {
-            Ok(r) => serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null),
-            Err(e) => panic!("GET /readyz on {}: {e}", self.id),
-        }
-    }
-}
-
-fn healthz(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        stop(&mut self.child, Signal::SIGTERM, Duration::from_secs(5));
-        // The stdio children of a killed instance run in their own process groups.
-        for pid in self.orphans.drain(..) {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().filter(|l| !l.contains("heartbeat")).rev().take(80).collect();
-            eprintln!("---- instance {} log tail ({}) ----", self.id, self.log_path.display());
-            for l in tail.into_iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
-
-// ---- nginx ------------------------------------------------------------------------------
-
-/// The access log format the balancer writes: which instance served which request of which
-/// session (`$arg_sessionId` for the legacy transport, `Mcp-Session-Id` for Streamable HTTP).
-const ACCESS_FORMAT: &str =
-    r#"log_format cluster '$upstream_addr $request_method $uri q=$arg_sessionId h=$http_mcp_session_id status=$status';"#;
-
-/// deploy/nginx/nginx.conf for a test: listens on `listen`, balances round-robin over
-/// `backends`, logs the upstream of each request.
-pub(crate) fn render(template: &str, listen: u16, backends: &[u16]) -> String {
-    let mut out = Vec::new();
-    let (mut listens, mut upstream, mut servers_done, mut logs) = (0, false, false, 0);
-    for line in template.lines() {
-        let t = line.trim_start();
-        if t.starts_with("listen ") {
-            listens += 1;
-            out.push(format!("        listen 127.0.0.1:{listen};"));
-        } else if t.starts_with("worker_processes ") {
-            out.push("worker_processes 1;".to_string());
-        } else if t.starts_with("error_log ") {
-            out.push("error_log logs/error.log info;".to_string());
-        } else if t.starts_with("access_log ") {
-            logs += 1;
-            out.push(format!("    {ACCESS_FORMAT}\n    access_log logs/access.log cluster;"));
-        } else if t.starts_with("upstream mcp_router_backend") {
-            upstream = true;
-            out.push(line.to_string());
-        } else if upstream && (t.starts_with("least_conn") || t.starts_with("ip_hash") || t.starts_with("hash ")) {
-            // Round-robin: the plainest balancing, and the one sticky-less routing must survive.
-        } else if upstream && t.starts_with("server ") {
-            if !servers_done {
-                for b in backends {
-                    out.push(format!("        server 127.0.0.1:{b} max_fails=0;"));
-                }
-                servers_done = true;
-            }
-        } else {
-            if upstream && t.starts_with('}') {
-                upstream = false;
-            }
-            out.push(line.to_string());
-        }
-    }
-    assert_eq!(listens, 1, "deploy/nginx/nginx.conf should have one listen line; update tests/cluster_support");
-    assert!(servers_done, "deploy/nginx/nginx.conf should have `upstream mcp_router_backend` with server lines");
-    assert_eq!(logs, 1, "deploy/nginx/nginx.conf should have one access_log line; update tests/cluster_support");
-    out.join("\n")
-}
-
-/// nginx balancing round-robin over bridge instances (the shared test nginx, with the deployed
-/// config rendered for several backends).
-pub(crate) struct Balancer {
-    nginx: Nginx,
-    pub(crate) port: u16,
-}
-
-impl Balancer {
-    pub(crate) fn start(backends: &[u16]) -> Balancer {
-        require("nginx", "nginx");
-        let conf = root().join("deploy/nginx/nginx.conf");
-        let template = std::fs::read_to_string(&conf)
-            .unwrap_or_else(|e| panic!("read {}: {e} (the deployed nginx config the cluster runs behind)", conf.display()));
-        let nginx = Nginx::start_with(|port| render(&template, port, backends));
-        Balancer { port: nginx.port, nginx }
-    }
-
-    pub(crate) fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base())
-    }
-
-    pub(crate) fn error_log(&self) -> String {
-        self.nginx.error_log()
-    }
-
-    /// (upstream address, method, uri, session id, status) of every request so far.
-    pub(crate) fn requests(&self) -> Vec<AccessLine> {
-        self.nginx.access_log().lines().filter_map(AccessLine::parse).collect()
-    }
-}
-
-/// One line of the balancer's access log.
-#[derive(Debug, Clone)]
-pub(crate) struct AccessLine {
-    /// The last upstream that was tried (after a failed one nginx lists several).
-    pub(crate) upstream: String,
-    pub(crate) method: String,
-    pub(crate) uri: String,
-    pub(crate) session: String,
-    pub(crate) status: u16,
-}
-
-impl AccessLine {
-    fn parse(line: &str) -> Option<AccessLine> {
-        let (upstreams, rest) = line.split_once(' ')?;
-        let mut parts = rest.split(' ');
-        let method = parts.next()?.to_string();
-        let uri = parts.next()?.to_string();
-        // nginx logs an empty variable as `-`; a session id is never `-`.
-        let query = parts.next()?.strip_prefix("q=")?;
-        let header = parts.next()?.strip_prefix("h=")?;
-        let session = if query != "-" {
-            query
-        } else if header != "-" {
-            header
-        } else {
-            ""
-        }
-        .to_string();
-        let status = parts.next()?.strip_prefix("status=")?.parse().ok()?;
-        let upstream = upstreams.rsplit(", ").next()?.to_string();
-        Some(AccessLine { upstream, method, uri, session, status })
-    }
-}
-
 /// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
 pub(crate) async fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
@@ -470,14 +170,17 @@ pub(crate) async fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>)
 pub(crate) struct Cluster {
     // Dropped in this order: the balancer, the instances, then Redis.
     pub(crate) nginx: Option<Balancer>,
-    pub(crate) instances: Vec<Instance>,
+    pub(crate) instances: Vec<Bridge>,
     pub(crate) redis: Redis,
 }
 
 impl Cluster {
-    pub(crate) fn start(config: &str, n: usize, with_nginx: bool) -> Cluster {
+    pub(crate) async fn start(config: &str, n: usize, with_nginx: bool) -> Cluster {
         let redis = Redis::start();
-        let instances: Vec<Instance> = (1..=n).map(|i| Instance::start(config, &redis.url(), &format!("b{i}"))).collect();
+        let mut instances = Vec::with_capacity(n);
+        for i in 1..=n {
+            instances.push(Bridge::instance(config, &redis.url(), &format!("b{i}")).await);
+        }
         let nginx = with_nginx.then(|| Balancer::start(&instances.iter().map(|i| i.port).collect::<Vec<_>>()));
         Cluster { nginx, instances, redis }
     }
@@ -487,159 +190,12 @@ impl Cluster {
     }
 
     pub(crate) fn index_of(&self, id: &str) -> usize {
-        self.instances.iter().position(|i| i.id == id).unwrap_or_else(|| panic!("no instance {id}"))
+        self.instances.iter().position(|i| i.name == id).unwrap_or_else(|| panic!("no instance {id}"))
     }
 
     /// The instance listening on `addr` (`127.0.0.1:PORT`, as nginx logs it).
     pub(crate) fn id_at(&self, addr: &str) -> Option<&str> {
         let port: u16 = addr.rsplit(':').next()?.parse().ok()?;
-        self.instances.iter().find(|i| i.port == port).map(|i| i.id.as_str())
+        self.instances.iter().find(|i| i.port == port).map(|i| i.name.as_str())
     }
-}
-
-// ---- a raw legacy HTTP+SSE client that keeps its session across reconnects -----------------
-
-/// A 2024-11-05 client: one session, a stream that can be dropped and resumed with
-/// `Last-Event-ID` at any base URL, and every message it received.
-pub(crate) struct Legacy {
-    http: reqwest::Client,
-    pub(crate) name: String,
-    /// `/sse/{name}/message?sessionId=...`, as announced.
-    pub(crate) endpoint: String,
-    pub(crate) sid: String,
-    stream: Option<crate::common::SseReader>,
-    pub(crate) last_id: Option<String>,
-    /// Every JSON-RPC message received, in order, over all connections.
-    pub(crate) received: Vec<Value>,
-}
-
-impl Legacy {
-    /// GET {base}/sse/{name} and read up to the endpoint event.
-    pub(crate) async fn connect(base: &str, name: &str) -> Legacy {
-        let http = crate::common::http();
-        let resp = http.get(format!("{base}/sse/{name}")).header("accept", "text/event-stream").send().await.expect("GET /sse");
-        assert_eq!(resp.status(), 200, "GET {base}/sse/{name}");
-        let mut stream = crate::common::SseReader::new(resp);
-        let ev = stream.next_event(Duration::from_secs(30)).await.expect("the endpoint event");
-        assert_eq!(ev.event.as_deref(), Some("endpoint"), "the first event is the endpoint: {ev:?}");
-        let endpoint = ev.data.clone().unwrap_or_default();
-        let sid = endpoint.split("sessionId=").nth(1).expect("sessionId in the endpoint").to_string();
-        Legacy { http, name: name.to_string(), endpoint, sid, stream: Some(stream), last_id: ev.id, received: Vec::new() }
-    }
-
-    /// Connects and runs the handshake (initialize with id 1, `notifications/initialized`).
-    pub(crate) async fn open(base: &str, name: &str) -> Legacy {
-        let mut s = Legacy::connect(base, name).await;
-        let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "cluster-test", "version": "0"}}});
-        assert_eq!(s.post(base, &init).await.0, 202, "initialize is accepted");
-        let answer = s.answer(1, Duration::from_secs(60)).await;
-        assert!(answer["result"]["protocolVersion"].is_string(), "initialize answered: {answer}");
-        let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        assert_eq!(s.post(base, &initialized).await.0, 202, "notifications/initialized is accepted");
-        s
-    }
-
-    /// Drops the stream, like a client whose connection broke.
-    pub(crate) fn disconnect(&mut self) {
-        self.stream = None;
-    }
-
-    /// GET {base}/sse/{name} with `Last-Event-ID`; returns the status (the stream is kept on 200).
-    pub(crate) async fn resume(&mut self, base: &str) -> (u16, String) {
-        let last = self.last_id.clone().expect("an event id to resume from");
-        let resp = self
-            .http
-            .get(format!("{base}/sse/{}", self.name))
-            .header("accept", "text/event-stream")
-            .header("last-event-id", last)
-            .send()
-            .await
-            .expect("GET /sse with Last-Event-ID");
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return (status, resp.text().await.unwrap_or_default());
-        }
-        self.stream = Some(crate::common::SseReader::new(resp));
-        (status, String::new())
-    }
-
-    /// POSTs one message to the endpoint at `base`; returns status and body.
-    pub(crate) async fn post(&self, base: &str, msg: &Value) -> (u16, String) {
-        let r = self
-            .http
-            .post(format!("{base}{}", self.endpoint))
-            .header("content-type", "application/json")
-            .body(msg.to_string())
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .expect("POST message");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    }
-
-    /// The next message on the stream; `Ok(None)` if the stream ended, `Err` on timeout.
-    pub(crate) async fn next(&mut self, timeout: Duration) -> Result<Option<Value>, ()> {
-        let stream = self.stream.as_mut().expect("a connected stream");
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match stream.try_next(left).await? {
-                None => {
-                    self.stream = None;
-                    return Ok(None);
-                }
-                Some(b) if b.data.is_some() => {
-                    if b.id.is_some() {
-                        self.last_id = b.id.clone();
-                    }
-                    let v = b.json().unwrap_or_else(|| panic!("event data is JSON: {b:?}"));
-                    self.received.push(v.clone());
-                    return Ok(Some(v));
-                }
-                Some(_) => {}
-            }
-        }
-    }
-
-    /// Reads until the response to `id`; panics after `timeout` or at the end of the stream.
-    pub(crate) async fn answer(&mut self, id: u64, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next(left).await {
-                Ok(Some(m)) if m["id"] == id && m.get("method").is_none() => return m,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("session {}: the stream ended before the answer to {id}", self.sid),
-                Err(()) => panic!("session {}: no answer to {id} within {timeout:?}; received {:?}", self.sid, self.received),
-            }
-        }
-    }
-
-    /// Calls the `echo` tool through `base` and waits for its answer.
-    pub(crate) async fn echo(&mut self, base: &str, id: u64, message: &str) -> Value {
-        let (status, body) = self.post(base, &echo(id, message)).await;
-        assert_eq!(status, 202, "session {}: echo {id} via {base}: {body}", self.sid);
-        self.answer(id, Duration::from_secs(60)).await
-    }
-
-    /// How many responses (not notifications or requests) to `id` were received.
-    pub(crate) fn responses_to(&self, id: u64) -> usize {
-        self.received.iter().filter(|m| m["id"] == id && m.get("method").is_none()).count()
-    }
-
-    pub(crate) fn is_connected(&self) -> bool {
-        self.stream.is_some()
-    }
-}
-
-/// A `tools/call` of `echo`.
-pub(crate) fn echo(id: u64, message: &str) -> Value {
-    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"message": message}}})
-}
-
-/// The text of an echo answer (server-everything says `Echo: m`, mcp-echo-server says `m`).
-pub(crate) fn echo_text(answer: &Value) -> String {
-    answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("an echo result: {answer}")).to_string()
 }

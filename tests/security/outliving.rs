@@ -1,7 +1,7 @@
 //! Children that try to outlive the bridge: a child that ignores stdin EOF and SIGHUP when the
 //! bridge is killed with SIGKILL, and a grandchild that left the child's process group with
 //! `setsid`, when its session ends and when the bridge shuts down. Included by
-//! `tests/security.rs`.
+//! `tests/security_limits.rs`.
 
 use std::time::{Duration, Instant};
 

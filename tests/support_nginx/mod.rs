@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, root, TempDir};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::common::{children_of, free_port, root, stop, TempDir};
 
 /// What a test changes in the deployed configuration.
 #[derive(Clone, Copy)]
@@ -152,45 +155,19 @@ impl Nginx {
     pub(crate) fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default()
     }
-
-    /// The worker processes: children of the master.
-    fn workers(&self) -> Vec<i32> {
-        let master = self.child.id().to_string();
-        let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-        procs
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                // Fields after the parenthesised name: state, ppid, ...
-                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == master)).unwrap_or(false)
-            })
-            .collect()
-    }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
         if std::thread::panicking() {
             eprintln!("---- nginx error.log ({}) ----\n{}", self.dir.path().display(), self.error_log());
         }
-        let workers = self.workers();
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SIGTERM: fast shutdown, the master stops its workers and exits.
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        let workers = children_of(self.child.id());
+        // SIGTERM: fast shutdown, the master stops its workers and exits.
+        if !stop(&mut self.child, Signal::SIGTERM, Duration::from_secs(5)) {
+            for w in workers {
+                let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for w in workers {
-            let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
         }
     }
 }
