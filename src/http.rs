@@ -7,9 +7,6 @@ pub(crate) mod auth;
 mod error;
 pub(crate) mod event_stream;
 pub mod mirrored;
-// The one file that still uses `Response` as its error (through `rpc_error` and `op_error`);
-// the allowance goes when it returns `Error`.
-#[allow(clippy::result_large_err)]
 pub(crate) mod modern;
 pub(crate) mod origin;
 pub(crate) mod probes;
@@ -20,8 +17,8 @@ pub(crate) mod streamable;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 
 pub(crate) use self::error::Error;
 use crate::protocol::jsonrpc::{self, Peek};
@@ -45,18 +42,6 @@ where
         }
     }
     resp
-}
-
-/// A JSON-RPC error as an HTTP response with `status`. What `http/modern.rs` still uses; the
-/// other files return [`Error`].
-pub(crate) fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
-    Error::Rpc { status, code, message: message.to_string() }.into_response()
-}
-
-/// The HTTP answer for a failed session operation ([`Error`]'s `From<OpError>`). What
-/// `http/modern.rs` still uses; the other files return [`Error`].
-pub(crate) fn op_error(e: crate::locator::OpError) -> Response {
-    Error::from(e).into_response()
 }
 
 /// Splits and checks a body of JSON-RPC messages (both transports post them); also says

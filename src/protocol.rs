@@ -33,3 +33,10 @@ pub(crate) const MODERN_VERSIONS: &[&str] = &[V2026_07_28];
 pub(crate) fn at_least(v: &str, rev: &str) -> bool {
     v >= rev
 }
+
+/// Every revision the bridge speaks, stateless and session-based, newest first.
+pub(crate) fn all_versions() -> Vec<&'static str> {
+    let mut v: Vec<&str> = MODERN_VERSIONS.iter().chain(SUPPORTED_VERSIONS).copied().collect();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    v
+}

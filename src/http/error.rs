@@ -10,6 +10,8 @@ use crate::cluster::ClusterError;
 use crate::ids::SessionId;
 use crate::locator::OpError;
 use crate::protocol::jsonrpc::{self, code, PeekError};
+use crate::protocol::modern::code as modern_code;
+use crate::protocol::{all_versions, MODERN_VERSIONS, SUPPORTED_VERSIONS};
 use crate::session::pending::PendingError;
 use crate::session::AttachError;
 
@@ -84,10 +86,22 @@ pub(crate) enum Error {
     /// A refused `Origin`, or a `Host` that is not local on a loopback listener: 403.
     #[error("Forbidden: {0}")]
     OriginRefused(String),
-    /// A JSON-RPC error built by hand: what `http/modern.rs` still makes through
-    /// [`super::rpc_error`].
+    /// A 2026-07-28 request refused with a JSON-RPC error that names its id (`http/modern/`):
+    /// the status and code are the revision's (-32020 header mismatch, -32602, ...).
     #[error("{message}")]
-    Rpc { status: StatusCode, code: i64, message: String },
+    Rpc { status: StatusCode, id: Option<Box<str>>, code: i64, message: String },
+    /// A 2026-07-28 request in a revision the bridge does not serve statelessly: 400, -32022,
+    /// with the versions it does serve as `data`.
+    #[error(
+        "Unsupported protocol version: {requested} (mcp-bridge serves {} statelessly and {} with initialize)",
+        MODERN_VERSIONS.join(", "),
+        SUPPORTED_VERSIONS.join(", ")
+    )]
+    UnsupportedVersion { id: Box<str>, requested: String },
+    /// A GET or DELETE in the stateless revision, which has no standalone stream and no
+    /// sessions: 405 with `Allow: POST`.
+    #[error("Method Not Allowed: protocol version {0} has no standalone stream and no sessions; POST each request")]
+    StatelessMethod(String),
 
     // ---- plain text bodies (legacy SSE, admin API, probes, unknown paths) ----
     /// A legacy SSE resumption for a session this instance does not hold: 404.
@@ -207,6 +221,12 @@ impl IntoResponse for Error {
             ),
             ServerForbidden { .. } | OriginRefused(_) => (StatusCode::FORBIDDEN, Body::Rpc(code::CONNECTION_CLOSED), None),
             Rpc { status, code, .. } => (*status, Body::Rpc(*code), None),
+            UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, Body::Rpc(modern_code::UNSUPPORTED_PROTOCOL_VERSION), None),
+            StatelessMethod(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Body::Rpc(code::CONNECTION_CLOSED),
+                Some((header::ALLOW, HeaderValue::from_static("POST"))),
+            ),
             SseNotHeld(_) | SseNoSession | AdminNoSession(_) | NoRoute => (StatusCode::NOT_FOUND, Body::Text, None),
             SseEventsLost { .. } => (StatusCode::GONE, Body::Text, None),
             Attach(_) => (StatusCode::INTERNAL_SERVER_ERROR, Body::Text, None),
@@ -228,8 +248,19 @@ impl IntoResponse for Error {
         };
         let mut resp = match body {
             Body::Rpc(code) => {
-                (status, [(header::CONTENT_TYPE, "application/json")], jsonrpc::error(None, code, &self.to_string()))
-                    .into_response()
+                let body = match &self {
+                    Rpc { id, .. } => jsonrpc::error(id.as_deref(), code, &self.to_string()),
+                    UnsupportedVersion { id, requested } => {
+                        let error = serde_json::json!({
+                            "code": code,
+                            "message": self.to_string(),
+                            "data": { "supported": all_versions(), "requested": requested },
+                        });
+                        jsonrpc::error_with(id, &error)
+                    }
+                    _ => jsonrpc::error(None, code, &self.to_string()),
+                };
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             Body::Text => (status, self.to_string()).into_response(),
             Body::Empty => status.into_response(),

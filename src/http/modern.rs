@@ -19,7 +19,9 @@ use futures_util::StreamExt;
 
 use crate::app::AppState;
 use crate::config::ServerConfig;
-use crate::locator::Handle;
+use crate::http::Error;
+use crate::locator::{Handle, OpError};
+use crate::protocol::all_versions;
 use crate::protocol::headers::check_param_headers;
 use crate::protocol::jsonrpc::{self, Kind};
 use crate::protocol::modern::{self as wire, code, ModernRequest, META_VERSION};
@@ -27,7 +29,7 @@ use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
 use exchange::{respond, resume, Exchange, Held};
 use headers::{unsupported, validate};
 use listen::listen;
-use reply::{all_versions, answer, checkout_failed, error, mismatch};
+use reply::{answer, checkout_failed, error, mismatch};
 
 /// Methods of the session-based revisions that a stateless request may not use.
 const LEGACY_ONLY: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
@@ -68,17 +70,11 @@ fn carries_modern_meta(body: &[u8]) -> bool {
 }
 
 /// GET and DELETE from a modern client: the revision has no standalone stream and no session.
-pub(crate) fn refuse(headers: &HeaderMap) -> Option<Response> {
-    let v = headers.get("mcp-protocol-version")?.to_str().ok()?;
-    MODERN_VERSIONS.contains(&v).then(|| {
-        let mut resp = super::rpc_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            jsonrpc::code::CONNECTION_CLOSED,
-            &format!("Method Not Allowed: protocol version {v} has no standalone stream and no sessions; POST each request"),
-        );
-        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-        resp
-    })
+pub(crate) fn refuse(headers: &HeaderMap) -> Result<(), Error> {
+    match headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()) {
+        Some(v) if MODERN_VERSIONS.contains(&v) => Err(Error::StatelessMethod(v.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// A modern POST: one request, checked, then served by a backing session.
@@ -88,48 +84,37 @@ pub(crate) async fn post(
     principal: Option<Arc<str>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (items, batch) = match jsonrpc::split(&body) {
-        Ok(x) => x,
-        Err(e) => return error(StatusCode::BAD_REQUEST, None, e.code(), &format!("Parse error: {e}")),
-    };
+) -> Result<Response, Error> {
+    let (items, batch) = jsonrpc::split(&body).map_err(Error::Parse)?;
     let Some(raw) = items.into_iter().next().filter(|_| !batch) else {
         let msg = "Invalid Request: a 2026-07-28 POST carries one JSON-RPC request; batches are not part of this revision";
-        return error(StatusCode::BAD_REQUEST, None, jsonrpc::code::INVALID_REQUEST, msg);
+        return Err(error(StatusCode::BAD_REQUEST, None, jsonrpc::code::INVALID_REQUEST, msg));
     };
-    let peek = match jsonrpc::peek(&raw) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, None, e.code(), &format!("Invalid Request: {e}")),
-    };
+    let peek =
+        jsonrpc::peek(&raw).map_err(|e| error(StatusCode::BAD_REQUEST, None, e.code(), &format!("Invalid Request: {e}")))?;
     match peek.kind {
         Kind::Response => {
             let msg = "Invalid Request: clients send no JSON-RPC responses in 2026-07-28 (answers to server requests go in inputResponses)";
-            return error(StatusCode::BAD_REQUEST, None, jsonrpc::code::INVALID_REQUEST, msg);
+            return Err(error(StatusCode::BAD_REQUEST, None, jsonrpc::code::INVALID_REQUEST, msg));
         }
         // The revision defines no client notifications over HTTP; a listen stream is cancelled
         // by closing it (the TypeScript client also posts notifications/cancelled): accepted.
-        Kind::Notification => return StatusCode::ACCEPTED.into_response(),
+        Kind::Notification => return Ok(StatusCode::ACCEPTED.into_response()),
         Kind::Request => {}
     }
-    let req = match wire::parse_request(&raw) {
-        Ok(r) => r,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, peek.id.as_deref(), code::INVALID_PARAMS, &msg),
-    };
-    if let Err(resp) = super::mirrored::once(&headers).map_err(|m| mismatch(&req.id, &m)).and_then(|()| validate(&headers, &req))
-    {
-        return resp;
-    }
+    let req = wire::parse_request(&raw)
+        .map_err(|msg| error(StatusCode::BAD_REQUEST, peek.id.as_deref(), code::INVALID_PARAMS, &msg))?;
+    super::mirrored::once(&headers).map_err(|m| mismatch(&req.id, &m))?;
+    validate(&headers, &req)?;
     // A modern upstream judges the version itself: its list of versions is the one that counts.
     if let Some(resp) = passthrough(&app, &server, &headers, &body, &req).await {
         return resp;
     }
-    if let Some(resp) = unsupported(&req) {
-        return resp;
-    }
+    unsupported(&req)?;
     match req.method.as_str() {
         "server/discover" => discover(&app, server, principal, &req).await,
         "subscriptions/listen" => listen(&app, server, principal, &req).await,
-        m if LEGACY_ONLY.contains(&m) => error(
+        m if LEGACY_ONLY.contains(&m) => Err(error(
             StatusCode::NOT_FOUND,
             Some(&req.id),
             code::METHOD_NOT_FOUND,
@@ -137,7 +122,7 @@ pub(crate) async fn post(
                 "Method not found: {m} is not part of protocol version 2026-07-28 (no initialize or ping; subscriptions/listen replaces \
                  resources/subscribe; the logLevel in _meta replaces logging/setLevel)"
             ),
-        ),
+        )),
         _ if req.request_state.is_some() => resume(&app, &server, principal, req).await,
         _ => call(&app, server, principal, &headers, raw, peek, req).await,
     }
@@ -158,7 +143,7 @@ async fn passthrough(
     headers: &HeaderMap,
     body: &Bytes,
     req: &ModernRequest,
-) -> Option<Response> {
+) -> Option<Result<Response, Error>> {
     let crate::config::UpstreamSpec::StreamableHttp { url, headers: extra } = &server.upstream else { return None };
     let http = server.http(&app.locator.env.upstream.http);
     let target = app.stateless.passthrough_target(&app.locator, server, http, url, extra).await?;
@@ -173,7 +158,7 @@ async fn passthrough(
         Err(e) => {
             target.report(false);
             let msg = format!("mcp-bridge: the upstream could not be reached: {}", crate::upstream::cause(&e));
-            return Some(error(StatusCode::BAD_GATEWAY, Some(&req.id), jsonrpc::code::INTERNAL_ERROR, &msg));
+            return Some(Err(error(StatusCode::BAD_GATEWAY, Some(&req.id), jsonrpc::code::INTERNAL_ERROR, &msg)));
         }
     };
     target.report(!resp.status().is_server_error());
@@ -191,16 +176,19 @@ async fn passthrough(
     if let Some(ct) = content_type {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
-    Some(response)
+    Some(Ok(response))
 }
 
 /// `server/discover`, answered from the upstream's initialize result.
-async fn discover(app: &AppState, server: Arc<ServerConfig>, principal: Option<Arc<str>>, req: &ModernRequest) -> Response {
+async fn discover(
+    app: &AppState,
+    server: Arc<ServerConfig>,
+    principal: Option<Arc<str>>,
+    req: &ModernRequest,
+) -> Result<Response, Error> {
     let scope = if principal.is_some() { "private" } else { "public" };
-    let backing = match app.stateless.checkout(&app.locator, server, principal, &req.meta).await {
-        Ok(b) => b,
-        Err(e) => return checkout_failed(&req.id, e),
-    };
+    let backing =
+        app.stateless.checkout(&app.locator, server, principal, &req.meta).await.map_err(|e| checkout_failed(&req.id, e))?;
     let init = backing.init.clone();
     app.stateless.checkin(&app.locator, backing);
     let versions = serde_json::to_string(&all_versions()).unwrap_or_default();
@@ -215,7 +203,7 @@ async fn discover(app: &AppState, server: Arc<ServerConfig>, principal: Option<A
         r#"{{"jsonrpc":"2.0","id":{},"result":{{"resultType":"complete","supportedVersions":{versions},"capabilities":{caps}{instructions},"_meta":{{"io.modelcontextprotocol/serverInfo":{info}}},"ttlMs":60000,"cacheScope":"{scope}"}}}}"#,
         req.id
     );
-    answer(StatusCode::OK, Bytes::from(body))
+    Ok(answer(StatusCode::OK, Bytes::from(body)))
 }
 
 /// A request served by a backing session checked out for it.
@@ -227,11 +215,12 @@ async fn call(
     raw: Bytes,
     peek: jsonrpc::Peek,
     req: ModernRequest,
-) -> Response {
-    let backing = match app.stateless.checkout(&app.locator, server.clone(), principal.clone(), &req.meta).await {
-        Ok(b) => b,
-        Err(e) => return checkout_failed(&req.id, e),
-    };
+) -> Result<Response, Error> {
+    let backing = app
+        .stateless
+        .checkout(&app.locator, server.clone(), principal.clone(), &req.meta)
+        .await
+        .map_err(|e| checkout_failed(&req.id, e))?;
     if req.method == "tools/call" {
         let tools = app.stateless.tool_headers(&backing, app.config.limits.request_timeout).await;
         if let Some(wanted) = req.name.as_ref().and_then(|n| tools.get(n)) {
@@ -239,18 +228,13 @@ async fn call(
                 req.arguments.as_ref().and_then(|a| serde_json::from_str(a.get()).ok()).unwrap_or_default();
             if let Err(msg) = check_param_headers(headers, &arguments, wanted) {
                 app.stateless.checkin(&app.locator, backing);
-                return mismatch(&req.id, &msg);
+                return Err(mismatch(&req.id, &msg));
             }
         }
     }
     let session = backing.session.clone();
-    let (opened, attached) = match session.open_stream(1, false) {
-        Ok(o) => o,
-        Err(e) => return super::op_error(e.into()),
-    };
-    if let Err(e) = session.send(vec![(raw, peek)], opened.stream).await {
-        return super::op_error(e.into());
-    }
+    let (opened, attached) = session.open_stream(1, false).map_err(OpError::from)?;
+    session.send(vec![(raw, peek)], opened.stream).await.map_err(OpError::from)?;
     let ex = Exchange::new(app, Handle::Local(session), Some(backing), attached, Held(None), &req, None, principal);
     respond(ex, &server).await
 }

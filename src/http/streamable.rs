@@ -45,7 +45,7 @@ pub(crate) async fn post(
         return Err(Error::UnsupportedMediaType);
     }
     if super::modern::is_modern(&headers, &body) {
-        return Ok(super::modern::post(app, server, principal, headers, body).await);
+        return super::modern::post(app, server, principal, headers, body).await;
     }
     let (messages, batch) = parse_messages(&body)?;
     let (handle, new) = posted_to(&app, &name, &server, &headers, principal, &messages, batch).await?;
@@ -167,9 +167,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let server = app.locator.server(&name).ok_or_else(|| Error::unknown_server(&name))?;
-    if let Some(refused) = super::modern::refuse(&headers) {
-        return Ok(refused);
-    }
+    super::modern::refuse(&headers)?;
     if !accepts(&headers, "text/event-stream") {
         return Err(Error::NotAcceptable("text/event-stream"));
     }
@@ -205,9 +203,7 @@ pub(crate) async fn delete(
     if app.locator.server(&name).is_none() {
         return Err(Error::unknown_server(&name));
     }
-    if let Some(refused) = super::modern::refuse(&headers) {
-        return Ok(refused);
-    }
+    super::modern::refuse(&headers)?;
     let handle = checked_session(&app, &headers, &name, principal.as_deref()).await?;
     handle.end(&app.locator, CloseReason::Deleted, "the client sent DELETE").await?;
     Ok(StatusCode::OK.into_response())

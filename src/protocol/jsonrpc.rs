@@ -159,6 +159,12 @@ pub fn split(body: &[u8]) -> Result<(Vec<Bytes>, bool), PeekError> {
 }
 
 /// A JSON-RPC error message; `id` is the id's JSON text, or `None` for `null`.
+/// A JSON-RPC error response whose error object the caller built (one with `data`). `id` is
+/// the request's id as its raw JSON.
+pub fn error_with(id: &str, error: &serde_json::Value) -> Bytes {
+    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#))
+}
+
 pub fn error(id: Option<&str>, code: i64, message: &str) -> Bytes {
     let msg = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
     Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{msg}}}}}"#, id.unwrap_or("null")))

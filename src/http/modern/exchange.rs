@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::reply::{answer, error};
 use crate::app::AppState;
 use crate::config::ServerConfig;
+use crate::http::Error;
 use crate::locator::{self, Detach, Handle, OpError};
 use crate::protocol::jsonrpc::{self, Kind};
 use crate::protocol::modern::{self as wire, code, ClientCaps, ModernRequest};
@@ -32,35 +33,40 @@ const GATHER: Duration = Duration::from_millis(25);
 
 /// The retry of a request that got an `InputRequiredResult`: the answers go to the upstream's
 /// waiting requests, and the original request's stream carries on from where it asked.
-pub(super) async fn resume(app: &AppState, server: &ServerConfig, principal: Option<Arc<str>>, req: ModernRequest) -> Response {
+pub(super) async fn resume(
+    app: &AppState,
+    server: &ServerConfig,
+    principal: Option<Arc<str>>,
+    req: ModernRequest,
+) -> Result<Response, Error> {
     let expired = |why: &str| {
         let msg = format!("Invalid params: requestState {why}; send the request again without requestState and inputResponses");
         error(StatusCode::OK, Some(&req.id), code::INVALID_PARAMS, &msg)
     };
     let secret = app.stateless.secret();
     let Some(state) = req.request_state.as_deref().and_then(|s| RequestState::verify(s, principal.as_deref(), secret)) else {
-        return expired("was not issued by this bridge for this client (or was altered)");
+        return Err(expired("was not issued by this bridge for this client (or was altered)"));
     };
     if state.request != RequestState::digest(&req.method, req.name.as_deref()) {
-        return expired("belongs to another request (a different method or target)");
+        return Err(expired("belongs to another request (a different method or target)"));
     }
     let handle = match locator::find_for(&app.locator, state.session, principal.as_deref()).await {
         Ok(Some(h)) if h.transport() == Transport::Stateless && h.server_name() == server.name => h,
-        Ok(_) => return expired("belongs to an upstream session that has ended"),
-        Err(e) => return crate::http::op_error(OpError::Unavailable(e)),
+        Ok(_) => return Err(expired("belongs to an upstream session that has ended")),
+        Err(e) => return Err(OpError::Unavailable(e).into()),
     };
     let (attached, _, detach) = match handle.attach(&app.locator, state.stream, Some(state.asked - 1), true).await {
         Ok(a) => a,
-        Err(OpError::Gap(_)) => return expired("refers to events no longer kept"),
-        Err(OpError::NotFound(_)) => return expired("belongs to an upstream session that has ended"),
-        Err(e) => return crate::http::op_error(e),
+        Err(OpError::Gap(_)) => return Err(expired("refers to events no longer kept")),
+        Err(OpError::NotFound(_)) => return Err(expired("belongs to an upstream session that has ended")),
+        Err(e) => return Err(e.into()),
     };
     // The state is spent once its request was answered; and answers count only for the
     // questions this state's request asked (the upstream requests logged on its stream from the
     // asking event on). Anything else in inputResponses is ignored.
     let detach = Held(Some(detach));
     if attached.reason.get() == Some(&CloseReason::Completed) {
-        return expired("belongs to a request that has completed");
+        return Err(expired("belongs to a request that has completed"));
     }
     let asked: HashSet<Box<str>> = attached
         .replay
@@ -85,9 +91,7 @@ pub(super) async fn resume(app: &AppState, server: &ServerConfig, principal: Opt
         Handle::Local(s) => app.stateless.local(&app.locator, s.id),
         Handle::Remote(_) => None,
     };
-    if let Err(e) = handle.send(&app.locator, answers, 0).await {
-        return crate::http::op_error(e);
-    }
+    handle.send(&app.locator, answers, 0).await?;
     let ex = Exchange::new(app, handle, backing, attached, detach, &req, Some((state.asked, answered)), principal);
     respond(ex, server).await
 }
@@ -372,14 +376,14 @@ impl Drop for Exchange {
 /// Answers with JSON when the answer comes before the first heartbeat is due (an unknown
 /// method can then still be a 404), and otherwise with an SSE stream that carries the
 /// notifications, heartbeats, and the answer.
-pub(super) async fn respond(mut ex: Exchange, server: &ServerConfig) -> Response {
+pub(super) async fn respond(mut ex: Exchange, server: &ServerConfig) -> Result<Response, Error> {
     let every = server.heartbeat.interval;
     let wait = every.unwrap_or(Duration::from_secs(10)).min(Duration::from_secs(10));
     let first = match tokio::time::timeout(wait, ex.next()).await {
-        Ok(Some(Out::Final { body, status })) => return answer(status, body),
+        Ok(Some(Out::Final { body, status })) => return Ok(answer(status, body)),
         Ok(None) => {
             let msg = "mcp-bridge: the upstream session ended before it answered";
-            return error(StatusCode::OK, Some(&ex.reply_id.clone()), jsonrpc::code::INTERNAL_ERROR, msg);
+            return Err(error(StatusCode::OK, Some(&ex.reply_id.clone()), jsonrpc::code::INTERNAL_ERROR, msg));
         }
         Ok(Some(Out::Notify(b))) => sse::event(None, None, &b),
         Err(_) => sse::comment("heartbeat"),
@@ -416,5 +420,5 @@ pub(super) async fn respond(mut ex: Exchange, server: &ServerConfig) -> Response
             }
         }
     });
-    crate::http::sse_response(stream, &[])
+    Ok(crate::http::sse_response(stream, &[]))
 }

@@ -2,14 +2,13 @@
 //! (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, and the `_meta` keys every request
 //! carries), and the -32022 answer for a version the bridge does not serve statelessly.
 
-use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
 
-use super::reply::{all_versions, answer, error, mismatch};
+use super::reply::{error, mismatch};
+use crate::http::Error;
 use crate::protocol::headers::decode_header_value;
 use crate::protocol::modern::{self as wire, code, ModernRequest, META_VERSION};
-use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
+use crate::protocol::MODERN_VERSIONS;
 
 /// A header value for an error message: short, and only if it is printable.
 fn shown(v: &HeaderValue) -> String {
@@ -20,7 +19,7 @@ fn shown(v: &HeaderValue) -> String {
 }
 
 /// Checks the mirrored headers against the body, as a server that reads the body must.
-pub(super) fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Response> {
+pub(super) fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), Error> {
     let id = &*req.id;
     let Some(hv) = headers.get("mcp-protocol-version") else {
         return Err(mismatch(id, "the MCP-Protocol-Version header is required"));
@@ -74,23 +73,11 @@ pub(super) fn validate(headers: &HeaderMap, req: &ModernRequest) -> Result<(), R
     Ok(())
 }
 
-/// The -32022 answer for a version the bridge does not serve statelessly.
-pub(super) fn unsupported(req: &ModernRequest) -> Option<Response> {
-    let id = &*req.id;
+/// The -32022 refusal of a version the bridge does not serve statelessly.
+pub(super) fn unsupported(req: &ModernRequest) -> Result<(), Error> {
     let bv = req.meta.version.as_deref().unwrap_or_default();
-    if !MODERN_VERSIONS.contains(&bv) {
-        let supported = all_versions();
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": serde_json::from_str::<serde_json::Value>(id).unwrap_or_default(),
-            "error": {
-                "code": code::UNSUPPORTED_PROTOCOL_VERSION,
-                "message": format!("Unsupported protocol version: {bv} (mcp-bridge serves {} statelessly and {} with initialize)",
-                    MODERN_VERSIONS.join(", "), SUPPORTED_VERSIONS.join(", ")),
-                "data": { "supported": supported, "requested": bv },
-            }
-        });
-        return Some(answer(StatusCode::BAD_REQUEST, Bytes::from(body.to_string())));
+    if MODERN_VERSIONS.contains(&bv) {
+        return Ok(());
     }
-    None
+    Err(Error::UnsupportedVersion { id: req.id.clone(), requested: bv.to_string() })
 }

@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 use super::reply::checkout_failed;
 use crate::app::AppState;
 use crate::config::ServerConfig;
+use crate::http::Error;
+use crate::locator::OpError;
 use crate::protocol::jsonrpc::{self, Kind};
 use crate::protocol::modern::{self as wire, ListenFilter, ModernRequest};
 use crate::session::{CloseReason, Frame, Session, Target};
@@ -25,18 +27,16 @@ pub(super) async fn listen(
     server: Arc<ServerConfig>,
     principal: Option<Arc<str>>,
     req: &ModernRequest,
-) -> Response {
+) -> Result<Response, Error> {
     let wanted = req.notifications.clone().unwrap_or_default();
-    let backing = match app.stateless.checkout(&app.locator, server.clone(), principal, &req.meta).await {
-        Ok(b) => b,
-        Err(e) => return checkout_failed(&req.id, e),
-    };
+    let backing = app
+        .stateless
+        .checkout(&app.locator, server.clone(), principal, &req.meta)
+        .await
+        .map_err(|e| checkout_failed(&req.id, e))?;
     let honored = backing.init.honored(&wanted);
     let session = backing.session.clone();
-    let attached = match session.attach(0, None, false) {
-        Ok(a) => a,
-        Err(e) => return crate::http::op_error(e.into()),
-    };
+    let attached = session.attach(0, None, false).map_err(OpError::from)?;
     let mut subscribe = Vec::new();
     for (i, uri) in honored.resource_subscriptions.iter().enumerate() {
         let msg = serde_json::json!({"jsonrpc": "2.0", "id": format!("mcp-bridge-subscribe-{i}"), "method": "resources/subscribe", "params": {"uri": uri}});
@@ -45,9 +45,7 @@ pub(super) async fn listen(
             subscribe.push((msg, p));
         }
     }
-    if let Err(e) = session.send(subscribe, Target::Discard).await {
-        return crate::http::op_error(e.into());
-    }
+    session.send(subscribe, Target::Discard).await.map_err(OpError::from)?;
     tracing::info!(session = %session.id, server = %server.name, subscription = %req.id, "subscriptions/listen opened");
     let first = sse::event(None, None, &wire::acknowledged(&req.id, &honored));
     let changes = app.locator.env.changes.subscribe(&server.name, session.principal.as_ref());
@@ -107,7 +105,7 @@ pub(super) async fn listen(
             }
         },
     );
-    crate::http::sse_response(stream, &[])
+    Ok(crate::http::sse_response(stream, &[]))
 }
 
 fn is_list_change_msg(data: &[u8]) -> bool {
