@@ -24,6 +24,7 @@ use crate::locator::{Handle, OpError};
 use crate::protocol::all_versions;
 use crate::protocol::headers::check_param_headers;
 use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::method;
 use crate::protocol::modern::{self as wire, code, ModernRequest, META_VERSION};
 use crate::protocol::{MODERN_VERSIONS, SUPPORTED_VERSIONS};
 use exchange::{respond, resume, Exchange, Held};
@@ -32,7 +33,8 @@ use listen::listen;
 use reply::{answer, checkout_failed, error, mismatch};
 
 /// Methods of the session-based revisions that a stateless request may not use.
-const LEGACY_ONLY: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
+const LEGACY_ONLY: &[&str] =
+    &[method::INITIALIZE, method::PING, method::LOGGING_SET_LEVEL, method::RESOURCES_SUBSCRIBE, method::RESOURCES_UNSUBSCRIBE];
 
 /// Whether a POST is a modern one: it names a modern version, carries per-request metadata
 /// in `params._meta`, or names a version the bridge does not know without naming a session (a
@@ -112,8 +114,8 @@ pub(crate) async fn post(
     }
     unsupported(&req)?;
     match req.method.as_str() {
-        "server/discover" => discover(&app, server, principal, &req).await,
-        "subscriptions/listen" => listen(&app, server, principal, &req).await,
+        method::SERVER_DISCOVER => discover(&app, server, principal, &req).await,
+        method::SUBSCRIPTIONS_LISTEN => listen(&app, server, principal, &req).await,
         m if LEGACY_ONLY.contains(&m) => Err(error(
             StatusCode::NOT_FOUND,
             Some(&req.id),
@@ -221,7 +223,7 @@ async fn call(
         .checkout(&app.locator, server.clone(), principal.clone(), &req.meta)
         .await
         .map_err(|e| checkout_failed(&req.id, e))?;
-    if req.method == "tools/call" {
+    if req.method == method::TOOLS_CALL {
         let tools = app.stateless.tool_headers(&backing, app.config.limits.request_timeout).await;
         if let Some(wanted) = req.name.as_ref().and_then(|n| tools.get(n)) {
             let arguments: serde_json::Value =

@@ -16,6 +16,7 @@ use crate::config::ServerConfig;
 use crate::http::auth::Who;
 use crate::locator::{self, Detach, Handle, OpError};
 use crate::protocol::jsonrpc::{Kind, Peek};
+use crate::protocol::method;
 use crate::protocol::SUPPORTED_VERSIONS;
 use crate::session::event_log::EventId;
 use crate::session::{Attached, CloseReason, Frame, SessionId, Transport};
@@ -76,7 +77,7 @@ async fn posted_to(
     messages: &[(Bytes, Peek)],
     batch: bool,
 ) -> Result<(Handle, bool), Error> {
-    let initialize = messages.iter().any(|(_, p)| p.kind == Kind::Request && p.method.as_deref() == Some("initialize"));
+    let initialize = messages.iter().any(|(_, p)| p.kind == Kind::Request && p.method.as_deref() == Some(method::INITIALIZE));
     if initialize {
         if messages.len() > 1 {
             return Err(Error::InvalidRequest("Only one initialization request is allowed".into()));

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::method;
 use super::rewrite::{self, raw, Members};
 
 /// The `_meta` key that names a request's protocol version.
@@ -17,10 +18,16 @@ pub(crate) const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub(crate) const UPSTREAM_VERSION: &str = super::V2025_11_25;
 
 /// The requests that may answer with an `InputRequiredResult` (MRTR).
-pub(crate) const MRTR_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read"];
+pub(crate) const MRTR_METHODS: &[&str] = &[method::TOOLS_CALL, method::PROMPTS_GET, method::RESOURCES_READ];
 /// Results that say how long they may be cached (`ttlMs`, `cacheScope`).
-pub(crate) const CACHEABLE: &[&str] =
-    &["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
+pub(crate) const CACHEABLE: &[&str] = &[
+    method::SERVER_DISCOVER,
+    method::TOOLS_LIST,
+    method::PROMPTS_LIST,
+    method::RESOURCES_LIST,
+    method::RESOURCES_TEMPLATES_LIST,
+    method::RESOURCES_READ,
+];
 
 /// JSON-RPC error codes of the 2026-07-28 revision.
 pub(crate) mod code {
@@ -105,8 +112,8 @@ pub fn parse_request(raw: &[u8]) -> Result<ModernRequest, String> {
     let p = w.params;
     let field = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_str()).map(str::to_string);
     let name = match (method.as_str(), &p) {
-        ("tools/call" | "prompts/get", Some(p)) => field(&p.name),
-        ("resources/read", Some(p)) => field(&p.uri),
+        (method::TOOLS_CALL | method::PROMPTS_GET, Some(p)) => field(&p.name),
+        (method::RESOURCES_READ, Some(p)) => field(&p.uri),
         _ => None,
     };
     let p = p.unwrap_or(WireParams {
@@ -161,9 +168,9 @@ impl ClientCaps {
     /// The capability a server-to-client request needs, and whether the client has it.
     pub fn allows(&self, method: &str) -> Option<(&'static str, bool)> {
         match method {
-            "sampling/createMessage" => Some(("sampling", self.sampling)),
-            "elicitation/create" => Some(("elicitation", self.elicitation)),
-            "roots/list" => Some(("roots", self.roots)),
+            method::SAMPLING_CREATE_MESSAGE => Some(("sampling", self.sampling)),
+            method::ELICITATION_CREATE => Some(("elicitation", self.elicitation)),
+            method::ROOTS_LIST => Some(("roots", self.roots)),
             _ => None,
         }
     }
@@ -343,10 +350,10 @@ pub(crate) fn acknowledged(subscription: &str, honored: &ListenFilter) -> Bytes 
 /// Whether a listen stream with filter `f` wants this upstream notification.
 pub(crate) fn listen_wants(f: &ListenFilter, method: &str, raw: &[u8]) -> bool {
     match method {
-        "notifications/tools/list_changed" => f.tools_list_changed,
-        "notifications/prompts/list_changed" => f.prompts_list_changed,
-        "notifications/resources/list_changed" => f.resources_list_changed,
-        "notifications/resources/updated" => {
+        method::TOOLS_LIST_CHANGED => f.tools_list_changed,
+        method::PROMPTS_LIST_CHANGED => f.prompts_list_changed,
+        method::RESOURCES_LIST_CHANGED => f.resources_list_changed,
+        method::RESOURCES_UPDATED => {
             #[derive(Deserialize)]
             struct U {
                 params: Option<P>,

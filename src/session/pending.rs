@@ -12,6 +12,7 @@ use super::summary::{unix_ms, TimelineEntry, TIMELINE};
 use super::{journal, Pending, SendError, Session, State, Target};
 use crate::metrics;
 use crate::protocol::jsonrpc::{self, code, Kind, Peek};
+use crate::protocol::method;
 
 /// Why a session refused requests.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ impl Session {
             st.last_activity = Instant::now();
             let messages = st.admit(messages, stream, self.settings.max_pending);
             for (raw, peek) in &messages {
-                if peek.kind == Kind::Notification && peek.method.as_deref() == Some("notifications/cancelled") {
+                if peek.kind == Kind::Notification && peek.method.as_deref() == Some(method::CANCELLED) {
                     st.cancelled(raw);
                 }
                 if peek.kind != Kind::Request {
@@ -71,7 +72,7 @@ impl Session {
                         });
                     }
                 }
-                let initialize = peek.method.as_deref() == Some("initialize");
+                let initialize = peek.method.as_deref() == Some(method::INITIALIZE);
                 if initialize && stream != Target::Discard {
                     st.initialize = Some(raw.clone());
                     st.persist(|| journal::Entry::Initialize(raw.clone()));

@@ -9,6 +9,7 @@ use super::{journal, Live, Session, State, Stream, UpstreamState};
 use crate::ids::{CloseReason, Transport};
 use crate::metrics;
 use crate::protocol::jsonrpc::{self, Kind, Peek};
+use crate::protocol::method;
 
 /// Where the answers to a request go: a stream of the session, or nowhere (a request the
 /// bridge itself sent, such as a replayed initialize).
@@ -143,7 +144,7 @@ impl State {
                 }
                 None => Target::Stream(0),
             },
-            Kind::Notification if peek.method.as_deref() == Some("notifications/progress") => peek
+            Kind::Notification if peek.method.as_deref() == Some(method::PROGRESS) => peek
                 .progress_token
                 .as_ref()
                 .and_then(|t| match self.progress.get(t) {

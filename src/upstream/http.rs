@@ -15,6 +15,7 @@ use super::pool::{Lease, Pool};
 use super::{sse_events_within, with_headers, Context, Resume, UpstreamEvent, TOO_LONG_EVENT};
 use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::method;
 
 /// Resumptions in a row that bring no event before a request is given up.
 const MAX_IDLE_RESUMES: u32 = 10;
@@ -82,7 +83,7 @@ pub(super) async fn run(
     }
     let Some(first) = rx.recv().await else { return };
     let first_peek = jsonrpc::peek(&first).ok();
-    let is_init = first_peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
+    let is_init = first_peek.as_ref().is_some_and(|p| p.method.as_deref() == Some(method::INITIALIZE));
     // A server that serves only the stateless revision cannot be initialized: the bridge
     // adapts the session to it instead.
     if is_init && pool.is_none() {
@@ -155,7 +156,7 @@ async fn serve(
             },
         };
         let peek = jsonrpc::peek(&msg).ok();
-        let is_init = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("initialize"));
+        let is_init = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some(method::INITIALIZE));
         if is_init && !initialized {
             if let Err(detail) = remote.post(msg, peek, true).await {
                 let _ = remote.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
@@ -165,7 +166,7 @@ async fn serve(
             continue;
         }
         while tasks.try_join_next().is_some() {}
-        let starts_get = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some("notifications/initialized"));
+        let starts_get = peek.as_ref().is_some_and(|p| p.method.as_deref() == Some(method::INITIALIZED));
         let is_request = peek.as_ref().is_some_and(|p| p.kind == Kind::Request);
         if !is_request {
             // Notifications and answers are acknowledged at once (202): sending them in line

@@ -22,6 +22,7 @@ use super::{sse_events, with_headers, Context, UpstreamEvent};
 use crate::ids::{CloseReason, SessionId};
 use crate::protocol::headers::{header_value, param_headers, ToolHeaders};
 use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::method;
 use crate::protocol::modern::{code, final_response, UPSTREAM_VERSION};
 use crate::protocol::rewrite::{self, raw, Members};
 use crate::protocol::MODERN_VERSIONS;
@@ -227,10 +228,10 @@ pub(super) async fn run(
                 }
             }
             Kind::Notification => match method {
-                "notifications/initialized" => {
+                method::INITIALIZED => {
                     listener = Some(adapter.clone().listen(&mut tasks, &caps, &subscriptions));
                 }
-                "notifications/cancelled" => {
+                method::CANCELLED => {
                     // Closing the request's response is the modern cancellation.
                     if let Some(task) = cancelled_id(&msg).and_then(|id| in_flight.remove(&id)) {
                         task.abort();
@@ -242,14 +243,14 @@ pub(super) async fn run(
                 let id = peek.id.clone().unwrap_or_default();
                 let local = |result: &str| Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#));
                 match method {
-                    "ping" => adapter.emit(local("{}")).await,
-                    "logging/setLevel" => {
+                    method::PING => adapter.emit(local("{}")).await,
+                    method::LOGGING_SET_LEVEL => {
                         *adapter.log_level.lock().unwrap_or_else(|e| e.into_inner()) = level_of(&msg);
                         adapter.emit(local("{}")).await;
                     }
-                    "resources/subscribe" | "resources/unsubscribe" => {
+                    method::RESOURCES_SUBSCRIBE | method::RESOURCES_UNSUBSCRIBE => {
                         if let Some(uri) = uri_of(&msg) {
-                            if method == "resources/subscribe" {
+                            if method == method::RESOURCES_SUBSCRIBE {
                                 subscriptions.insert(uri);
                             } else {
                                 subscriptions.remove(&uri);
@@ -327,14 +328,14 @@ impl Adapter {
             .header("mcp-protocol-version", self.id.version)
             .header("mcp-method", method);
         let name = match method {
-            "tools/call" | "prompts/get" => v["params"]["name"].as_str(),
-            "resources/read" => v["params"]["uri"].as_str(),
+            method::TOOLS_CALL | method::PROMPTS_GET => v["params"]["name"].as_str(),
+            method::RESOURCES_READ => v["params"]["uri"].as_str(),
             _ => None,
         };
         if let Some(name) = name {
             req = req.header("mcp-name", header_value(name));
         }
-        if method == "tools/call" {
+        if method == method::TOOLS_CALL {
             let table = self.param_headers.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let wanted = table.as_ref().and_then(|t| t.get(name.unwrap_or(""))).cloned().unwrap_or_default();
             for p in wanted {
@@ -399,7 +400,7 @@ impl Adapter {
     async fn call(&self, msg: Bytes, client_id: String, method: String) {
         let mut listening = self.listening.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(2), listening.wait_for(|l| *l != Listening::Opening)).await;
-        if method == "tools/call" && self.param_headers.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+        if method == method::TOOLS_CALL && self.param_headers.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
             self.list_tools().await;
         }
         let mut extra: Option<(Members, Option<String>)> = None;
@@ -428,7 +429,7 @@ impl Adapter {
             let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
             // A HeaderMismatch on a tools/call: the tool's x-mcp-header annotations may have
             // changed; list the tools again and retry once, as a client SHOULD.
-            if method == "tools/call" && v["error"]["code"] == code::HEADER_MISMATCH && !relisted {
+            if method == method::TOOLS_CALL && v["error"]["code"] == code::HEADER_MISMATCH && !relisted {
                 relisted = true;
                 self.list_tools().await;
                 continue;
@@ -459,7 +460,7 @@ impl Adapter {
             let msg = format!("mcp-bridge: the upstream asked for input more than {MAX_ROUNDS} times");
             return self.emit(jsonrpc::error(Some(&client_id), jsonrpc::code::INTERNAL_ERROR, &msg)).await;
         };
-        if method == "tools/list" {
+        if method == method::TOOLS_LIST {
             self.learn_param_headers(&answer);
         }
         self.emit(final_response(&answer, &client_id, false)).await;
@@ -554,7 +555,7 @@ impl Adapter {
                             let data = Bytes::from(ev.data);
                             self.listening.send_replace(Listening::Open);
                             let wanted = jsonrpc::peek(&data).is_ok_and(|p| {
-                                p.kind == Kind::Notification && p.method.as_deref() != Some("notifications/subscriptions/acknowledged")
+                                p.kind == Kind::Notification && p.method.as_deref() != Some(method::SUBSCRIPTIONS_ACKNOWLEDGED)
                             });
                             if wanted {
                                 self.emit(data).await;

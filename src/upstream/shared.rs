@@ -24,6 +24,7 @@ use super::stdio;
 use super::{ChildSlots, UpstreamEvent, QUEUE};
 use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc;
+use crate::protocol::method;
 use crate::protocol::SUPPORTED_VERSIONS;
 
 /// The shared child of one server and the maps that route its messages.
@@ -184,7 +185,7 @@ impl Shared {
         let method = msg.get("method").and_then(Value::as_str).map(str::to_string);
         let id = msg.get("id").cloned().filter(|v| !v.is_null());
         match (method.as_deref(), id) {
-            (Some("initialize"), Some(id)) => {
+            (Some(method::INITIALIZE), Some(id)) => {
                 let caps = msg.pointer("/params/capabilities").and_then(Value::as_object).map(|c| c.keys().cloned().collect());
                 let asked = msg.pointer("/params/protocolVersion").and_then(Value::as_str).map(str::to_string);
                 let waiter = {
@@ -209,8 +210,8 @@ impl Shared {
                 None
             }
             // The bridge sends its own, once the child has answered its initialize.
-            (Some("notifications/initialized"), None) => None,
-            (Some("notifications/cancelled"), None) => {
+            (Some(method::INITIALIZED), None) => None,
+            (Some(method::CANCELLED), None) => {
                 let client_id = msg.pointer("/params/requestId")?.to_string();
                 let bridge_id = *self.mux().by_client.get(&(session, client_id))?;
                 msg["params"]["requestId"] = json!(bridge_id);
@@ -323,7 +324,7 @@ impl Shared {
                 msg["id"] = serde_json::from_str(&client_id).unwrap_or(Value::Null);
                 self.send_to(&mux, session, msg);
             }
-            (Some("notifications/progress"), None) => {
+            (Some(method::PROGRESS), None) => {
                 let token = msg.pointer("/params/progressToken").and_then(Value::as_str).unwrap_or_default().to_string();
                 let Some((session, client_token)) = mux.tokens.get(&token).cloned() else { return };
                 msg["params"]["progressToken"] = client_token;
@@ -332,9 +333,9 @@ impl Shared {
             (Some(method), Some(id)) => {
                 // A server-initiated request: to a session that can answer it.
                 let needs = match method {
-                    "sampling/createMessage" => Some("sampling"),
-                    "elicitation/create" => Some("elicitation"),
-                    "roots/list" => Some("roots"),
+                    method::SAMPLING_CREATE_MESSAGE => Some("sampling"),
+                    method::ELICITATION_CREATE => Some("elicitation"),
+                    method::ROOTS_LIST => Some("roots"),
                     _ => None,
                 };
                 let able = |s: &SessionId| needs.is_none_or(|n| mux.sessions.get(s).is_some_and(|m| m.capabilities.contains(n)));

@@ -20,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::http::Error;
 use crate::locator::{self, Detach, Handle, OpError};
 use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::method;
 use crate::protocol::modern::{self as wire, code, ClientCaps, ModernRequest};
 use crate::protocol::request_state::RequestState;
 use crate::session::event_log::Entry;
@@ -244,7 +245,7 @@ impl Exchange {
                     if let Some(b) = self.backing.take() {
                         self.app.stateless.checkin(&self.app.locator, b);
                     }
-                    if self.method == "tools/list" && !peek.error {
+                    if self.method == method::TOOLS_LIST && !peek.error {
                         if let Some(h) = &self.handle {
                             self.app.stateless.learn_tools(h.server_name(), &data);
                         }
@@ -259,7 +260,7 @@ impl Exchange {
                         continue;
                     }
                     let method = peek.method.as_deref().unwrap_or("");
-                    if method == "ping" {
+                    if method == method::PING {
                         self.to_upstream(Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{uid},"result":{{}}}}"#)));
                         continue;
                     }
@@ -298,8 +299,8 @@ impl Exchange {
                 // everything from the first of them on.
                 Kind::Notification if !self.asks.is_empty() => continue,
                 Kind::Notification => match peek.method.as_deref() {
-                    Some("notifications/progress") => return Some(Out::Notify(data)),
-                    Some("notifications/message") if wire::log_wanted(self.log_level.as_deref(), &data) => {
+                    Some(method::PROGRESS) => return Some(Out::Notify(data)),
+                    Some(method::MESSAGE) if wire::log_wanted(self.log_level.as_deref(), &data) => {
                         return Some(Out::Notify(data))
                     }
                     // Change notifications belong on subscriptions/listen streams.
