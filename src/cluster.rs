@@ -34,7 +34,8 @@ use crate::session::registry::Registry;
 use crate::session::{CloseCell, Frame, Session};
 use wire::{Envelope, Failure, Reply, Request};
 
-/// How long a lease lives without renewal; the owner renews it three times per period.
+/// How long a lease lives without renewal; the owner renews it four times per period
+/// (every `LEASE / 4`), so three renewals in a row may fail before it lapses.
 pub(crate) const LEASE: Duration = Duration::from_secs(4);
 /// How long a forwarded request waits for the owner's answer.
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(4);

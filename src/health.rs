@@ -1,6 +1,8 @@
-//! Per-server health: a stdio server that keeps crashing (or failing to start) is marked
-//! unhealthy for a backoff period that doubles while the crashes go on, and new sessions on it
-//! are refused with 503 until then. A successful initialize clears it. `/readyz` shows it.
+//! Per-server health: a server whose upstream keeps ending (`upstream_exited`) or failing to
+//! start (`upstream_failed_to_start`) is marked unhealthy for a backoff period that doubles
+//! while the failures go on, and new sessions on it are refused with 503 until then. Both kinds
+//! of upstream count: a stdio child that exits or cannot be spawned, and a remote server whose
+//! stream ends or that cannot be reached. A successful initialize clears it. `/readyz` shows it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
