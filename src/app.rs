@@ -1,6 +1,8 @@
-//! The application state: the live server set (replaced on reload), the session registry,
-//! the stateless pool, the upstream context, and the flags shutdown sets.
+//! The application state, by concern: the configuration as started and how to reload it; the
+//! sessions (the [`Locator`]: registry, live server set, upstream context, cluster); the
+//! stateless pool; and the [`Lifecycle`] that shutdown drives.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
@@ -18,11 +20,8 @@ pub struct AppState {
     /// through [`Locator::server`] and [`Locator::servers`].
     pub config: Arc<Config>,
     pub reloader: Option<Reloader>,
-    /// Set on SIGTERM: `/readyz` answers 503 from then on.
-    pub draining: Arc<std::sync::atomic::AtomicBool>,
-    /// Requests whose handler is running (an SSE response counts until its head is ready), so
-    /// that shutdown lets them finish before the sessions go.
-    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Draining and the requests in flight: what shutdown sets and waits for.
+    pub(crate) lifecycle: Arc<Lifecycle>,
     /// The sessions: this instance's registry, the live server set, the upstream context.
     pub(crate) locator: Locator,
     /// Upstream sessions serving 2026-07-28 (stateless) requests, idle between requests.
@@ -71,8 +70,7 @@ impl AppState {
         let env = crate::session::Env { upstream, health: Arc::default(), changes: Arc::default(), journal: None };
         AppState {
             reloader: None,
-            draining: Arc::default(),
-            in_flight: Arc::default(),
+            lifecycle: Arc::default(),
             locator: Locator::new(config.clone(), registry, env, cluster),
             config,
             stateless: Arc::default(),
@@ -106,5 +104,45 @@ impl AppState {
         self.locator.replace_servers(new.servers.clone());
         tracing::info!(%summary, "configuration reloaded");
         Ok(summary)
+    }
+}
+
+/// What shutdown sets and waits for.
+#[derive(Default)]
+pub(crate) struct Lifecycle {
+    /// Set on SIGTERM: `/readyz` answers 503 from then on, and responses close their
+    /// connection.
+    draining: AtomicBool,
+    /// Requests whose handler is running (an SSE response counts until its head is ready), so
+    /// that shutdown lets them finish before the sessions go.
+    in_flight: AtomicUsize,
+}
+
+impl Lifecycle {
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// One request in flight; dropped when its handler is done.
+pub(crate) struct InFlight(Arc<Lifecycle>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -2,7 +2,7 @@
 //! shutdown future, so tests can bind port 0 and stop it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::Service;
 
-use crate::app::AppState;
+use crate::app::{AppState, Lifecycle};
 use crate::cluster::Cluster;
 use crate::http::router::router;
 use crate::ids::CloseReason;
@@ -32,8 +32,9 @@ pub async fn run(
     let cluster = app.locator.cluster.clone();
     let addr = listener.local_addr()?;
     let timeouts = (app.config.limits.header_read_timeout, app.config.limits.write_timeout);
-    let drain = Drain { grace: app.config.sessions.drain_grace, draining: app.draining.clone(), registry: registry.clone() };
-    let (retired, in_flight) = (app.locator.retired.clone(), app.in_flight.clone());
+    let lifecycle = app.lifecycle.clone();
+    let drain = Drain { grace: app.config.sessions.drain_grace, lifecycle: lifecycle.clone(), registry: registry.clone() };
+    let retired = app.locator.retired.clone();
     tracing::info!(listen = %addr, instance = %app.instance, servers = app.config.servers.len(), "mcp-bridge listening");
     if !addr.ip().is_loopback() && app.config.auth.is_none() {
         tracing::warn!(listen = %addr, "listening beyond loopback without [auth]: anyone who reaches this port may use every server");
@@ -51,7 +52,7 @@ pub async fn run(
     // lapses). The first poll sends the signal; the wait comes last.
     let mut connections = std::pin::pin!(graceful.shutdown());
     let all_closed = futures_util::FutureExt::now_or_never(&mut connections).is_some();
-    hand_over(&registry, cluster.as_deref(), &retired, &in_flight).await;
+    hand_over(&registry, cluster.as_deref(), &retired, &lifecycle).await;
     // No child, grandchild or orphan outlives the bridge.
     crate::upstream::reaper::finish().await;
     reaper.abort();
@@ -64,8 +65,8 @@ pub async fn run(
 /// What the drain after the shutdown signal needs.
 struct Drain {
     grace: Duration,
-    /// Set when the drain starts: `/readyz` answers 503.
-    draining: Arc<AtomicBool>,
+    /// Draining is set on it when the drain starts: `/readyz` answers 503.
+    lifecycle: Arc<Lifecycle>,
     registry: Arc<Registry>,
 }
 
@@ -105,7 +106,7 @@ async fn accept(
             _ = &mut shutdown, if drain_until.is_none() => {
                 // Drain: say so on /readyz, keep serving (a load balancer moves new work
                 // elsewhere meanwhile), then end the streams when the grace period is over.
-                drain.draining.store(true, Ordering::Relaxed);
+                drain.lifecycle.start_draining();
                 tracing::info!(grace_ms = drain.grace.as_millis() as u64, sessions = drain.registry.len(), "draining");
                 drain_until = Some(tokio::time::Instant::now() + drain.grace);
                 continue;
@@ -132,11 +133,11 @@ async fn accept(
 /// Ends every session held here, letting requests already read reach their sessions and
 /// requests already upstream be answered first (both bounded); in cluster mode the sessions
 /// are handed over.
-async fn hand_over(registry: &Registry, cluster: Option<&Cluster>, retired: &AtomicBool, in_flight: &AtomicUsize) {
+async fn hand_over(registry: &Registry, cluster: Option<&Cluster>, retired: &AtomicBool, lifecycle: &Lifecycle) {
     tracing::info!("shutting down: ending every session");
     // Requests already read still reach their sessions.
     let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-    while in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < quiet {
+    while lifecycle.in_flight() > 0 && tokio::time::Instant::now() < quiet {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     // Out of the registry, no new request reaches a session (a forwarded one is told the

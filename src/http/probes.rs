@@ -16,7 +16,7 @@ use crate::http::auth::Who;
 pub(crate) async fn readyz(State(app): State<AppState>, who: Who, headers: HeaderMap) -> Response {
     let redis = app.locator.cluster.as_ref().map(|c| if c.healthy() { "ok" } else { "unavailable" });
     let degraded: Vec<&str> = redis.filter(|r| *r != "ok").map(|_| "redis").into_iter().collect();
-    let draining = app.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let draining = app.lifecycle.is_draining();
     let status = if draining {
         "draining"
     } else if degraded.is_empty() {

@@ -49,16 +49,9 @@ pub(crate) fn router(app: AppState) -> Router {
 /// instance before they are closed: a request written to a connection just as the bridge
 /// closes it fails (nginx answers 502 and does not retry a POST).
 async fn count_in_flight(State(app): State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    struct Done(Arc<std::sync::atomic::AtomicUsize>);
-    impl Drop for Done {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    app.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let _done = Done(app.in_flight.clone());
+    let _in_flight = app.lifecycle.enter();
     let mut resp = next.run(req).await;
-    if app.draining.load(std::sync::atomic::Ordering::Relaxed) {
+    if app.lifecycle.is_draining() {
         resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
     resp
