@@ -124,6 +124,10 @@ pub(crate) enum OpError {
     /// inter-instance protocol error): not a missing session.
     #[error("instance {owner} answered a forwarded `{request}` request out of protocol")]
     Protocol { owner: String, request: &'static str },
+    /// The owner could not read the messages it was forwarded (an inter-instance protocol
+    /// error): not a missing session.
+    #[error("instance {owner} could not read the forwarded messages: {detail}")]
+    Unreadable { owner: String, detail: String },
 }
 
 impl From<SendError> for OpError {
@@ -150,6 +154,9 @@ impl From<ClusterError> for OpError {
         match e {
             ClusterError::Remote { failure, .. } if failure.conflict => OpError::Conflict(failure.message),
             ClusterError::Remote { failure, .. } if failure.busy => OpError::Busy(failure.message),
+            ClusterError::Remote { owner, failure } if failure.unreadable => {
+                OpError::Unreadable { owner, detail: failure.message }
+            }
             ClusterError::Remote { failure, .. } => OpError::NotFound(failure.message),
             e => OpError::Unavailable(e),
         }

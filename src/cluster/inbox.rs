@@ -102,7 +102,7 @@ impl Cluster {
                 .into_iter()
                 .map(|m| {
                     let raw = Bytes::from(m);
-                    jsonrpc::peek(&raw).map(|p| (raw, p)).map_err(Failure::new)
+                    jsonrpc::peek(&raw).map(|p| (raw, p)).map_err(|e| Failure { unreadable: true, ..Failure::new(e) })
                 })
                 .collect()
         };

@@ -71,12 +71,16 @@ pub struct Failure {
     /// The session's upstream is not taking messages (503), not a missing session.
     #[serde(default)]
     pub busy: bool,
+    /// The owner could not read the forwarded messages (an inter-instance protocol error,
+    /// 502), not a missing session.
+    #[serde(default)]
+    pub unreadable: bool,
     pub message: String,
 }
 
 impl Failure {
     pub(crate) fn new(message: impl ToString) -> Failure {
-        Failure { conflict: false, moved: false, busy: false, message: message.to_string() }
+        Failure { conflict: false, moved: false, busy: false, unreadable: false, message: message.to_string() }
     }
 
     /// A failed send: busy when the upstream's queue stayed full.

@@ -175,7 +175,7 @@ impl From<OpError> for Error {
             OpError::TooManyPending(e) => Error::TooManyPending(e),
             OpError::Unavailable(e) => Error::Cluster(e),
             OpError::Busy(detail) => Error::Busy(detail),
-            e @ OpError::Protocol { .. } => Error::Forwarding(e),
+            e @ (OpError::Protocol { .. } | OpError::Unreadable { .. }) => Error::Forwarding(e),
         }
     }
 }
@@ -314,6 +314,15 @@ mod tests {
         let (code, text) = message(&body);
         assert_eq!(code, code::INTERNAL_ERROR);
         assert!(text.starts_with("Bad Gateway: ") && text.contains("i-2"), "{text}");
+        // The owner could not read what it was forwarded: the failure says so on the wire.
+        let failure = crate::cluster::wire::Failure {
+            unreadable: true,
+            ..crate::cluster::wire::Failure::new("parse error: expected value")
+        };
+        let e = OpError::from(ClusterError::Remote { owner: "i-3".into(), failure });
+        let (status, _, body) = rendered(e.into()).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(message(&body).1.contains("i-3 could not read the forwarded messages"), "{body}");
         let unreachable = OpError::Unavailable(ClusterError::Timeout("i-2".into()));
         assert_eq!(rendered(unreachable.into()).await.0, StatusCode::SERVICE_UNAVAILABLE);
     }
