@@ -6,71 +6,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{clients_dir, free_port, http, require_node, toml_str, Bridge, TempDir, ACCEPT_BOTH};
+use common::{free_port, http, toml_str, Bridge, ModernServer, ACCEPT_BOTH};
 use serde_json::{json, Value};
 
 const MODERN: &str = "2026-07-28";
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// tests/clients/modern_server.mjs on a free port (`MODERN_ONLY=1`: it refuses 2025 traffic,
-/// so a request that does not pass through fails), killed on Drop.
-struct ModernServer {
-    child: Child,
-    port: u16,
-    log_path: PathBuf,
-    _dir: TempDir,
-}
-
-impl ModernServer {
-    async fn start() -> ModernServer {
-        require_node();
-        let dir = TempDir::new("modern-server-pool");
-        let log_path = dir.path().join("modern_server.log");
-        let log = std::fs::File::create(&log_path).expect("create log file");
-        let err = log.try_clone().expect("clone log file");
-        let port = free_port();
-        let child = Command::new("node")
-            .arg(clients_dir().join("modern_server.mjs"))
-            .env("PORT", port.to_string())
-            .env("MODERN_ONLY", "1")
-            .current_dir(clients_dir())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .expect("spawn node modern_server.mjs");
-        let mut me = ModernServer { child, port, log_path, _dir: dir };
-        let deadline = Instant::now() + MINUTE;
-        loop {
-            if let Ok(Some(status)) = me.child.try_wait() {
-                panic!("modern_server.mjs exited ({status}); log:\n{}", me.log());
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return me;
-            }
-            assert!(Instant::now() < deadline, "modern_server.mjs did not listen on {port}; log:\n{}", me.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()
-    }
-}
-
-impl Drop for ModernServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- modern_server.mjs log ----\n{}", self.log());
-        }
-    }
-}
 
 /// A modern `tools/call` of `echo`, posted with its mirrored headers: (status, the answer).
 async fn echo(url: &str, n: usize) -> (u16, Value) {
