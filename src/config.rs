@@ -350,31 +350,7 @@ impl FileModel {
             Some(s) => s.parse().map_err(|e| invalid("listen", format!("`{s}` is not ADDR:PORT ({e})")))?,
         };
         let heartbeat = heartbeat(self.heartbeat.clone().unwrap_or_default(), Heartbeat::default(), "heartbeat", &invalid)?;
-        let s = self.sessions.unwrap_or_default();
-        let defaults = SessionSettings::default();
-        let dur = |key: &str, v: &Option<String>, d: Duration| -> Result<Duration, ConfigError> {
-            v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(d))
-        };
-        let (event_log_bytes, max_event_log_memory) =
-            sessions::log_memory(s.event_log_bytes, s.max_event_log_memory).map_err(|(k, r)| invalid(k, r))?;
-        let sessions = SessionSettings {
-            event_log_bytes,
-            max_event_log_memory,
-            idle_timeout: dur("sessions.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
-            event_log_size: s.event_log_size.unwrap_or(defaults.event_log_size).max(1),
-            event_log_age: dur("sessions.event_log_age", &s.event_log_age, defaults.event_log_age)?,
-            retry: dur("sessions.retry", &s.retry, defaults.retry)?,
-            drain_grace: dur("sessions.drain_grace", &s.drain_grace, defaults.drain_grace)?,
-            max_stream_lifetime: s
-                .max_stream_lifetime
-                .as_deref()
-                .map(|v| duration(v).map_err(|r| invalid("sessions.max_stream_lifetime", r)))
-                .transpose()?
-                .filter(|d| !d.is_zero()),
-            heartbeat,
-            request_timeout: None,
-            max_pending: defaults.max_pending,
-        };
+        let sessions = self.sessions.unwrap_or_default().validate(heartbeat, &invalid)?;
         if let Some(p) = &self.public_base_path {
             if !p.starts_with('/') {
                 return Err(invalid("public_base_path", format!("`{p}` must start with `/`")));
@@ -390,33 +366,8 @@ impl FileModel {
             (Some(s), None) | (None, Some(s)) => s,
             (None, None) => return Err(invalid("servers", "no MCP servers are configured".into())),
         };
-        let l = self.limits.unwrap_or_default();
-        let d = Limits::default();
-        let limits = Limits {
-            max_body: l.max_body.unwrap_or(d.max_body),
-            max_sessions: l.max_sessions.unwrap_or(d.max_sessions),
-            max_sessions_per_principal: l.max_sessions_per_principal.unwrap_or(d.max_sessions_per_principal),
-            max_children: l.max_children.unwrap_or(d.max_children),
-            max_pending_per_session: limits::max_pending_per_session(l.max_pending_per_session)
-                .map_err(|r| invalid("limits.max_pending_per_session", r))?,
-            request_timeout: match l.request_timeout.as_deref() {
-                None => d.request_timeout,
-                Some(v) => parse_interval(v).map_err(|r| invalid("limits.request_timeout", r))?,
-            },
-            header_read_timeout: dur("limits.header_read_timeout", &l.header_read_timeout, d.header_read_timeout)?,
-            write_timeout: dur("limits.write_timeout", &l.write_timeout, d.write_timeout)?,
-            pump: pump::PumpLimits::parse(l.upstream_stall.as_deref(), l.max_message, l.upstream_queue_bytes)
-                .map_err(|(k, r)| invalid(k, r))?,
-        };
-        let mut servers = BTreeMap::new();
-        for (name, model) in entries {
-            let key = format!("servers.{name}");
-            if !valid_name(&name) {
-                return Err(invalid(&key, "a server name may only hold letters, digits, `.`, `_` and `-`".into()));
-            }
-            let server = model.validate(&name, heartbeat, &key, &invalid)?;
-            servers.insert(name, Arc::new(server));
-        }
+        let limits = self.limits.unwrap_or_default().validate(&invalid)?;
+        let servers = servers(entries, heartbeat, &invalid)?;
         if let Some(auth) = &self.auth {
             let names: Vec<&str> = servers.keys().map(String::as_str).collect();
             auth.check(&names).map_err(|(key, reason)| invalid(&key, reason))?;
@@ -439,46 +390,92 @@ impl FileModel {
     }
 }
 
-impl ServerModel {
-    fn validate(
-        self,
-        name: &str,
-        global: Heartbeat,
-        key: &str,
-        invalid: &dyn Fn(&str, String) -> ConfigError,
-    ) -> Result<ServerConfig, ConfigError> {
-        let kind = self.kind.as_deref();
-        let mut pool = None;
-        if !self.urls.is_empty() {
-            if self.url.is_some() || self.command.is_some() {
-                return Err(invalid(key, "`urls` replaces `url` and `command`; give only `urls`".into()));
-            }
-            for u in &self.urls {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(invalid(&format!("{key}.urls"), format!("`{u}` is not an http(s) URL")));
-                }
-            }
-            let balance = match self.balance.as_deref() {
-                None | Some("round-robin") => Balance::RoundRobin,
-                Some("least-sessions") => Balance::LeastSessions,
-                Some(o) => {
-                    return Err(invalid(&format!("{key}.balance"), format!("`{o}` is not `round-robin` or `least-sessions`")))
-                }
-            };
-            let health_check_interval = match self.health_check_interval.as_deref() {
-                None => None,
-                Some(v) => parse_interval(v).map_err(|r| invalid(&format!("{key}.health_check_interval"), r))?,
-            };
-            if kind == Some("sse") {
-                return Err(invalid(
-                    &format!("{key}.urls"),
-                    "pools are for Streamable HTTP servers; a legacy SSE server takes one `url`".into(),
-                ));
-            }
-            pool = Some(PoolSpec { urls: self.urls.clone(), balance, health_check_interval });
-        } else if self.balance.is_some() || self.health_check_interval.is_some() {
-            return Err(invalid(key, "`balance` and `health_check_interval` go with `urls`".into()));
+/// Makes the error for a key of the file; the file's name is in it.
+type Invalid<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
+
+/// `v` parsed as a duration (`key` names it in the error), or `default` when absent.
+fn duration_or(key: &str, v: &Option<String>, default: Duration, invalid: &Invalid<'_>) -> Result<Duration, ConfigError> {
+    v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(default))
+}
+
+impl SessionsModel {
+    /// The `[sessions]` section, its absent keys at their defaults.
+    fn validate(self, heartbeat: Heartbeat, invalid: &Invalid<'_>) -> Result<SessionSettings, ConfigError> {
+        let (s, defaults) = (self, SessionSettings::default());
+        let dur = |key: &str, v: &Option<String>, d: Duration| duration_or(key, v, d, invalid);
+        let (event_log_bytes, max_event_log_memory) =
+            sessions::log_memory(s.event_log_bytes, s.max_event_log_memory).map_err(|(k, r)| invalid(k, r))?;
+        Ok(SessionSettings {
+            event_log_bytes,
+            max_event_log_memory,
+            idle_timeout: dur("sessions.idle_timeout", &s.idle_timeout, defaults.idle_timeout)?,
+            event_log_size: s.event_log_size.unwrap_or(defaults.event_log_size).max(1),
+            event_log_age: dur("sessions.event_log_age", &s.event_log_age, defaults.event_log_age)?,
+            retry: dur("sessions.retry", &s.retry, defaults.retry)?,
+            drain_grace: dur("sessions.drain_grace", &s.drain_grace, defaults.drain_grace)?,
+            max_stream_lifetime: s
+                .max_stream_lifetime
+                .as_deref()
+                .map(|v| duration(v).map_err(|r| invalid("sessions.max_stream_lifetime", r)))
+                .transpose()?
+                .filter(|d| !d.is_zero()),
+            heartbeat,
+            request_timeout: None,
+            max_pending: defaults.max_pending,
+        })
+    }
+}
+
+impl LimitsModel {
+    /// The `[limits]` section, its absent keys at their defaults.
+    fn validate(self, invalid: &Invalid<'_>) -> Result<Limits, ConfigError> {
+        let (l, d) = (self, Limits::default());
+        Ok(Limits {
+            max_body: l.max_body.unwrap_or(d.max_body),
+            max_sessions: l.max_sessions.unwrap_or(d.max_sessions),
+            max_sessions_per_principal: l.max_sessions_per_principal.unwrap_or(d.max_sessions_per_principal),
+            max_children: l.max_children.unwrap_or(d.max_children),
+            max_pending_per_session: limits::max_pending_per_session(l.max_pending_per_session)
+                .map_err(|r| invalid("limits.max_pending_per_session", r))?,
+            request_timeout: match l.request_timeout.as_deref() {
+                None => d.request_timeout,
+                Some(v) => parse_interval(v).map_err(|r| invalid("limits.request_timeout", r))?,
+            },
+            header_read_timeout: duration_or(
+                "limits.header_read_timeout",
+                &l.header_read_timeout,
+                d.header_read_timeout,
+                invalid,
+            )?,
+            write_timeout: duration_or("limits.write_timeout", &l.write_timeout, d.write_timeout, invalid)?,
+            pump: pump::PumpLimits::parse(l.upstream_stall.as_deref(), l.max_message, l.upstream_queue_bytes)
+                .map_err(|(k, r)| invalid(k, r))?,
+        })
+    }
+}
+
+/// The `servers` (or `mcpServers`) table, each name checked and each server validated in order.
+fn servers(
+    entries: Vec<(String, ServerModel)>,
+    heartbeat: Heartbeat,
+    invalid: &Invalid<'_>,
+) -> Result<BTreeMap<String, Arc<ServerConfig>>, ConfigError> {
+    let mut servers = BTreeMap::new();
+    for (name, model) in entries {
+        let key = format!("servers.{name}");
+        if !valid_name(&name) {
+            return Err(invalid(&key, "a server name may only hold letters, digits, `.`, `_` and `-`".into()));
         }
+        let server = model.validate(&name, heartbeat, &key, invalid)?;
+        servers.insert(name, Arc::new(server));
+    }
+    Ok(servers)
+}
+
+impl ServerModel {
+    fn validate(self, name: &str, global: Heartbeat, key: &str, invalid: &Invalid<'_>) -> Result<ServerConfig, ConfigError> {
+        let kind = self.kind.as_deref();
+        let pool = self.pool(kind, key, invalid)?;
         let shared = match self.sharing.as_deref() {
             None | Some("per-session") => false,
             Some("shared") if self.command.is_some() => true,
@@ -507,20 +504,7 @@ impl ServerModel {
                 }
                 UpstreamSpec::Stdio { command, args: self.args, env: self.env, cwd: self.cwd }
             }
-            (None, Some(url)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(invalid(&format!("{key}.url"), format!("`{url}` is not an http(s) URL")));
-                }
-                match kind {
-                    None | Some("streamable-http" | "streamableHttp" | "http") => {
-                        UpstreamSpec::StreamableHttp { url, headers: self.headers }
-                    }
-                    Some("sse") => UpstreamSpec::Sse { url, headers: self.headers },
-                    Some(other) => {
-                        return Err(invalid(&format!("{key}.type"), format!("`{other}` is not one of `sse`, `streamable-http`")))
-                    }
-                }
-            }
+            (None, Some(url)) => remote(url, self.headers, kind, key, invalid)?,
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
         Ok(ServerConfig {
@@ -533,14 +517,61 @@ impl ServerModel {
             outbound,
         })
     }
+
+    /// The pool of `urls` with its balance and health checks, if the server has one.
+    fn pool(&self, kind: Option<&str>, key: &str, invalid: &Invalid<'_>) -> Result<Option<PoolSpec>, ConfigError> {
+        if self.urls.is_empty() {
+            if self.balance.is_some() || self.health_check_interval.is_some() {
+                return Err(invalid(key, "`balance` and `health_check_interval` go with `urls`".into()));
+            }
+            return Ok(None);
+        }
+        if self.url.is_some() || self.command.is_some() {
+            return Err(invalid(key, "`urls` replaces `url` and `command`; give only `urls`".into()));
+        }
+        for u in &self.urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid(&format!("{key}.urls"), format!("`{u}` is not an http(s) URL")));
+            }
+        }
+        let balance = match self.balance.as_deref() {
+            None | Some("round-robin") => Balance::RoundRobin,
+            Some("least-sessions") => Balance::LeastSessions,
+            Some(o) => return Err(invalid(&format!("{key}.balance"), format!("`{o}` is not `round-robin` or `least-sessions`"))),
+        };
+        let health_check_interval = match self.health_check_interval.as_deref() {
+            None => None,
+            Some(v) => parse_interval(v).map_err(|r| invalid(&format!("{key}.health_check_interval"), r))?,
+        };
+        if kind == Some("sse") {
+            return Err(invalid(
+                &format!("{key}.urls"),
+                "pools are for Streamable HTTP servers; a legacy SSE server takes one `url`".into(),
+            ));
+        }
+        Ok(Some(PoolSpec { urls: self.urls.clone(), balance, health_check_interval }))
+    }
 }
 
-fn heartbeat(
-    m: HeartbeatModel,
-    base: Heartbeat,
+/// A remote server at `url`: Streamable HTTP unless `type` says legacy SSE.
+fn remote(
+    url: String,
+    headers: BTreeMap<String, String>,
+    kind: Option<&str>,
     key: &str,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<Heartbeat, ConfigError> {
+    invalid: &Invalid<'_>,
+) -> Result<UpstreamSpec, ConfigError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid(&format!("{key}.url"), format!("`{url}` is not an http(s) URL")));
+    }
+    match kind {
+        None | Some("streamable-http" | "streamableHttp" | "http") => Ok(UpstreamSpec::StreamableHttp { url, headers }),
+        Some("sse") => Ok(UpstreamSpec::Sse { url, headers }),
+        Some(other) => Err(invalid(&format!("{key}.type"), format!("`{other}` is not one of `sse`, `streamable-http`"))),
+    }
+}
+
+fn heartbeat(m: HeartbeatModel, base: Heartbeat, key: &str, invalid: &Invalid<'_>) -> Result<Heartbeat, ConfigError> {
     let interval = match m.interval.as_deref() {
         None => base.interval,
         Some(v) => parse_interval(v).map_err(|r| invalid(&format!("{key}.interval"), r))?,

@@ -144,35 +144,7 @@ fn describe(e: &reqwest::Error) -> String {
 async fn run(opts: &Options) -> Report {
     let mode = mode_for(opts);
     let (posted_tx, mut posted_rx) = mpsc::unbounded_channel();
-    let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("the HTTP client builds");
-    let mut run = Run {
-        client,
-        start: Instant::now(),
-        report: Report {
-            url: opts.url.clone(),
-            mode: match mode {
-                Mode::Stream => "stream",
-                Mode::Sse => "sse",
-                Mode::Streamable => "streamable",
-                Mode::Listen => "listen",
-            },
-            duration: opts.duration,
-            lasted: Duration::ZERO,
-            status: None,
-            headers: Vec::new(),
-            records: Vec::new(),
-            end: End::Lasted,
-            pings: opts.mcp.then(Pings::default),
-            notes: Vec::new(),
-        },
-        mode,
-        endpoint: None,
-        session: None,
-        ready: false,
-        in_flight: Vec::new(),
-        next_ping: 1,
-        posted_tx,
-    };
+    let mut run = Run::new(opts, mode, posted_tx);
     if mode == Mode::Streamable {
         if let Err(end) = run.streamable_handshake().await {
             return run.finish(end);
@@ -181,67 +153,11 @@ async fn run(opts: &Options) -> Report {
         run.start = Instant::now();
     }
     let deadline = run.start + opts.duration;
-    let mut get = run.client.get(&opts.url).header(ACCEPT, "text/event-stream").header("cache-control", "no-cache");
-    if let Some((id, version)) = &run.session {
-        get = get.header("mcp-session-id", id).header("mcp-protocol-version", version);
-    }
-    if mode == Mode::Listen {
-        get = run
-            .client
-            .post(&opts.url)
-            .header(ACCEPT, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .header("mcp-protocol-version", MODERN_VERSION)
-            .header("mcp-method", "subscriptions/listen")
-            .body(listen_request().to_string());
-    }
-    let resp = match tokio::time::timeout_at(deadline, get.send()).await {
-        Err(_) => return run.finish(End::Error("no response headers within the duration".into())),
-        Ok(Err(e)) => return run.finish(End::Connect(describe(&e))),
-        Ok(Ok(r)) => r,
+    let resp = match run.open_stream(opts, deadline).await {
+        Ok(resp) => resp,
+        Err(end) => return run.finish(end),
     };
-    let status = resp.status();
-    run.report.status = Some(status.as_u16());
-    run.report.headers = interesting_headers(resp.headers());
-    if !status.is_success() {
-        let body = tokio::time::timeout(Duration::from_secs(2), resp.text()).await.ok().and_then(Result::ok).unwrap_or_default();
-        let body: String = body.trim().chars().take(300).collect();
-        return run.finish(End::Status(status.as_u16(), body));
-    }
-    let mut body = resp.bytes_stream();
-    let mut parser = Parser::default();
-    let mut progress = Progress::new();
-    let mut ping_at = Instant::now() + opts.ping_interval;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let end = loop {
-        tokio::select! {
-            _ = sleep_until(deadline) => break End::Lasted,
-            chunk = body.next() => match chunk {
-                Some(Ok(bytes)) => {
-                    parser.feed(&bytes);
-                    loop {
-                        match parser.try_next_item() {
-                            Ok(Some(item)) => run.arrived(item),
-                            Ok(None) => break,
-                            Err(e) => {
-                                run.report.notes.push(e.to_string());
-                                break;
-                            }
-                        }
-                    }
-                }
-                Some(Err(e)) => break End::Error(describe(&e)),
-                None => break End::Eof,
-            },
-            Some(p) = posted_rx.recv() => run.posted(p),
-            _ = sleep_until(ping_at), if run.ready => {
-                run.ping();
-                ping_at = Instant::now() + opts.ping_interval;
-            }
-            _ = tick.tick() => progress.show(&run.report, run.start.elapsed()),
-        }
-    };
-    progress.done();
+    let end = run.hold(resp, opts, deadline, &mut posted_rx).await;
     while let Ok(p) = posted_rx.try_recv() {
         run.posted(p);
     }
@@ -256,6 +172,124 @@ fn interesting_headers(h: &HeaderMap) -> Vec<(String, String)> {
 }
 
 impl Run {
+    /// A run that has sent nothing yet, its report empty but for what `opts` says.
+    fn new(opts: &Options, mode: Mode, posted_tx: mpsc::UnboundedSender<Posted>) -> Run {
+        let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("the HTTP client builds");
+        Run {
+            client,
+            start: Instant::now(),
+            report: Report {
+                url: opts.url.clone(),
+                mode: match mode {
+                    Mode::Stream => "stream",
+                    Mode::Sse => "sse",
+                    Mode::Streamable => "streamable",
+                    Mode::Listen => "listen",
+                },
+                duration: opts.duration,
+                lasted: Duration::ZERO,
+                status: None,
+                headers: Vec::new(),
+                records: Vec::new(),
+                end: End::Lasted,
+                pings: opts.mcp.then(Pings::default),
+                notes: Vec::new(),
+            },
+            mode,
+            endpoint: None,
+            session: None,
+            ready: false,
+            in_flight: Vec::new(),
+            next_ping: 1,
+            posted_tx,
+        }
+    }
+
+    /// Sends the GET (or the `subscriptions/listen` POST) and records the status and headers;
+    /// the stream's response when it succeeded, else how the run ends.
+    async fn open_stream(&mut self, opts: &Options, deadline: Instant) -> Result<reqwest::Response, End> {
+        let mut get = self.client.get(&opts.url).header(ACCEPT, "text/event-stream").header("cache-control", "no-cache");
+        if let Some((id, version)) = &self.session {
+            get = get.header("mcp-session-id", id).header("mcp-protocol-version", version);
+        }
+        if self.mode == Mode::Listen {
+            get = self
+                .client
+                .post(&opts.url)
+                .header(ACCEPT, "application/json, text/event-stream")
+                .header(CONTENT_TYPE, "application/json")
+                .header("mcp-protocol-version", MODERN_VERSION)
+                .header("mcp-method", "subscriptions/listen")
+                .body(listen_request().to_string());
+        }
+        let resp = match tokio::time::timeout_at(deadline, get.send()).await {
+            Err(_) => return Err(End::Error("no response headers within the duration".into())),
+            Ok(Err(e)) => return Err(End::Connect(describe(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        self.report.status = Some(status.as_u16());
+        self.report.headers = interesting_headers(resp.headers());
+        if !status.is_success() {
+            let body =
+                tokio::time::timeout(Duration::from_secs(2), resp.text()).await.ok().and_then(Result::ok).unwrap_or_default();
+            let body: String = body.trim().chars().take(300).collect();
+            return Err(End::Status(status.as_u16(), body));
+        }
+        Ok(resp)
+    }
+
+    /// Reads the stream until the deadline or its end, pinging when ready and showing progress;
+    /// how it ended.
+    async fn hold(
+        &mut self,
+        resp: reqwest::Response,
+        opts: &Options,
+        deadline: Instant,
+        posted_rx: &mut mpsc::UnboundedReceiver<Posted>,
+    ) -> End {
+        let mut body = resp.bytes_stream();
+        let mut parser = Parser::default();
+        let mut progress = Progress::new();
+        let mut ping_at = Instant::now() + opts.ping_interval;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let end = loop {
+            tokio::select! {
+                _ = sleep_until(deadline) => break End::Lasted,
+                chunk = body.next() => match chunk {
+                    Some(Ok(bytes)) => {
+                        parser.feed(&bytes);
+                        self.drain(&mut parser);
+                    }
+                    Some(Err(e)) => break End::Error(describe(&e)),
+                    None => break End::Eof,
+                },
+                Some(p) = posted_rx.recv() => self.posted(p),
+                _ = sleep_until(ping_at), if self.ready => {
+                    self.ping();
+                    ping_at = Instant::now() + opts.ping_interval;
+                }
+                _ = tick.tick() => progress.show(&self.report, self.start.elapsed()),
+            }
+        };
+        progress.done();
+        end
+    }
+
+    /// Records every whole item the parser holds; a parse error becomes a note.
+    fn drain(&mut self, parser: &mut Parser) {
+        loop {
+            match parser.try_next_item() {
+                Ok(Some(item)) => self.arrived(item),
+                Ok(None) => break,
+                Err(e) => {
+                    self.report.notes.push(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+
     fn finish(mut self, end: End) -> Report {
         let elapsed = self.start.elapsed();
         self.report.lasted = if end == End::Lasted { self.report.duration } else { elapsed.min(self.report.duration) };

@@ -187,48 +187,56 @@ pub(crate) fn longest_gap(records: &[Record], until: Duration) -> (Duration, Dur
 /// What the run means, in plain words.
 pub(crate) fn verdict(r: &Report) -> Verdict {
     let v = |kind, text: String| Verdict { kind, text };
-    let (t, silence) = (r.lasted, r.final_silence());
-    let beats = r.heartbeats();
     let flow = match (r.heartbeat_every(), r.cadence()) {
         (Some(h), _) => Some(("heartbeats", h)),
         (None, Some(c)) => Some(("data", c)),
         (None, None) => None,
     };
-    let mut text = match &r.end {
-        End::Connect(e) => return v(VerdictKind::ConnectFailed, format!("could not reach the server: {e}")),
-        End::Status(code, body) => {
-            let mut s = format!("the server answered HTTP {code} instead of an event stream");
-            if !body.is_empty() {
-                let _ = write!(s, ": {body}");
-            }
-            if r.mode == "stream" && r.url.contains("/mcp") {
-                s.push_str(" (a Streamable HTTP endpoint needs a session first: add --mcp)");
-            }
-            return v(VerdictKind::HttpError, s);
+    match &r.end {
+        End::Connect(e) => v(VerdictKind::ConnectFailed, format!("could not reach the server: {e}")),
+        End::Status(code, body) => http_error(r, *code, body),
+        End::Lasted => with_pings(stayed_up(r, flow), r),
+        End::Eof | End::Error(_) => with_pings(broke_off(r, flow, &how_it_ended(&r.end)), r),
+    }
+}
+
+/// The server answered something other than a 2xx event stream.
+fn http_error(r: &Report, code: u16, body: &str) -> Verdict {
+    let mut s = format!("the server answered HTTP {code} instead of an event stream");
+    if !body.is_empty() {
+        let _ = write!(s, ": {body}");
+    }
+    if r.mode == "stream" && r.url.contains("/mcp") {
+        s.push_str(" (a Streamable HTTP endpoint needs a session first: add --mcp)");
+    }
+    Verdict { kind: VerdictKind::HttpError, text: s }
+}
+
+/// The stream lasted the whole duration: say what kept it flowing, if anything.
+fn stayed_up(r: &Report, flow: Option<(&str, Duration)>) -> Verdict {
+    let mut s = format!("stayed up for the full {}", secs(r.duration));
+    match flow {
+        Some(("heartbeats", h)) => {
+            let _ = write!(s, "; heartbeats every {}", secs(h));
         }
-        End::Lasted => {
-            let mut s = format!("stayed up for the full {}", secs(r.duration));
-            match flow {
-                Some(("heartbeats", h)) => {
-                    let _ = write!(s, "; heartbeats every {}", secs(h));
-                }
-                Some((_, c)) => {
-                    let _ = write!(s, "; no heartbeats, but data arrived about every {}", secs(c));
-                }
-                None => {
-                    let (gap, _) = r.longest_silence();
-                    let _ = write!(
-                        s,
-                        "; nothing arrived after the start, so no layer on this path cuts idle streams within {} (a layer with a shorter idle timeout would, with heartbeats off)",
-                        secs(gap)
-                    );
-                }
-            }
-            return with_pings(v(VerdictKind::StayedUp, s), r);
+        Some((_, c)) => {
+            let _ = write!(s, "; no heartbeats, but data arrived about every {}", secs(c));
         }
-        End::Eof | End::Error(_) => String::new(),
-    };
-    let how = match &r.end {
+        None => {
+            let (gap, _) = r.longest_silence();
+            let _ = write!(
+                s,
+                "; nothing arrived after the start, so no layer on this path cuts idle streams within {} (a layer with a shorter idle timeout would, with heartbeats off)",
+                secs(gap)
+            );
+        }
+    }
+    Verdict { kind: VerdictKind::StayedUp, text: s }
+}
+
+/// How a stream that ended early was closed, from its end (`Eof` or `Error` only).
+fn how_it_ended(end: &End) -> String {
+    match end {
         End::Eof => "the stream was closed cleanly (a final chunk), so something chose to end it".to_string(),
         End::Error(e) if e.contains("EOF") => {
             "the connection was closed mid-stream without a final chunk, as a proxy does when it gives up".to_string()
@@ -236,7 +244,13 @@ pub(crate) fn verdict(r: &Report) -> Verdict {
         End::Error(e) if e.contains("reset") => "the connection was reset".to_string(),
         End::Error(e) => format!("the connection broke off ({e})"),
         _ => unreachable!("handled above"),
-    };
+    }
+}
+
+/// The stream ended early: capped while flowing, cut after a silence, or closed on purpose.
+fn broke_off(r: &Report, flow: Option<(&str, Duration)>, how: &str) -> Verdict {
+    let (t, silence) = (r.lasted, r.final_silence());
+    let mut text = String::new();
     let flowing = flow.is_some_and(|(_, every)| silence <= every.mul_f64(1.5) + Duration::from_secs(1));
     let kind = if flowing {
         let (what, every) = flow.expect("flowing implies a cadence");
@@ -249,25 +263,7 @@ pub(crate) fn verdict(r: &Report) -> Verdict {
         );
         VerdictKind::Capped
     } else if silence >= Duration::from_secs(1) {
-        let _ = write!(
-            text,
-            "cut at {} after {} of silence: a layer on the path has an idle timeout of about {:.0} s (idle cut near {:.0} s); ",
-            secs(t),
-            secs(silence),
-            silence.as_secs_f64(),
-            silence.as_secs_f64()
-        );
-        if beats == 0 {
-            let _ = write!(
-                text,
-                "the bridge's heartbeat was not reaching you (heartbeats off, or an interval longer than that timeout: keep it well under {:.0} s)",
-                silence.as_secs_f64()
-            );
-        } else {
-            let every = r.heartbeat_every().map_or(String::new(), |h| format!(" every {}", secs(h)));
-            let _ = write!(text, "heartbeats had arrived{every}, then stopped {} before the cut", secs(silence));
-        }
-        let _ = write!(text, "; {how}");
+        idle_cut(r, &mut text, how);
         VerdictKind::IdleCut
     } else {
         let _ = write!(
@@ -277,7 +273,31 @@ pub(crate) fn verdict(r: &Report) -> Verdict {
         );
         VerdictKind::Closed
     };
-    with_pings(v(kind, text), r)
+    Verdict { kind, text }
+}
+
+/// Writes the verdict on a stream cut after a silence: the idle timeout and why heartbeats did not help.
+fn idle_cut(r: &Report, text: &mut String, how: &str) {
+    let (t, silence) = (r.lasted, r.final_silence());
+    let _ = write!(
+        text,
+        "cut at {} after {} of silence: a layer on the path has an idle timeout of about {:.0} s (idle cut near {:.0} s); ",
+        secs(t),
+        secs(silence),
+        silence.as_secs_f64(),
+        silence.as_secs_f64()
+    );
+    if r.heartbeats() == 0 {
+        let _ = write!(
+            text,
+            "the bridge's heartbeat was not reaching you (heartbeats off, or an interval longer than that timeout: keep it well under {:.0} s)",
+            silence.as_secs_f64()
+        );
+    } else {
+        let every = r.heartbeat_every().map_or(String::new(), |h| format!(" every {}", secs(h)));
+        let _ = write!(text, "heartbeats had arrived{every}, then stopped {} before the cut", secs(silence));
+    }
+    let _ = write!(text, "; {how}");
 }
 
 fn with_pings(mut v: Verdict, r: &Report) -> Verdict {

@@ -244,13 +244,7 @@ impl Remote {
 
     async fn post_once(&self, msg: Bytes, peek: Option<jsonrpc::Peek>, answer_failures: bool) -> Result<(), String> {
         let request_id = peek.as_ref().filter(|p| p.kind == Kind::Request && answer_failures).and_then(|p| p.id.clone());
-        let fail = |detail: String| async {
-            if let Some(id) = &request_id {
-                let err = jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
-                let _ = self.events.send(UpstreamEvent::Message(err)).await;
-            }
-            Err(detail)
-        };
+        let request_id = request_id.as_deref();
         let resp = self
             .request(reqwest::Method::POST)
             .header(ACCEPT, "application/json, text/event-stream")
@@ -260,16 +254,9 @@ impl Remote {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return fail(format!("POST {}: {}", self.url, super::cause(&e))).await,
+            Err(e) => return self.fail(request_id, format!("POST {}: {}", self.url, super::cause(&e))).await,
         };
-        if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            let new =
-                self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id.replace(id.to_string()).as_deref() != Some(id);
-            if new {
-                // Recorded, so that a successor in the cluster continues this upstream session.
-                let _ = self.events.send(UpstreamEvent::Session { url: self.url.clone(), id: id.to_string() }).await;
-            }
-        }
+        self.note_session(&resp).await;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND && self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id.is_some()
         {
@@ -278,55 +265,94 @@ impl Remote {
             return Err(detail);
         }
         if let Some(redirect) = super::redirect(&resp) {
-            return fail(format!("POST {} answered {status}: {redirect}", self.url)).await;
+            return self.fail(request_id, format!("POST {} answered {status}: {redirect}", self.url)).await;
         }
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            return fail(format!("POST {} answered {status}: {}", self.url, body.chars().take(200).collect::<String>())).await;
+            let detail = format!("POST {} answered {status}: {}", self.url, body.chars().take(200).collect::<String>());
+            return self.fail(request_id, detail).await;
         }
         let is_sse =
             resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
         if is_sse {
-            let mut end = self.forward_stream(resp, request_id.as_deref()).await;
-            // SEP-1699 (2025-11-25): the server may close a POST stream before it answers; the
-            // answer then comes on a GET that resumes after the last event id.
-            let mut idle_resumes = 0;
-            while let Some(id) = request_id.as_deref().filter(|_| !end.answered) {
-                if end.too_long {
-                    let max = self.ctx.pump.max_message;
-                    return fail(format!("an event of the answer to request {id} was over limits.max_message ({max} bytes)"))
-                        .await;
-                }
-                let Some(last) = end.last_id.clone() else {
-                    return fail(format!("the remote server closed the stream of request {id} before answering, without an event id to resume from")).await;
-                };
-                if idle_resumes >= MAX_IDLE_RESUMES || self.events.is_closed() {
-                    return fail(format!("the remote server did not answer request {id} after {idle_resumes} resumptions")).await;
-                }
-                tokio::time::sleep(Duration::from_millis(end.retry.unwrap_or(1000).min(MAX_RETRY_MS))).await;
-                let resumed = self
-                    .request(reqwest::Method::GET)
-                    .header(ACCEPT, "text/event-stream")
-                    .header("last-event-id", &last)
-                    .send()
-                    .await;
-                let resp = match resumed {
-                    Ok(r) if r.status().is_success() => r,
-                    Ok(r) => return fail(format!("resuming after event {last}: GET {} answered {}", self.url, r.status())).await,
-                    Err(e) => return fail(format!("resuming after event {last}: GET {}: {}", self.url, super::cause(&e))).await,
-                };
-                let next = self.forward_stream(resp, Some(id)).await;
-                idle_resumes = if next.events > 0 { 0 } else { idle_resumes + 1 };
-                end = StreamEnd { last_id: next.last_id.or(Some(last)), retry: next.retry.or(end.retry), ..next };
-            }
+            let end = self.forward_stream(resp, request_id).await;
+            return self.resume_until_answered(end, request_id).await;
         } else if status != reqwest::StatusCode::ACCEPTED {
             let body = match read_within(resp, self.ctx.pump.max_message).await {
                 Ok(b) => b,
-                Err(e) => return fail(format!("reading the answer: {e}")).await,
+                Err(e) => return self.fail(request_id, format!("reading the answer: {e}")).await,
             };
             if !body.is_empty() {
                 self.forward(body).await;
             }
+        }
+        Ok(())
+    }
+
+    /// A failed POST: the request it carried (when it is to be answered) gets a JSON-RPC error
+    /// from the bridge, and the failure is returned.
+    async fn fail(&self, request_id: Option<&str>, detail: String) -> Result<(), String> {
+        if let Some(id) = request_id {
+            let err = jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
+            let _ = self.events.send(UpstreamEvent::Message(err)).await;
+        }
+        Err(detail)
+    }
+
+    /// Keeps the upstream session id an answer carries, and reports it when it is new.
+    async fn note_session(&self, resp: &reqwest::Response) {
+        if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            let new =
+                self.shared.lock().unwrap_or_else(|e| e.into_inner()).session_id.replace(id.to_string()).as_deref() != Some(id);
+            if new {
+                // Recorded, so that a successor in the cluster continues this upstream session.
+                let _ = self.events.send(UpstreamEvent::Session { url: self.url.clone(), id: id.to_string() }).await;
+            }
+        }
+    }
+
+    /// SEP-1699 (2025-11-25): the server may close a POST stream before it answers; the answer
+    /// then comes on a GET that resumes after the last event id. Resumes until the request is
+    /// answered, or fails it.
+    async fn resume_until_answered(&self, mut end: StreamEnd, request_id: Option<&str>) -> Result<(), String> {
+        let mut idle_resumes = 0;
+        while let Some(id) = request_id.filter(|_| !end.answered) {
+            if end.too_long {
+                let max = self.ctx.pump.max_message;
+                let detail = format!("an event of the answer to request {id} was over limits.max_message ({max} bytes)");
+                return self.fail(request_id, detail).await;
+            }
+            let Some(last) = end.last_id.clone() else {
+                let detail = format!(
+                    "the remote server closed the stream of request {id} before answering, without an event id to resume from"
+                );
+                return self.fail(request_id, detail).await;
+            };
+            if idle_resumes >= MAX_IDLE_RESUMES || self.events.is_closed() {
+                let detail = format!("the remote server did not answer request {id} after {idle_resumes} resumptions");
+                return self.fail(request_id, detail).await;
+            }
+            tokio::time::sleep(Duration::from_millis(end.retry.unwrap_or(1000).min(MAX_RETRY_MS))).await;
+            let resumed = self
+                .request(reqwest::Method::GET)
+                .header(ACCEPT, "text/event-stream")
+                .header("last-event-id", &last)
+                .send()
+                .await;
+            let resp = match resumed {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => {
+                    let detail = format!("resuming after event {last}: GET {} answered {}", self.url, r.status());
+                    return self.fail(request_id, detail).await;
+                }
+                Err(e) => {
+                    let detail = format!("resuming after event {last}: GET {}: {}", self.url, super::cause(&e));
+                    return self.fail(request_id, detail).await;
+                }
+            };
+            let next = self.forward_stream(resp, Some(id)).await;
+            idle_resumes = if next.events > 0 { 0 } else { idle_resumes + 1 };
+            end = StreamEnd { last_id: next.last_id.or(Some(last)), retry: next.retry.or(end.retry), ..next };
         }
         Ok(())
     }
