@@ -6,7 +6,8 @@
 //! answers, keeps a `subscriptions/listen` stream for change notifications and resource
 //! subscriptions, and cancels a request by closing its response.
 //!
-//! [`Eras`] is the probe both directions share: which versions a remote URL serves.
+//! [`Eras`] (`modern/eras.rs`) is the probe both directions share: which versions a remote URL
+//! serves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,74 +27,13 @@ use crate::protocol::method;
 use crate::protocol::modern::{code, final_response, UPSTREAM_VERSION};
 use crate::protocol::rewrite::{self, raw, Members};
 use crate::protocol::MODERN_VERSIONS;
+use eras::first_json;
+pub(crate) use eras::Eras;
+
+mod eras;
 
 /// MRTR rounds one request may take before the bridge gives up on it.
 const MAX_ROUNDS: usize = 16;
-
-/// What remote URLs answered to a `server/discover` probe: the versions they serve, or
-/// `None` for a server that does not know the method (a legacy one).
-#[derive(Default)]
-pub struct Eras {
-    known: Mutex<HashMap<String, Option<Vec<String>>>>,
-}
-
-impl Eras {
-    /// The versions `url` serves, probed once (a failed connection is not remembered).
-    pub async fn supported(&self, http: &reqwest::Client, url: &str, headers: &BTreeMap<String, String>) -> Option<Vec<String>> {
-        self.probe(http, url, headers).await.unwrap_or(None)
-    }
-
-    /// The versions `url` serves (`Ok(None)`: a legacy server), probed once; `Err` when the
-    /// probe said nothing (no connection, or an answer that is no JSON-RPC, such as a 502 page
-    /// from a balancer in between), which is not remembered: the next call asks again.
-    pub(crate) async fn probe(
-        &self,
-        http: &reqwest::Client,
-        url: &str,
-        headers: &BTreeMap<String, String>,
-    ) -> Result<Option<Vec<String>>, String> {
-        if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
-            return Ok(known.clone());
-        }
-        let version = MODERN_VERSIONS[0];
-        let probe = format!(
-            r#"{{"jsonrpc":"2.0","id":"mcp-bridge-probe","method":"server/discover","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"{version}","io.modelcontextprotocol/clientCapabilities":{{}},"io.modelcontextprotocol/clientInfo":{{"name":"mcp-bridge","version":"{}"}}}}}}}}"#,
-            env!("CARGO_PKG_VERSION")
-        );
-        let req = with_headers(http.post(url), headers)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", version)
-            .header("mcp-method", "server/discover")
-            .timeout(Duration::from_secs(10))
-            .body(probe);
-        let resp = req.send().await.map_err(|e| format!("POST {url}: {}", super::cause(&e)))?;
-        let status = resp.status();
-        let ok = status.is_success();
-        let text = resp.text().await.unwrap_or_default();
-        let v = first_json(&text);
-        // Only an answer that says something is remembered: a result, or a JSON-RPC
-        // error (a modern server that does not serve the probe's version still lists
-        // its own, -32022; a legacy one does not know the method). A 502 page from a
-        // balancer in between says nothing: ask again next time.
-        let says = (ok && v["result"].is_object()) || v["error"].is_object();
-        if !says {
-            return Err(format!("POST {url} answered {status} without a JSON-RPC message"));
-        }
-        let list = if ok { &v["result"]["supportedVersions"] } else { &v["error"]["data"]["supported"] };
-        let versions: Option<Vec<String>> =
-            list.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect());
-        tracing::info!(url, versions = ?versions, "probed the upstream's protocol versions with server/discover");
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string(), versions.clone());
-        Ok(versions)
-    }
-}
-
-/// The first JSON object of a body that is JSON or an SSE stream.
-fn first_json(text: &str) -> serde_json::Value {
-    let json = text.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim).unwrap_or(text.trim());
-    serde_json::from_str(json).unwrap_or_default()
-}
 
 /// Who the session's client said it is in `initialize`.
 struct Identity {
@@ -140,36 +80,14 @@ pub(super) async fn run(
     mut rx: super::budget::Receiver<Bytes>,
     events: super::Events,
 ) {
-    #[derive(Deserialize)]
-    struct Init<'a> {
-        #[serde(borrow)]
-        id: &'a RawValue,
-        params: Option<InitParams>,
-    }
-    #[derive(Deserialize)]
-    struct InitParams {
-        #[serde(rename = "protocolVersion")]
-        protocol_version: Option<String>,
-        capabilities: Option<Box<RawValue>>,
-        #[serde(rename = "clientInfo")]
-        client_info: Option<Box<RawValue>>,
-    }
-    let Ok(init) = serde_json::from_slice::<Init>(&initialize) else { return };
+    let Ok(init) = serde_json::from_slice::<Initialize>(&initialize) else { return };
     let Some(version) = MODERN_VERSIONS.iter().copied().find(|v| versions.iter().any(|s| s == v)) else {
         let detail = format!("the upstream serves only {versions:?}, none of which the bridge speaks");
         let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
         return;
     };
-    let p = init.params;
-    let asked = p.as_ref().and_then(|p| p.protocol_version.clone()).unwrap_or_default();
-    let id = Identity {
-        version,
-        client_info: p
-            .as_ref()
-            .and_then(|p| p.client_info.as_ref())
-            .map_or(r#"{"name":"unknown","version":"0"}"#.into(), |c| c.get().into()),
-        capabilities: p.as_ref().and_then(|p| p.capabilities.as_ref()).map_or("{}".into(), |c| c.get().into()),
-    };
+    let asked = init.params.as_ref().and_then(|p| p.protocol_version.clone()).unwrap_or_default();
+    let id = init.identity(version);
     let adapter = Arc::new(Adapter {
         url,
         headers,
@@ -184,93 +102,129 @@ pub(super) async fn run(
         listening: tokio::sync::watch::channel(Listening::NotStarted).0,
     });
     tracing::info!(session = %session, url = %adapter.url, version, "the upstream speaks only {versions:?}: the bridge adapts this session to it");
-    // initialize, answered from server/discover in the client's own (legacy) version.
-    let discover = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"mcp-bridge-discover","method":"server/discover","params":{}}"#);
-    let answer = match adapter.exchange(discover, "server/discover").await {
-        Ok(body) => body,
-        Err(detail) => {
-            let _ = adapter.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
-            return;
-        }
+    let Some(caps) = adapter.answer_initialize(init.id.get(), asked).await else { return };
+    let mut dispatch = Dispatch {
+        adapter,
+        caps,
+        tasks: tokio::task::JoinSet::new(),
+        in_flight: HashMap::new(),
+        subscriptions: BTreeSet::new(),
+        listener: None,
     };
-    let legacy_version =
-        if crate::protocol::SUPPORTED_VERSIONS.contains(&asked.as_str()) { asked } else { UPSTREAM_VERSION.into() };
-    let v = first_json(&String::from_utf8_lossy(&answer));
-    let r = &v["result"];
-    let result = serde_json::json!({
-        "protocolVersion": legacy_version,
-        "capabilities": r["capabilities"],
-        "serverInfo": r["_meta"]["io.modelcontextprotocol/serverInfo"].as_object().map_or(serde_json::json!({"name": "upstream", "version": "0"}), |o| serde_json::Value::Object(o.clone())),
-        "instructions": r["instructions"],
-    });
-    let mut result = result;
-    if result["instructions"].is_null() {
-        result.as_object_mut().map(|o| o.remove("instructions"));
-    }
-    let reply = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, init.id.get(), result);
-    let _ = adapter.events.send(UpstreamEvent::Message(Bytes::from(reply))).await;
-    let caps = r["capabilities"].clone();
-
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut in_flight: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
-    let mut subscriptions: BTreeSet<String> = BTreeSet::new();
-    let mut listener: Option<tokio::task::AbortHandle> = None;
     while let Some(msg) = rx.recv().await {
-        while tasks.try_join_next().is_some() {}
-        let Ok(peek) = jsonrpc::peek(&msg) else { continue };
+        dispatch.handle(msg).await;
+    }
+}
+
+/// What the session's client sent in `initialize`.
+#[derive(Deserialize)]
+struct Initialize {
+    id: Box<RawValue>,
+    params: Option<InitParams>,
+}
+
+#[derive(Deserialize)]
+struct InitParams {
+    #[serde(rename = "protocolVersion")]
+    protocol_version: Option<String>,
+    capabilities: Option<Box<RawValue>>,
+    #[serde(rename = "clientInfo")]
+    client_info: Option<Box<RawValue>>,
+}
+
+impl Initialize {
+    /// Who the client said it is, to be shown to an upstream that speaks `version`.
+    fn identity(&self, version: &'static str) -> Identity {
+        let p = self.params.as_ref();
+        Identity {
+            version,
+            client_info: p
+                .and_then(|p| p.client_info.as_ref())
+                .map_or(r#"{"name":"unknown","version":"0"}"#.into(), |c| c.get().into()),
+            capabilities: p.and_then(|p| p.capabilities.as_ref()).map_or("{}".into(), |c| c.get().into()),
+        }
+    }
+}
+
+/// The adapter's half of the session's message loop: what it keeps between client messages.
+struct Dispatch {
+    adapter: Arc<Adapter>,
+    /// The upstream's capabilities, from `server/discover`.
+    caps: serde_json::Value,
+    tasks: tokio::task::JoinSet<()>,
+    /// Client requests being served, by id: a `notifications/cancelled` aborts one.
+    in_flight: HashMap<String, tokio::task::AbortHandle>,
+    /// Resource URIs the client subscribed to, heard on the listen stream.
+    subscriptions: BTreeSet<String>,
+    listener: Option<tokio::task::AbortHandle>,
+}
+
+impl Dispatch {
+    /// One message from the session's client.
+    async fn handle(&mut self, msg: Bytes) {
+        while self.tasks.try_join_next().is_some() {}
+        let Ok(peek) = jsonrpc::peek(&msg) else { return };
         let method = peek.method.as_deref().unwrap_or("");
         match peek.kind {
             Kind::Response => {
                 let waiter =
-                    peek.id.as_deref().and_then(|id| adapter.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(id));
+                    peek.id.as_deref().and_then(|id| self.adapter.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(id));
                 if let Some(w) = waiter {
                     let _ = w.send(msg);
                 }
             }
-            Kind::Notification => match method {
-                method::INITIALIZED => {
-                    listener = Some(adapter.clone().listen(&mut tasks, &caps, &subscriptions));
+            Kind::Notification => self.notification(method, &msg),
+            Kind::Request => self.request(peek.id.as_deref().unwrap_or(""), method, msg).await,
+        }
+    }
+
+    fn notification(&mut self, method: &str, msg: &[u8]) {
+        match method {
+            method::INITIALIZED => {
+                self.listener = Some(self.adapter.clone().listen(&mut self.tasks, &self.caps, &self.subscriptions));
+            }
+            method::CANCELLED => {
+                // Closing the request's response is the modern cancellation.
+                if let Some(task) = cancelled_id(msg).and_then(|id| self.in_flight.remove(&id)) {
+                    task.abort();
                 }
-                method::CANCELLED => {
-                    // Closing the request's response is the modern cancellation.
-                    if let Some(task) = cancelled_id(&msg).and_then(|id| in_flight.remove(&id)) {
-                        task.abort();
-                    }
-                }
-                _ => {}
-            },
-            Kind::Request => {
-                let id = peek.id.clone().unwrap_or_default();
-                let local = |result: &str| Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#));
-                match method {
-                    method::PING => adapter.emit(local("{}")).await,
-                    method::LOGGING_SET_LEVEL => {
-                        *adapter.log_level.lock().unwrap_or_else(|e| e.into_inner()) = level_of(&msg);
-                        adapter.emit(local("{}")).await;
-                    }
-                    method::RESOURCES_SUBSCRIBE | method::RESOURCES_UNSUBSCRIBE => {
-                        if let Some(uri) = uri_of(&msg) {
-                            if method == method::RESOURCES_SUBSCRIBE {
-                                subscriptions.insert(uri);
-                            } else {
-                                subscriptions.remove(&uri);
-                            }
-                        }
-                        // The listen stream is reopened with the new set of subscriptions.
-                        if let Some(l) = listener.take() {
-                            l.abort();
-                        }
-                        listener = Some(adapter.clone().listen(&mut tasks, &caps, &subscriptions));
-                        adapter.emit(local("{}")).await;
-                    }
-                    _ => {
-                        in_flight.retain(|_, t| !t.is_finished());
-                        let a = adapter.clone();
-                        let method = method.to_string();
-                        let task = tasks.spawn(async move { a.call(msg, id.to_string(), method).await });
-                        in_flight.insert(peek.id.as_deref().unwrap_or("").to_string(), task);
+            }
+            _ => {}
+        }
+    }
+
+    /// A client request: answered here when the bridge keeps its state (ping, log level,
+    /// subscriptions), otherwise served by the upstream in a task of its own.
+    async fn request(&mut self, id: &str, method: &str, msg: Bytes) {
+        let local = |result: &str| Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#));
+        match method {
+            method::PING => self.adapter.emit(local("{}")).await,
+            method::LOGGING_SET_LEVEL => {
+                *self.adapter.log_level.lock().unwrap_or_else(|e| e.into_inner()) = level_of(&msg);
+                self.adapter.emit(local("{}")).await;
+            }
+            method::RESOURCES_SUBSCRIBE | method::RESOURCES_UNSUBSCRIBE => {
+                if let Some(uri) = uri_of(&msg) {
+                    if method == method::RESOURCES_SUBSCRIBE {
+                        self.subscriptions.insert(uri);
+                    } else {
+                        self.subscriptions.remove(&uri);
                     }
                 }
+                // The listen stream is reopened with the new set of subscriptions.
+                if let Some(l) = self.listener.take() {
+                    l.abort();
+                }
+                self.listener = Some(self.adapter.clone().listen(&mut self.tasks, &self.caps, &self.subscriptions));
+                self.adapter.emit(local("{}")).await;
+            }
+            _ => {
+                self.in_flight.retain(|_, t| !t.is_finished());
+                let a = self.adapter.clone();
+                let method = method.to_string();
+                let client_id = id.to_string();
+                let task = self.tasks.spawn(async move { a.call(msg, client_id, method).await });
+                self.in_flight.insert(id.to_string(), task);
             }
         }
     }
@@ -292,6 +246,38 @@ fn uri_of(msg: &[u8]) -> Option<String> {
 }
 
 impl Adapter {
+    /// Answers the client's `initialize` (id `init_id`, asking for version `asked`) from the
+    /// upstream's `server/discover`, in the client's own (legacy) version, and returns the
+    /// upstream's capabilities; `None` when the upstream did not answer (the session is told
+    /// it closed).
+    async fn answer_initialize(&self, init_id: &str, asked: String) -> Option<serde_json::Value> {
+        let discover =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","id":"mcp-bridge-discover","method":"server/discover","params":{}}"#);
+        let answer = match self.exchange(discover, "server/discover").await {
+            Ok(body) => body,
+            Err(detail) => {
+                let _ = self.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+                return None;
+            }
+        };
+        let legacy_version =
+            if crate::protocol::SUPPORTED_VERSIONS.contains(&asked.as_str()) { asked } else { UPSTREAM_VERSION.into() };
+        let v = first_json(&String::from_utf8_lossy(&answer));
+        let r = &v["result"];
+        let mut result = serde_json::json!({
+            "protocolVersion": legacy_version,
+            "capabilities": r["capabilities"],
+            "serverInfo": r["_meta"]["io.modelcontextprotocol/serverInfo"].as_object().map_or(serde_json::json!({"name": "upstream", "version": "0"}), |o| serde_json::Value::Object(o.clone())),
+            "instructions": r["instructions"],
+        });
+        if result["instructions"].is_null() {
+            result.as_object_mut().map(|o| o.remove("instructions"));
+        }
+        let reply = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, init_id, result);
+        let _ = self.events.send(UpstreamEvent::Message(Bytes::from(reply))).await;
+        Some(r["capabilities"].clone())
+    }
+
     async fn emit(&self, msg: Bytes) {
         let _ = self.events.send(UpstreamEvent::Message(msg)).await;
     }

@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::http::Error;
 use crate::locator::{self, Detach, Handle, OpError};
-use crate::protocol::jsonrpc::{self, Kind};
+use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::protocol::method;
 use crate::protocol::modern::{self as wire, code, ClientCaps, ModernRequest};
 use crate::protocol::request_state::RequestState;
@@ -214,102 +214,134 @@ impl Exchange {
     /// what it has taken from the stream is kept in `self` until it is answered.
     async fn next(&mut self) -> Option<Out> {
         while self.phase == Phase::Running {
-            let item = match self.replay.next() {
-                Some(e) => Some((e.seq, e.data)),
-                None => match self.gather_until {
-                    Some(until) => match tokio::time::timeout_at(until, self.rx.recv()).await {
-                        Ok(Some(Frame::Message(seq, data))) => Some((seq, data)),
-                        Ok(Some(Frame::Priming(_))) => continue,
-                        Ok(None) => return None,
-                        Err(_) => None,
-                    },
-                    None => match self.rx.recv().await? {
-                        Frame::Message(seq, data) => Some((seq, data)),
-                        Frame::Priming(_) => continue,
-                    },
-                },
-            };
-            let Some((seq, data)) = item else {
-                // The upstream's requests that came together are all asked at once.
-                self.phase = Phase::Parked;
-                let state =
-                    RequestState { session: self.session_id, stream: self.stream, asked: self.first_ask, request: self.digest };
-                let state = state.sign(self.principal.as_deref(), self.app.stateless.secret());
-                let body = wire::input_required(&self.reply_id, &self.asks, &state);
-                return Some(Out::Final { body, status: StatusCode::OK });
+            let (seq, data) = match self.read().await {
+                Read::Event(seq, data) => (seq, data),
+                Read::Priming => continue,
+                Read::Closed => return None,
+                Read::Gathered => return Some(self.park()),
             };
             let Ok(peek) = jsonrpc::peek(&data) else { continue };
-            match peek.kind {
-                Kind::Response => {
-                    self.phase = Phase::Done;
-                    if let Some(b) = self.backing.take() {
-                        self.app.stateless.checkin(&self.app.locator, b);
-                    }
-                    if self.method == method::TOOLS_LIST && !peek.error {
-                        if let Some(h) = &self.handle {
-                            self.app.stateless.learn_tools(h.server_name(), &data);
-                        }
-                    }
-                    let status = if peek.error { status_for(error_code(&data)) } else { StatusCode::OK };
-                    let cacheable = wire::CACHEABLE.contains(&self.method.as_str());
-                    return Some(Out::Final { body: wire::final_response(&data, &self.reply_id, cacheable), status });
-                }
-                Kind::Request => {
-                    let Some(uid) = peek.id.as_deref() else { continue };
-                    if self.answered.contains(uid) {
-                        continue;
-                    }
-                    let method = peek.method.as_deref().unwrap_or("");
-                    if method == method::PING {
-                        self.to_upstream(Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{uid},"result":{{}}}}"#)));
-                        continue;
-                    }
-                    match self.caps.allows(method) {
-                        Some((_, true)) if wire::MRTR_METHODS.contains(&self.method.as_str()) => {
-                            if self.asks.is_empty() {
-                                self.first_ask = seq;
-                                self.gather_until = Some(tokio::time::Instant::now() + GATHER);
-                            }
-                            self.asks.push((uid.to_string(), data));
-                        }
-                        Some((_, true)) => self.refuse_upstream(
-                            uid,
-                            &format!("mcp-bridge: a 2026-07-28 client answers {method} only within tools/call, prompts/get or resources/read, not {}", self.method),
-                        ),
-                        Some((cap, false)) => {
-                            // The request cannot complete as the client asked for it: the
-                            // client hears -32021 naming the capability, and the upstream
-                            // session (its request still waiting) is ended.
-                            self.refuse_upstream(uid, &format!("mcp-bridge: the client did not declare the `{cap}` capability"));
-                            self.phase = Phase::Done;
-                            if let Some(b) = self.backing.take() {
-                                let detail = "the upstream needed a client capability the request did not declare";
-                                self.app.stateless.forget(&self.app.locator, &b.session, CloseReason::Completed, detail);
-                            }
-                            let body = wire::missing_capability(&self.reply_id, cap, method);
-                            return Some(Out::Final { body, status: StatusCode::BAD_REQUEST });
-                        }
-                        None => self.refuse_upstream(
-                            uid,
-                            &format!("mcp-bridge: a 2026-07-28 client cannot receive server requests of method {method}"),
-                        ),
-                    }
-                }
+            let out = match peek.kind {
+                Kind::Response => Some(self.finish(&peek, &data)),
+                Kind::Request => self.upstream_request(&peek, seq, data),
                 // While requests are being gathered, notifications wait: the retry replays
                 // everything from the first of them on.
                 Kind::Notification if !self.asks.is_empty() => continue,
                 Kind::Notification => match peek.method.as_deref() {
-                    Some(method::PROGRESS) => return Some(Out::Notify(data)),
-                    Some(method::MESSAGE) if wire::log_wanted(self.log_level.as_deref(), &data) => {
-                        return Some(Out::Notify(data))
-                    }
+                    Some(method::PROGRESS) => Some(Out::Notify(data)),
+                    Some(method::MESSAGE) if wire::log_wanted(self.log_level.as_deref(), &data) => Some(Out::Notify(data)),
                     // Change notifications belong on subscriptions/listen streams.
                     _ => continue,
                 },
+            };
+            if out.is_some() {
+                return out;
             }
         }
         None
     }
+
+    /// The next event of the request's stream: the replay first, then what arrives, until
+    /// the gathering of upstream requests (if one began) runs out. Cancel-safe.
+    async fn read(&mut self) -> Read {
+        if let Some(e) = self.replay.next() {
+            return Read::Event(e.seq, e.data);
+        }
+        let frame = match self.gather_until {
+            Some(until) => match tokio::time::timeout_at(until, self.rx.recv()).await {
+                Ok(frame) => frame,
+                Err(_) => return Read::Gathered,
+            },
+            None => self.rx.recv().await,
+        };
+        match frame {
+            Some(Frame::Message(seq, data)) => Read::Event(seq, data),
+            Some(Frame::Priming(_)) => Read::Priming,
+            None => Read::Closed,
+        }
+    }
+
+    /// The upstream's requests that came together, all asked at once in an
+    /// `InputRequiredResult`; the upstream request waits for the retry.
+    fn park(&mut self) -> Out {
+        self.phase = Phase::Parked;
+        let state = RequestState { session: self.session_id, stream: self.stream, asked: self.first_ask, request: self.digest };
+        let state = state.sign(self.principal.as_deref(), self.app.stateless.secret());
+        let body = wire::input_required(&self.reply_id, &self.asks, &state);
+        Out::Final { body, status: StatusCode::OK }
+    }
+
+    /// The upstream's final response to the request: the backing session is checked in.
+    fn finish(&mut self, peek: &Peek, data: &Bytes) -> Out {
+        self.phase = Phase::Done;
+        if let Some(b) = self.backing.take() {
+            self.app.stateless.checkin(&self.app.locator, b);
+        }
+        if self.method == method::TOOLS_LIST && !peek.error {
+            if let Some(h) = &self.handle {
+                self.app.stateless.learn_tools(h.server_name(), data);
+            }
+        }
+        let status = if peek.error { status_for(error_code(data)) } else { StatusCode::OK };
+        let cacheable = wire::CACHEABLE.contains(&self.method.as_str());
+        Out::Final { body: wire::final_response(data, &self.reply_id, cacheable), status }
+    }
+
+    /// A request from the upstream for the client: gathered into the `InputRequiredResult`
+    /// when the client can answer it here, answered (ping) or refused otherwise. `Some` when
+    /// the client must be answered at once (a capability it did not declare).
+    fn upstream_request(&mut self, peek: &Peek, seq: u64, data: Bytes) -> Option<Out> {
+        let uid = peek.id.as_deref()?;
+        if self.answered.contains(uid) {
+            return None;
+        }
+        let method = peek.method.as_deref().unwrap_or("");
+        if method == method::PING {
+            self.to_upstream(Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{uid},"result":{{}}}}"#)));
+            return None;
+        }
+        match self.caps.allows(method) {
+            Some((_, true)) if wire::MRTR_METHODS.contains(&self.method.as_str()) => {
+                if self.asks.is_empty() {
+                    self.first_ask = seq;
+                    self.gather_until = Some(tokio::time::Instant::now() + GATHER);
+                }
+                self.asks.push((uid.to_string(), data));
+            }
+            Some((_, true)) => self.refuse_upstream(
+                uid,
+                &format!("mcp-bridge: a 2026-07-28 client answers {method} only within tools/call, prompts/get or resources/read, not {}", self.method),
+            ),
+            Some((cap, false)) => {
+                // The request cannot complete as the client asked for it: the client hears
+                // -32021 naming the capability, and the upstream session (its request still
+                // waiting) is ended.
+                self.refuse_upstream(uid, &format!("mcp-bridge: the client did not declare the `{cap}` capability"));
+                self.phase = Phase::Done;
+                if let Some(b) = self.backing.take() {
+                    let detail = "the upstream needed a client capability the request did not declare";
+                    self.app.stateless.forget(&self.app.locator, &b.session, CloseReason::Completed, detail);
+                }
+                let body = wire::missing_capability(&self.reply_id, cap, method);
+                return Some(Out::Final { body, status: StatusCode::BAD_REQUEST });
+            }
+            None => self.refuse_upstream(
+                uid,
+                &format!("mcp-bridge: a 2026-07-28 client cannot receive server requests of method {method}"),
+            ),
+        }
+        None
+    }
+}
+
+/// What [`Exchange::read`] took from the request's stream.
+enum Read {
+    Event(u64, Bytes),
+    Priming,
+    /// The gathering of upstream requests ran out: they are asked now.
+    Gathered,
+    /// The stream ended.
+    Closed,
 }
 
 /// The HTTP status of a JSON-RPC error answer, as the revision assigns them.
