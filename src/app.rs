@@ -14,8 +14,20 @@ use crate::upstream;
 /// Loads the configuration again (with the command line's overrides), for reload.
 pub type Reloader = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
+/// What every handler is given: one `Arc`, so axum's per-request `State` clone (and each
+/// middleware's) is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+pub struct App {
     /// The configuration as started. Its `servers` are the starting set: read the live set
     /// through [`Locator::server`] and [`Locator::servers`].
     pub config: Arc<Config>,
@@ -31,7 +43,12 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state; with a Redis URL in the config, joins the cluster first.
-    pub async fn connect(config: Config, instance: String) -> Result<AppState, crate::cluster::ClusterError> {
+    /// `reloader` loads the configuration again for reload (`None`: started without a file).
+    pub async fn connect(
+        config: Config,
+        instance: String,
+        reloader: Option<Reloader>,
+    ) -> Result<AppState, crate::cluster::ClusterError> {
         // The registry comes first: the cluster serves forwarded requests from it.
         let registry = Arc::<Registry>::default();
         let cluster = match &config.redis {
@@ -52,14 +69,20 @@ impl AppState {
             None => None,
         };
         crate::metrics::init(&instance);
-        let app = AppState::new(config, instance, registry, cluster);
+        let app = AppState::new(config, instance, reloader, registry, cluster);
         if let Some(c) = &app.locator.cluster {
             app.stateless.set_secret(c.shared_secret().await?);
         }
         Ok(app)
     }
 
-    fn new(config: Config, instance: String, registry: Arc<Registry>, cluster: Option<Arc<Cluster>>) -> AppState {
+    fn new(
+        config: Config,
+        instance: String,
+        reloader: Option<Reloader>,
+        registry: Arc<Registry>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> AppState {
         let children = upstream::ChildSlots::new(config.limits.max_children);
         let pump = config.limits.pump;
         let http = crate::config::tls::shared_client();
@@ -68,14 +91,14 @@ impl AppState {
         let upstream =
             upstream::Context { http, children, pools: Arc::default(), shared: Arc::default(), eras: Arc::default(), pump };
         let env = crate::session::Env { upstream, health: Arc::default(), changes: Arc::default(), journal: None };
-        AppState {
-            reloader: None,
+        AppState(Arc::new(App {
+            reloader,
             lifecycle: Arc::default(),
             locator: Locator::new(config.clone(), registry, env, cluster),
             config,
             stateless: Arc::default(),
             instance,
-        }
+        }))
     }
 
     /// Reloads the server list: added servers appear, removed ones take no new sessions

@@ -137,8 +137,7 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::bind(c.listen).await.with_context(|| format!("cannot listen on {}", c.listen))?;
-                let mut app = AppState::connect(c, instance).await.context("cannot join the cluster")?;
-                app.reloader = Some(reloader);
+                let app = AppState::connect(c, instance, Some(reloader)).await.context("cannot join the cluster")?;
                 tokio::spawn(reload_on_sighup(app.clone()));
                 server::run(listener, app, shutdown_signal()).await.context("server failed")
             })
