@@ -12,6 +12,7 @@ mod everything;
 mod legacy;
 mod metrics;
 mod modern_server;
+mod node_server;
 mod process;
 mod raw;
 pub(crate) mod scenario;
