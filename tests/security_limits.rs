@@ -162,14 +162,7 @@ async fn past_max_children_initialize_gets_an_error_naming_the_limit() {
     // More refusals than the crash-loop guard tolerates: being at the cap is not a crash, so
     // the server must not be marked unhealthy for everyone.
     for _ in 0..6 {
-        let resp = http
-            .post(&url)
-            .header("accept", ACCEPT_BOTH)
-            .header("content-type", "application/json")
-            .body(initialize_request(1).to_string())
-            .send()
-            .await
-            .expect("POST initialize");
+        let resp = common::post_initialize(&http, &url).await;
         assert_eq!(resp.status(), 200, "refused at the cap, not as an unhealthy server");
         let answers = responses(resp).await;
         assert!(answers.iter().any(|m| m["error"]["message"].as_str().unwrap_or("").contains("max_children")), "{answers:?}");
@@ -180,14 +173,7 @@ async fn past_max_children_initialize_gets_an_error_naming_the_limit() {
     // The slot is given back when the child is gone, and the server is still healthy.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let resp = http
-            .post(&url)
-            .header("accept", ACCEPT_BOTH)
-            .header("content-type", "application/json")
-            .body(initialize_request(1).to_string())
-            .send()
-            .await
-            .expect("POST initialize");
+        let resp = common::post_initialize(&http, &url).await;
         let status = resp.status();
         let answers = responses(resp).await;
         assert_eq!(status, 200, "a server that never crashed was refused: {answers:?}");
@@ -328,14 +314,7 @@ for line in sys.stdin:
         toml_str(&hostile_arg)
     );
     let bridge = Bridge::start(&config, &[]).await;
-    let resp = common::http()
-        .post(bridge.url("/mcp/env"))
-        .header("accept", ACCEPT_BOTH)
-        .header("content-type", "application/json")
-        .body(initialize_request(1).to_string())
-        .send()
-        .await
-        .expect("POST initialize");
+    let resp = common::post_initialize(&common::http(), &bridge.url("/mcp/env")).await;
     let answers = responses(resp).await;
     let init = answers.iter().find(|m| m["id"] == 1).unwrap_or_else(|| panic!("{answers:?}"));
     let info: Value =
