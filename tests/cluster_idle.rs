@@ -40,7 +40,7 @@ fn record_pttl(redis: &Redis, sid: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_cost_redis_nothing_per_second_and_a_dead_epochs_records_get_an_expiry() {
     let mut c = Cluster::start(&echo_server("echo"), 2, false).await;
-    let (a, b) = (&c.instances[0], &c.instances[1]);
+    let a = &c.instances[0];
     tokio::time::sleep(Duration::from_secs(1)).await;
     let empty = rate(&c.redis).await;
 
