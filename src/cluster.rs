@@ -314,4 +314,12 @@ impl Journal for Cluster {
     fn write(&self, sid: SessionId, entry: Entry) {
         self.enqueue(Op::Session { sid, entry });
     }
+
+    fn trusted(&self) -> bool {
+        self.lease.valid()
+    }
+
+    fn confirm(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.fence())
+    }
 }

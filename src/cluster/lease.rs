@@ -81,7 +81,7 @@ impl Lease {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    fn valid(&self) -> bool {
+    pub(super) fn valid(&self) -> bool {
         self.nanos(Instant::now()) < self.valid_until.load(Ordering::Relaxed)
     }
 
