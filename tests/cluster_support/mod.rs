@@ -5,8 +5,11 @@
 #![allow(dead_code)]
 
 mod balancer;
+mod redis_cluster;
 
 pub(crate) use balancer::Balancer;
+#[allow(unused_imports)] // tests/redis_cluster.rs only
+pub(crate) use redis_cluster::RedisCluster;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
