@@ -1,6 +1,8 @@
-//! Cluster mode on a real Redis Cluster (three primaries with one replica each), started by the
-//! tests: the harness itself (keys in several slots, a primary killed and its replica promoted,
-//! a slot moved with `redis-cli --cluster reshard`).
+//! Cluster mode on a real Redis Cluster (three primaries with one replica each) with three
+//! instances behind nginx round-robin, all started by the tests: the SDK clients' full scenario
+//! and `kill -9` of an owner (the same scenarios as on one Redis, tests/cluster.rs), a Redis
+//! primary killed during traffic (its replica takes over), and the slot of a live session moved
+//! with `redis-cli --cluster reshard` during traffic. Also the Redis Cluster harness itself.
 //! Run with `--nocapture` to see the failover and reshard figures.
 
 mod cluster_support;
@@ -8,8 +10,187 @@ mod common;
 mod support_nginx;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use cluster_support::RedisCluster;
+use cluster_support::traffic::{self, Stop, Tally};
+use cluster_support::{failover, poll, scenarios, OnRedisCluster, RedisCluster};
+use common::{echo_server, everything_stdio, require_node, Legacy, McpSession, LEGACY_PROTOCOL};
+use tokio::task::JoinHandle;
+
+/// Both servers, as in tests/cluster.rs: the bundled echo server and server-everything.
+fn config() -> String {
+    format!("{}\n{}", echo_server("echo"), everything_stdio("everything"))
+}
+
+// ---- the scenarios of tests/cluster.rs, on a Redis Cluster ----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_run_the_full_scenario_through_nginx_on_a_redis_cluster() {
+    require_node();
+    let d = OnRedisCluster::start(&config(), 3).await;
+    scenarios::round_robin_sdk_clients(&d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_owner_legacy_sse_clients_resume_on_a_redis_cluster() {
+    require_node();
+    let mut d = OnRedisCluster::start(&config(), 3).await;
+    failover::kill_9_of_the_owner_legacy_sse(&mut d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_owner_streamable_http_client_resumes_on_a_redis_cluster() {
+    require_node();
+    let mut d = OnRedisCluster::start(&config(), 3).await;
+    failover::kill_9_of_the_owner_streamable_http(&mut d).await;
+}
+
+// ---- Redis failing over and slots moving under traffic --------------------------------------------
+
+/// Sessions with echo traffic running through nginx.
+struct Traffic {
+    stop: Stop,
+    legacy: Vec<JoinHandle<(Legacy, Tally)>>,
+    streamable: Vec<JoinHandle<Tally>>,
+    /// A legacy session whose slot is served by another primary than its owner's instance
+    /// keys (lease and inbox, `{i:<owner>}`), so that the two can be broken one at a time.
+    sid: String,
+    owner: String,
+    since: Instant,
+}
+
+/// The key of a session's record, and of an instance's lease (whose slot is its inbox's too).
+fn record_key(sid: &str) -> String {
+    format!("mcpb:{{{sid}}}:rec")
+}
+fn lease_key(instance: &str) -> String {
+    format!("mcpb:{{i:{instance}}}:lease")
+}
+
+/// Opens legacy sessions through nginx until there are three and one of them is a [`Traffic::sid`],
+/// two Streamable HTTP sessions, and starts echo traffic on all of them.
+async fn start_traffic(d: &OnRedisCluster) -> Traffic {
+    let base = d.nginx.base();
+    let (mut sessions, mut chosen) = (Vec::new(), None);
+    for _ in 0..15 {
+        let s = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
+        let owner = poll(Duration::from_secs(10), || d.redis.owner(&s.sid)).await.expect("the session's record names its owner");
+        let apart = d.redis.primary_of(d.redis.slot_of(&record_key(&s.sid))).id
+            != d.redis.primary_of(d.redis.slot_of(&lease_key(&owner))).id;
+        if chosen.is_none() && apart {
+            chosen = Some((s.sid.clone(), owner));
+        }
+        sessions.push(s);
+        if sessions.len() >= 3 && chosen.is_some() {
+            break;
+        }
+    }
+    let (sid, owner) = chosen.expect("a session whose slot is apart from its owner's lease within 15 tries");
+    let (stop, since) = (Stop::default(), Instant::now());
+    let legacy = sessions.into_iter().map(|s| tokio::spawn(traffic::legacy(s, base.clone(), 100, stop.clone(), since))).collect();
+    let mut streamable = Vec::new();
+    for _ in 0..2 {
+        let s = McpSession::open(&d.nginx.url("/mcp/echo")).await;
+        streamable.push(tokio::spawn(traffic::streamable(s, 100, stop.clone(), since)));
+    }
+    Traffic { stop, legacy, streamable, sid, owner, since }
+}
+
+impl Traffic {
+    fn at(&self) -> u128 {
+        self.since.elapsed().as_millis()
+    }
+
+    /// Stops the traffic and checks it: every request answered once, the session of
+    /// [`Traffic::sid`] logged in Redis whole (what a successor would replay), every instance
+    /// up and ready.
+    async fn finish(self, d: &OnRedisCluster) {
+        self.stop.stop();
+        let mut tallies = Vec::new();
+        let mut chosen = None;
+        for h in self.legacy {
+            let (s, t) = h.await.expect("the traffic task did not panic");
+            if s.sid == self.sid {
+                chosen = Some(t.first..t.first + t.sent);
+            }
+            tallies.push(t);
+        }
+        for h in self.streamable {
+            tallies.push(h.await.expect("the traffic task did not panic"));
+        }
+        for t in &tallies {
+            eprintln!("TRAFFIC {}", t.summary());
+        }
+        for t in &tallies {
+            t.assert_clean();
+        }
+        let ids = chosen.expect("the chosen session ran traffic");
+        let missing = || {
+            let log = d.redis.stream_log(&self.sid, 0);
+            let answered: BTreeSet<u64> =
+                log.iter().filter(|m| m.get("method").is_none()).filter_map(|m| m["id"].as_u64()).collect();
+            ids.clone().filter(|id| !answered.contains(id)).collect::<Vec<u64>>()
+        };
+        let logged = poll(Duration::from_secs(10), || missing().is_empty().then_some(())).await;
+        assert!(logged.is_some(), "session {}: every answer is in its event log in Redis: missing {:?}", self.sid, missing());
+        let taken_over: usize = d.instances.iter().map(|i| i.count("session taken over")).sum();
+        eprintln!("owner of {}: {} before, {:?} after; takeovers: {taken_over}", self.sid, self.owner, d.redis.owner(&self.sid));
+        for i in &d.instances {
+            let log = i.log();
+            assert!(!log.contains("panicked"), "instance {} panicked:\n{log}", i.name);
+            let (_, ready) = i.readyz().await;
+            assert_eq!(ready["status"], "ready", "instance {} is ready again: {ready}", i.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_primary_killed_during_traffic_loses_no_request() {
+    let mut d = OnRedisCluster::start(&echo_server("echo"), 3).await;
+    let t = start_traffic(&d).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The primary of a live session's slot (its record, pending requests and event logs).
+    let (took, new) = d.redis.kill_primary_of(&record_key(&t.sid)).await;
+    eprintln!(
+        "FAILOVER at {} ms: the primary of session {}'s slot killed; replica {new} took over in {} ms",
+        t.at(),
+        t.sid,
+        took.as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The primary of its owner's lease and inbox (sharded pub/sub).
+    let (took, new) = d.redis.kill_primary_of(&lease_key(&t.owner)).await;
+    eprintln!(
+        "FAILOVER at {} ms: the primary of {}'s lease and inbox killed; replica {new} took over in {} ms",
+        t.at(),
+        t.owner,
+        took.as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    t.finish(&d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_the_slot_of_a_live_session_during_traffic_loses_no_request() {
+    let d = OnRedisCluster::start(&echo_server("echo"), 3).await;
+    let t = start_traffic(&d).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for key in [record_key(&t.sid), lease_key(&t.owner)] {
+        let m = d.redis.move_slot_of(&key).await;
+        eprintln!(
+            "RESHARD at {} ms: slot {} of {key} moved {} -> {} with {} slots in {} ms",
+            t.at(),
+            m.slot,
+            m.from,
+            m.to,
+            m.slots_moved,
+            m.took.as_millis()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    t.finish(&d).await;
+}
 
 // ---- the harness ---------------------------------------------------------------------------------
 

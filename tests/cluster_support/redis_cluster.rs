@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use super::{require, wait_listening};
-use crate::common::{stop, TempDir};
+use super::scenarios::{Deployment, Store};
+use super::{require, wait_listening, Balancer};
+use crate::common::{stop, Bridge, Launch, TempDir};
 
 /// How long the cluster may take to form, fail over or settle after a reshard.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,6 +73,54 @@ impl NodeInfo {
         let mut v: Vec<u16> = self.slots.iter().flat_map(|&(a, b)| a..=b).collect();
         v.sort_unstable();
         v
+    }
+}
+
+/// Bridge instances `b1`, `b2`, ... in cluster mode on a [`RedisCluster`] (`--redis-cluster`
+/// with every node as a seed), behind nginx round-robin.
+pub(crate) struct OnRedisCluster {
+    // Dropped in this order: the balancer, the instances, then the Redis Cluster.
+    pub(crate) nginx: Balancer,
+    pub(crate) instances: Vec<Bridge>,
+    pub(crate) redis: RedisCluster,
+}
+
+impl OnRedisCluster {
+    pub(crate) async fn start(config: &str, n: usize) -> OnRedisCluster {
+        let redis = RedisCluster::start().await;
+        let urls = redis.urls();
+        let mut instances = Vec::with_capacity(n);
+        for i in 1..=n {
+            let id = format!("b{i}");
+            let args = ["--instance-id", &id, "--redis-cluster", &urls];
+            instances.push(Bridge::launch(config, Launch { name: &id, args: &args, ..Launch::default() }).await);
+        }
+        let nginx = Balancer::start(&instances.iter().map(|i| i.port).collect::<Vec<_>>());
+        OnRedisCluster { nginx, instances, redis }
+    }
+}
+
+impl Deployment for OnRedisCluster {
+    fn instances(&self) -> &[Bridge] {
+        &self.instances
+    }
+    fn instances_mut(&mut self) -> &mut [Bridge] {
+        &mut self.instances
+    }
+    fn balancer(&self) -> &Balancer {
+        &self.nginx
+    }
+    fn store(&self) -> &dyn Store {
+        &self.redis
+    }
+}
+
+impl Store for RedisCluster {
+    fn owner(&self, sid: &str) -> Option<String> {
+        RedisCluster::owner(self, sid)
+    }
+    fn stream_log(&self, sid: &str, stream: u32) -> Vec<Value> {
+        RedisCluster::stream_log(self, sid, stream)
     }
 }
 
