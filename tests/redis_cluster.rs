@@ -12,6 +12,7 @@ mod support_nginx;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use cluster_support::scenarios::Deployment;
 use cluster_support::traffic::{self, Stop, Tally};
 use cluster_support::{failover, poll, scenarios, OnRedisCluster, RedisCluster};
 use common::{echo_server, everything_stdio, require_node, Legacy, McpSession, LEGACY_PROTOCOL};
@@ -120,6 +121,15 @@ impl Traffic {
         }
         for t in &tallies {
             eprintln!("TRAFFIC {}", t.summary());
+        }
+        for t in tallies.iter().filter(|t| !t.failures.is_empty()) {
+            let requests = d.nginx.requests();
+            let mine: Vec<String> = requests
+                .iter()
+                .filter(|r| r.session == t.sid)
+                .map(|r| format!("{} {} {}", d.id_at(&r.upstream).unwrap_or(&r.upstream), r.method, r.status))
+                .collect();
+            eprintln!("{}: its last requests through nginx: {:?}", t.label, &mine[mine.len().saturating_sub(12)..]);
         }
         for t in &tallies {
             t.assert_clean();

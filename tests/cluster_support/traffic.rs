@@ -21,6 +21,8 @@ const PACE: Duration = Duration::from_millis(20);
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     pub(crate) label: String,
+    /// The session id.
+    pub(crate) sid: String,
     /// Requests sent (ids `first..first + sent`).
     pub(crate) sent: u64,
     pub(crate) first: u64,
@@ -35,8 +37,8 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    fn new(label: String, first: u64, since: Instant) -> Tally {
-        Tally { label, first, since: Some(since), ..Tally::default() }
+    fn new(label: &str, sid: &str, first: u64, since: Instant) -> Tally {
+        Tally { label: format!("{label} {sid}"), sid: sid.to_string(), first, since: Some(since), ..Tally::default() }
     }
 
     fn fail(&mut self, what: String) {
@@ -49,7 +51,15 @@ impl Tally {
     /// Panics with everything it saw unless every request was answered once.
     pub(crate) fn assert_clean(&self) {
         assert!(self.sent > 0, "{}: traffic ran", self.label);
-        assert!(self.failures.is_empty(), "{}: {} failures: {:#?}\n{self:#?}", self.label, self.failures.len(), self.failures);
+        assert!(
+            self.failures.is_empty(),
+            "{}: {} failures: {:#?}\n{}; refusals retried (id, status, body): {:#?}",
+            self.label,
+            self.failures.len(),
+            self.failures,
+            self.summary(),
+            self.retried
+        );
     }
 
     pub(crate) fn summary(&self) -> String {
@@ -81,7 +91,7 @@ impl Stop {
 /// through `base` with `Last-Event-ID` if it ends). Returns the session (to check its stream
 /// afterwards) and the tally.
 pub(crate) async fn legacy(mut s: Legacy, base: String, first: u64, stop: Stop, since: Instant) -> (Legacy, Tally) {
-    let mut t = Tally::new(format!("legacy {}", s.sid), first, since);
+    let mut t = Tally::new("legacy", &s.sid, first, since);
     let mut id = first;
     while !stop.stopped() && t.failures.is_empty() {
         let started = Instant::now();
@@ -149,7 +159,7 @@ pub(crate) async fn legacy(mut s: Legacy, base: String, first: u64, stop: Stop, 
 /// Echo traffic on a Streamable HTTP session: each POST through the session's URL (nginx)
 /// must answer 200 with its answer once.
 pub(crate) async fn streamable(s: McpSession, first: u64, stop: Stop, since: Instant) -> Tally {
-    let mut t = Tally::new(format!("streamable {}", s.id), first, since);
+    let mut t = Tally::new("streamable", &s.id, first, since);
     let mut id = first;
     while !stop.stopped() && t.failures.is_empty() {
         let started = Instant::now();
