@@ -57,6 +57,8 @@ struct Traffic {
     /// keys (lease and inbox, `{i:<owner>}`), so that the two can be broken one at a time.
     sid: String,
     owner: String,
+    /// Every legacy session and its owner.
+    sessions: Vec<(String, String)>,
     since: Instant,
 }
 
@@ -72,17 +74,18 @@ fn lease_key(instance: &str) -> String {
 /// two Streamable HTTP sessions, and starts echo traffic on all of them.
 async fn start_traffic(d: &OnRedisCluster) -> Traffic {
     let base = d.nginx.base();
-    let (mut sessions, mut chosen) = (Vec::new(), None);
+    let (mut sessions, mut owners, mut chosen) = (Vec::new(), Vec::new(), None);
     for _ in 0..15 {
         let s = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
         let owner = poll(Duration::from_secs(10), || d.redis.owner(&s.sid)).await.expect("the session's record names its owner");
         let apart = d.redis.primary_of(d.redis.slot_of(&record_key(&s.sid))).id
             != d.redis.primary_of(d.redis.slot_of(&lease_key(&owner))).id;
         if chosen.is_none() && apart {
-            chosen = Some((s.sid.clone(), owner));
+            chosen = Some((s.sid.clone(), owner.clone()));
         }
+        owners.push((s.sid.clone(), owner));
         sessions.push(s);
-        if sessions.len() >= 3 && chosen.is_some() {
+        if sessions.len() >= 4 && chosen.is_some() {
             break;
         }
     }
@@ -94,7 +97,7 @@ async fn start_traffic(d: &OnRedisCluster) -> Traffic {
         let s = McpSession::open(&d.nginx.url("/mcp/echo")).await;
         streamable.push(tokio::spawn(traffic::streamable(s, 100, stop.clone(), since)));
     }
-    Traffic { stop, legacy, streamable, sid, owner, since }
+    Traffic { stop, legacy, streamable, sid, owner, sessions: owners, since }
 }
 
 impl Traffic {
@@ -143,8 +146,12 @@ impl Traffic {
         };
         let logged = poll(Duration::from_secs(10), || missing().is_empty().then_some(())).await;
         assert!(logged.is_some(), "session {}: every answer is in its event log in Redis: missing {:?}", self.sid, missing());
-        let taken_over: usize = d.instances.iter().map(|i| i.count("session taken over")).sum();
-        eprintln!("owner of {}: {} before, {:?} after; takeovers: {taken_over}", self.sid, self.owner, d.redis.owner(&self.sid));
+        // What Redis failing over or moving slots cost the instances: leases lost, sessions moved.
+        for i in &d.instances {
+            let (fenced, taken) = (i.count("instance fenced"), i.count("session taken over"));
+            eprintln!("instance {}: fenced {fenced} times, took {taken} sessions over", i.name);
+        }
+        eprintln!("owner of {}: {} before, {:?} after", self.sid, self.owner, d.redis.owner(&self.sid));
         for i in &d.instances {
             let log = i.log();
             assert!(!log.contains("panicked"), "instance {} panicked:\n{log}", i.name);
@@ -183,12 +190,22 @@ async fn a_redis_primary_killed_during_traffic_loses_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharding_the_slot_of_a_live_session_during_traffic_loses_no_request() {
     let d = OnRedisCluster::start(&echo_server("echo"), 3).await;
-    let t = start_traffic(&d).await;
+    let mut t = start_traffic(&d).await;
+    // `reshard` moves a primary's lowest slots first: of the live sessions, and of the
+    // instances that own them, the ones whose slots it reaches soonest.
+    let cheapest =
+        |keys: Vec<(String, String)>| keys.into_iter().min_by_key(|(key, _)| d.redis.reshard_cost(key)).expect("a live session");
+    let (key, sid) = cheapest(t.sessions.iter().map(|(sid, _)| (record_key(sid), sid.clone())).collect());
+    let (inbox, owner) = cheapest(t.sessions.iter().map(|(_, owner)| (lease_key(owner), owner.clone())).collect());
+    t.owner = t.sessions.iter().find(|(s, _)| *s == sid).map(|(_, o)| o.clone()).expect("its owner");
+    t.sid = sid;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for key in [record_key(&t.sid), lease_key(&t.owner)] {
+    // The slot of a live session (its record, pending requests and event logs), then the slot
+    // of an owner's lease and inbox (sharded pub/sub: its subscription moves too).
+    for (key, what) in [(key, "a live session"), (inbox, &*format!("{owner}'s lease and inbox"))] {
         let m = d.redis.move_slot_of(&key).await;
         eprintln!(
-            "RESHARD at {} ms: slot {} of {key} moved {} -> {} with {} slots in {} ms",
+            "RESHARD at {} ms: slot {} of {what} ({key}) moved {} -> {} with {} slots in {} ms",
             t.at(),
             m.slot,
             m.from,

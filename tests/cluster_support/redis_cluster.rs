@@ -289,9 +289,17 @@ impl RedisCluster {
         let args =
             ["--cluster", "reshard", &at, "--cluster-from", from, "--cluster-to", to, "--cluster-slots", &n, "--cluster-yes"];
         let (ok, out) = run_cli(&args.map(String::from)).await;
-        assert!(ok && !out.contains("[ERR]"), "redis-cli --cluster reshard failed:\n{out}\n{}", self.logs());
+        if !ok || out.contains("[ERR]") || out.contains("Value check failed") {
+            panic!("redis-cli --cluster reshard failed:\n{}\n{}", reshard_failure(&out), self.logs());
+        }
         self.settle("after the reshard").await;
         start.elapsed()
+    }
+
+    /// How many slots [`RedisCluster::move_slot_of`] would move to get this key's slot across.
+    pub(crate) fn reshard_cost(&self, key_or_slot: &str) -> usize {
+        let slot = self.slot_of(key_or_slot);
+        self.primary_of(slot).slot_list().iter().position(|&s| s == slot).expect("the primary serves the slot") + 1
     }
 
     /// Moves the slot of `key_or_slot` to another primary with `reshard`, which takes a
@@ -304,7 +312,7 @@ impl RedisCluster {
             .into_iter()
             .find(|n| n.primary && !n.failing && n.id != from.id && !n.slots.is_empty())
             .expect("another primary");
-        let slots_moved = from.slot_list().iter().position(|&s| s == slot).expect("the primary serves the slot") + 1;
+        let slots_moved = self.reshard_cost(key_or_slot);
         let took = self.reshard(slots_moved, &from.id, &to.id).await;
         let now = self.primary_of(slot);
         assert_eq!(now.id, to.id, "slot {slot} moved from {} to {}: {:?}", from.port, to.port, self.topology());
@@ -386,6 +394,64 @@ impl Drop for RedisCluster {
             }
         }
     }
+}
+
+/// What went wrong in a failed `reshard`: its output without the per-slot lines (but the
+/// last), and, for the slot it stopped at, the keys both nodes hold with their values on each.
+fn reshard_failure(out: &str) -> String {
+    let plain = crate::common::strip_ansi(out);
+    let moving = |l: &&str| l.trim_start().starts_with("Moving slot");
+    let last = plain.lines().rev().find(moving).unwrap_or("").to_string();
+    let mut text: Vec<String> = plain.lines().filter(|l| !moving(l) && !l.trim().is_empty()).map(String::from).collect();
+    text.push(format!("stopped at: {last}"));
+    // "Moving slot N from 127.0.0.1:A to 127.0.0.1:B: ..."
+    let f: Vec<&str> = last.split_whitespace().collect();
+    let port = |i: usize| f.get(i).and_then(|a| a.trim_end_matches(':').rsplit(':').next()).and_then(|p| p.parse::<u16>().ok());
+    if let (Some(slot), Some(from), Some(to)) = (f.get(2), port(4), port(6)) {
+        let keys = |p: u16| -> BTreeMap<String, ()> {
+            cli_at(p, &["CLUSTER", "GETKEYSINSLOT", slot, "100000"]).lines().map(|k| (k.to_string(), ())).collect()
+        };
+        let (a, b) = (keys(from), keys(to));
+        let both: Vec<&String> = a.keys().filter(|k| b.contains_key(*k)).collect();
+        text.push(format!("slot {slot}: {} keys left on {from}, {} on {to}, {} on both: {both:?}", a.len(), b.len(), both.len()));
+        for k in both.into_iter().take(5) {
+            for p in [from, to] {
+                let kind = asking_at(p, &[&["TYPE", k]]);
+                let read: &[&str] = match kind.trim_matches('"') {
+                    "hash" => &["HGETALL", k],
+                    "zset" => &["ZRANGE", k, "0", "-1", "WITHSCORES"],
+                    "set" => &["SMEMBERS", k],
+                    _ => &["GET", k],
+                };
+                text.push(format!("  {k} on {p}: {kind}, PTTL {}: {}", asking_at(p, &[&["PTTL", k]]), asking_at(p, &[read])));
+            }
+        }
+    }
+    text.join("\n")
+}
+
+/// Runs commands on one node, each after `ASKING` (so an importing node answers too); their
+/// raw replies, joined by ` | `.
+fn asking_at(port: u16, commands: &[&[&str]]) -> String {
+    use std::io::Write;
+    let mut input = String::new();
+    for c in commands {
+        input.push_str("ASKING\n");
+        input.push_str(&c.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(" "));
+        input.push('\n');
+    }
+    let child = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--no-raw"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return "redis-cli did not start".into() };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    out.lines().filter(|l| *l != "OK").collect::<Vec<_>>().join(" | ")
 }
 
 /// Starts one node in `dir` on `port`; `None` if it exits (its port or bus port was taken).

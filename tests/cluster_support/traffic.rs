@@ -15,7 +15,7 @@ use crate::common::{echo_call, echo_text, responses, Legacy, McpSession, ACCEPT_
 /// How long one request may take, retries and all, before it counts as lost.
 const REQUEST_BUDGET: Duration = Duration::from_secs(30);
 /// Pause between requests, so that a few sessions leave Redis and the bridges room on 2 cores.
-const PACE: Duration = Duration::from_millis(20);
+const PACE: Duration = Duration::from_millis(50);
 
 /// What one session's traffic saw.
 #[derive(Debug, Default)]
