@@ -191,18 +191,20 @@ async fn a_redis_primary_killed_during_traffic_loses_no_request() {
 async fn resharding_the_slot_of_a_live_session_during_traffic_loses_no_request() {
     let d = OnRedisCluster::start(&echo_server("echo"), 3).await;
     let mut t = start_traffic(&d).await;
-    // `reshard` moves a primary's lowest slots first: of the live sessions, and of the
-    // instances that own them, the ones whose slots it reaches soonest.
+    // `reshard` moves a primary's lowest slots first: of the live sessions and of the
+    // instances, the ones whose slots it reaches soonest.
     let cheapest =
         |keys: Vec<(String, String)>| keys.into_iter().min_by_key(|(key, _)| d.redis.reshard_cost(key)).expect("a live session");
     let (key, sid) = cheapest(t.sessions.iter().map(|(sid, _)| (record_key(sid), sid.clone())).collect());
-    let (inbox, owner) = cheapest(t.sessions.iter().map(|(_, owner)| (lease_key(owner), owner.clone())).collect());
+    // Every instance's inbox is in use: owners get forwarded requests on it, and instances
+    // holding a Streamable HTTP answer stream for another owner get its frames.
+    let (inbox, instance) = cheapest(d.instances.iter().map(|i| (lease_key(&i.name), i.name.clone())).collect());
     t.owner = t.sessions.iter().find(|(s, _)| *s == sid).map(|(_, o)| o.clone()).expect("its owner");
     t.sid = sid;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // The slot of a live session (its record, pending requests and event logs), then the slot
-    // of an owner's lease and inbox (sharded pub/sub: its subscription moves too).
-    for (key, what) in [(key, "a live session"), (inbox, &*format!("{owner}'s lease and inbox"))] {
+    // of an instance's lease and inbox (sharded pub/sub: its subscription moves too).
+    for (key, what) in [(key, "a live session"), (inbox, &*format!("{instance}'s lease and inbox"))] {
         let m = d.redis.move_slot_of(&key).await;
         eprintln!(
             "RESHARD at {} ms: slot {} of {what} ({key}) moved {} -> {} with {} slots in {} ms",

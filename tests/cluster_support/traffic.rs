@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{echo_call, echo_text, responses, Legacy, McpSession, ACCEPT_BOTH, PROTOCOL};
+use crate::common::{echo_call, echo_text, responses, Legacy, McpSession, SseReader, ACCEPT_BOTH, PROTOCOL};
 
 /// How long one request may take, retries and all, before it counts as lost.
 const REQUEST_BUDGET: Duration = Duration::from_secs(30);
@@ -157,7 +157,9 @@ pub(crate) async fn legacy(mut s: Legacy, base: String, first: u64, stop: Stop, 
 }
 
 /// Echo traffic on a Streamable HTTP session: each POST through the session's URL (nginx)
-/// must answer 200 with its answer once.
+/// must answer 200 with its answer once. An SSE answer that ends before the answer is resumed
+/// with a GET and `Last-Event-ID` (through nginx), as the SDK clients do; one that ends
+/// without an event id to resume from has lost the request.
 pub(crate) async fn streamable(s: McpSession, first: u64, stop: Stop, since: Instant) -> Tally {
     let mut t = Tally::new("streamable", &s.id, first, since);
     let mut id = first;
@@ -165,7 +167,7 @@ pub(crate) async fn streamable(s: McpSession, first: u64, stop: Stop, since: Ins
         let started = Instant::now();
         let text = format!("t{id}");
         t.sent += 1;
-        let answers = loop {
+        let resp = loop {
             let sent = s
                 .http
                 .post(&s.url)
@@ -178,7 +180,7 @@ pub(crate) async fn streamable(s: McpSession, first: u64, stop: Stop, since: Ins
                 .send()
                 .await;
             match sent {
-                Ok(r) if r.status() == 200 => break responses(r).await,
+                Ok(r) if r.status() == 200 => break r,
                 Ok(r) if r.status() == 503 && started.elapsed() < REQUEST_BUDGET => {
                     t.retried.push((id, 503, r.text().await.unwrap_or_default()));
                 }
@@ -194,6 +196,13 @@ pub(crate) async fn streamable(s: McpSession, first: u64, stop: Stop, since: Ins
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        let answers = match answers_resuming(&s, resp, started, &mut t).await {
+            Ok(a) => a,
+            Err(why) => {
+                t.fail(format!("request {id}: {why}"));
+                return t;
+            }
+        };
         let mine: Vec<&Value> = answers.iter().filter(|m| m["id"] == id && m.get("method").is_none()).collect();
         match mine.as_slice() {
             [m] if m["result"].is_object() && echo_text(m) == text => {}
@@ -204,4 +213,52 @@ pub(crate) async fn streamable(s: McpSession, first: u64, stop: Stop, since: Ins
         tokio::time::sleep(PACE).await;
     }
     t
+}
+
+/// The messages of a POST's answer: JSON, or an SSE stream read to its end and resumed (GET
+/// with `Last-Event-ID`) while it ends without a response.
+async fn answers_resuming(
+    s: &McpSession,
+    resp: reqwest::Response,
+    started: Instant,
+    t: &mut Tally,
+) -> Result<Vec<Value>, String> {
+    let sse =
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
+    if !sse {
+        return Ok(responses(resp).await);
+    }
+    let (mut reader, mut out, mut last) = (SseReader::new(resp), Vec::new(), None::<String>);
+    loop {
+        let left = REQUEST_BUDGET.saturating_sub(started.elapsed());
+        match reader.try_next(left).await {
+            Ok(Some(b)) => {
+                last = b.id.clone().or(last);
+                out.extend(b.json());
+            }
+            Err(()) => return Err(format!("no end of its answer stream within {REQUEST_BUDGET:?}; got {out:?}")),
+            Ok(None) if out.iter().any(|m: &Value| m.get("method").is_none()) => return Ok(out),
+            Ok(None) => {
+                let Some(from) = last.clone() else {
+                    return Err(format!("its answer stream ended without an answer or an event id to resume from; got {out:?}"));
+                };
+                t.resumed += 1;
+                let r = s
+                    .http
+                    .get(&s.url)
+                    .header("accept", "text/event-stream")
+                    .header("mcp-session-id", &s.id)
+                    .header("mcp-protocol-version", PROTOCOL)
+                    .header("last-event-id", &from)
+                    .timeout(left)
+                    .send()
+                    .await
+                    .map_err(|e| format!("resuming after {from}: {e}"))?;
+                if r.status() != 200 {
+                    return Err(format!("resuming after {from}: {} {}", r.status(), r.text().await.unwrap_or_default()));
+                }
+                reader = SseReader::new(r);
+            }
+        }
+    }
 }
