@@ -69,6 +69,9 @@ fn record_key(sid: &str) -> String {
 fn lease_key(instance: &str) -> String {
     format!("mcpb:{{i:{instance}}}:lease")
 }
+fn epoch_key(instance: &str) -> String {
+    format!("mcpb:{{i:{instance}}}:epoch")
+}
 
 /// Opens legacy sessions through nginx until there are three and one of them is a [`Traffic::sid`],
 /// two Streamable HTTP sessions, and starts echo traffic on all of them.
@@ -133,6 +136,22 @@ impl Traffic {
                 .map(|r| format!("{} {} {}", d.id_at(&r.upstream).unwrap_or(&r.upstream), r.method, r.status))
                 .collect();
             eprintln!("{}: its last requests through nginx: {:?}", t.label, &mine[mine.len().saturating_sub(12)..]);
+            eprintln!("{}: its record in Redis now: {:?}", t.label, d.redis.record(&t.sid));
+            for i in &d.instances {
+                for l in i.lines_with(&[&t.sid]).iter().filter(|l| !l.contains("replayed=0")) {
+                    eprintln!("{}: {} log: {l}", t.label, i.name);
+                }
+            }
+        }
+        if tallies.iter().any(|t| !t.failures.is_empty()) {
+            for i in &d.instances {
+                let (lease, epoch) = (d.redis.cli(&["GET", &lease_key(&i.name)]), d.redis.cli(&["GET", &epoch_key(&i.name)]));
+                eprintln!(
+                    "instance {}: lease {lease:?}, epoch counter {epoch:?}; fencing: {:?}",
+                    i.name,
+                    i.lines_with(&["fenced"])
+                );
+            }
         }
         for t in &tallies {
             t.assert_clean();
