@@ -138,7 +138,7 @@ impl Traffic {
             eprintln!("{}: its last requests through nginx: {:?}", t.label, &mine[mine.len().saturating_sub(12)..]);
             eprintln!("{}: its record in Redis now: {:?}", t.label, d.redis.record(&t.sid));
             for i in &d.instances {
-                for l in i.lines_with(&[&t.sid]).iter().filter(|l| !l.contains("replayed=0")) {
+                for l in i.lines_with(&[&t.sid]).iter().filter(|l| !l.contains("replayed=0") && !l.contains("reason=completed")) {
                     eprintln!("{}: {} log: {l}", t.label, i.name);
                 }
             }
@@ -185,24 +185,28 @@ async fn a_redis_primary_killed_during_traffic_loses_no_request() {
     let mut d = OnRedisCluster::start(&echo_server("echo"), 3).await;
     let t = start_traffic(&d).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // The primary of a live session's slot (its record, pending requests and event logs).
-    let (took, new) = d.redis.kill_primary_of(&record_key(&t.sid)).await;
-    eprintln!(
-        "FAILOVER at {} ms: the primary of session {}'s slot killed; replica {new} took over in {} ms",
-        t.at(),
-        t.sid,
-        took.as_millis()
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // The primary of its owner's lease and inbox (sharded pub/sub).
-    let (took, new) = d.redis.kill_primary_of(&lease_key(&t.owner)).await;
-    eprintln!(
-        "FAILOVER at {} ms: the primary of {}'s lease and inbox killed; replica {new} took over in {} ms",
-        t.at(),
-        t.owner,
-        took.as_millis()
-    );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The primary of a live session's slot (its record, pending requests and event logs), then
+    // the primary of its owner's lease and inbox (sharded pub/sub).
+    for (key, what) in [
+        (record_key(&t.sid), format!("session {}'s slot", t.sid)),
+        (lease_key(&t.owner), format!("{}'s lease and inbox", t.owner)),
+    ] {
+        let victim = d.redis.primary_of(d.redis.slot_of(&key)).id;
+        let on_it: Vec<&str> = d
+            .instances
+            .iter()
+            .map(|i| i.name.as_str())
+            .filter(|i| d.redis.primary_of(d.redis.slot_of(&lease_key(i))).id == victim)
+            .collect();
+        let (took, new) = d.redis.kill_primary_of(&key).await;
+        eprintln!(
+            "FAILOVER at {} ms: the primary of {what} (and of the leases and inboxes of {on_it:?}) killed; replica {new} took over in {} ms",
+            t.at(),
+            took.as_millis()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     t.finish(&d).await;
 }
 
