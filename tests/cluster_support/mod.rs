@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod balancer;
+pub(crate) mod sentinel;
 
 pub(crate) use balancer::Balancer;
 
