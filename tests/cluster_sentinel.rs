@@ -17,6 +17,8 @@ use common::{echo_server, everything_stdio, run_client, Bridge, ClientRun, Launc
 use serde_json::Value;
 
 const MINUTE: Duration = Duration::from_secs(60);
+/// Bound on one echo's answer: milliseconds normally, a takeover at worst.
+const ANSWER: Duration = Duration::from_secs(15);
 
 /// How far the replica is behind the primary, in bytes of the replication stream.
 fn replication_lag(s: &Sentinel) -> Option<i64> {
@@ -109,6 +111,130 @@ async fn held(path: &Path, run: &tokio::task::JoinHandle<ClientRun>) {
     }
 }
 
+/// A POST sent while Redis failed over.
+#[derive(Debug)]
+struct Probe {
+    id: u64,
+    via: String,
+    status: u16,
+    body: String,
+    took: Duration,
+}
+
+/// Sends an echo for `s` every 250 ms for `span`, through each instance in turn, without
+/// waiting for one to finish before the next; returns what each POST got.
+async fn probe_during(s: &Legacy, instances: &[(String, String)], span: Duration) -> Vec<Probe> {
+    let start = Instant::now();
+    let mut sent = Vec::new();
+    for n in 0..(span.as_millis() / 250) as u64 {
+        tokio::time::sleep_until((start + Duration::from_millis(250 * n)).into()).await;
+        let (via, base) = instances[n as usize % instances.len()].clone();
+        let id = 100 + n;
+        let post = s.post_via(&base, &common::echo_call(id, &format!("during-{id}")));
+        sent.push((
+            id,
+            via,
+            tokio::spawn(async move {
+                let t = Instant::now();
+                (post.await, t.elapsed())
+            }),
+        ));
+    }
+    let mut probes = Vec::new();
+    for (id, via, task) in sent {
+        let (result, took) = task.await.expect("the probe task");
+        let (status, body) = result.unwrap_or_else(|e| (0, e.to_string()));
+        probes.push(Probe { id, via, status, body, took });
+    }
+    probes
+}
+
+/// The answer to `id`, already received or read now. When the stream ends (the session moved
+/// to another instance), resumes it with `Last-Event-ID` through `base`, as a legacy client
+/// does, counting in `resumes`.
+async fn answer_resuming(s: &mut Legacy, id: u64, base: &str, resumes: &mut usize) -> Value {
+    let deadline = Instant::now() + ANSWER;
+    loop {
+        if let Some(m) = s.received.iter().find(|m| m["id"] == id && m.get("method").is_none()) {
+            return m.clone();
+        }
+        assert!(Instant::now() < deadline, "session {}: no answer to {id} within {ANSWER:?}; received {:?}", s.sid, s.received);
+        if !s.is_connected() {
+            *resumes += 1;
+            assert!(*resumes <= 5, "session {}: the stream keeps ending ({resumes} resumes)", s.sid);
+            s.resume(base).await.unwrap_or_else(|e| panic!("session {}: resume through {base}: {e:?}", s.sid));
+            continue;
+        }
+        let _ = s.next(deadline.saturating_duration_since(Instant::now())).await;
+    }
+}
+
+/// Every probe was either accepted and answered once on the stream, or refused with a 503
+/// and a JSON-RPC error and never delivered: a client can tell which, and retry safely. The
+/// owner (b1) accepted every one of its own: local traffic does not wait for Redis.
+async fn check_probes(s: &mut Legacy, probes: &[Probe], base: &str, resumes: &mut usize) {
+    for p in probes {
+        eprintln!("probe {} via {}: {} after {} ms {}", p.id, p.via, p.status, p.took.as_millis(), p.body);
+    }
+    for p in probes {
+        match p.status {
+            202 => {
+                let m = answer_resuming(s, p.id, base, resumes).await;
+                assert_eq!(common::echo_text(&m), format!("during-{}", p.id), "{p:?}");
+            }
+            503 => {
+                let err: Value = serde_json::from_str(&p.body).unwrap_or_else(|e| panic!("a JSON body ({e}): {p:?}"));
+                assert!(err["error"]["code"].is_i64(), "a JSON-RPC error: {p:?}");
+            }
+            _ => panic!("a POST during the failover is accepted (202) or refused (503): {p:?}"),
+        }
+    }
+    while s.is_connected() {
+        let Ok(Some(m)) = s.next(Duration::from_millis(500)).await else { break };
+        assert!(m.get("method").is_some(), "session {}: no answer after the last one: {m}", s.sid);
+    }
+    for p in probes {
+        let want = usize::from(p.status == 202);
+        assert_eq!(s.responses_to(p.id), want, "a probe is answered once if accepted, never if refused: {p:?}");
+    }
+    let refused: Vec<String> = probes
+        .iter()
+        .filter(|p| p.status != 202)
+        .map(|p| format!("{} via {} after {} ms", p.id, p.via, p.took.as_millis()))
+        .collect();
+    let slowest = probes.iter().filter(|p| p.status == 202).map(|p| p.took.as_millis()).max().unwrap_or(0);
+    eprintln!(
+        "POSTs during the failover: {} accepted and answered once (slowest {slowest} ms), refused with 503: {refused:?}",
+        probes.len() - refused.len()
+    );
+}
+
+/// Only the owner runs the session's upstream: of the children every instance started for
+/// it, one at most is alive (after a bounded wait for a fenced instance to end its own),
+/// and it belongs to the instance the record names.
+async fn one_live_upstream(c: &SentinelCluster, sid: &str) {
+    let started: Vec<(String, i32)> = c
+        .instances
+        .iter()
+        .flat_map(|i| {
+            i.lines_with(&["upstream started", &format!("session={sid}")])
+                .iter()
+                .filter_map(|l| l.split(" pid=").nth(1)?.split(' ').next()?.parse().ok())
+                .map(|pid| (i.name.clone(), pid))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let live = || started.iter().filter(|(_, pid)| common::alive(*pid)).cloned().collect::<Vec<_>>();
+    let one = poll(Duration::from_secs(5), || (live().len() <= 1).then_some(())).await;
+    assert!(
+        one.is_some(),
+        "session {sid}: one instance at most runs its upstream; live (instance, pid): {:?} of {started:?}",
+        live()
+    );
+    let owner = c.owner(sid);
+    assert!(live().iter().all(|(i, _)| *i == owner), "session {sid}: its live upstream is its owner's ({owner}): {:?}", live());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_sentinel_failover_through_nginx() {
     common::require_node();
@@ -156,7 +282,12 @@ async fn sessions_survive_a_sentinel_failover_through_nginx() {
     let records = c.records();
     assert!(records.len() >= 3, "the three sessions have records: {records:?}");
     replica_caught_up(&c.redis).await;
-    let took = c.redis.kill_primary().await;
+    // server-everything asks each client for its roots 350 ms after it is initialized: let
+    // that exchange end, so that the SDK sessions are idle while Redis fails over (the POSTs
+    // made during the failover are the raw session's probes below).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let named: Vec<(String, String)> = c.instances.iter().map(|i| (i.name.clone(), i.base())).collect();
+    let (took, probes) = tokio::join!(c.redis.kill_primary(), probe_during(&raw, &named, Duration::from_secs(4)));
     let failed_over = Instant::now();
     let mut recovered = Vec::new();
     for i in &c.instances {
@@ -179,18 +310,24 @@ async fn sessions_survive_a_sentinel_failover_through_nginx() {
         took.as_millis()
     );
 
-    // The raw session goes on: locally on its owner and forwarded from the two others.
+    // The raw session goes on: through its owner and the two others (forwarded). Its stream
+    // may have ended if the session moved while every lease had lapsed (a request reached
+    // another instance before b1 renewed): a legacy client resumes with Last-Event-ID then.
+    let mut resumes = 0;
+    let resume_at = c.nginx.base();
     for (k, base) in bases.iter().enumerate() {
         let id = 20 + k as u64;
-        assert_eq!(
-            raw.echo_via(base, id, &format!("after-{k}")).await,
-            format!("after-{k}"),
-            "echo via {base} after the failover"
-        );
+        let (status, body) = raw.post_via(base, &common::echo_call(id, &format!("after-{k}"))).await.expect("POST");
+        assert_eq!(status, 202, "echo {id} via {base} after the failover: {body}");
+        let m = answer_resuming(&mut raw, id, &resume_at, &mut resumes).await;
+        assert_eq!(common::echo_text(&m), format!("after-{k}"));
     }
+    check_probes(&mut raw, &probes, &resume_at, &mut resumes).await;
     for id in [1, 10, 11, 12, 20, 21, 22] {
         assert_eq!(raw.responses_to(id), 1, "raw session: answer {id} exactly once: {:?}", raw.received);
     }
+    one_live_upstream(&c, &raw.sid).await;
+    eprintln!("raw session: owner {} after the failover; its stream was resumed {resumes} times", c.owner(&raw.sid));
     // A new session can be registered on the new primary.
     let mut fresh = Legacy::open_as(&c.nginx.base(), "echo", None, LEGACY_PROTOCOL).await;
     assert_eq!(fresh.echo_via(&c.nginx.base(), 2, "fresh").await, "fresh");
