@@ -65,9 +65,10 @@ fn owner(redis: &Redis, sid: &str) -> String {
     redis.cli_raw(&["HGET", &format!("mcpb:{{{sid}}}:rec"), "owner"])
 }
 
-/// b1's log lines that say it was fenced (its epoch superseded).
+/// b1's log lines that say it was fenced: `instance fenced: its lease lapsed (epoch
+/// superseded); rejoined with a new epoch` (src/cluster/lease.rs).
 fn fenced_lines(b: &Bridge) -> Vec<String> {
-    b.log().lines().filter(|l| l.contains("fenced") || l.contains("superseded")).map(String::from).collect()
+    b.lines_with(&["instance fenced", "superseded"])
 }
 
 /// One cycle: a session owned by b1, b1 paused, taken over by b2, b1 resumed with a POST for
