@@ -1,7 +1,11 @@
 //! Cluster mode on a Redis primary/replica pair watched by three Sentinels (`--redis-sentinel`),
 //! all started by the tests: the primary is killed with `kill -9`, Sentinel promotes the replica,
-//! and the sessions go on. The harness itself (tests/cluster_support/sentinel.rs) is checked
-//! first, without the bridge. Run with `--nocapture` to see the failover times.
+//! and the sessions go on. Two Python SDK sessions (legacy SSE and Streamable HTTP, through
+//! round-robin nginx) pause mid-way (`py_client.py --hold`) across the failover and then finish
+//! the full scenario; a raw legacy session gets POSTs through every instance while Redis fails
+//! over (each is answered once, or refused with a 503 and never delivered) and after it, and only
+//! its owner runs its upstream. The harness itself (tests/cluster_support/sentinel.rs) is
+//! checked first, without the bridge. Run with `--nocapture` to see the failover times.
 
 mod cluster_support;
 mod common;
