@@ -444,7 +444,15 @@ impl Session {
             };
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
+                    Some(UpstreamEvent::Message(raw)) => {
+                        if let Some(journal) = self.env.journal.as_ref().filter(|j| !j.trusted()) {
+                            journal.confirm().await;
+                            if self.state().ended.is_some() {
+                                return;
+                            }
+                        }
+                        self.on_upstream_message(raw)
+                    }
                     Some(UpstreamEvent::Session { url, id }) => {
                         let mut st = self.state();
                         st.persist(|| journal::Entry::UpstreamSession { url: url.clone(), id: id.clone() });
