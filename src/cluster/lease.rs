@@ -187,6 +187,7 @@ impl Cluster {
         let (kept, lost) = self.reclaim(old, new).await;
         self.lease.renewed(sent);
         self.set_healthy(true);
+        crate::metrics::get().fenced.inc();
         tracing::warn!(
             instance = %self.instance,
             old_epoch = old,
