@@ -8,6 +8,7 @@ mod balancer;
 pub(crate) mod failover;
 mod redis_cluster;
 pub(crate) mod scenarios;
+pub(crate) mod sentinel;
 pub(crate) mod traffic;
 
 pub(crate) use balancer::Balancer;
