@@ -152,6 +152,7 @@ impl Cluster {
         tokio::spawn(writer::publisher(Arc::downgrade(&cluster), rpc_rx));
         tokio::spawn(inbox::inbox(Arc::downgrade(&cluster), push_rx));
         tokio::spawn(lease::renew_loop(Arc::downgrade(&cluster)));
+        tokio::spawn(lease::housekeeping(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 

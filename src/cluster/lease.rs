@@ -299,18 +299,27 @@ impl Cluster {
     }
 }
 
-/// Renews the lease every `LEASE / RENEWALS`, checks the streams held for other instances, and
-/// now and then sweeps the sessions of dead epochs (see `janitor`).
+/// Renews the lease every `LEASE / RENEWALS`, and nothing else: no other call, however slow
+/// while Redis fails over, may hold a renewal up.
 pub(super) async fn renew_loop(cluster: std::sync::Weak<Cluster>) {
+    let mut tick = tokio::time::interval(LEASE / RENEWALS);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(c) = cluster.upgrade() else { return };
+        let _one = c.lease.renewing.lock().await;
+        c.renew_locked().await;
+    }
+}
+
+/// Beside the renewals: checks the streams held for other instances every renewal period, and
+/// now and then probes the inbox and sweeps the sessions of dead epochs (see `janitor`).
+pub(super) async fn housekeeping(cluster: std::sync::Weak<Cluster>) {
     let mut tick = tokio::time::interval(LEASE / RENEWALS);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for round in 0u64.. {
         tick.tick().await;
         let Some(c) = cluster.upgrade() else { return };
-        {
-            let _one = c.lease.renewing.lock().await;
-            c.renew_locked().await;
-        }
         c.check_held().await;
         if round % super::janitor::EVERY == 0 {
             c.probe_inbox().await;
