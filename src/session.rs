@@ -113,10 +113,11 @@ struct State {
     next_stream: u32,
     done_streams: VecDeque<u32>,
     pending: HashMap<Box<str>, Pending>,
-    /// Requests a dead owner had taken and this session answered as lost on taking over: a
-    /// forwarding instance that sends one again (not knowing the dead owner had it) is not
-    /// answered twice (ids are never reused within a session).
-    lost: HashMap<Box<str>, u32>,
+    /// The latest answered request ids and the stream each answer went to (the requests a dead
+    /// owner had taken and this session answered as lost among them): a request sent again
+    /// (by a forwarding instance that could not tell the owner had it) is not delivered twice
+    /// (see `State::admit`; ids are never reused within a session).
+    answered: pending::Answered,
     progress: HashMap<Box<str>, Target>,
     upstream: UpstreamState,
     protocol_version: Option<String>,
@@ -228,7 +229,7 @@ impl Session {
                 next_stream,
                 done_streams: VecDeque::new(),
                 pending: HashMap::new(),
-                lost: Default::default(),
+                answered: Default::default(),
                 progress: HashMap::new(),
                 upstream: UpstreamState::NotStarted,
                 protocol_version,

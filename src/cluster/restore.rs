@@ -27,6 +27,10 @@ redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 return redis.call('HGETALL', KEYS[1])"#;
 
+/// How far a taken-over stream's numbering jumps past the last event written to Redis: more
+/// than an owner can send between writing an event and the writer getting it to Redis.
+const SEQ_GAP: u64 = 1 << 20;
+
 /// A session claimed here, read back from Redis, for the locator to start.
 pub(crate) struct Taken {
     pub server: Arc<ServerConfig>,
@@ -81,9 +85,13 @@ pub(crate) async fn take_over(
                 Some((seq, Bytes::copy_from_slice(&m[split + 1..])))
             })
             .collect();
+        // Numbering goes on past a gap: events the dead owner sent its client but had not yet
+        // written here keep their numbers, and a client resuming after one of them still gets
+        // every event numbered here (none shares a number with one it already has).
+        let next_from = last_seq + SEQ_GAP;
         streams.push((
             n,
-            EventLog::restore(settings.event_log_size, settings.event_log_age, budget.clone(), entries, last_seq, evicted),
+            EventLog::restore(settings.event_log_size, settings.event_log_age, budget.clone(), entries, next_from, evicted),
         ));
     }
     let pending: HashMap<String, u32> = conn.hgetall(key_pending(sid)).await?;

@@ -3,7 +3,7 @@
 //! at most `limits.max_pending_per_session` are in flight, and a request in flight keeps its
 //! session from idle expiry.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -129,6 +129,14 @@ impl State {
                 out.push((raw, peek));
                 continue;
             };
+            // The same request again on the stream its answer goes (went) to: sent twice by a
+            // forwarding instance that could not tell the first one arrived. Its one answer is
+            // there already, or on its way.
+            let on = self.pending.get(&id).map(|p| p.stream).or_else(|| self.answered.stream_of(&id));
+            if on == Some(stream) {
+                tracing::info!(request = %id, "a request came again on its stream; it is delivered once");
+                continue;
+            }
             if self.pending.contains_key(&id) || !seen.insert(id.clone()) {
                 let msg = "Invalid Request: id already in use by a request in flight";
                 let _ = self.push(stream, jsonrpc::error(Some(&id), code::INVALID_REQUEST, msg), true);
@@ -143,5 +151,32 @@ impl State {
             out.push((raw, peek));
         }
         out
+    }
+}
+
+/// How many answered request ids a session remembers.
+const ANSWERED: usize = 256;
+
+/// The latest [`ANSWERED`] answered request ids, and the stream each answer went to.
+#[derive(Default)]
+pub(super) struct Answered {
+    streams: HashMap<Box<str>, Target>,
+    order: std::collections::VecDeque<Box<str>>,
+}
+
+impl Answered {
+    pub(super) fn record(&mut self, id: &str, stream: Target) {
+        if self.streams.insert(id.into(), stream).is_none() {
+            self.order.push_back(id.into());
+            if self.order.len() > ANSWERED {
+                if let Some(old) = self.order.pop_front() {
+                    self.streams.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub(super) fn stream_of(&self, id: &str) -> Option<Target> {
+        self.streams.get(id).copied()
     }
 }
