@@ -178,6 +178,13 @@ impl RedisCluster {
         let out = run_cli(&args).await;
         assert!(out.0, "redis-cli --cluster create failed:\n{}\n{}", out.1, c.logs());
         c.settle("to form").await;
+        // A replica may still be listed as a primary (with no slots) by another node for a
+        // moment after `create`: wait until every node's view has three of each.
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while !c.live_ports().iter().all(|&p| c.topology_at(p).iter().filter(|n| n.primary).count() == 3) {
+            assert!(Instant::now() < deadline, "the roles did not settle within {SETTLE_TIMEOUT:?}: {:?}", c.topology());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         c
     }
 
