@@ -384,32 +384,39 @@ class Generator:
             raise ConnectionError("initialized: %d %s" % (status, text[:200]))
 
     async def ramp(self):
+        """Opens every session: at most `rate` a second, at most `batch` opening at once."""
         t0 = time.monotonic()
-        ok = failed = 0
-        batch = max(1, self.a.batch)
-        for start in range(0, len(self.sessions), batch):
+        counts = Counter()
+        window = asyncio.Semaphore(max(1, self.a.batch))
+
+        async def one(s):
+            try:
+                await self.open(s)
+                counts["ok"] += 1
+            except (OSError, ConnectionError, asyncio.TimeoutError, ValueError) as e:
+                counts["failed"] += 1
+                STATS.errors["open: %s" % (str(e)[:120] or type(e).__name__)] += 1
+                s.retired = True
+                if s.proto is not None and s.proto.transport:
+                    s.proto.transport.close()
+            finally:
+                window.release()
+
+        tasks = []
+        for i, s in enumerate(self.sessions):
             if time.monotonic() - t0 > self.a.ramp_timeout:
-                STATS.errors["ramp timeout"] += len(self.sessions) - start
-                failed += len(self.sessions) - start
+                STATS.errors["ramp timeout"] += len(self.sessions) - i
+                counts["failed"] += len(self.sessions) - i
                 break
-            b0 = time.monotonic()
-            chunk = self.sessions[start:start + batch]
-            results = await asyncio.gather(*(self.open(s) for s in chunk), return_exceptions=True)
-            for s, r in zip(chunk, results):
-                if isinstance(r, BaseException):
-                    failed += 1
-                    STATS.errors["open: %s" % (str(r)[:120] or type(r).__name__)] += 1
-                    s.retired = True
-                    if s.proto and s.proto.transport:
-                        s.proto.transport.close()
-                else:
-                    ok += 1
-            # Hold the rate: `batch` sessions per `batch / rate` seconds at most.
-            spare = batch / self.a.rate - (time.monotonic() - b0)
-            if spare > 0:
-                await asyncio.sleep(spare)
-        return {"event": "ramped", "ok": ok, "failed": failed, "seconds": round(time.monotonic() - t0, 2),
-                "by_instance": self.by_instance()}
+            due = t0 + i / self.a.rate - time.monotonic()
+            if due > 0:
+                await asyncio.sleep(due)
+            await window.acquire()
+            tasks.append(asyncio.ensure_future(one(s)))
+        if tasks:
+            await asyncio.wait(tasks, timeout=120)
+        return {"event": "ramped", "ok": counts["ok"], "failed": counts["failed"],
+                "seconds": round(time.monotonic() - t0, 2), "by_instance": self.by_instance()}
 
     def by_instance(self):
         c = Counter(s.inst for s in self.sessions if s.proto is not None and not s.retired)
@@ -546,10 +553,10 @@ def main():
     p.add_argument("--server", default="echo")
     p.add_argument("--interval", type=float, default=5.0, help="the bridge's heartbeat interval, seconds")
     p.add_argument("--source-ip", default="127.0.0.1", help="local address (its own ephemeral ports)")
-    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--batch", type=int, default=250, help="sessions opening at once, at most")
     p.add_argument("--rate", type=float, default=500.0, help="sessions opened per second at most")
     p.add_argument("--ramp-timeout", type=float, default=600.0)
-    p.add_argument("--post-conns", type=int, default=8, help="keep-alive POST connections per instance")
+    p.add_argument("--post-conns", type=int, default=16, help="keep-alive POST connections per instance")
     p.add_argument("--forget", type=float, default=0.1, help="share of resumes that ask for a replay")
     p.add_argument("--resume-attempts", type=int, default=40)
     p.add_argument("--resume-timeout", type=float, default=120.0)

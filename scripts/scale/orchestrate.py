@@ -459,8 +459,9 @@ def checks(summary):
 
 def report(s):
     c, idle = s["config"], s["idle"]
-    lines = ["", "scale run: %d sessions, %d instances, Redis %s, heartbeat %ss, main %s"
-             % (c["sessions"], c["instances"], c["redis"], c["heartbeat_s"], c["commit"][:10]),
+    lines = ["", "scale run: %d sessions, %d instances, Redis %s, heartbeat %ss; %s at %s (main %s)"
+             % (c["sessions"], c["instances"], c["redis"], c["heartbeat_s"], os.path.basename(c["bin"]),
+                c["commit"][:10], c["main"][:10]),
              "ramp: %d opened, %d failed, %.1f s" % (s["ramp"]["ok"], s["ramp"]["failed"], s["ramp"]["seconds"])]
     for name, w in (("idle", idle), ("after the kill", s.get("after"))):
         if not w:
@@ -538,7 +539,7 @@ def main():
     notes = []
     summary = {"config": {"sessions": a.sessions, "instances": a.instances, "redis": "single" if a.single else "cluster-3",
                           "heartbeat_s": a.heartbeat, "window_s": a.window, "rate": a.rate, "commit": commit,
-                          "main": main_commit, "smoke": smoke, "per_generator": a.per_generator, "forget": a.forget,
+                          "main": main_commit, "bin": a.bin, "smoke": smoke, "per_generator": a.per_generator, "forget": a.forget,
                           "nofile": __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[0]},
                "notes": notes}
     try:
