@@ -354,7 +354,7 @@ def measure(a, gens, bridges, redis_ports, window, live):
     }
 
 
-def retire_for_headroom(gens, bridges, victim, per, log_lines):
+def retire_for_headroom(a, gens, bridges, victim, per, log_lines):
     """Survivors must stay under their open-file limit once they hold the victim's sessions too:
     close the excess idle sessions on them first (and say so)."""
     survivors = [i for i in range(len(bridges)) if i != victim]
@@ -363,7 +363,7 @@ def retire_for_headroom(gens, bridges, victim, per, log_lines):
     for i in survivors:
         pid = bridges[i]["proc"].pid
         other = proc_fds(pid) - per.get(i, 0)
-        room = nofile_limit(pid) - 500 - other
+        room = (a.fd_limit or nofile_limit(pid)) - 500 - other
         excess = per.get(i, 0) + share - room
         if excess > 0:
             left = excess
@@ -385,7 +385,7 @@ def kill_phase(a, gens, bridges, redis_ports, notes):
     victim = len(bridges) - 1 if a.victim is None else a.victim
     b = bridges[victim]
     per = held(gens)
-    retired = retire_for_headroom(gens, bridges, victim, per, notes)
+    retired = retire_for_headroom(a, gens, bridges, victim, per, notes)
     if retired:
         time.sleep(2)
         per = held(gens)
@@ -511,7 +511,8 @@ def main():
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--forget", type=float, default=0.1, help="share of resumes that ask for a replay")
     p.add_argument("--no-kill", action="store_true")
-    p.add_argument("--victim", type=int)
+    p.add_argument("--victim", type=int, help="index of the instance to kill (default: the last)")
+    p.add_argument("--fd-limit", type=int, help="the open-file limit the headroom check assumes (default: the bridge's own)")
     p.add_argument("--recovery-timeout", type=float, default=180.0)
     p.add_argument("--rust-log", default="info")
     p.add_argument("--bin", default=os.path.join(ROOT, "target/release/mcp-bridge"))
