@@ -52,12 +52,12 @@ impl AppState {
         // The registry comes first: the cluster serves forwarded requests from it.
         let registry = Arc::<Registry>::default();
         let cluster = match &config.redis {
-            Some(url) => {
+            Some(target) => {
                 let s = &config.sessions;
                 let ttl = s.idle_timeout.max(s.event_log_age) + std::time::Duration::from_secs(60);
                 Some(
                     Cluster::connect(
-                        url,
+                        target,
                         config.redis_ca.as_deref(),
                         instance.as_str().into(),
                         (s.event_log_size, ttl),

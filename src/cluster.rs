@@ -1,7 +1,8 @@
 //! Cluster mode: sessions shared through Redis, so a request can land on any instance.
 //!
-//! Every session has one owner instance, held by a lease in Redis that the owner renews. Only
-//! the owner touches the session's upstream. Another instance that receives a request for the
+//! Every session has one owner instance, named with the owner's epoch in the session's record;
+//! the owner is alive while its instance lease (see `lease`) holds that epoch. Only the owner
+//! touches the session's upstream. Another instance that receives a request for the
 //! session forwards it to the owner over pub/sub ([`wire::Envelope`]); when the client's stream
 //! is held elsewhere, the owner publishes the stream's events to that instance. The owner also
 //! writes each session's record, pending requests and event logs to Redis, so that when it dies
@@ -9,34 +10,36 @@
 //! `Last-Event-ID` anywhere gets what it missed.
 
 mod inbox;
+mod janitor;
 mod keys;
+mod lease;
 mod records;
 pub(crate) mod restore;
+mod store;
 pub(crate) mod wire;
 mod writer;
 
 use keys::channel;
 pub(crate) use keys::Op;
-pub(crate) use keys::{key_lease, key_log, key_pending, key_session, Listed};
+pub(crate) use keys::{key_log, key_pending, key_session, Listed};
+pub(crate) use lease::LEASE;
+pub(crate) use records::Record;
+pub(crate) use store::Conn;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::AsyncCommands;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::RedisTarget;
 use crate::ids::{CloseReason, SessionId};
 use crate::session::journal::{Entry, Journal};
 use crate::session::registry::Registry;
 use crate::session::{CloseCell, Frame, Session};
 use wire::{Envelope, Failure, Reply, Request};
 
-/// How long a lease lives without renewal; the owner renews it four times per period
-/// (every `LEASE / 4`), so three renewals in a row may fail before it lapses.
-pub(crate) const LEASE: Duration = Duration::from_secs(4);
 /// How long a forwarded request waits for the owner's answer.
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(4);
 /// Writes and publishes queued before new ones are refused (and the stream counts as slow).
@@ -72,6 +75,8 @@ struct HeldStream {
     tx: mpsc::Sender<Frame>,
     reason: CloseCell,
     owner: String,
+    /// The owner's epoch when the stream was opened: the stream ends when it lapses.
+    epoch: u64,
     sid: SessionId,
     stream: u32,
 }
@@ -80,7 +85,8 @@ pub(crate) struct Cluster {
     pub instance: Arc<str>,
     /// Held while this instance takes a session over.
     pub takeover: tokio::sync::Mutex<()>,
-    conn: ConnectionManager,
+    store: store::Store,
+    lease: lease::Lease,
     queue: mpsc::Sender<Op>,
     rpc: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, Failure>>>>,
     held: Mutex<HashMap<u64, HeldStream>>,
@@ -94,44 +100,28 @@ pub(crate) struct Cluster {
     ttl: Duration,
 }
 
-const RENEW: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
-return 0"#;
-
 impl Cluster {
-    /// Connects, subscribes to this instance's channel, and starts the writer, inbox and
-    /// lease tasks. The connection reconnects and resubscribes by itself.
-    /// `ca`: the PEM roots of `redis_ca_file`, for a `rediss://` URL. `registry`: the sessions
-    /// this instance owns.
+    /// Connects, subscribes to this instance's channel, takes a new epoch and its lease, and
+    /// starts the writer, inbox and lease tasks. The connection reconnects and resubscribes by
+    /// itself. `ca`: the PEM roots of `redis_ca_file`, for `rediss://` URLs. `registry`: the
+    /// sessions this instance owns.
     pub(crate) async fn connect(
-        url: &str,
+        target: &RedisTarget,
         ca: Option<&[u8]>,
         instance: Arc<str>,
         (log_size, ttl): (usize, Duration),
         registry: &Arc<Registry>,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        let url = if url.contains("protocol=") {
-            url.to_string()
-        } else {
-            format!("{url}{}protocol=resp3", if url.contains('?') { '&' } else { '?' })
-        };
-        let client = crate::config::tls::redis_client(&url, ca)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(push_tx)
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_max_delay(Duration::from_secs(1));
-        let mut conn = ConnectionManager::new_with_config(client, config).await?;
-        conn.subscribe(channel(&instance)).await?;
+        let store = store::Store::connect(target, ca, channel(&instance), push_tx).await?;
+        let lease = lease::join(&mut store.conn(), &instance).await?;
+        tracing::info!(instance = %instance, epoch = lease.epoch(), redis = target.mode(), "joined the cluster");
         let (queue, queue_rx) = mpsc::channel(QUEUE);
         let cluster = Arc::new(Cluster {
             instance,
             takeover: tokio::sync::Mutex::new(()),
-            conn,
+            store,
+            lease,
             queue,
             rpc: Mutex::default(),
             held: Mutex::default(),
@@ -141,9 +131,9 @@ impl Cluster {
             log_size,
             ttl,
         });
-        tokio::spawn(writer::writer(Arc::downgrade(&cluster), cluster.conn.clone(), queue_rx));
+        tokio::spawn(writer::writer(Arc::downgrade(&cluster), queue_rx));
         tokio::spawn(inbox::inbox(Arc::downgrade(&cluster), push_rx));
-        tokio::spawn(renew_leases(Arc::downgrade(&cluster)));
+        tokio::spawn(lease::renew_loop(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 
@@ -153,7 +143,7 @@ impl Cluster {
     pub(crate) async fn shared_secret(&self) -> Result<[u8; 32], ClusterError> {
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).expect("the OS provides randomness");
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _: Option<String> =
             redis::cmd("SET").arg("mcpb:mrtr-key").arg(hex::encode(fresh)).arg("NX").query_async(&mut conn).await?;
         let stored: String = redis::cmd("GET").arg("mcpb:mrtr-key").query_async(&mut conn).await?;
@@ -170,8 +160,12 @@ impl Cluster {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::Relaxed);
+    }
+
+    pub(crate) fn conn(&self) -> Conn {
+        self.store.conn()
     }
 
     /// Queues a write without waiting; a full queue drops it and marks the cluster unhealthy.
@@ -187,70 +181,32 @@ impl Cluster {
 
     /// Queues an envelope for `to`; the writer encodes it (off any session's lock).
     fn publish(&self, to: &str, envelope: Envelope) -> bool {
-        self.enqueue(Op::Publish { channel: channel(to), envelope })
+        self.enqueue(Op::Publish { to: to.into(), envelope })
     }
 
-    /// Records a new session owned here: its lease and its record. Awaited, so that no other
-    /// instance can see the session id before Redis knows who owns it.
+    /// Records a new session owned here, naming this instance and its epoch as the owner.
+    /// Awaited, so that no other instance can see the session id before Redis knows who owns
+    /// it. The record has no expiry while its owner lives (see `janitor`).
     pub(crate) async fn register(&self, s: &Session) -> Result<(), ClusterError> {
+        self.fence().await;
         let mut conn = self.conn();
-        let ttl = self.ttl.as_millis() as u64;
-        redis::pipe()
-            .cmd("SET")
-            .arg(key_lease(s.id))
+        let epoch = self.epoch();
+        redis::cmd("HSET")
+            .arg(key_session(s.id))
+            .arg("server")
+            .arg(&*s.server.name)
+            .arg("transport")
+            .arg(s.transport.as_str())
+            .arg("principal")
+            .arg(s.principal.as_deref().unwrap_or(""))
+            .arg("owner")
             .arg(&*self.instance)
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .ignore()
-            .hset_multiple(
-                key_session(s.id),
-                &[
-                    ("server", s.server.name.as_str()),
-                    ("transport", s.transport.as_str()),
-                    ("principal", s.principal.as_deref().unwrap_or("")),
-                ],
-            )
-            .ignore()
-            .pexpire(key_session(s.id), ttl as i64)
-            .ignore()
+            .arg("epoch")
+            .arg(epoch)
             .query_async::<()>(&mut conn)
             .await?;
+        self.index(s);
         Ok(())
-    }
-
-    /// Who holds the lease of `sid`, if anyone.
-    pub(crate) async fn owner(&self, sid: SessionId) -> Result<Option<String>, ClusterError> {
-        let mut conn = self.conn();
-        Ok(conn.get(key_lease(sid)).await?)
-    }
-
-    /// Claims the lease of an ownerless session.
-    pub(crate) async fn claim(&self, sid: SessionId) -> Result<bool, ClusterError> {
-        let mut conn = self.conn();
-        let ok: Option<String> = redis::cmd("SET")
-            .arg(key_lease(sid))
-            .arg(&*self.instance)
-            .arg("NX")
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .query_async(&mut conn)
-            .await?;
-        Ok(ok.is_some())
-    }
-
-    /// Gives up the leases of sessions ending here on shutdown, so others take them over at
-    /// once instead of after the lease lapses.
-    pub(crate) async fn release(&self, sids: &[SessionId]) {
-        let mut conn = self.conn();
-        for sid in sids {
-            let _: Result<i64, _> = redis::Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            )
-            .key(key_lease(*sid))
-            .arg(&*self.instance)
-            .invoke_async(&mut conn)
-            .await;
-        }
     }
 
     /// Waits (bounded) until every write queued so far has reached Redis.
@@ -286,11 +242,11 @@ impl Cluster {
 
     /// Registers a client stream this instance holds for a session owned by `owner`; frames
     /// the owner publishes under the returned token arrive on the receiver.
-    pub(crate) fn hold(&self, owner: &str, sid: SessionId) -> (u64, mpsc::Receiver<Frame>, CloseCell) {
+    pub(crate) fn hold(&self, owner: &str, epoch: u64, sid: SessionId) -> (u64, mpsc::Receiver<Frame>, CloseCell) {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(crate::session::STREAM_QUEUE);
         let reason = CloseCell::default();
-        let held = HeldStream { tx, reason: reason.clone(), owner: owner.to_string(), sid, stream: u32::MAX };
+        let held = HeldStream { tx, reason: reason.clone(), owner: owner.to_string(), epoch, sid, stream: u32::MAX };
         self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(token, held);
         (token, rx, reason)
     }
@@ -323,79 +279,28 @@ impl Cluster {
         self.publish(instance, Envelope::Close { token, reason: reason.as_str().to_string() });
     }
 
-    /// The sessions owned here whose lease renewal failed are ended: someone else owns them.
-    /// With no session to renew, a PING keeps `healthy` (and so `/readyz`) true to Redis.
-    async fn renew(&self) {
-        let Some(registry) = self.registry() else { return };
-        let ids = registry.ids();
-        let mut conn = self.conn();
-        if ids.is_empty() {
-            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-            self.healthy.store(pong.is_ok(), Ordering::Relaxed);
-            return;
-        }
-        let script = redis::Script::new(RENEW);
-        let mut lost = Vec::new();
-        let mut recreated = Vec::new();
-        let mut ok = true;
-        for id in &ids {
-            let r: Result<i64, _> =
-                script.key(key_lease(*id)).arg(&*self.instance).arg(LEASE.as_millis() as u64).invoke_async(&mut conn).await;
-            match r {
-                Ok(0) => lost.push(*id),
-                Ok(2) => recreated.push(*id),
-                Ok(_) => {}
-                Err(_) => {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        self.healthy.store(ok, Ordering::Relaxed);
-        for id in lost {
-            if let Some(s) = registry.remove(id) {
-                s.end(CloseReason::Moved, "another instance holds this session's lease");
-            }
-        }
-        // The lease was gone without anyone taking over: Redis lost its data (a restart
-        // without persistence). Write the record again, so that other instances can find
-        // the session and forward to it instead of answering "session not found".
-        for id in recreated {
-            let Some(s) = registry.get(id) else { continue };
-            if self.register(&s).await.is_ok() {
-                if let Some(v) = s.protocol_version() {
-                    self.write(id, Entry::ProtocolVersion(v));
-                }
-                tracing::info!(session = %id, "re-registered a session whose record Redis had lost");
-            }
-        }
-    }
-
     /// Ends the client streams held here for an instance that no longer holds the session's
     /// lease (it died, or lost the session): nothing would reach them any more. Their clients
     /// reconnect with `Last-Event-ID`, and whoever owns the session then replays what they
     /// missed.
     async fn check_held(&self) {
-        let held: Vec<(u64, SessionId, String)> =
-            self.held.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, h)| (*t, h.sid, h.owner.clone())).collect();
-        let mut owners: HashMap<SessionId, Option<String>> = HashMap::new();
-        let mut conn = self.conn();
-        for (_, sid, _) in &held {
-            if owners.contains_key(sid) {
+        let owners: std::collections::HashSet<(String, u64)> =
+            self.held.lock().unwrap_or_else(|e| e.into_inner()).values().map(|h| (h.owner.clone(), h.epoch)).collect();
+        for (owner, epoch) in owners {
+            // Without Redis nobody can tell; keep the streams.
+            let Ok(alive) = self.alive(&owner, epoch).await else { return };
+            if alive {
                 continue;
             }
-            // Without Redis nobody can tell; keep the streams.
-            let Ok(owner) = conn.get::<_, Option<String>>(key_lease(*sid)).await else { return };
-            owners.insert(*sid, owner);
-        }
-        let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        for (token, sid, owner) in held {
-            if owners.get(&sid).is_some_and(|now| now.as_deref() != Some(owner.as_str())) {
-                if let Some(h) = map.remove(&token) {
+            let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, h| {
+                let lapsed = h.owner == owner && h.epoch == epoch;
+                if lapsed {
                     let _ = h.reason.set(CloseReason::Error);
-                    tracing::info!(session = %sid, owner = %owner, "ending a stream held for an instance that lost the session");
+                    tracing::info!(session = %h.sid, owner = %owner, epoch, "ending a stream held for an instance whose lease lapsed");
                 }
-            }
+                !lapsed
+            });
         }
     }
 }
@@ -404,15 +309,5 @@ impl Cluster {
 impl Journal for Cluster {
     fn write(&self, sid: SessionId, entry: Entry) {
         self.enqueue(Op::Session { sid, entry });
-    }
-}
-
-async fn renew_leases(cluster: Weak<Cluster>) {
-    let mut tick = tokio::time::interval(LEASE / 4);
-    loop {
-        tick.tick().await;
-        let Some(c) = cluster.upgrade() else { return };
-        c.renew().await;
-        c.check_held().await;
     }
 }

@@ -17,12 +17,15 @@ pub(crate) mod edge;
 mod error;
 pub(crate) mod limits;
 pub(crate) mod pump;
+mod redis;
 mod sessions;
 pub(crate) mod tls;
 
 use duration::duration;
 pub use duration::parse_interval;
 pub(crate) use error::ConfigError;
+pub(crate) use limits::Limits;
+pub use redis::{RedisTarget, DEFAULT_SENTINEL_MASTER};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -34,8 +37,8 @@ pub struct Config {
     /// `X-Forwarded-Prefix` itself.
     pub public_base_path: Option<String>,
     pub log_dir: Option<PathBuf>,
-    /// `redis://…`: run as one instance of a cluster sharing sessions through Redis.
-    pub redis: Option<String>,
+    /// Where the Redis is: run as one instance of a cluster sharing sessions through it.
+    pub redis: Option<RedisTarget>,
     /// `redis_ca_file`: PEM roots trusted for a `rediss://` Redis, instead of the system's.
     pub redis_ca: Option<Vec<u8>>,
     /// Browser origins allowed besides local pages and the bridge's own origin (`*` for any);
@@ -48,47 +51,6 @@ pub struct Config {
     /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
     pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
-}
-
-/// Bounds that keep one client from hurting the rest.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest request body (413 past it).
-    pub max_body: usize,
-    /// Sessions this instance holds at once (503 past it).
-    pub max_sessions: usize,
-    /// Sessions one principal holds on this instance (429 past it).
-    pub max_sessions_per_principal: usize,
-    /// Child processes running at once; a session past it fails to start its upstream.
-    pub max_children: usize,
-    /// Requests one session may have in flight (429 past it).
-    pub max_pending_per_session: usize,
-    /// An upstream request unanswered this long gets a JSON-RPC error (and is cancelled
-    /// upstream); the session goes on.
-    pub request_timeout: Option<Duration>,
-    /// A client must send its request headers within this (slow-loris guard).
-    pub header_read_timeout: Duration,
-    /// A write to a client blocked this long closes the connection (a client that stopped
-    /// reading); its events wait in the session's log for a resume.
-    pub write_timeout: Duration,
-    /// `upstream_stall`, `max_message` and `upstream_queue_bytes` (see `config/pump.rs`).
-    pub pump: pump::PumpLimits,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body: 8 * 1024 * 1024,
-            max_sessions: 100_000,
-            max_sessions_per_principal: 10_000,
-            max_children: 1024,
-            max_pending_per_session: limits::DEFAULT_MAX_PENDING_PER_SESSION,
-            request_timeout: Some(Duration::from_secs(600)),
-            header_read_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-            pump: pump::PumpLimits::default(),
-        }
-    }
 }
 
 /// Heartbeat settings; `interval: None` switches heartbeats off.
@@ -214,6 +176,11 @@ struct FileModel {
     public_base_path: Option<String>,
     log_dir: Option<PathBuf>,
     redis: Option<String>,
+    #[serde(default)]
+    redis_cluster: Vec<String>,
+    #[serde(default)]
+    redis_sentinel: Vec<String>,
+    redis_sentinel_master: Option<String>,
     redis_ca_file: Option<PathBuf>,
     #[serde(default)]
     allowed_origins: Vec<String>,
@@ -380,7 +347,8 @@ impl FileModel {
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
             log_dir: self.log_dir,
             redis_ca: self.redis_ca_file.map(|p| tls::redis_ca(&p).map_err(|r| invalid("redis_ca_file", r))).transpose()?,
-            redis: self.redis,
+            redis: RedisTarget::from_keys(self.redis, self.redis_cluster, self.redis_sentinel, self.redis_sentinel_master)
+                .map_err(|(key, reason)| invalid(key, reason))?,
             allowed_origins: self.allowed_origins,
             sessions,
             limits,

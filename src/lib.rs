@@ -33,7 +33,7 @@ pub(crate) mod http;
 pub mod server;
 
 pub use app::{AppState, Reloader};
-pub use config::{parse_interval, Config, HeartbeatFormat};
+pub use config::{parse_interval, Config, HeartbeatFormat, RedisTarget, DEFAULT_SENTINEL_MASTER};
 pub use diagnose::{main as diagnose, parse_seconds, Options as DiagnoseOptions};
 pub use logging::init as init_logging;
 

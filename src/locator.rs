@@ -93,6 +93,8 @@ pub(crate) enum Handle {
 pub(crate) struct Remote {
     pub id: SessionId,
     pub owner: String,
+    /// The owner's epoch: streams held for it end when its lease no longer holds it.
+    pub epoch: u64,
     pub server: String,
     pub transport: Transport,
     pub protocol_version: Option<String>,
@@ -221,69 +223,68 @@ pub(crate) async fn find_for(app: &Locator, id: SessionId, principal: Option<&st
     Ok(Some(h))
 }
 
-/// Finds a session: here, at its owner, or by taking it over from a dead owner.
+/// Finds a session: here, at its owner, or by taking it over from a dead owner (one whose
+/// instance lease no longer holds the epoch the session's record names).
 pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>, ClusterError> {
+    if let Some(cluster) = &app.cluster {
+        // A session held here is served only while this instance's lease is surely valid.
+        cluster.fence().await;
+    }
     if let Some(s) = app.registry.get(id) {
         return Ok(Some(Handle::Local(s)));
     }
     let Some(cluster) = &app.cluster else { return Ok(None) };
     for _ in 0..3 {
-        match cluster.owner(id).await? {
-            Some(owner) if owner != *cluster.instance => {
-                let record = cluster.record(id).await?;
-                let (Some(server), Some(transport)) = (record.server, record.transport) else { return Ok(None) };
-                let transport = Transport::parse(&transport).unwrap_or(Transport::Streamable);
-                return Ok(Some(Handle::Remote(Remote {
-                    id,
-                    owner,
-                    server,
-                    transport,
-                    protocol_version: record.protocol_version,
-                    principal: record.principal.filter(|p| !p.is_empty()).map(Arc::from),
-                    cluster: cluster.clone(),
-                })));
-            }
-            Some(_) | None if app.retired.load(std::sync::atomic::Ordering::Relaxed) => {
-                // Shutting down: this instance's sessions were just handed over; never take
-                // one (back) over here, the next instance a client reaches will.
-                return Err(ClusterError::ShuttingDown);
-            }
-            Some(_) => {
-                // Our own lease on a session we do not hold: this instance restarted, or
-                // another request here is taking it over right now (then it is in the registry
-                // once that request holds the takeover lock no more).
-                let _one = cluster.takeover.lock().await;
-                if let Some(s) = app.registry.get(id) {
-                    return Ok(Some(Handle::Local(s)));
-                }
-                cluster.drop_lease(id).await?;
-            }
-            None => {
-                // One takeover at a time on this instance, so two requests for the same
-                // session never build two copies of it.
-                let _one = cluster.takeover.lock().await;
-                if let Some(s) = app.registry.get(id) {
-                    return Ok(Some(Handle::Local(s)));
-                }
-                if let Some(s) = take_over(app, cluster, id).await? {
-                    return Ok(Some(Handle::Local(s)));
-                }
-                if !cluster.has_record(id).await? {
-                    return Ok(None);
-                }
-            }
+        let record = cluster.record(id).await?;
+        let Some((owner, epoch)) = record.owner.clone() else { return Ok(None) };
+        let mine = owner == *cluster.instance && epoch == cluster.epoch();
+        if !mine && cluster.alive(&owner, epoch).await? {
+            let (Some(server), Some(transport)) = (record.server, record.transport) else { return Ok(None) };
+            let transport = Transport::parse(&transport).unwrap_or(Transport::Streamable);
+            return Ok(Some(Handle::Remote(Remote {
+                id,
+                owner,
+                epoch,
+                server,
+                transport,
+                protocol_version: record.protocol_version,
+                principal: record.principal.filter(|p| !p.is_empty()).map(Arc::from),
+                cluster: cluster.clone(),
+            })));
+        }
+        if app.retired.load(std::sync::atomic::Ordering::Relaxed) {
+            // Shutting down: this instance's sessions were just handed over; never take one
+            // (back) over here, the next instance a client reaches will.
+            return Err(ClusterError::ShuttingDown);
+        }
+        // The owner's lease lapsed (or the record names this instance, which no longer holds
+        // the session: another request here is taking it over right now, or it just ended).
+        // One takeover at a time on this instance, so two requests for the same session never
+        // build two copies of it.
+        let _one = cluster.takeover.lock().await;
+        if let Some(s) = app.registry.get(id) {
+            return Ok(Some(Handle::Local(s)));
+        }
+        if let Some(s) = take_over(app, cluster, id, &record).await? {
+            return Ok(Some(Handle::Local(s)));
         }
     }
     Ok(None)
 }
 
 /// Takes `id` over from a dead owner (see `cluster::restore`) and starts it here.
-async fn take_over(app: &Locator, cluster: &Cluster, id: SessionId) -> Result<Option<Arc<Session>>, ClusterError> {
+async fn take_over(
+    app: &Locator,
+    cluster: &Cluster,
+    id: SessionId,
+    record: &crate::cluster::Record,
+) -> Result<Option<Arc<Session>>, ClusterError> {
     let server = |name: &str| app.server(name).map(|s| (s.clone(), app.settings_for(&s)));
-    let Some(t) = restore::take_over(cluster, id, server).await? else { return Ok(None) };
+    let Some(t) = restore::take_over(cluster, id, record, server).await? else { return Ok(None) };
     let session = Session::new(id, t.server, t.transport, t.settings, app.env.clone(), t.principal, Some(t.restored));
     let session = app.registry.start(session);
-    tracing::info!(session = %id, server = %session.server.name, lost = t.lost.len(), instance = %cluster.instance, "session taken over");
+    cluster.index(&session);
+    tracing::info!(session = %id, server = %session.server.name, lost = t.lost.len(), instance = %cluster.instance, epoch = cluster.epoch(), "session taken over");
     session.fail_lost(t.lost);
     session.replay_initialize().await;
     Ok(Some(session))
@@ -382,7 +383,7 @@ impl Handle {
         match self {
             Handle::Local(s) => open_local(s, messages, requests, json).await,
             Handle::Remote(r) => {
-                let (token, rx, reason) = r.cluster.hold(&r.owner, r.id);
+                let (token, rx, reason) = r.cluster.hold(&r.owner, r.epoch, r.id);
                 let body = Request::Open { requests, json, token, messages: strings(&messages) };
                 match r.cluster.call(&r.owner, r.id, body).await {
                     Ok(Reply::Opened { stream, priming, polling }) => {
@@ -416,7 +417,7 @@ impl Handle {
         match self {
             Handle::Local(s) => attach_local(s, stream, after, replace),
             Handle::Remote(r) => {
-                let (token, rx, reason) = r.cluster.hold(&r.owner, r.id);
+                let (token, rx, reason) = r.cluster.hold(&r.owner, r.epoch, r.id);
                 r.cluster.held_stream(token, stream);
                 match r.cluster.call(&r.owner, r.id, Request::Attach { stream, after, replace, token }).await {
                     Ok(Reply::Attached { stream, replay, done, polling }) => {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mcp_bridge::{diagnose, parse_seconds, DiagnoseOptions};
 use mcp_bridge::{server, AppState, Reloader};
-use mcp_bridge::{Config, HeartbeatFormat};
+use mcp_bridge::{Config, HeartbeatFormat, RedisTarget, DEFAULT_SENTINEL_MASTER};
 
 /// The bundled echo server, also run as `mcp-bridge echo-server`: `cargo run` builds only
 /// this binary, and the example config must work after it.
@@ -44,8 +44,17 @@ enum Command {
         #[arg(long)]
         log_dir: Option<PathBuf>,
         /// Share sessions with other instances through this Redis (`redis://127.0.0.1:6379`).
-        #[arg(long)]
+        #[arg(long, group = "redis_mode")]
         redis: Option<String>,
+        /// ... through this Redis Cluster: seed nodes, comma-separated (`redis://h1:7000,redis://h2:7000`).
+        #[arg(long, group = "redis_mode")]
+        redis_cluster: Option<String>,
+        /// ... through the primary these Sentinels name, comma-separated (`redis://s1:26379,…`).
+        #[arg(long, group = "redis_mode")]
+        redis_sentinel: Option<String>,
+        /// The master name the Sentinels monitor.
+        #[arg(long, requires = "redis_sentinel", default_value = DEFAULT_SENTINEL_MASTER)]
+        redis_sentinel_master: String,
     },
     /// Validate a config file without starting.
     CheckConfig { file: PathBuf },
@@ -99,10 +108,27 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { config, listen, instance_id, heartbeat_interval, heartbeat_format, log_dir, redis } => {
+        Command::Serve {
+            config,
+            listen,
+            instance_id,
+            heartbeat_interval,
+            heartbeat_format,
+            log_dir,
+            redis,
+            redis_cluster,
+            redis_sentinel,
+            redis_sentinel_master,
+        } => {
             let mut c = Config::load(&config)?;
             if let Some(r) = redis {
-                c.redis = Some(r);
+                c.redis = Some(RedisTarget::Single(r));
+            }
+            if let Some(r) = redis_cluster {
+                c.redis = Some(RedisTarget::Cluster(RedisTarget::split(&r)));
+            }
+            if let Some(r) = redis_sentinel {
+                c.redis = Some(RedisTarget::Sentinel { master: redis_sentinel_master, sentinels: RedisTarget::split(&r) });
             }
             if let Some(l) = listen {
                 c.listen = l;

@@ -158,10 +158,9 @@ async fn hand_over(registry: &Registry, cluster: Option<&Cluster>, retired: &Ato
         s.end(CloseReason::Shutdown, "the bridge is shutting down");
     }
     if let Some(c) = cluster {
-        // Hand the sessions over: their records stay, their leases go, so the next
-        // instance a client reaches takes them over at once.
-        let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
+        // Hand the sessions over: their records stay, this instance's lease goes, so the
+        // next instance a client reaches takes them over at once.
         c.flush().await;
-        c.release(&ids).await;
+        c.release().await;
     }
 }

@@ -39,7 +39,7 @@ impl RemoteSink for RemoteStream {
 pub(super) async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<redis::PushInfo>) {
     while let Some(push) = rx.recv().await {
         let Some(c) = cluster.upgrade() else { return };
-        if push.kind != PushKind::Message {
+        if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
             continue;
         }
         let Some(redis::Value::BulkString(payload)) = push.data.get(1) else { continue };
@@ -93,6 +93,8 @@ impl Cluster {
 
     /// Serves a request forwarded by `from` for a session owned here.
     async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request) -> Result<Reply, Failure> {
+        // Served only while this instance surely still owns what it holds (see `lease`).
+        self.fence().await;
         let session = SessionId::parse(sid).and_then(|id| self.registry()?.get(id));
         let Some(s) = session else {
             return Err(Failure { moved: true, ..Failure::new(format!("session {sid} is not owned by {}", self.instance)) });

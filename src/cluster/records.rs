@@ -1,10 +1,12 @@
-//! Reading the cluster's session records: one session's (to forward to its owner), whether
-//! one exists, and every session's (the admin list).
+//! Reading the cluster's session records: one session's (to forward to its owner, or to take
+//! it over), and every session's (the admin list, from the instances' indexes).
 
-use redis::AsyncCommands;
-
-use super::{key_lease, key_session, Cluster, ClusterError, Listed};
+use super::keys::{key_index, key_session, KEY_EPOCHS};
+use super::{Cluster, ClusterError, Listed};
 use crate::ids::SessionId;
+
+/// The most sessions the admin list reads.
+const LIST_MAX: usize = 100_000;
 
 /// What a session's record says, for an instance that forwards to its owner.
 pub(crate) struct Record {
@@ -12,70 +14,50 @@ pub(crate) struct Record {
     pub transport: Option<String>,
     pub protocol_version: Option<String>,
     pub principal: Option<String>,
+    /// The owner instance and the epoch it owns the session in.
+    pub owner: Option<(String, u64)>,
 }
 
 impl Cluster {
     /// The record of `sid` (every field `None` when there is none).
     pub(crate) async fn record(&self, sid: SessionId) -> Result<Record, ClusterError> {
         let mut conn = self.conn();
-        let (server, transport, protocol_version, principal) = redis::cmd("HMGET")
-            .arg(key_session(sid))
-            .arg("server")
-            .arg("transport")
-            .arg("proto")
-            .arg("principal")
-            .query_async(&mut conn)
-            .await?;
-        Ok(Record { server, transport, protocol_version, principal })
-    }
-
-    /// Whether `sid` has a record.
-    pub(crate) async fn has_record(&self, sid: SessionId) -> Result<bool, ClusterError> {
-        let mut conn = self.conn();
-        Ok(conn.exists(key_session(sid)).await?)
-    }
-
-    /// Deletes the lease of `sid` whoever holds it (this instance's own, on a session it no
-    /// longer holds: it restarted).
-    pub(crate) async fn drop_lease(&self, sid: SessionId) -> Result<(), ClusterError> {
-        let mut conn = self.conn();
-        let _: () = conn.del(key_lease(sid)).await?;
-        Ok(())
-    }
-
-    /// Every session in the cluster, from the records in Redis (bounded scan).
-    pub(crate) async fn list_sessions(&self) -> Result<Vec<Listed>, ClusterError> {
-        let mut conn = self.conn();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("mcpb:sess:*")
-                .arg("COUNT")
-                .arg(1000)
+        let (server, transport, protocol_version, principal, owner, epoch): (_, _, _, _, Option<String>, Option<u64>) =
+            redis::cmd("HMGET")
+                .arg(key_session(sid))
+                .arg(&["server", "transport", "proto", "principal", "owner", "epoch"])
                 .query_async(&mut conn)
                 .await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 || keys.len() >= 100_000 {
-                break;
+        Ok(Record { server, transport, protocol_version, principal, owner: owner.zip(epoch) })
+    }
+
+    /// Every session in the cluster, from the indexes of the epochs that may own sessions.
+    pub(crate) async fn list_sessions(&self) -> Result<Vec<Listed>, ClusterError> {
+        let mut conn = self.conn();
+        let epochs: Vec<String> = redis::cmd("SMEMBERS").arg(KEY_EPOCHS).query_async(&mut conn).await?;
+        let mut out = Vec::new();
+        for member in epochs {
+            let Some((instance, epoch)) = member.split_once(' ').and_then(|(i, e)| Some((i, e.parse::<u64>().ok()?))) else {
+                continue;
+            };
+            let ids: Vec<String> = redis::cmd("SMEMBERS").arg(key_index(instance, epoch)).query_async(&mut conn).await?;
+            for id in ids.iter().filter_map(|id| SessionId::parse(id)) {
+                if out.len() >= LIST_MAX {
+                    return Ok(out);
+                }
+                let r = self.record(id).await?;
+                // Listed under the epoch that owns it now (a session taken over is in two indexes).
+                if r.owner.as_ref().is_none_or(|(i, e)| i != instance || *e != epoch) {
+                    continue;
+                }
+                out.push(Listed {
+                    id: id.to_string(),
+                    server: r.server.unwrap_or_default(),
+                    transport: r.transport.unwrap_or_default(),
+                    principal: r.principal.filter(|p| !p.is_empty()),
+                    owner: Some(instance.to_string()),
+                });
             }
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(id) = key.strip_prefix("mcpb:sess:") else { continue };
-            let (server, transport, principal): (Option<String>, Option<String>, Option<String>) =
-                redis::cmd("HMGET").arg(&key).arg("server").arg("transport").arg("principal").query_async(&mut conn).await?;
-            let owner: Option<String> = conn.get(format!("mcpb:lease:{id}")).await?;
-            out.push(Listed {
-                id: id.to_string(),
-                server: server.unwrap_or_default(),
-                transport: transport.unwrap_or_default(),
-                principal: principal.filter(|p| !p.is_empty()),
-                owner,
-            });
         }
         Ok(out)
     }

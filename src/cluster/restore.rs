@@ -9,12 +9,23 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redis::AsyncCommands;
 
+use super::records::Record;
 use super::{key_log, key_pending, key_session, Cluster, ClusterError};
 use crate::config::{ServerConfig, SessionSettings};
 use crate::ids::{SessionId, Transport};
 use crate::session::event_log::memory::Budget;
 use crate::session::event_log::EventLog;
 use crate::session::Restored;
+
+/// Names this instance (and its epoch) as the owner if the record still names the lapsed
+/// owner, clears any expiry the janitor gave it, and returns the record; nil otherwise.
+const CLAIM: &str = r#"
+local o = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+if o[1] ~= ARGV[1] or o[2] ~= ARGV[2] then return false end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'epoch', ARGV[4])
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+return redis.call('HGETALL', KEYS[1])"#;
 
 /// A session claimed here, read back from Redis, for the locator to start.
 pub(crate) struct Taken {
@@ -27,26 +38,32 @@ pub(crate) struct Taken {
     pub lost: Vec<(Box<str>, u32)>,
 }
 
-/// Claims `sid` if its record exists, names a server `server` knows (with the settings its
-/// sessions get), and nobody holds its lease. `Ok(None)`: no such session, or another instance
-/// claimed it first.
+/// Takes `sid` over from `from`, the owner (instance, epoch) its record names and whose lease
+/// lapsed: a compare-and-set on the record, so that of several instances trying at once one
+/// wins. `record` is the session's record as read just before, and `server` gives the server
+/// config and session settings of a server name. `Ok(None)`: the server is unknown here, or
+/// the record changed meanwhile (another instance took it first, or its owner claimed it back).
 pub(crate) async fn take_over(
     cluster: &Cluster,
     sid: SessionId,
+    record: &Record,
     server: impl Fn(&str) -> Option<(Arc<ServerConfig>, SessionSettings)>,
 ) -> Result<Option<Taken>, ClusterError> {
+    let Some((from, from_epoch)) = &record.owner else { return Ok(None) };
+    let Some((server, settings)) = record.server.as_deref().and_then(server) else { return Ok(None) };
+    let Some(transport) = record.transport.as_deref().and_then(Transport::parse) else { return Ok(None) };
     let mut conn = cluster.conn();
-    let record: HashMap<String, Vec<u8>> = conn.hgetall(key_session(sid)).await?;
+    let claimed: Option<HashMap<String, Vec<u8>>> = redis::Script::new(CLAIM)
+        .key(key_session(sid))
+        .key(key_pending(sid))
+        .arg(from)
+        .arg(from_epoch)
+        .arg(&*cluster.instance)
+        .arg(cluster.epoch())
+        .invoke_async(&mut conn)
+        .await?;
+    let Some(record) = claimed else { return Ok(None) };
     let text = |k: &str| record.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
-    let Some((server, settings)) = text("server").and_then(|name| server(&name)) else {
-        return Ok(None);
-    };
-    let Some(transport) = text("transport").as_deref().and_then(Transport::parse) else {
-        return Ok(None);
-    };
-    if !cluster.claim(sid).await? {
-        return Ok(None);
-    }
     let mut streams = Vec::new();
     // The session's own budget takes these logs' charges over when it adopts them.
     let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);

@@ -1,49 +1,84 @@
 //! The writer task: applies queued writes and publishes in order, as pipelines, and turns each
-//! session's journal entries into the Redis records `restore` reads back.
+//! session's journal entries into the Redis records `restore` reads back. In a Redis Cluster a
+//! pipeline may only hold keys of one slot, so a batch becomes one pipeline per hash tag (one
+//! session's keys, or one instance's), sent together.
 
-use std::sync::atomic::Ordering;
+use std::collections::BTreeMap;
 use std::sync::Weak;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
-use super::keys::{key_lease, key_log, key_pending, key_session, Op};
+use super::keys::{channel, key_index, key_log, key_pending, key_session, Op};
 use super::Cluster;
 use crate::ids::SessionId;
 use crate::session::journal::Entry;
 
+/// Ops taken from the queue per round.
+const BATCH: usize = 256;
+
 /// Applies queued writes and publishes in order, as pipelines.
-pub(super) async fn writer(cluster: Weak<Cluster>, mut conn: ConnectionManager, mut rx: mpsc::Receiver<Op>) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
+pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
         let Some(c) = cluster.upgrade() else { return };
+        // Nothing of a session is written by an instance whose lease may have lapsed before
+        // it knows it still owns the session (see `lease`).
+        c.fence().await;
         let ttl = c.ttl.as_millis() as i64;
-        let mut pipe = redis::pipe();
+        let publish = c.store.publish_command();
+        let sharded = c.store.sharded();
+        let mut pipes: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
         let mut flushed = Vec::new();
         for op in batch.drain(..) {
+            if let Op::Flush(done) = op {
+                flushed.push(done);
+                continue;
+            }
+            if let Op::Session { sid, entry: Entry::Forget } = &op {
+                // An ended session leaves this instance's index too.
+                let tag = if sharded { format!("i:{}", c.instance) } else { String::new() };
+                pipes.entry(tag).or_default().srem(key_index(&c.instance, c.epoch()), sid.to_string()).ignore();
+            }
+            let tag = if sharded { op.tag() } else { String::new() };
+            let pipe = pipes.entry(tag).or_default();
             match op {
-                Op::Publish { channel, envelope } => {
-                    pipe.publish(channel, serde_json::to_string(&envelope).unwrap_or_default()).ignore();
+                Op::Publish { to, envelope } => {
+                    let payload = serde_json::to_string(&envelope).unwrap_or_default();
+                    pipe.cmd(publish).arg(channel(&to)).arg(payload).ignore();
                 }
-                Op::Session { sid, entry } => write(&mut pipe, sid, entry, c.log_size, ttl),
-                Op::Flush(done) => flushed.push(done),
+                Op::Session { sid, entry } => write(pipe, sid, entry, c.log_size, ttl),
+                Op::Index { instance, epoch, sid, add } => {
+                    let key = key_index(&instance, epoch);
+                    if add {
+                        pipe.sadd(key, sid.to_string()).ignore();
+                    } else {
+                        pipe.srem(key, sid.to_string()).ignore();
+                    }
+                }
+                Op::Flush(_) => {}
             }
         }
-        let ok = pipe.query_async::<()>(&mut conn).await.is_ok();
+        let sends = pipes.into_values().map(|pipe| {
+            let mut conn = c.conn();
+            async move { pipe.query_async::<()>(&mut conn).await.is_ok() }
+        });
+        let ok = futures_util::future::join_all(sends).await.into_iter().all(|ok| ok);
         flushed.into_iter().for_each(|done| {
             let _ = done.send(());
         });
         if !ok {
             tracing::warn!("redis write failed; sessions keep working locally");
         }
-        c.healthy.store(ok, Ordering::Relaxed);
+        c.set_healthy(ok);
     }
 }
 
-/// Adds the Redis writes of one journal entry of session `sid` to `pipe`.
+/// Adds the Redis writes of one journal entry of session `sid` to `pipe`. The record itself
+/// never expires while its owner lives; the pending requests and event logs expire `ttl` after
+/// their last write.
 fn write(pipe: &mut redis::Pipeline, sid: SessionId, entry: Entry, log_size: usize, ttl: i64) {
     let field = |pipe: &mut redis::Pipeline, field: &str, value: &[u8]| {
-        pipe.hset(key_session(sid), field, value).ignore().pexpire(key_session(sid), ttl).ignore();
+        pipe.hset(key_session(sid), field, value).ignore();
     };
     match entry {
         Entry::Event { stream, seq, data, evicted_upto } => {
@@ -73,7 +108,7 @@ fn write(pipe: &mut redis::Pipeline, sid: SessionId, entry: Entry, log_size: usi
         Entry::NextStream(n) => field(pipe, "next_stream", n.to_string().as_bytes()),
         Entry::UpstreamSession { url, id } => field(pipe, "upstream_session", format!("{url} {id}").as_bytes()),
         Entry::Forget => {
-            pipe.del(&[key_session(sid), key_pending(sid), key_lease(sid)]).ignore();
+            pipe.del(&[key_session(sid), key_pending(sid)]).ignore();
         }
     }
 }

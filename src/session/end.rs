@@ -19,7 +19,10 @@ impl Session {
                 return;
             }
             let pending: Vec<(Box<str>, Pending)> = st.pending.drain().collect();
-            for (id, p) in pending {
+            // A session another instance took over (moved) is answered there: its pending
+            // requests are the new owner's to fail, and its records are no longer this one's.
+            let moved = reason == CloseReason::Moved;
+            for (id, p) in pending.into_iter().filter(|_| !moved) {
                 let msg = format!("mcp-bridge: session ended ({reason}): {detail}");
                 let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
                 st.persist(|| journal::Entry::Answered { id });

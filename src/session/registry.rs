@@ -45,10 +45,6 @@ impl Registry {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
-    pub(crate) fn ids(&self) -> Vec<SessionId> {
-        self.sessions.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).len()
     }

@@ -128,14 +128,14 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 
-    /// The instance holding the lease of a session, if any.
+    /// The instance a session's record names as its owner, if any.
     pub(crate) fn lease_owner(&self, sid: &str) -> Option<String> {
-        Some(self.cli_raw(&["GET", &format!("mcpb:lease:{sid}")])).filter(|s| !s.is_empty())
+        Some(self.cli_raw(&["HGET", &format!("mcpb:{{{sid}}}:rec"), "owner"])).filter(|s| !s.is_empty())
     }
 
     /// The messages of a session's stream log in Redis, in order (the data of each entry).
     pub(crate) fn stream_log(&self, sid: &str, stream: u32) -> Vec<Value> {
-        self.cli_raw(&["ZRANGE", &format!("mcpb:log:{sid}:{stream}"), "0", "-1"])
+        self.cli_raw(&["ZRANGE", &format!("mcpb:{{{sid}}}:log:{stream}"), "0", "-1"])
             .lines()
             .filter_map(|m| m.split_once(' ').and_then(|(_, data)| serde_json::from_str(data).ok()))
             .collect()
