@@ -217,8 +217,9 @@ impl Cluster {
         }
     }
 
-    /// Sends a request to the owner of `sid` and waits for its answer.
-    pub(crate) async fn call(&self, owner: &str, sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
+    /// Sends a request to `owner` (alive in `epoch`) for `sid` and waits for its answer; gives
+    /// up early when the owner's lease lapses meanwhile (it died: see `lease::watch`).
+    pub(crate) async fn call(&self, (owner, epoch): (&str, u64), sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
@@ -228,14 +229,17 @@ impl Cluster {
             return Err(ClusterError::Busy);
         }
         let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(RPC_TIMEOUT, rx).await;
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(RPC_TIMEOUT, rx) => answer.ok(),
+            () = self.watch(owner, epoch) => None,
+        };
         let m = crate::metrics::get();
         m.forwarded.inc();
         m.forward_latency.observe(started.elapsed().as_secs_f64());
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
         match answer {
-            Ok(Ok(Ok(reply))) => Ok(reply),
-            Ok(Ok(Err(failure))) => Err(ClusterError::Remote { owner: owner.to_string(), failure }),
+            Some(Ok(Ok(reply))) => Ok(reply),
+            Some(Ok(Err(failure))) => Err(ClusterError::Remote { owner: owner.to_string(), failure }),
             _ => Err(ClusterError::Timeout(owner.to_string())),
         }
     }

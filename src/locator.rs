@@ -293,7 +293,7 @@ async fn take_over(
 /// After `failed` stopped answering for a session: waits for its lease to lapse, then finds
 /// the session again (taken over here, or by another live instance).
 async fn recover(app: &Locator, id: SessionId, failed: &str) -> Result<Handle, OpError> {
-    let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + LEASE * 2;
     let mut last = None;
     while tokio::time::Instant::now() < deadline {
         match find(app, id).await {
@@ -303,7 +303,7 @@ async fn recover(app: &Locator, id: SessionId, failed: &str) -> Result<Handle, O
             // Redis or the takeover failed this time; try again, and keep the cause.
             Err(e) => last = Some(Box::new(e)),
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(OpError::Unavailable(ClusterError::OwnerGone { id, last }))
 }
@@ -362,7 +362,7 @@ impl Handle {
             Handle::Remote(r) => {
                 match r
                     .cluster
-                    .call(&r.owner, r.id, Request::Send { stream: stream.to_wire(), messages: strings(&messages) })
+                    .call((&r.owner, r.epoch), r.id, Request::Send { stream: stream.to_wire(), messages: strings(&messages) })
                     .await
                 {
                     Err(e) if owner_gone(&e) => Box::pin(recover(app, r.id, &r.owner).await?.send(app, messages, stream)).await,
@@ -385,7 +385,7 @@ impl Handle {
             Handle::Remote(r) => {
                 let (token, rx, reason) = r.cluster.hold(&r.owner, r.epoch, r.id);
                 let body = Request::Open { requests, json, token, messages: strings(&messages) };
-                match r.cluster.call(&r.owner, r.id, body).await {
+                match r.cluster.call((&r.owner, r.epoch), r.id, body).await {
                     Ok(Reply::Opened { stream, priming, polling }) => {
                         r.cluster.held_stream(token, stream);
                         let attached = Attached { stream, replay: Vec::new(), rx, reason };
@@ -419,7 +419,7 @@ impl Handle {
             Handle::Remote(r) => {
                 let (token, rx, reason) = r.cluster.hold(&r.owner, r.epoch, r.id);
                 r.cluster.held_stream(token, stream);
-                match r.cluster.call(&r.owner, r.id, Request::Attach { stream, after, replace, token }).await {
+                match r.cluster.call((&r.owner, r.epoch), r.id, Request::Attach { stream, after, replace, token }).await {
                     Ok(Reply::Attached { stream, replay, done, polling }) => {
                         let replay = replay.into_iter().map(|(seq, data)| Entry::replayed(seq, Bytes::from(data))).collect();
                         if done {
@@ -451,7 +451,7 @@ impl Handle {
                 Ok(())
             }
             Handle::Remote(r) => {
-                r.cluster.call(&r.owner, r.id, Request::End { reason: reason.as_str().to_string() }).await?;
+                r.cluster.call((&r.owner, r.epoch), r.id, Request::End { reason: reason.as_str().to_string() }).await?;
                 Ok(())
             }
         }
