@@ -47,6 +47,7 @@ class Stats:
         self.late = Counter()
         self.beats = 0
         self.lag_max = 0.0
+        self.lag_max_all = 0.0
         self.lag = Counter()
         self.errors = Counter()
         self.replayed = 0
@@ -70,7 +71,7 @@ class Session:
     """One legacy SSE client session; `proto` is its current stream, if any."""
 
     __slots__ = ("idx", "inst", "sid", "endpoint", "last_seq", "crcs", "proto", "waiters", "answers",
-                 "lost_at", "resumed_at", "attempts", "forget", "done", "retired", "from_inst")
+                 "lost_at", "resumed_at", "sent_at", "attempts", "forget", "done", "retired", "from_inst")
 
     def __init__(self, idx, inst):
         self.idx = idx
@@ -84,6 +85,7 @@ class Session:
         self.answers = Counter()
         self.lost_at = None
         self.resumed_at = None
+        self.sent_at = None
         self.attempts = 0
         self.forget = False
         self.done = False
@@ -456,6 +458,7 @@ class Generator:
             upto = s.last_seq if forget else 0
             last = "%s-0-%d" % (s.sid, 1 if forget else s.last_seq)
             try:
+                s.sent_at = time.monotonic()
                 await self.stream(s, inst, last, replay_upto=upto)
                 s.resumed_at = time.monotonic()
                 got = asyncio.ensure_future(self.answer(s, PING_ID, 20))
@@ -494,7 +497,9 @@ class Generator:
             "event": "stats", "by_instance": self.by_instance(), "sessions": len(self.sessions),
             "open": sum(1 for s in self.sessions if s.proto is not None),
             "lost": len(lost), "recovered": sum(1 for s in lost if s.done),
-            "recovered_at": self.recovered_ms, "first_lost_at": min((s.lost_at for s in lost), default=None),
+            "recovered_at": self.recovered_ms,
+            "sent_at": [s.sent_at for s in lost if s.done], "opened_at": [s.resumed_at for s in lost if s.done],
+            "lag_max_ms": round(STATS.lag_max_all * 1000, 1), "first_lost_at": min((s.lost_at for s in lost), default=None),
             "resuming": len(self.resume_tasks),
             "unexpected_lost": {str(k): v for k, v in self.lost_by_instance.items() if k not in self.dead},
             "resume_failed": dict(self.resume_failed), "replayed": STATS.replayed,
@@ -509,6 +514,7 @@ class Generator:
             t = time.monotonic()
             await asyncio.sleep(0.1)
             late = time.monotonic() - t - 0.1
+            STATS.lag_max_all = max(STATS.lag_max_all, late)
             if MEASURING[0]:
                 STATS.lag[int(round(late * 1000))] += 1
                 STATS.lag_max = max(STATS.lag_max, late)

@@ -36,7 +36,7 @@ PROCS = []  # (name, Popen), everything this run started
 
 
 def log(msg):
-    print("[scale] %s" % msg, flush=True)
+    print("[scale %s] %s" % (time.strftime("%H:%M:%S", time.gmtime()), msg), flush=True)
 
 
 def fail(msg):
@@ -395,16 +395,19 @@ def kill_phase(a, gens, bridges, redis_ports, notes):
     r0 = redis_stats(redis_ports)
     log("kill -9 %s (pid %d), holding %d sessions" % (b["name"], b["proc"].pid, on_victim))
     t_kill = time.monotonic()
+    killed_utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".%03dZ" % (time.time() % 1 * 1000)
     os.kill(b["proc"].pid, signal.SIGKILL)
     b["proc"].wait(timeout=10)
     gens.ask({"cmd": "dead", "instance": victim}, 30)
     deadline = t_kill + a.recovery_timeout
+    timeline = []
     while True:
         time.sleep(1)
         st = gens.ask({"cmd": "stats"}, 60)
         lost = sum(r["lost"] for r in st) - lost_before
         rec = sum(r["recovered"] for r in st)
         resuming = sum(r["resuming"] for r in st)
+        timeline.append([round(time.monotonic() - t_kill, 1), lost, rec])
         log("  %.1f s: %d streams lost, %d served again, %d resuming" % (time.monotonic() - t_kill, lost, rec, resuming))
         if lost >= on_victim and resuming == 0:
             break
@@ -421,6 +424,10 @@ def kill_phase(a, gens, bridges, redis_ports, notes):
         "victim": b["name"], "sessions_on_victim": on_victim, "retired_before_kill": retired,
         "streams_lost": lost, "served_again": rec, "gave_up": failed.get("gave up", 0),
         "all_served_after_s": round(max(times), 3) if times else None,
+        "killed_at": killed_utc, "timeline_s_lost_served": timeline,
+        "resume_sent_s": quantiles([t - t_kill for r in st for t in r["sent_at"]]),
+        "resume_stream_open_s": quantiles([t - t_kill for r in st for t in r["opened_at"]]),
+        "client_loop_lag_max_ms": max(r["lag_max_ms"] for r in st),
         "served_again_s": quantiles(times), "first_loss_seen_s": round(min(firsts), 3) if firsts else None,
         "events_replayed": sum(r["replayed"] for r in st),
         "forced_replays_checked": sum(r["forced_replayed"] for r in st),
@@ -490,6 +497,8 @@ def report(s):
                k["served_again_s"], k["events_replayed"], k["forced_replays_checked"], k["gaps"], k["duplicates"],
                k["replay_mismatches"]),
             "  resume attempts per session: %s; errors on the way: %s" % (k["resume_attempts"], k["resume_errors"]),
+            "  the successful resume's GET sent at %s s, its stream open at %s s (after the kill at %s); client loop lag max %s ms"
+            % (k["resume_sent_s"], k["resume_stream_open_s"], k["killed_at"], k["client_loop_lag_max_ms"]),
         ]
     lines += ["note: " + n for n in s["notes"]]
     lines.append("verdict: " + ("ok" if not s["failed"] else "FAILED: " + "; ".join(s["failed"])))
@@ -570,7 +579,8 @@ def main():
             summary["after"] = measure(a, gens, bridges, redis_ports, max(a.window / 2, 2 * a.heartbeat), live)
         summary["generators"] = gens.ask({"cmd": "stats"}, 60)
         for g in summary["generators"]:
-            g.pop("recovered_at", None)
+            for key in ("recovered_at", "sent_at", "opened_at"):
+                g.pop(key, None)
         gens.send({"cmd": "quit"})
     finally:
         stop_all()
