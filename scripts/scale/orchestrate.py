@@ -234,7 +234,8 @@ class Generators:
             argv = [sys.executable, os.path.join(ROOT, "scripts/scale/idle_clients.py"), "--targets", targets,
                     "--sessions", str(size), "--first", str(first), "--interval", str(a.heartbeat),
                     "--source-ip", "127.0.%d.%d" % (1 + k // 200, 10 + k % 200), "--rate", str(a.rate / count),
-                    "--forget", str(a.forget), "--batch", str(a.batch)]
+                    "--forget", str(a.forget), "--batch", str(a.batch),
+                    "--ramp-timeout", str(a.ramp_timeout)]
             self.procs.append(start("gen-%d" % k, argv, run_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
             first += size
         self.sel = selectors.DefaultSelector()
@@ -250,12 +251,16 @@ class Generators:
             p.stdin.write((json.dumps(obj) + "\n").encode())
             p.stdin.flush()
 
-    def replies(self, timeout, what, only=None):
-        """One JSON line from each generator (in `only`), within `timeout` seconds."""
+    def replies(self, timeout, what, only=None, tick=None):
+        """One JSON line from each generator (in `only`), within `timeout` seconds; `tick()` every 15 s."""
         want = {p.pid for p in (only or self.procs)}
         got = {}
         deadline = time.monotonic() + timeout
+        ticked = time.monotonic()
         while want - set(got):
+            if tick and time.monotonic() - ticked > 15:
+                ticked = time.monotonic()
+                tick()
             left = deadline - time.monotonic()
             if left <= 0:
                 fail("generators %s did not answer %s within %s s" % (sorted(want - set(got)), what, timeout))
@@ -273,6 +278,33 @@ class Generators:
     def ask(self, obj, timeout, only=None):
         self.send(obj, only)
         return self.replies(timeout, obj["cmd"], only)
+
+
+LOG_MARKS = {"fenced": "instance fenced", "moved": "reason=moved", "records_lost": "whose record Redis had lost",
+             "redis_write_failed": "redis write failed", "taken_over": "session taken over"}
+
+
+def log_marks(a, bridges):
+    """How often each instance logged the lines that matter here (fencing, takeovers, failures)."""
+    out = {}
+    for b in bridges:
+        with open(os.path.join(a.run_dir, b["name"] + ".log"), errors="replace") as f:
+            text = f.read()
+        out[b["name"]] = {k: text.count(v) for k, v in LOG_MARKS.items()}
+    return out
+
+
+def marks_delta(before, after):
+    return {k: sum(after[n][k] - before[n][k] for n in after) for k in LOG_MARKS}
+
+
+def progress(a, bridges):
+    """One line while the ramp runs: load, streams per instance (open files), fencing so far."""
+    fds = [proc_fds(b["proc"].pid) for b in bridges if b["proc"].poll() is None]
+    fenced = sum(m["fenced"] for m in log_marks(a, bridges).values())
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    log("  ramp: open files per instance %s (%d in all), load %s, fenced so far %d" % (fds, sum(fds), load, fenced))
 
 
 def merged(dicts):
@@ -458,6 +490,10 @@ def checks(summary):
         for key in ("gaps", "duplicates", "replay_mismatches", "unexpected_losses", "gave_up"):
             if k[key]:
                 bad.append("kill: %s = %d" % (key, k[key]))
+    for phase, m in summary.get("bridge_log", {}).items():
+        for key in ("fenced", "moved", "records_lost", "redis_write_failed"):
+            if m[key]:
+                bad.append("bridge logs during %s: %s %d" % (phase, key, m[key]))
     after = summary.get("after")
     if after and after["heartbeats"] < 0.9 * after["heartbeats_expected"]:
         bad.append("after the kill: heartbeats %d of ~%d expected" % (after["heartbeats"], after["heartbeats_expected"]))
@@ -500,6 +536,8 @@ def report(s):
             "  the successful resume's GET sent at %s s, its stream open at %s s (after the kill at %s); client loop lag max %s ms"
             % (k["resume_sent_s"], k["resume_stream_open_s"], k["killed_at"], k["client_loop_lag_max_ms"]),
         ]
+    if s.get("bridge_log"):
+        lines.append("bridge log lines by phase: %s" % s["bridge_log"])
     lines += ["note: " + n for n in s["notes"]]
     lines.append("verdict: " + ("ok" if not s["failed"] else "FAILED: " + "; ".join(s["failed"])))
     print("\n".join(lines), flush=True)
@@ -518,6 +556,7 @@ def main():
     p.add_argument("--window", type=float)
     p.add_argument("--rate", type=float, help="sessions opened per second, over all generators")
     p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--ramp-timeout", type=float, help="seconds after which no more sessions open (480; 60 with --smoke)")
     p.add_argument("--forget", type=float, default=0.1, help="share of resumes that ask for a replay")
     p.add_argument("--no-kill", action="store_true")
     p.add_argument("--victim", type=int, help="index of the instance to kill (default: the last)")
@@ -530,6 +569,7 @@ def main():
     smoke = a.smoke
     a.sessions = a.sessions or (600 if smoke else 100_000)
     a.heartbeat = a.heartbeat or (2.0 if smoke else 5.0)
+    a.ramp_timeout = a.ramp_timeout or (60 if smoke else 480)
     a.instances = a.instances or (2 if smoke else 6)
     a.settle = a.settle if a.settle is not None else (3 if smoke else 15)
     a.window = a.window or (10 if smoke else 30)
@@ -562,14 +602,17 @@ def main():
         log("%d bridges on %s" % (len(bridges), [b["port"] for b in bridges]))
         gens = Generators(a, a.run_dir, bridges)
         log("%d load generators; ramping %d sessions at %s/s" % (len(gens.procs), a.sessions, a.rate))
-        ramp_timeout = 60 + 3 * a.sessions / a.rate
-        ramps = gens.ask({"cmd": "ramp"}, ramp_timeout)
+        gens.send({"cmd": "ramp"})
+        ramps = gens.replies(a.ramp_timeout + 150, "ramp", tick=lambda: progress(a, bridges))
+        marks = [log_marks(a, bridges)]
         summary["ramp"] = {"ok": sum(r["ok"] for r in ramps), "failed": sum(r["failed"] for r in ramps),
                            "seconds": max(r["seconds"] for r in ramps)}
         log("ramp: %s" % summary["ramp"])
         time.sleep(a.settle)
         live = list(bridges)
+        marks.append(log_marks(a, bridges))
         summary["idle"] = measure(a, gens, bridges, redis_ports, a.window, live)
+        marks.append(log_marks(a, bridges))
         log("idle: %d sessions, Redis %s commands/s, lateness %s" % (summary["idle"]["sessions"],
             summary["idle"]["redis_commands_per_sec"], summary["idle"]["lateness_ms"]))
         if not a.no_kill and len(bridges) > 1:
@@ -577,6 +620,10 @@ def main():
             live = [b for i, b in enumerate(bridges) if i != victim]
             time.sleep(a.settle)
             summary["after"] = measure(a, gens, bridges, redis_ports, max(a.window / 2, 2 * a.heartbeat), live)
+        marks.append(log_marks(a, bridges))
+        summary["bridge_log"] = {"ramp": {k: sum(m[k] for m in marks[0].values()) for k in LOG_MARKS},
+                                 "settle": marks_delta(marks[0], marks[1]), "idle": marks_delta(marks[1], marks[2]),
+                                 "kill_and_after": marks_delta(marks[2], marks[3])}
         summary["generators"] = gens.ask({"cmd": "stats"}, 60)
         for g in summary["generators"]:
             for key in ("recovered_at", "sent_at", "opened_at"):
