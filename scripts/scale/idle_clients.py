@@ -27,6 +27,7 @@ Standard library only (asyncio). Every wait has a timeout; every retry loop a co
 import argparse
 import asyncio
 import json
+import random
 import resource
 import sys
 import time
@@ -71,7 +72,7 @@ class Session:
     """One legacy SSE client session; `proto` is its current stream, if any."""
 
     __slots__ = ("idx", "inst", "sid", "endpoint", "last_seq", "crcs", "proto", "waiters", "answers",
-                 "lost_at", "resumed_at", "sent_at", "attempts", "forget", "done", "retired", "from_inst")
+                 "lost_at", "resumed_at", "sent_at", "attempts", "ping_id", "forget", "done", "retired", "from_inst")
 
     def __init__(self, idx, inst):
         self.idx = idx
@@ -86,6 +87,7 @@ class Session:
         self.lost_at = None
         self.resumed_at = None
         self.sent_at = None
+        self.ping_id = PING_ID
         self.attempts = 0
         self.forget = False
         self.done = False
@@ -115,7 +117,7 @@ class Session:
                 return
             if seq != self.last_seq + 1:
                 STATS.gaps += 1
-            if self.lost_at is not None and not self.done and b'"id":%d,' % PING_ID not in data:
+            if self.lost_at is not None and not self.done and b'"id":%d,' % self.ping_id not in data:
                 # An event made while the stream was away, replayed before the ping's answer.
                 STATS.replayed += 1
             self.last_seq = seq
@@ -343,7 +345,7 @@ class Generator:
             self.pools[inst] = PostPool(host, port, self.a.source_ip, self.a.post_conns)
         return self.pools[inst]
 
-    async def stream(self, s, inst, last_event_id=None, replay_upto=0):
+    async def stream(self, s, inst, last_event_id=None, replay_upto=0, timeout=15):
         host, port = self.targets[inst]
         loop = asyncio.get_running_loop()
         opened = loop.create_future()
@@ -358,7 +360,7 @@ class Generator:
         s.proto = proto
         transport.write(req)
         try:
-            await asyncio.wait_for(opened, 15)
+            await asyncio.wait_for(opened, timeout)
         except BaseException:
             s.proto = None
             transport.close()
@@ -374,7 +376,7 @@ class Generator:
         finally:
             s.waiters.pop(key, None)
 
-    async def open(self, s):
+    async def open_once(self, s):
         endpoint = asyncio.get_running_loop().create_future()
         s.waiters["endpoint"] = endpoint
         await self.stream(s, s.inst)
@@ -382,14 +384,32 @@ class Generator:
         if self.a.no_init:
             return
         answered = asyncio.ensure_future(self.answer(s, 1, 30))
-        status, text = await self.pool(s.inst).post(s.endpoint, INIT)
-        if status != 202:
+        try:
+            status, text = await self.pool(s.inst).post(s.endpoint, INIT)
+            if status != 202:
+                raise ConnectionError("initialize: %d %s" % (status, text[:200]))
+            await answered
+        finally:
             answered.cancel()
-            raise ConnectionError("initialize: %d %s" % (status, text[:200]))
-        await answered
         status, text = await self.pool(s.inst).post(s.endpoint, INITIALIZED)
         if status != 202:
             raise ConnectionError("initialized: %d %s" % (status, text[:200]))
+
+    async def open(self, s):
+        """A new session, as a client would: up to three tries (a fresh session each time)."""
+        for attempt in range(3):
+            try:
+                await self.open_once(s)
+                return
+            except (OSError, ConnectionError, asyncio.TimeoutError, ValueError) as e:
+                if attempt == 2:
+                    raise
+                STATS.errors["open retried: %s" % (str(e)[:100] or type(e).__name__)] += 1
+                p, s.proto = s.proto, None
+                if p is not None and p.transport:
+                    p.transport.close()
+                s.sid, s.endpoint, s.last_seq, s.crcs, s.answers = None, None, 0, {}, Counter()
+                await asyncio.sleep(0.5 * (attempt + 1))
 
     async def ramp(self):
         """Opens every session: at most `rate` a second, at most `batch` opening at once."""
@@ -444,28 +464,33 @@ class Generator:
         task.add_done_callback(self.resume_tasks.discard)
 
     async def resume(self, s):
-        """Resume elsewhere with Last-Event-ID, then a ping answered on the new stream."""
+        """Resume elsewhere with Last-Event-ID, then a ping answered on the new stream. Like a
+        client behind a balancer: after the stream's `retry:` (with jitter), on one survivor,
+        and on another only if that one refuses the connection."""
         n = len(self.targets)
         deadline = time.monotonic() + self.a.resume_timeout
         forget = (s.idx * 7919) % 1000 < self.a.forget * 1000 and s.last_seq > 1
+        live = [i for i in range(n) if i not in self.dead and i != s.from_inst] or \
+            [i for i in range(n) if i not in self.dead]
+        pick = s.idx
+        inst = live[pick % len(live)]
+        await asyncio.sleep(random.uniform(0, self.a.reconnect_jitter))
         for attempt in range(self.a.resume_attempts):
             if time.monotonic() > deadline:
                 break
-            live = [i for i in range(n) if i not in self.dead and i != s.from_inst] or \
-                [i for i in range(n) if i not in self.dead]
-            inst = live[(s.idx + attempt) % len(live)]
             s.attempts = attempt + 1
             upto = s.last_seq if forget else 0
             last = "%s-0-%d" % (s.sid, 1 if forget else s.last_seq)
+            ping_id = PING_ID + attempt
+            s.ping_id = ping_id
+            got = None
             try:
                 s.sent_at = time.monotonic()
-                await self.stream(s, inst, last, replay_upto=upto)
+                await self.stream(s, inst, last, replay_upto=upto, timeout=self.a.resume_open_timeout)
                 s.resumed_at = time.monotonic()
-                got = asyncio.ensure_future(self.answer(s, PING_ID, 20))
-                ping = {"jsonrpc": "2.0", "id": PING_ID, "method": "ping"}
-                status, text = await self.pool(inst).post(s.endpoint, ping)
+                got = asyncio.ensure_future(self.answer(s, ping_id, 30))
+                status, text = await self.pool(inst).post(s.endpoint, {"jsonrpc": "2.0", "id": ping_id, "method": "ping"})
                 if status != 202:
-                    got.cancel()
                     raise ConnectionError("ping: %d %s" % (status, text[:120]))
                 await got
                 s.done = True
@@ -476,7 +501,13 @@ class Generator:
                 if s.proto is not None and s.proto.transport:
                     p, s.proto = s.proto, None
                     p.transport.close()
-                await asyncio.sleep(min(0.1 * 2 ** attempt, 2.0))
+                if isinstance(e, ConnectionRefusedError):
+                    pick += 1
+                    inst = live[pick % len(live)]
+                await asyncio.sleep(min(0.25 * 2 ** attempt, 4.0))
+            finally:
+                if got is not None:
+                    got.cancel()
         self.resume_failed["gave up"] += 1
 
     def retire(self, inst, count):
@@ -570,8 +601,10 @@ def main():
     p.add_argument("--ramp-timeout", type=float, default=600.0)
     p.add_argument("--post-conns", type=int, default=16, help="keep-alive POST connections per instance")
     p.add_argument("--forget", type=float, default=0.1, help="share of resumes that ask for a replay")
-    p.add_argument("--resume-attempts", type=int, default=40)
-    p.add_argument("--resume-timeout", type=float, default=120.0)
+    p.add_argument("--resume-attempts", type=int, default=20)
+    p.add_argument("--resume-timeout", type=float, default=170.0, help="seconds a session keeps trying to resume")
+    p.add_argument("--resume-open-timeout", type=float, default=60.0, help="seconds one resume waits for its stream")
+    p.add_argument("--reconnect-jitter", type=float, default=1.0, help="a lost stream resumes after 0..this seconds")
     p.add_argument("--no-init", action="store_true", help="no initialize handshake")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
