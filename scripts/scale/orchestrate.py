@@ -427,7 +427,8 @@ def kill_phase(a, gens, bridges, redis_ports, notes):
     r0 = redis_stats(redis_ports)
     log("kill -9 %s (pid %d), holding %d sessions" % (b["name"], b["proc"].pid, on_victim))
     t_kill = time.monotonic()
-    killed_utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".%03dZ" % (time.time() % 1 * 1000)
+    killed_wall = time.time()
+    killed_utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(killed_wall)) + ".%03dZ" % (killed_wall % 1 * 1000)
     os.kill(b["proc"].pid, signal.SIGKILL)
     b["proc"].wait(timeout=10)
     gens.ask({"cmd": "dead", "instance": victim}, 30)
@@ -439,7 +440,9 @@ def kill_phase(a, gens, bridges, redis_ports, notes):
         lost = sum(r["lost"] for r in st) - lost_before
         rec = sum(r["recovered"] for r in st)
         resuming = sum(r["resuming"] for r in st)
-        timeline.append([round(time.monotonic() - t_kill, 1), lost, rec])
+        with open("/proc/loadavg") as f:
+            load = float(f.read().split()[0])
+        timeline.append([round(time.monotonic() - t_kill, 1), lost, rec, load])
         log("  %.1f s: %d streams lost, %d served again, %d resuming" % (time.monotonic() - t_kill, lost, rec, resuming))
         if lost >= on_victim and resuming == 0:
             break
@@ -456,7 +459,8 @@ def kill_phase(a, gens, bridges, redis_ports, notes):
         "victim": b["name"], "sessions_on_victim": on_victim, "retired_before_kill": retired,
         "streams_lost": lost, "served_again": rec, "gave_up": failed.get("gave up", 0),
         "all_served_after_s": round(max(times), 3) if times else None,
-        "killed_at": killed_utc, "timeline_s_lost_served": timeline,
+        "killed_at": killed_utc, "timeline_s_lost_served_load": timeline,
+        "takeovers_logged_s": takeover_times(a, [x for x in bridges if x is not b], killed_wall),
         "resume_sent_s": quantiles([t - t_kill for r in st for t in r["sent_at"]]),
         "resume_stream_open_s": quantiles([t - t_kill for r in st for t in r["opened_at"]]),
         "client_loop_lag_max_ms": max(r["lag_max_ms"] for r in st),
@@ -473,6 +477,22 @@ def kill_phase(a, gens, bridges, redis_ports, notes):
                                 .count("taken over") for x in bridges if x is not b),
     }
     return result, victim
+
+
+def takeover_times(a, bridges, since):
+    """When the survivors logged each `session taken over`, in seconds after `since` (their own
+    clocks: independent of how fast the clients read)."""
+    import datetime
+    out = []
+    for b in bridges:
+        with open(os.path.join(a.run_dir, b["name"] + ".log"), errors="replace") as f:
+            for line in f:
+                if "session taken over" in line:
+                    stamp = line.split(" ", 1)[0].rstrip("Z")[:26]
+                    t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
+                    if t >= since:
+                        out.append(t - since)
+    return quantiles(out) | ({"first": round(min(out), 3)} if out else {})
 
 
 def checks(summary):
@@ -533,6 +553,7 @@ def report(s):
                k["served_again_s"], k["events_replayed"], k["forced_replays_checked"], k["gaps"], k["duplicates"],
                k["replay_mismatches"]),
             "  resume attempts per session: %s; errors on the way: %s" % (k["resume_attempts"], k["resume_errors"]),
+            "  the survivors logged their takeovers at %s s after the kill" % (k["takeovers_logged_s"],),
             "  the successful resume's GET sent at %s s, its stream open at %s s (after the kill at %s); client loop lag max %s ms"
             % (k["resume_sent_s"], k["resume_stream_open_s"], k["killed_at"], k["client_loop_lag_max_ms"]),
         ]
