@@ -609,11 +609,14 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    main_commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
+    # The newest commit of main this checkout contains (main itself may have moved on since).
+    main_commit = subprocess.run(["git", "-C", ROOT, "merge-base", "HEAD", "main"], capture_output=True,
+                                 text=True).stdout.strip()
     notes = []
     summary = {"config": {"sessions": a.sessions, "instances": a.instances, "redis": "single" if a.single else "cluster-3",
                           "heartbeat_s": a.heartbeat, "window_s": a.window, "rate": a.rate, "commit": commit,
-                          "main": main_commit, "bin": a.bin, "smoke": smoke, "per_generator": a.per_generator, "forget": a.forget,
+                          "main": main_commit, "bin": a.bin,
+                          "bin_built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(a.bin))), "smoke": smoke, "per_generator": a.per_generator, "forget": a.forget,
                           "nofile": __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[0]},
                "notes": notes}
     try:
