@@ -42,6 +42,8 @@ use wire::{Envelope, Failure, Reply, Request};
 
 /// How long a forwarded request waits for the owner's answer.
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(4);
+/// Takeover locks (see `Cluster::takeover`).
+const TAKEOVER_STRIPES: usize = 64;
 /// Writes and publishes queued before new ones are refused (and the stream counts as slow).
 const QUEUE: usize = 65_536;
 
@@ -83,8 +85,10 @@ struct HeldStream {
 
 pub(crate) struct Cluster {
     pub instance: Arc<str>,
-    /// Held while this instance takes a session over.
-    pub takeover: tokio::sync::Mutex<()>,
+    /// One is held while this instance takes a session over (the stripe of its id), so that
+    /// two requests for one session never build two copies of it, while different sessions
+    /// (all of a dead instance's, say) are taken over side by side.
+    takeover: Box<[tokio::sync::Mutex<()>]>,
     store: store::Store,
     lease: lease::Lease,
     queue: mpsc::Sender<Op>,
@@ -119,7 +123,7 @@ impl Cluster {
         let (queue, queue_rx) = mpsc::channel(QUEUE);
         let cluster = Arc::new(Cluster {
             instance,
-            takeover: tokio::sync::Mutex::new(()),
+            takeover: (0..TAKEOVER_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             store,
             lease,
             queue,
@@ -150,6 +154,14 @@ impl Cluster {
         let mut key = [0u8; 32];
         hex::decode_to_slice(stored.trim(), &mut key).map_err(ClusterError::MalformedSecret)?;
         Ok(key)
+    }
+
+    /// The takeover lock of `sid`'s stripe.
+    pub(crate) async fn takeover(&self, sid: SessionId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        // Session ids are random: a fixed hasher spreads them evenly.
+        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(sid) as usize % self.takeover.len();
+        self.takeover[stripe].lock().await
     }
 
     fn registry(&self) -> Option<Arc<Registry>> {
@@ -313,5 +325,13 @@ impl Cluster {
 impl Journal for Cluster {
     fn write(&self, sid: SessionId, entry: Entry) {
         self.enqueue(Op::Session { sid, entry });
+    }
+
+    fn trusted(&self) -> bool {
+        self.lease.valid()
+    }
+
+    fn confirm(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.fence())
     }
 }

@@ -259,9 +259,9 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
         }
         // The owner's lease lapsed (or the record names this instance, which no longer holds
         // the session: another request here is taking it over right now, or it just ended).
-        // One takeover at a time on this instance, so two requests for the same session never
+        // One takeover of a session at a time on this instance, so two requests for it never
         // build two copies of it.
-        let _one = cluster.takeover.lock().await;
+        let _one = cluster.takeover(id).await;
         if let Some(s) = app.registry.get(id) {
             return Ok(Some(Handle::Local(s)));
         }

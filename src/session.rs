@@ -18,7 +18,7 @@
 //!   a request's end logs in the same step as the request leaves `pending` (ending the session,
 //!   timeouts, refusals), which must be one step.
 //! - The cluster's `rpc` and `held` maps are leaves: no session lock is taken under them.
-//! - `Cluster::takeover` (an async mutex) is held across a takeover; under it the registry and
+//! - `Cluster::takeover` (an async mutex per stripe of session ids) is held across a takeover; under it the registry and
 //!   then the new session's lock are taken, one at a time.
 
 pub(crate) mod changes;
@@ -444,7 +444,15 @@ impl Session {
             };
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(UpstreamEvent::Message(raw)) => self.on_upstream_message(raw),
+                    Some(UpstreamEvent::Message(raw)) => {
+                        if let Some(journal) = self.env.journal.as_ref().filter(|j| !j.trusted()) {
+                            journal.confirm().await;
+                            if self.state().ended.is_some() {
+                                return;
+                            }
+                        }
+                        self.on_upstream_message(raw)
+                    }
                     Some(UpstreamEvent::Session { url, id }) => {
                         let mut st = self.state();
                         st.persist(|| journal::Entry::UpstreamSession { url: url.clone(), id: id.clone() });

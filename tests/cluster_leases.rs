@@ -160,6 +160,8 @@ async fn forwarding_lease_renewal_and_takeover_between_two_instances() {
     let took_over = killed_at.elapsed();
     assert_eq!(c.redis.lease_owner(&s.sid).as_deref(), Some("b2"), "b took the session over");
     assert!(b.count("session taken over") >= 1, "b logged the takeover");
+    let takeovers = b.metrics().await.value_or_zero("mcp_bridge_cluster_takeovers_total", &[]);
+    assert!(takeovers >= 1.0, "b counts the takeover in its metrics: {takeovers}");
     s.resume(&b.base()).await.expect("resume on b");
     assert_eq!(echo_text(&s.answer(6, MINUTE).await), "after the kill", "the answer given while away is replayed");
     assert_eq!(s.echo_via(&b.base(), 7, "on b").await, "on b");

@@ -81,7 +81,7 @@ impl Lease {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    fn valid(&self) -> bool {
+    pub(super) fn valid(&self) -> bool {
         self.nanos(Instant::now()) < self.valid_until.load(Ordering::Relaxed)
     }
 
@@ -187,6 +187,7 @@ impl Cluster {
         let (kept, lost) = self.reclaim(old, new).await;
         self.lease.renewed(sent);
         self.set_healthy(true);
+        crate::metrics::get().fenced.inc();
         tracing::warn!(
             instance = %self.instance,
             old_epoch = old,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -15,6 +16,16 @@ use crate::session::journal::Entry;
 
 /// Ops taken from the queue per round.
 const BATCH: usize = 256;
+/// How long a failed write is tried again before it is given up (and logged).
+const RETRY_FOR: Duration = Duration::from_secs(3);
+
+/// The ops of one hash tag: the writes (idempotent, so a failed pipeline is sent again) and
+/// the publishes (sent once: a publish sent again could arrive twice).
+#[derive(Default)]
+struct Group {
+    writes: redis::Pipeline,
+    publishes: redis::Pipeline,
+}
 
 /// Applies queued writes and publishes in order, as pipelines.
 pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
@@ -27,7 +38,7 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
         let ttl = c.ttl.as_millis() as i64;
         let publish = c.store.publish_command();
         let sharded = c.store.sharded();
-        let mut pipes: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         let mut flushed = Vec::new();
         for op in batch.drain(..) {
             if let Op::Flush(done) = op {
@@ -37,31 +48,28 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
             if let Op::Session { sid, entry: Entry::Forget } = &op {
                 // An ended session leaves this instance's index too.
                 let tag = if sharded { format!("i:{}", c.instance) } else { String::new() };
-                pipes.entry(tag).or_default().srem(key_index(&c.instance, c.epoch()), sid.to_string()).ignore();
+                groups.entry(tag).or_default().writes.srem(key_index(&c.instance, c.epoch()), sid.to_string()).ignore();
             }
             let tag = if sharded { op.tag() } else { String::new() };
-            let pipe = pipes.entry(tag).or_default();
+            let group = groups.entry(tag).or_default();
             match op {
                 Op::Publish { to, envelope } => {
                     let payload = serde_json::to_string(&envelope).unwrap_or_default();
-                    pipe.cmd(publish).arg(channel(&to)).arg(payload).ignore();
+                    group.publishes.cmd(publish).arg(channel(&to)).arg(payload).ignore();
                 }
-                Op::Session { sid, entry } => write(pipe, sid, entry, c.log_size, ttl),
+                Op::Session { sid, entry } => write(&mut group.writes, sid, entry, c.log_size, ttl),
                 Op::Index { instance, epoch, sid, add } => {
                     let key = key_index(&instance, epoch);
                     if add {
-                        pipe.sadd(key, sid.to_string()).ignore();
+                        group.writes.sadd(key, sid.to_string()).ignore();
                     } else {
-                        pipe.srem(key, sid.to_string()).ignore();
+                        group.writes.srem(key, sid.to_string()).ignore();
                     }
                 }
                 Op::Flush(_) => {}
             }
         }
-        let sends = pipes.into_values().map(|pipe| {
-            let mut conn = c.conn();
-            async move { pipe.query_async::<()>(&mut conn).await.is_ok() }
-        });
+        let sends = groups.into_values().map(|group| send(&c, group));
         let ok = futures_util::future::join_all(sends).await.into_iter().all(|ok| ok);
         flushed.into_iter().for_each(|done| {
             let _ = done.send(());
@@ -71,6 +79,24 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
         }
         c.set_healthy(ok);
     }
+}
+
+/// Sends a group's writes (again, with backoff, for up to [`RETRY_FOR`]: a Redis Cluster
+/// failover or a reconnect takes a moment) and then its publishes (once).
+async fn send(c: &Cluster, group: Group) -> bool {
+    let mut written = group.writes.is_empty();
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut backoff = Duration::from_millis(100);
+    while !written {
+        written = group.writes.query_async::<()>(&mut c.conn()).await.is_ok();
+        if written || tokio::time::Instant::now() + backoff > deadline {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+    let published = group.publishes.is_empty() || group.publishes.query_async::<()>(&mut c.conn()).await.is_ok();
+    written && published
 }
 
 /// Adds the Redis writes of one journal entry of session `sid` to `pipe`. The record itself

@@ -67,3 +67,42 @@ impl RedisTarget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RedisTarget;
+
+    fn urls(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn each_mode_from_its_keys() {
+        let single = RedisTarget::from_keys(Some("redis://h:1".into()), vec![], vec![], None);
+        assert_eq!(single, Ok(Some(RedisTarget::Single("redis://h:1".into()))));
+        let cluster = RedisTarget::from_keys(None, urls(&["redis://a:1", "rediss://b:2"]), vec![], None);
+        assert_eq!(cluster, Ok(Some(RedisTarget::Cluster(urls(&["redis://a:1", "rediss://b:2"])))));
+        let sentinel = RedisTarget::from_keys(None, vec![], urls(&["redis://s:26379"]), None);
+        let want = RedisTarget::Sentinel { master: "mymaster".into(), sentinels: urls(&["redis://s:26379"]) };
+        assert_eq!(sentinel, Ok(Some(want)));
+        let named = RedisTarget::from_keys(None, vec![], urls(&["redis://s:26379"]), Some("m2".into())).unwrap();
+        assert!(matches!(named, Some(RedisTarget::Sentinel { master, .. }) if master == "m2"));
+        assert_eq!(RedisTarget::from_keys(None, vec![], vec![], None), Ok(None));
+    }
+
+    #[test]
+    fn two_modes_a_stray_master_name_and_a_bad_url_are_refused_by_key() {
+        let two = RedisTarget::from_keys(Some("redis://h".into()), urls(&["redis://a"]), vec![], None);
+        assert_eq!(two.unwrap_err().0, "redis");
+        let stray = RedisTarget::from_keys(Some("redis://h".into()), vec![], vec![], Some("m".into()));
+        assert_eq!(stray.unwrap_err().0, "redis_sentinel_master");
+        let bad = RedisTarget::from_keys(None, urls(&["redis://a", "http://b"]), vec![], None).unwrap_err();
+        assert_eq!(bad.0, "redis_cluster");
+        assert!(bad.1.contains("http://b"), "{}", bad.1);
+    }
+
+    #[test]
+    fn split_takes_comma_separated_urls() {
+        assert_eq!(RedisTarget::split("redis://a:1, redis://b:2,"), urls(&["redis://a:1", "redis://b:2"]));
+    }
+}

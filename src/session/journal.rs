@@ -34,4 +34,14 @@ pub(crate) enum Entry {
 /// Where a session's entries go. Writing never waits: an implementation queues.
 pub(crate) trait Journal: Send + Sync {
     fn write(&self, sid: SessionId, entry: Entry);
+
+    /// Whether this instance surely still owns the sessions it holds (a cheap check, made for
+    /// every upstream message). When it is not sure, the session awaits [`Journal::confirm`]
+    /// before delivering anything: an instance that was paused past its lease must not hand a
+    /// client what its upstream said meanwhile, since another instance may own the session now.
+    fn trusted(&self) -> bool;
+
+    /// Settles ownership (in cluster mode: renews the lease, or rejoins and ends the sessions
+    /// another instance took over).
+    fn confirm(&self) -> futures_util::future::BoxFuture<'_, ()>;
 }
