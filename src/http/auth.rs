@@ -80,8 +80,16 @@ fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
     bearer(headers).or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))
 }
 
-/// The server a request path names (`/sse/{name}…`, `/mcp/{name}`), if any.
+/// The server a request path names (`/sse/{name}…`, `/mcp/{name}`, `/rest/{name}/…`,
+/// `/mcp/router/route/{name}…`), if any.
 fn server_of(path: &str) -> Option<&str> {
+    if let Some(routed) = path.strip_prefix("/mcp/router/route/") {
+        return routed.split('/').next();
+    }
+    if let Some(rest) = path.strip_prefix("/rest/") {
+        // `/rest/openapi.json` names no server.
+        return rest.split_once('/').map(|(server, _)| server);
+    }
     let rest = path.strip_prefix("/sse/").or_else(|| path.strip_prefix("/mcp/"))?;
     Some(rest.split('/').next().unwrap_or(rest))
 }
@@ -169,6 +177,9 @@ mod tests {
         assert_eq!(server_of("/sse/echo/message"), Some("echo"));
         assert_eq!(server_of("/mcp/x"), Some("x"));
         assert_eq!(server_of("/message"), None);
+        assert_eq!(server_of("/rest/echo/tools/add"), Some("echo"));
+        assert_eq!(server_of("/rest/openapi.json"), None);
+        assert_eq!(server_of("/mcp/router/route/echo/timeout/5"), Some("echo"));
     }
 }
 

@@ -144,6 +144,65 @@ pub(crate) enum Error {
     /// A path the bridge does not serve: 404.
     #[error("not found: the bridge serves /sse/{{server}} and /mcp/{{server}}")]
     NoRoute,
+
+    // ---- problem+json bodies (the REST endpoints, `http/rest/`) ----
+    /// A REST call that did not complete: `application/problem+json` (RFC 9457) whose `error`
+    /// member is the JSON-RPC error (the upstream's own when there was one); the status is the
+    /// [`Failure`]'s.
+    #[error("{detail}")]
+    Rest { failure: Failure, detail: String, error: Option<Box<serde_json::Value>> },
+}
+
+/// What went wrong with a REST call, as its caller should read it: [`Error::Rest`] gets its
+/// status from this, in `into_response` and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No such server, tool or prompt (or the upstream has no such method): 404.
+    NotFound,
+    /// A request the endpoint cannot read (a body that is not JSON, no `uri`): 400.
+    BadRequest,
+    /// The arguments were refused (-32602): 422.
+    InvalidParams,
+    /// The tool asked the caller something (sampling, elicitation, roots) that a REST caller
+    /// cannot answer: 409.
+    NeedsInput,
+    /// The caller holds as many sessions or requests as it may: 429.
+    TooMany,
+    /// The upstream cannot be had now (it does not start, it is crash-looping, its queue is
+    /// full, the cluster is unreachable): 503 with `Retry-After` in seconds.
+    Unavailable { retry_after: u64 },
+    /// The bridge's request timeout (`limits.request_timeout`) ran out: 504.
+    Timeout,
+    /// The upstream failed the call outside the answers the protocol gives (it ended, it
+    /// answered with an error that names no caller mistake): 502.
+    BadGateway,
+}
+
+impl Failure {
+    fn status(self) -> StatusCode {
+        match self {
+            Failure::NotFound => StatusCode::NOT_FOUND,
+            Failure::BadRequest => StatusCode::BAD_REQUEST,
+            Failure::InvalidParams => StatusCode::UNPROCESSABLE_ENTITY,
+            Failure::NeedsInput => StatusCode::CONFLICT,
+            Failure::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            Failure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BadGateway => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The JSON-RPC code of an error the bridge writes itself for this failure.
+    fn code(self) -> i64 {
+        match self {
+            Failure::NotFound => code::METHOD_NOT_FOUND,
+            Failure::BadRequest => code::INVALID_REQUEST,
+            Failure::InvalidParams => code::INVALID_PARAMS,
+            Failure::Timeout => code::REQUEST_TIMEOUT,
+            Failure::NeedsInput | Failure::TooMany | Failure::Unavailable { .. } => code::CONNECTION_CLOSED,
+            Failure::BadGateway => code::INTERNAL_ERROR,
+        }
+    }
 }
 
 /// How a refusal's body is written.
@@ -154,12 +213,33 @@ enum Body {
     Text,
     /// Nothing.
     Empty,
+    /// An RFC 9457 problem with the JSON-RPC error in its `error` member.
+    Problem,
 }
 
 impl Error {
     /// An unknown server, its name clipped for the message.
     pub(crate) fn unknown_server(name: &str) -> Error {
         Error::UnknownServer(name.chars().take(128).collect())
+    }
+}
+
+impl Error {
+    /// A REST failure the bridge describes itself (its JSON-RPC error is made from it).
+    pub(crate) fn rest(failure: Failure, detail: impl Into<String>) -> Error {
+        Error::Rest { failure, detail: detail.into(), error: None }
+    }
+
+    /// A failed session operation on a REST call, by what the caller should make of it.
+    pub(crate) fn rest_op(e: OpError) -> Error {
+        let failure = match &e {
+            OpError::Limit { per_principal: true, .. } | OpError::TooManyPending(_) => Failure::TooMany,
+            OpError::Limit { per_principal: false, .. } | OpError::Unavailable(_) | OpError::Busy(_) | OpError::NotFound(_) => {
+                Failure::Unavailable { retry_after: 1 }
+            }
+            OpError::Gap(_) | OpError::Conflict(_) | OpError::Protocol { .. } | OpError::Unreadable { .. } => Failure::BadGateway,
+        };
+        Error::rest(failure, e.to_string())
     }
 }
 
@@ -245,6 +325,13 @@ impl IntoResponse for Error {
                 Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-bridge-metrics\""))),
             ),
             NoMetadata => (StatusCode::NOT_FOUND, Body::Empty, None),
+            Rest { failure, .. } => {
+                let retry = match failure {
+                    Failure::Unavailable { retry_after } => HeaderValue::from_str(&(*retry_after).max(1).to_string()).ok(),
+                    _ => None,
+                };
+                (failure.status(), Body::Problem, retry.map(|v| (header::RETRY_AFTER, v)))
+            }
         };
         let mut resp = match body {
             Body::Rpc(code) => {
@@ -263,6 +350,21 @@ impl IntoResponse for Error {
                 (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             Body::Text => (status, self.to_string()).into_response(),
+            Body::Problem => {
+                let error = match &self {
+                    Rest { error: Some(e), .. } => (**e).clone(),
+                    Rest { failure, detail, .. } => serde_json::json!({ "code": failure.code(), "message": detail }),
+                    _ => serde_json::Value::Null,
+                };
+                let problem = serde_json::json!({
+                    "type": "about:blank",
+                    "title": status.canonical_reason().unwrap_or("Error"),
+                    "status": status.as_u16(),
+                    "detail": self.to_string(),
+                    "error": error,
+                });
+                (status, [(header::CONTENT_TYPE, "application/problem+json")], problem.to_string()).into_response()
+            }
             Body::Empty => status.into_response(),
         };
         if let Some((name, value)) = header {

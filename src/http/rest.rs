@@ -1,0 +1,179 @@
+//! Plain HTTP in front of MCP servers, for callers that speak no MCP (workflow engines, scripts,
+//! OpenAPI-driven agents): `GET /rest/{server}/tools`, `POST /rest/{server}/tools/{tool}` (the
+//! body is the arguments object, the answer the `CallToolResult`), `GET
+//! /rest/{server}/resources[?uri=…]` and `POST /rest/{server}/prompts/{name}`. Each request is
+//! one MCP request on a warm backing session of the caller's principal (`call.rs`); failures
+//! are `application/problem+json` carrying the JSON-RPC error (`http::Error::Rest`).
+//!
+//! - `call.rs`: one request on a backing session, questions refused or declined, cancellation.
+//! - `stream.rs`: a tool call answered as SSE (`progress`, `log`, then `result`).
+
+mod call;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::AppState;
+use crate::config::ServerConfig;
+use crate::http::auth::Who;
+use crate::http::{Error, Failure};
+use crate::protocol::method;
+use crate::stateless::catalog::Catalog;
+use call::{Call, Params};
+
+/// Pages of a list followed before the bridge gives up on an upstream that never ends one.
+const MAX_PAGES: usize = 100;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rest/{server}/tools", get(tools))
+        .route("/rest/{server}/tools/{tool}", post(call_tool))
+        .route("/rest/{server}/resources", get(resources))
+        .route("/rest/{server}/prompts/{name}", post(prompt))
+}
+
+/// The configured server a path names.
+fn server(app: &AppState, name: &str) -> Result<Arc<ServerConfig>, Error> {
+    let name_clipped: String = name.chars().take(128).collect();
+    app.locator.server(name).ok_or_else(|| Error::rest(Failure::NotFound, format!("unknown MCP server `{name_clipped}`")))
+}
+
+/// A JSON answer.
+fn json(body: impl Into<Bytes>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
+}
+
+/// A request body that must be a JSON object (empty means `{}`), as JSON text.
+fn object_body(body: &Bytes) -> Result<String, Error> {
+    let text = std::str::from_utf8(body).map_err(|_| Error::rest(Failure::BadRequest, "the body is not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Ok("{}".into());
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text.to_string()),
+        Ok(_) => Err(Error::rest(Failure::InvalidParams, "Invalid params: the body must be a JSON object of arguments")),
+        Err(e) => Err(Error::rest(Failure::BadRequest, format!("the body is not JSON: {e}"))),
+    }
+}
+
+/// Every page of a list (`tools/list`, `resources/list`), its `key` member's items joined.
+async fn list_all(
+    app: &AppState,
+    server: &Arc<ServerConfig>,
+    principal: &Option<Arc<str>>,
+    list: &'static str,
+    key: &str,
+) -> Result<Vec<serde_json::Value>, Error> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let params: Params = cursor.take().map(|c| vec![("cursor", serde_json::Value::from(c).to_string())]).unwrap_or_default();
+        let page = Call::start(app, server, principal.clone(), list, params, false).await?.result().await?;
+        let page: serde_json::Value = serde_json::from_slice(&page)
+            .map_err(|e| Error::rest(Failure::BadGateway, format!("the upstream's {list} answer is not JSON: {e}")))?;
+        if let Some(more) = page.get(key).and_then(serde_json::Value::as_array) {
+            items.extend(more.iter().cloned());
+        }
+        match page.get("nextCursor").and_then(serde_json::Value::as_str) {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return Ok(items),
+        }
+    }
+    Err(Error::rest(Failure::BadGateway, format!("the upstream's {list} did not end within {MAX_PAGES} pages")))
+}
+
+/// A server's tools as the principal sees them: the kept list, or all pages fetched again
+/// (`fresh`, or when the list changed since).
+pub(crate) async fn catalog(
+    app: &AppState,
+    server: &Arc<ServerConfig>,
+    principal: &Option<Arc<str>>,
+    fresh: bool,
+) -> Result<Arc<Vec<serde_json::Value>>, Error> {
+    let kept = &app.stateless.catalog;
+    if let Some(tools) = kept.tools(&server.name, principal.as_ref()).filter(|_| !fresh) {
+        return Ok(tools);
+    }
+    let watch = Catalog::watch(&app.locator.env.changes, &server.name, principal.as_ref());
+    let tools = list_all(app, server, principal, method::TOOLS_LIST, "tools").await?;
+    Ok(kept.keep(&server.name, principal.as_ref(), tools, watch))
+}
+
+/// `GET /rest/{server}/tools`: every tool, all pages, as `{"tools": […]}`.
+async fn tools(State(app): State<AppState>, Path(name): Path<String>, Who(principal): Who) -> Result<Response, Error> {
+    let server = server(&app, &name)?;
+    let tools = catalog(&app, &server, &principal, false).await?;
+    Ok(json(serde_json::json!({ "tools": *tools }).to_string()))
+}
+
+/// `POST /rest/{server}/tools/{tool}`: the body is the arguments; the answer the
+/// `CallToolResult` (a tool's own error, `isError: true`, is a completed call: 200), or with
+/// `Accept: text/event-stream` an SSE stream of `progress` and `log` events, then `result`.
+async fn call_tool(
+    State(app): State<AppState>,
+    Path((name, tool)): Path<(String, String)>,
+    Who(principal): Who,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let server = server(&app, &name)?;
+    let arguments = object_body(&body)?;
+    let named = |tools: &[serde_json::Value]| tools.iter().any(|t| t.get("name").and_then(|n| n.as_str()) == Some(&tool));
+    // A tool missing from the kept list may be new: the list is fetched again once.
+    if !named(&catalog(&app, &server, &principal, false).await?) && !named(&catalog(&app, &server, &principal, true).await?) {
+        let tool: String = tool.chars().take(128).collect();
+        return Err(Error::rest(Failure::NotFound, format!("server `{}` has no tool `{tool}`", server.name)));
+    }
+    let params = vec![("name", serde_json::Value::from(tool.as_str()).to_string()), ("arguments", arguments)];
+    let streaming = super::accepts(&headers, "text/event-stream");
+    let call = Call::start(&app, &server, principal, method::TOOLS_CALL, params, streaming).await?;
+    if streaming {
+        return Ok(stream::respond(call, server.heartbeat.interval));
+    }
+    Ok(json(call.result().await?))
+}
+
+#[derive(serde::Deserialize)]
+struct ResourceQuery {
+    uri: Option<String>,
+}
+
+/// `GET /rest/{server}/resources?uri=…`: the `ReadResourceResult`; without `uri`, every
+/// resource, all pages, as `{"resources": […]}`.
+async fn resources(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ResourceQuery>,
+    Who(principal): Who,
+) -> Result<Response, Error> {
+    let server = server(&app, &name)?;
+    let Some(uri) = q.uri else {
+        let resources = list_all(&app, &server, &principal, method::RESOURCES_LIST, "resources").await?;
+        return Ok(json(serde_json::json!({ "resources": resources }).to_string()));
+    };
+    let params = vec![("uri", serde_json::Value::from(uri).to_string())];
+    let call = Call::start(&app, &server, principal, method::RESOURCES_READ, params, false).await?;
+    Ok(json(call.result().await?))
+}
+
+/// `POST /rest/{server}/prompts/{name}`: the body is the prompt's arguments; the answer the
+/// `GetPromptResult`.
+async fn prompt(
+    State(app): State<AppState>,
+    Path((name, prompt)): Path<(String, String)>,
+    Who(principal): Who,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let server = server(&app, &name)?;
+    let arguments = object_body(&body)?;
+    let params = vec![("name", serde_json::Value::from(prompt).to_string()), ("arguments", arguments)];
+    let call = Call::start(&app, &server, principal, method::PROMPTS_GET, params, false).await?;
+    Ok(json(call.result().await?))
+}
