@@ -3,9 +3,11 @@
 //! 200 (also for a tool's own `isError`), 400, 404, 409, 422, 502, 503 with `Retry-After`, 504;
 //! problem+json bodies carrying the JSON-RPC error; warm backing sessions reused per principal
 //! and never shared; `rest.on_input = "decline"`. Streaming and cancellation are in
-//! `rest/stream.rs`.
+//! `rest/stream.rs`, the OpenAPI documents in `rest/openapi.rs`.
 
 mod common;
+#[path = "rest/openapi.rs"]
+mod openapi;
 #[path = "rest/stream.rs"]
 mod stream;
 #[path = "rest/support.rs"]

@@ -18,6 +18,16 @@ use crate::config::auth::AuthModel;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Principal(pub Arc<str>);
 
+/// The servers the request's client may use (`*` for all), for answers that span servers.
+#[derive(Debug, Clone)]
+pub(crate) struct Allowed(pub Vec<String>);
+
+impl Allowed {
+    pub(crate) fn permits(&self, server: &str) -> bool {
+        self.0.iter().any(|s| s == "*" || s == server)
+    }
+}
+
 struct Client {
     name: Arc<str>,
     hash: [u8; 32],
@@ -130,6 +140,7 @@ pub(crate) async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next:
     req.headers_mut().remove(header::AUTHORIZATION);
     req.headers_mut().remove("x-api-key");
     req.extensions_mut().insert(Principal(client.name.clone()));
+    req.extensions_mut().insert(Allowed(client.servers.clone()));
     Ok(next.run(req).await)
 }
 

@@ -7,14 +7,16 @@
 //!
 //! - `call.rs`: one request on a backing session, questions refused or declined, cancellation.
 //! - `stream.rs`: a tool call answered as SSE (`progress`, `log`, then `result`).
+//! - `openapi.rs`: the OpenAPI 3.1 documents (`/rest/{server}/openapi.json`, `/rest/openapi.json`).
 
 mod call;
+mod openapi;
 mod stream;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +24,7 @@ use axum::Router;
 
 use crate::app::AppState;
 use crate::config::ServerConfig;
-use crate::http::auth::Who;
+use crate::http::auth::{Allowed, Who};
 use crate::http::{Error, Failure};
 use crate::protocol::method;
 use crate::stateless::catalog::Catalog;
@@ -31,12 +33,18 @@ use call::{Call, Params};
 /// Pages of a list followed before the bridge gives up on an upstream that never ends one.
 const MAX_PAGES: usize = 100;
 
+/// How long the document over all servers waits for one server's tools before it leaves the
+/// server out (one slow upstream does not hold up the others).
+const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/rest/{server}/tools", get(tools))
         .route("/rest/{server}/tools/{tool}", post(call_tool))
         .route("/rest/{server}/resources", get(resources))
         .route("/rest/{server}/prompts/{name}", post(prompt))
+        .route("/rest/{server}/openapi.json", get(server_openapi))
+        .route("/rest/openapi.json", get(all_openapi))
 }
 
 /// The configured server a path names.
@@ -176,4 +184,56 @@ async fn prompt(
     let params = vec![("name", serde_json::Value::from(prompt).to_string()), ("arguments", arguments)];
     let call = Call::start(&app, &server, principal, method::PROMPTS_GET, params, false).await?;
     Ok(json(call.result().await?))
+}
+
+/// `GET /rest/{server}/openapi.json`: the server's tools as an OpenAPI 3.1 document.
+async fn server_openapi(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Who(principal): Who,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let server = server(&app, &name)?;
+    let tools = catalog(&app, &server, &principal, false).await?;
+    let base = super::public_prefix(&headers, app.config.public_base_path.as_deref());
+    let listed = [openapi::Listed { server: &server.name, tools: &tools }];
+    Ok(json(openapi::document(&format!("mcp-bridge: {}", server.name), &base, &listed, &[]).to_string()))
+}
+
+/// `GET /rest/openapi.json`: every server the caller may use, listed side by side; a server
+/// whose tools cannot be listed within [`LIST_WAIT`] is left out and named in the document.
+async fn all_openapi(
+    State(app): State<AppState>,
+    Who(principal): Who,
+    allowed: Option<Extension<Allowed>>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let servers: Vec<Arc<ServerConfig>> = app
+        .locator
+        .servers()
+        .values()
+        .filter(|s| allowed.as_ref().is_none_or(|Extension(a)| a.permits(&s.name)))
+        .cloned()
+        .collect();
+    let lists = futures_util::future::join_all(servers.iter().map(|s| {
+        let (app, principal) = (&app, &principal);
+        async move { tokio::time::timeout(LIST_WAIT, catalog(app, s, principal, false)).await }
+    }))
+    .await;
+    let (mut listed, mut unavailable) = (Vec::new(), Vec::new());
+    for (server, list) in servers.iter().zip(&lists) {
+        match list {
+            Ok(Ok(tools)) => listed.push(openapi::Listed { server: &server.name, tools }),
+            Ok(Err(e)) => {
+                tracing::warn!(server = %server.name, error = %e, "left out of /rest/openapi.json: its tools could not be listed");
+                unavailable.push(server.name.clone());
+            }
+            Err(_) => {
+                tracing::warn!(server = %server.name, "left out of /rest/openapi.json: its tools were not listed in time");
+                unavailable.push(server.name.clone());
+            }
+        }
+    }
+    let base = super::public_prefix(&headers, app.config.public_base_path.as_deref());
+    Ok(json(openapi::document("mcp-bridge", &base, &listed, &unavailable).to_string()))
 }

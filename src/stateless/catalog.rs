@@ -59,6 +59,8 @@ impl Catalog {
         let listing = lists.get_mut(&key)?;
         if listing.stale() {
             lists.remove(&key);
+            drop(lists);
+            tracing::info!(server, principal = ?principal, "the server's tools changed: its REST tool list and OpenAPI documents are rebuilt");
             return None;
         }
         Some(listing.tools.clone())
