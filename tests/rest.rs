@@ -3,11 +3,14 @@
 //! 200 (also for a tool's own `isError`), 400, 404, 409, 422, 502, 503 with `Retry-After`, 504;
 //! problem+json bodies carrying the JSON-RPC error; warm backing sessions reused per principal
 //! and never shared; `rest.on_input = "decline"`. Streaming and cancellation are in
-//! `rest/stream.rs`, the OpenAPI documents in `rest/openapi.rs`.
+//! `rest/stream.rs`, the OpenAPI documents in `rest/openapi.rs`, the design note's route in
+//! `rest/route.rs`.
 
 mod common;
 #[path = "rest/openapi.rs"]
 mod openapi;
+#[path = "rest/route.rs"]
+mod route;
 #[path = "rest/stream.rs"]
 mod stream;
 #[path = "rest/support.rs"]

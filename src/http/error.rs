@@ -151,6 +151,11 @@ pub(crate) enum Error {
     /// [`Failure`]'s.
     #[error("{detail}")]
     Rest { failure: Failure, detail: String, error: Option<Box<serde_json::Value>> },
+    /// A failed call on the design note's route (`/mcp/router/route/…`): the note's envelope
+    /// (`{id, jsonrpc, method, error, targetService, timestamp}`) as JSON, the status the
+    /// [`Failure`]'s.
+    #[error("{}", .envelope)]
+    Routed { failure: Failure, envelope: Box<serde_json::Value> },
 }
 
 /// What went wrong with a REST call, as its caller should read it: [`Error::Rest`] gets its
@@ -215,6 +220,8 @@ enum Body {
     Empty,
     /// An RFC 9457 problem with the JSON-RPC error in its `error` member.
     Problem,
+    /// The design note's envelope, as it is.
+    Envelope,
 }
 
 impl Error {
@@ -228,6 +235,19 @@ impl Error {
     /// A REST failure the bridge describes itself (its JSON-RPC error is made from it).
     pub(crate) fn rest(failure: Failure, detail: impl Into<String>) -> Error {
         Error::Rest { failure, detail: detail.into(), error: None }
+    }
+
+    /// A REST failure as the design note's route answers it: `wrap` puts the JSON-RPC error
+    /// into the note's envelope.
+    pub(crate) fn routed(self, wrap: impl FnOnce(serde_json::Value) -> serde_json::Value) -> Error {
+        let (failure, error) = match self {
+            Error::Rest { failure, error: Some(e), .. } => (failure, *e),
+            Error::Rest { failure, detail, error: None } => {
+                (failure, serde_json::json!({ "code": failure.code(), "message": detail }))
+            }
+            other => (Failure::BadGateway, serde_json::json!({ "code": code::INTERNAL_ERROR, "message": other.to_string() })),
+        };
+        Error::Routed { failure, envelope: Box::new(wrap(error)) }
     }
 
     /// A failed session operation on a REST call, by what the caller should make of it.
@@ -332,6 +352,13 @@ impl IntoResponse for Error {
                 };
                 (failure.status(), Body::Problem, retry.map(|v| (header::RETRY_AFTER, v)))
             }
+            Routed { failure, .. } => {
+                let retry = match failure {
+                    Failure::Unavailable { retry_after } => HeaderValue::from_str(&(*retry_after).max(1).to_string()).ok(),
+                    _ => None,
+                };
+                (failure.status(), Body::Envelope, retry.map(|v| (header::RETRY_AFTER, v)))
+            }
         };
         let mut resp = match body {
             Body::Rpc(code) => {
@@ -350,6 +377,7 @@ impl IntoResponse for Error {
                 (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             Body::Text => (status, self.to_string()).into_response(),
+            Body::Envelope => (status, [(header::CONTENT_TYPE, "application/json")], self.to_string()).into_response(),
             Body::Problem => {
                 let error = match &self {
                     Rest { error: Some(e), .. } => (**e).clone(),

@@ -8,17 +8,21 @@
 //! - `call.rs`: one request on a backing session, questions refused or declined, cancellation.
 //! - `stream.rs`: a tool call answered as SSE (`progress`, `log`, then `result`).
 //! - `openapi.rs`: the OpenAPI 3.1 documents (`/rest/{server}/openapi.json`, `/rest/openapi.json`).
+//! - `reply.rs`: leaf: the server a path names, a JSON answer.
+//! - `route.rs`: the design note's route, `POST /mcp/router/route/{service}[/timeout/{seconds}]`.
 
 mod call;
 mod openapi;
+mod reply;
+mod route;
 mod stream;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -29,6 +33,7 @@ use crate::http::{Error, Failure};
 use crate::protocol::method;
 use crate::stateless::catalog::Catalog;
 use call::{Call, Params};
+use reply::{json, server};
 
 /// Pages of a list followed before the bridge gives up on an upstream that never ends one.
 const MAX_PAGES: usize = 100;
@@ -45,17 +50,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/rest/{server}/prompts/{name}", post(prompt))
         .route("/rest/{server}/openapi.json", get(server_openapi))
         .route("/rest/openapi.json", get(all_openapi))
-}
-
-/// The configured server a path names.
-fn server(app: &AppState, name: &str) -> Result<Arc<ServerConfig>, Error> {
-    let name_clipped: String = name.chars().take(128).collect();
-    app.locator.server(name).ok_or_else(|| Error::rest(Failure::NotFound, format!("unknown MCP server `{name_clipped}`")))
-}
-
-/// A JSON answer.
-fn json(body: impl Into<Bytes>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
+        .route("/mcp/router/route/{service}", post(route::route))
+        .route("/mcp/router/route/{service}/timeout/{seconds}", post(route::route_with_timeout))
 }
 
 /// A request body that must be a JSON object (empty means `{}`), as JSON text.
@@ -82,7 +78,8 @@ async fn list_all(
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let params: Params = cursor.take().map(|c| vec![("cursor", serde_json::Value::from(c).to_string())]).unwrap_or_default();
+        let params: Params =
+            cursor.take().map(|c| vec![("cursor".into(), serde_json::Value::from(c).to_string())]).unwrap_or_default();
         let page = Call::start(app, server, principal.clone(), list, params, false).await?.result().await?;
         let page: serde_json::Value = serde_json::from_slice(&page)
             .map_err(|e| Error::rest(Failure::BadGateway, format!("the upstream's {list} answer is not JSON: {e}")))?;
@@ -139,7 +136,7 @@ async fn call_tool(
         let tool: String = tool.chars().take(128).collect();
         return Err(Error::rest(Failure::NotFound, format!("server `{}` has no tool `{tool}`", server.name)));
     }
-    let params = vec![("name", serde_json::Value::from(tool.as_str()).to_string()), ("arguments", arguments)];
+    let params = vec![("name".into(), serde_json::Value::from(tool.as_str()).to_string()), ("arguments".into(), arguments)];
     let streaming = super::accepts(&headers, "text/event-stream");
     let call = Call::start(&app, &server, principal, method::TOOLS_CALL, params, streaming).await?;
     if streaming {
@@ -166,7 +163,7 @@ async fn resources(
         let resources = list_all(&app, &server, &principal, method::RESOURCES_LIST, "resources").await?;
         return Ok(json(serde_json::json!({ "resources": resources }).to_string()));
     };
-    let params = vec![("uri", serde_json::Value::from(uri).to_string())];
+    let params = vec![("uri".into(), serde_json::Value::from(uri).to_string())];
     let call = Call::start(&app, &server, principal, method::RESOURCES_READ, params, false).await?;
     Ok(json(call.result().await?))
 }
@@ -181,7 +178,7 @@ async fn prompt(
 ) -> Result<Response, Error> {
     let server = server(&app, &name)?;
     let arguments = object_body(&body)?;
-    let params = vec![("name", serde_json::Value::from(prompt).to_string()), ("arguments", arguments)];
+    let params = vec![("name".into(), serde_json::Value::from(prompt).to_string()), ("arguments".into(), arguments)];
     let call = Call::start(&app, &server, principal, method::PROMPTS_GET, params, false).await?;
     Ok(json(call.result().await?))
 }

@@ -74,7 +74,7 @@ fn meta(on_input: OnInput) -> RequestMeta {
 }
 
 /// The members of a request's `params` (each value as JSON text), without `_meta`.
-pub(crate) type Params = Vec<(&'static str, String)>;
+pub(crate) type Params = Vec<(String, String)>;
 
 impl Call {
     /// Checks a backing session out for `principal` and sends the request; `progress` asks the
@@ -99,7 +99,7 @@ impl Call {
         let id = format!(r#""rest-{}""#, NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let mut body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{"#);
         for (name, value) in &params {
-            body.push_str(&format!("{}:{value},", serde_json::Value::from(*name)));
+            body.push_str(&format!("{}:{value},", serde_json::Value::from(name.as_str())));
         }
         if progress {
             body.push_str(&format!(r#""_meta":{{"progressToken":{id}}}"#));
