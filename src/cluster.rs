@@ -57,7 +57,7 @@ pub enum ClusterError {
     Remote { owner: String, failure: Failure },
     /// The owner of a session stopped answering and no instance took the session over in
     /// time; `last` is the last error met while looking for it.
-    #[error("instance the owner of session {id} did not answer within {RPC_TIMEOUT:?}")]
+    #[error("the owner of session {id} did not answer within {RPC_TIMEOUT:?}, and no other instance took the session over")]
     OwnerGone {
         id: SessionId,
         #[source]
@@ -70,6 +70,10 @@ pub enum ClusterError {
     MalformedSecret(#[source] hex::FromHexError),
     #[error("this instance is shutting down; its sessions continue on the other instances")]
     ShuttingDown,
+    /// This instance's lease is past its local validity and Redis cannot be reached to renew
+    /// it: another instance may own its sessions by now.
+    #[error("this instance cannot reach Redis to confirm it still owns its sessions")]
+    Unconfirmed,
 }
 
 /// A client stream this instance holds for a session owned elsewhere.
@@ -92,6 +96,11 @@ pub(crate) struct Cluster {
     store: store::Store,
     lease: lease::Lease,
     queue: mpsc::Sender<Op>,
+    /// Requests, replies and probes: published by their own task (see `Envelope::is_rpc`).
+    rpc_queue: mpsc::Sender<Op>,
+    /// The last probe sent to this instance's own inbox, and the last one that came back.
+    probe_sent: AtomicU64,
+    probe_seen: AtomicU64,
     rpc: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, Failure>>>>,
     held: Mutex<HashMap<u64, HeldStream>>,
     next: AtomicU64,
@@ -118,15 +127,19 @@ impl Cluster {
     ) -> Result<Arc<Cluster>, ClusterError> {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let store = store::Store::connect(target, ca, channel(&instance), push_tx).await?;
-        let lease = lease::join(&mut store.conn(), &instance).await?;
+        let lease = lease::join(&mut store.lease_conn(), &instance).await?;
         tracing::info!(instance = %instance, epoch = lease.epoch(), redis = target.mode(), "joined the cluster");
         let (queue, queue_rx) = mpsc::channel(QUEUE);
+        let (rpc_queue, rpc_rx) = mpsc::channel(QUEUE);
         let cluster = Arc::new(Cluster {
             instance,
             takeover: (0..TAKEOVER_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             store,
             lease,
             queue,
+            rpc_queue,
+            probe_sent: AtomicU64::new(0),
+            probe_seen: AtomicU64::new(0),
             rpc: Mutex::default(),
             held: Mutex::default(),
             next: AtomicU64::new(1),
@@ -136,8 +149,10 @@ impl Cluster {
             ttl,
         });
         tokio::spawn(writer::writer(Arc::downgrade(&cluster), queue_rx));
+        tokio::spawn(writer::publisher(Arc::downgrade(&cluster), rpc_rx));
         tokio::spawn(inbox::inbox(Arc::downgrade(&cluster), push_rx));
         tokio::spawn(lease::renew_loop(Arc::downgrade(&cluster)));
+        tokio::spawn(lease::housekeeping(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 
@@ -193,14 +208,36 @@ impl Cluster {
 
     /// Queues an envelope for `to`; the writer encodes it (off any session's lock).
     fn publish(&self, to: &str, envelope: Envelope) -> bool {
-        self.enqueue(Op::Publish { to: to.into(), envelope })
+        let queue = if envelope.is_rpc() { &self.rpc_queue } else { &self.queue };
+        match queue.try_send(Op::Publish { to: to.into(), envelope }) {
+            Ok(()) => true,
+            Err(_) => {
+                self.set_healthy(false);
+                false
+            }
+        }
+    }
+
+    /// Checks that the last probe came back (else subscribes to the inbox again), and sends
+    /// the next one.
+    pub(super) async fn probe_inbox(&self) {
+        let sent = self.probe_sent.load(Ordering::Relaxed);
+        if sent != 0 && self.probe_seen.load(Ordering::Relaxed) != sent {
+            tracing::warn!(instance = %self.instance, channel = self.store.channel(), "the inbox probe did not come back; subscribing again");
+            if let Err(e) = self.store.resubscribe().await {
+                tracing::warn!(error = %e, "subscribing to the inbox again failed");
+            }
+        }
+        let nonce = sent + 1;
+        self.probe_sent.store(nonce, Ordering::Relaxed);
+        self.publish(&self.instance.clone(), Envelope::Probe { nonce });
     }
 
     /// Records a new session owned here, naming this instance and its epoch as the owner.
     /// Awaited, so that no other instance can see the session id before Redis knows who owns
     /// it. The record has no expiry while its owner lives (see `janitor`).
     pub(crate) async fn register(&self, s: &Session) -> Result<(), ClusterError> {
-        self.fence().await;
+        let _epoch = self.epoch_held().await?;
         let mut conn = self.conn();
         let epoch = self.epoch();
         redis::cmd("HSET")
@@ -331,7 +368,7 @@ impl Journal for Cluster {
         self.lease.valid()
     }
 
-    fn confirm(&self) -> futures_util::future::BoxFuture<'_, ()> {
-        Box::pin(self.fence())
+    fn confirm(&self) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(async { self.fence().await.is_ok() })
     }
 }

@@ -226,9 +226,12 @@ pub(crate) async fn find_for(app: &Locator, id: SessionId, principal: Option<&st
 /// Finds a session: here, at its owner, or by taking it over from a dead owner (one whose
 /// instance lease no longer holds the epoch the session's record names).
 pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>, ClusterError> {
-    if let Some(cluster) = &app.cluster {
-        // A session held here is served only while this instance's lease is surely valid.
-        cluster.fence().await;
+    if app.registry.contains(id) {
+        if let Some(cluster) = &app.cluster {
+            // A session held here is served only while this instance's lease is surely valid
+            // (a rejoin meanwhile may have ended it here: it moved).
+            cluster.fence().await?;
+        }
     }
     if let Some(s) = app.registry.get(id) {
         return Ok(Some(Handle::Local(s)));
@@ -280,10 +283,14 @@ async fn take_over(
     record: &crate::cluster::Record,
 ) -> Result<Option<Arc<Session>>, ClusterError> {
     let server = |name: &str| app.server(name).map(|s| (s.clone(), app.settings_for(&s)));
+    // The epoch the record is claimed with stays this instance's until the session is in the
+    // registry, where a rejoin's reclaim finds it.
+    let epoch = cluster.epoch_held().await?;
     let Some(t) = restore::take_over(cluster, id, record, server).await? else { return Ok(None) };
     let session = Session::new(id, t.server, t.transport, t.settings, app.env.clone(), t.principal, Some(t.restored));
     let session = app.registry.start(session);
     cluster.index(&session);
+    drop(epoch);
     tracing::info!(session = %id, server = %session.server.name, lost = t.lost.len(), instance = %cluster.instance, epoch = cluster.epoch(), "session taken over");
     session.fail_lost(t.lost);
     session.replay_initialize().await;

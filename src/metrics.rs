@@ -61,6 +61,10 @@ pub(crate) struct Metrics {
     pub upstream_latency: Family<Method, Histogram, fn() -> Histogram>,
     pub forwarded: Counter,
     pub forward_latency: Histogram,
+    /// Sessions this instance took over from an owner whose lease lapsed.
+    pub takeovers: Counter,
+    /// Times this instance found its own lease lapsed and rejoined with a new epoch.
+    pub fenced: Counter,
     pub upstream_crashes: Family<Server, Counter>,
     pub upstream_healthy: Family<Server, Gauge>,
     pub stateless_requests: Family<Stateless, Counter>,
@@ -92,6 +96,8 @@ impl Metrics {
             upstream_latency: Family::new_with_constructor(latency),
             forwarded: Counter::default(),
             forward_latency: latency(),
+            takeovers: Counter::default(),
+            fenced: Counter::default(),
             upstream_crashes: Family::default(),
             upstream_healthy: Family::default(),
             stateless_requests: Family::default(),
@@ -106,6 +112,8 @@ impl Metrics {
         registry.register("upstream_latency_seconds", "Time from a request to its upstream response", m.upstream_latency.clone());
         registry.register("forwarded_requests", "Requests forwarded to the owning instance", m.forwarded.clone());
         registry.register("forward_latency_seconds", "Time for a forwarded request's answer", m.forward_latency.clone());
+        registry.register("cluster_takeovers", "Sessions taken over from an instance whose lease lapsed", m.takeovers.clone());
+        registry.register("cluster_fenced", "Times this instance found its lease lapsed and rejoined", m.fenced.clone());
         registry.register("upstream_crashes", "Upstreams that exited or failed to start", m.upstream_crashes.clone());
         registry.register(
             "stateless_requests",

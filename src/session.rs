@@ -113,6 +113,10 @@ struct State {
     next_stream: u32,
     done_streams: VecDeque<u32>,
     pending: HashMap<Box<str>, Pending>,
+    /// Requests a dead owner had taken and this session answered as lost on taking over: a
+    /// forwarding instance that sends one again (not knowing the dead owner had it) is not
+    /// answered twice (ids are never reused within a session).
+    lost: HashMap<Box<str>, u32>,
     progress: HashMap<Box<str>, Target>,
     upstream: UpstreamState,
     protocol_version: Option<String>,
@@ -224,6 +228,7 @@ impl Session {
                 next_stream,
                 done_streams: VecDeque::new(),
                 pending: HashMap::new(),
+                lost: Default::default(),
                 progress: HashMap::new(),
                 upstream: UpstreamState::NotStarted,
                 protocol_version,
@@ -446,7 +451,7 @@ impl Session {
                 ev = events.recv() => match ev {
                     Some(UpstreamEvent::Message(raw)) => {
                         if let Some(journal) = self.env.journal.as_ref().filter(|j| !j.trusted()) {
-                            journal.confirm().await;
+                            journal::settle(&**journal).await;
                             if self.state().ended.is_some() {
                                 return;
                             }

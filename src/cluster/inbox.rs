@@ -39,6 +39,21 @@ impl RemoteSink for RemoteStream {
 pub(super) async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<redis::PushInfo>) {
     while let Some(push) = rx.recv().await {
         let Some(c) = cluster.upgrade() else { return };
+        if matches!(push.kind, PushKind::SUnsubscribe | PushKind::Unsubscribe) {
+            // Redis dropped the subscription (a sharded channel's slot moved): take it again.
+            tracing::info!(kind = ?push.kind, "the inbox subscription was dropped by Redis; subscribing again");
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let Some(c) = cluster.upgrade() else { return };
+                    if c.store.resubscribe().await.is_ok() {
+                        return;
+                    }
+                }
+            });
+            continue;
+        }
         if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
             continue;
         }
@@ -82,6 +97,7 @@ impl Cluster {
                     let _ = h.reason.set(CloseReason::parse(&reason).unwrap_or(CloseReason::Error));
                 }
             }
+            Envelope::Probe { nonce } => self.probe_seen.store(nonce, std::sync::atomic::Ordering::Relaxed),
             Envelope::Detached { sid, stream, token } => {
                 let session = SessionId::parse(&sid).and_then(|id| self.registry()?.get(id));
                 if let Some(s) = session {
@@ -94,7 +110,9 @@ impl Cluster {
     /// Serves a request forwarded by `from` for a session owned here.
     async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request) -> Result<Reply, Failure> {
         // Served only while this instance surely still owns what it holds (see `lease`).
-        self.fence().await;
+        if let Err(e) = self.fence().await {
+            return Err(Failure { busy: true, ..Failure::new(e) });
+        }
         let session = SessionId::parse(sid).and_then(|id| self.registry()?.get(id));
         let Some(s) = session else {
             return Err(Failure { moved: true, ..Failure::new(format!("session {sid} is not owned by {}", self.instance)) });

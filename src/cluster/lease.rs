@@ -70,6 +70,10 @@ pub(super) struct Lease {
     unreachable_at: AtomicU64,
     /// Held across a renewal (and a rejoin), so that one runs at a time.
     renewing: tokio::sync::Mutex<()>,
+    /// Written across a rejoin (the new epoch and the reclaim); read while a session is
+    /// recorded with the epoch and put in the registry (`Cluster::epoch_held`), so that a
+    /// rejoin's reclaim sees every session recorded with the old epoch.
+    epoch_lock: tokio::sync::RwLock<()>,
 }
 
 impl Lease {
@@ -100,6 +104,7 @@ pub(super) async fn join(conn: &mut super::Conn, instance: &str) -> Result<Lease
         valid_until: AtomicU64::new(0),
         unreachable_at: AtomicU64::new(0),
         renewing: tokio::sync::Mutex::new(()),
+        epoch_lock: tokio::sync::RwLock::new(()),
     };
     let sent = Instant::now();
     lease.epoch.store(new_epoch(conn, instance).await?, Ordering::Relaxed);
@@ -126,19 +131,24 @@ async fn new_epoch(conn: &mut super::Conn, instance: &str) -> Result<u64, Cluste
 impl Cluster {
     /// Before this instance serves a session it holds: returns at once while the lease is
     /// surely valid; otherwise renews it first (and, if it had lapsed, rejoins, which ends the
-    /// sessions taken over elsewhere). When Redis cannot be reached, sessions held here go on
-    /// being served locally: no other instance can take them over without Redis either.
-    pub(crate) async fn fence(&self) {
+    /// sessions taken over elsewhere). `Err` when Redis cannot be reached to confirm it: the
+    /// caller refuses (503) rather than risk serving a session another instance may own.
+    pub(crate) async fn fence(&self) -> Result<(), ClusterError> {
         if self.lease.valid() {
-            return;
+            return Ok(());
         }
         let _one = self.lease.renewing.lock().await;
         let unreachable = self.lease.unreachable_at.load(Ordering::Relaxed);
         let now = self.lease.nanos(Instant::now());
-        if self.lease.valid() || (unreachable != 0 && now < unreachable + RETRY_UNREACHABLE.as_nanos() as u64) {
-            return;
+        let tried_just_now = unreachable != 0 && now < unreachable + RETRY_UNREACHABLE.as_nanos() as u64;
+        if !self.lease.valid() && !tried_just_now {
+            self.renew_locked().await;
         }
-        self.renew_locked().await;
+        if self.lease.valid() {
+            Ok(())
+        } else {
+            Err(ClusterError::Unconfirmed)
+        }
     }
 
     /// The epoch sessions created now are recorded with.
@@ -146,12 +156,26 @@ impl Cluster {
         self.lease.epoch()
     }
 
+    /// Fences, then holds the epoch: no rejoin starts until the guard is dropped. Held while a
+    /// session is recorded with [`Cluster::epoch`] and put in the registry (never across a
+    /// wait on the session's upstream, which may need a renewal).
+    pub(crate) async fn epoch_held(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, ClusterError> {
+        self.fence().await?;
+        let held = self.lease.epoch_lock.read().await;
+        // A rejoin may have run between the two: it renewed the lease too.
+        if self.lease.valid() {
+            Ok(held)
+        } else {
+            Err(ClusterError::Unconfirmed)
+        }
+    }
+
     /// Renews the lease (the caller holds `renewing`).
     async fn renew_locked(&self) {
         let epoch = self.lease.epoch();
         let sent = Instant::now();
         let script = redis::Script::new(RENEW);
-        let mut conn = self.conn();
+        let mut conn = self.store.lease_conn();
         let mut call = script.key(key_lease(&self.instance));
         call.key(key_epoch(&self.instance)).arg(epoch).arg(LEASE.as_millis() as u64);
         let renewal = call.invoke_async::<i64>(&mut conn);
@@ -176,8 +200,9 @@ impl Cluster {
     /// The lease lapsed (this instance was paused, or cut off from Redis): a new epoch, then
     /// every session held here is claimed back, or ended if another instance owns it now.
     async fn rejoin(&self, old: u64) {
+        let _rejoining = self.lease.epoch_lock.write().await;
         let sent = Instant::now();
-        let mut conn = self.conn();
+        let mut conn = self.store.lease_conn();
         let Ok(Ok(new)) = tokio::time::timeout(LEASE / 2, new_epoch(&mut conn, &self.instance)).await else {
             self.set_healthy(false);
             return;
@@ -187,6 +212,7 @@ impl Cluster {
         let (kept, lost) = self.reclaim(old, new).await;
         self.lease.renewed(sent);
         self.set_healthy(true);
+        crate::metrics::get().fenced.inc();
         tracing::warn!(
             instance = %self.instance,
             old_epoch = old,
@@ -247,7 +273,7 @@ impl Cluster {
     /// Gives the lease up on shutdown, so that other instances take this one's sessions over
     /// at once instead of after the lease lapses.
     pub(crate) async fn release(&self) {
-        let mut conn = self.conn();
+        let mut conn = self.store.lease_conn();
         let _: Result<i64, _> =
             redis::Script::new(RELEASE).key(key_lease(&self.instance)).arg(self.lease.epoch()).invoke_async(&mut conn).await;
     }
@@ -273,20 +299,30 @@ impl Cluster {
     }
 }
 
-/// Renews the lease every `LEASE / RENEWALS`, checks the streams held for other instances, and
-/// now and then sweeps the sessions of dead epochs (see `janitor`).
+/// Renews the lease every `LEASE / RENEWALS`, and nothing else: no other call, however slow
+/// while Redis fails over, may hold a renewal up.
 pub(super) async fn renew_loop(cluster: std::sync::Weak<Cluster>) {
+    let mut tick = tokio::time::interval(LEASE / RENEWALS);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(c) = cluster.upgrade() else { return };
+        let _one = c.lease.renewing.lock().await;
+        c.renew_locked().await;
+    }
+}
+
+/// Beside the renewals: checks the streams held for other instances every renewal period, and
+/// now and then probes the inbox and sweeps the sessions of dead epochs (see `janitor`).
+pub(super) async fn housekeeping(cluster: std::sync::Weak<Cluster>) {
     let mut tick = tokio::time::interval(LEASE / RENEWALS);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for round in 0u64.. {
         tick.tick().await;
         let Some(c) = cluster.upgrade() else { return };
-        {
-            let _one = c.lease.renewing.lock().await;
-            c.renew_locked().await;
-        }
         c.check_held().await;
         if round % super::janitor::EVERY == 0 {
+            c.probe_inbox().await;
             super::janitor::sweep(&c).await;
         }
     }

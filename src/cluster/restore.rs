@@ -63,6 +63,7 @@ pub(crate) async fn take_over(
         .invoke_async(&mut conn)
         .await?;
     let Some(record) = claimed else { return Ok(None) };
+    crate::metrics::get().takeovers.inc();
     let text = |k: &str| record.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
     let mut streams = Vec::new();
     // The session's own budget takes these logs' charges over when it adopts them.

@@ -54,6 +54,9 @@ impl ConnectionLike for Conn {
 /// the push sender given to [`Store::connect`].
 pub(crate) struct Store {
     mode: Mode,
+    /// The instance lease's own connection in a Redis Cluster (see [`Store::lease_conn`]).
+    lease: Option<ClusterConnection>,
+    channel: String,
 }
 
 enum Mode {
@@ -79,22 +82,26 @@ impl Store {
         channel: String,
         push: UnboundedSender<PushInfo>,
     ) -> RedisResult<Store> {
+        let mut lease = None;
         let mode = match target {
             RedisTarget::Single(url) => {
                 let client = crate::config::tls::redis_client(&resp3(url), ca)?;
                 Mode::Single(manager(client, push, &channel).await?)
             }
             RedisTarget::Cluster(urls) => {
-                let mut b = ClusterClientBuilder::new(urls.clone())
-                    .use_protocol(ProtocolVersion::RESP3)
-                    .push_sender(push)
-                    .connection_timeout(TIMEOUT)
-                    .response_timeout(TIMEOUT);
-                if let Some(pem) = ca {
-                    b = b.certs(TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) });
-                }
-                let mut conn = b.build()?.get_async_connection().await?;
+                let builder = || {
+                    let b = ClusterClientBuilder::new(urls.clone())
+                        .use_protocol(ProtocolVersion::RESP3)
+                        .connection_timeout(TIMEOUT)
+                        .response_timeout(TIMEOUT);
+                    match ca {
+                        Some(pem) => b.certs(TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) }),
+                        None => b,
+                    }
+                };
+                let mut conn = builder().push_sender(push).build()?.get_async_connection().await?;
                 conn.ssubscribe(&channel).await?;
+                lease = Some(builder().build()?.get_async_connection().await?);
                 Mode::Cluster(conn)
             }
             RedisTarget::Sentinel { master, sentinels } => {
@@ -106,13 +113,42 @@ impl Store {
                     current: RwLock::new((addr, current)),
                     sentinel: tokio::sync::Mutex::new(sentinel),
                     push,
-                    channel,
+                    channel: channel.clone(),
                 });
                 tokio::spawn(follow(Arc::downgrade(&followed)));
                 Mode::Sentinel(followed)
             }
         };
-        Ok(Store { mode })
+        Ok(Store { mode, lease, channel })
+    }
+
+    /// The connection the instance lease is renewed on. In a Redis Cluster it is a connection
+    /// of its own: while the client refreshes its view of the cluster after a node failed
+    /// (which holds up the requests on that connection), the lease, whose primary is alive,
+    /// is still renewed.
+    pub(crate) fn lease_conn(&self) -> Conn {
+        match &self.lease {
+            Some(c) => Conn::Cluster(c.clone()),
+            None => self.conn(),
+        }
+    }
+
+    /// Subscribes to the inbox channel again: Redis drops a sharded subscription when its
+    /// slot moves, and a probe that did not come back says the subscription is gone.
+    pub(crate) async fn resubscribe(&self) -> RedisResult<()> {
+        match &self.mode {
+            Mode::Single(c) => c.clone().subscribe(&self.channel).await,
+            Mode::Cluster(c) => c.clone().ssubscribe(&self.channel).await,
+            Mode::Sentinel(f) => {
+                let mut c = f.current.read().unwrap_or_else(|e| e.into_inner()).1.clone();
+                c.subscribe(&self.channel).await
+            }
+        }
+    }
+
+    /// This instance's inbox channel.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// A connection for one or more commands.

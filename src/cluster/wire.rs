@@ -36,6 +36,20 @@ pub(crate) enum Envelope {
         stream: u32,
         token: u64,
     },
+    /// Sent by an instance to itself now and then: when one does not come back, its inbox
+    /// subscription is gone (Redis drops a sharded subscription whose slot moved) and it
+    /// subscribes again.
+    Probe {
+        nonce: u64,
+    },
+}
+
+impl Envelope {
+    /// Requests and replies between instances (and probes) go out on their own queue, never
+    /// behind the journal writes, which may be retried for seconds while Redis fails over.
+    pub(crate) fn is_rpc(&self) -> bool {
+        matches!(self, Envelope::Request { .. } | Envelope::Reply { .. } | Envelope::Probe { .. })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -34,7 +34,8 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
         let Some(c) = cluster.upgrade() else { return };
         // Nothing of a session is written by an instance whose lease may have lapsed before
         // it knows it still owns the session (see `lease`).
-        c.fence().await;
+        // (Unreachable, they are tried and fail like any write then.)
+        let _ = c.fence().await;
         let ttl = c.ttl.as_millis() as i64;
         let publish = c.store.publish_command();
         let sharded = c.store.sharded();
@@ -78,6 +79,31 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
             tracing::warn!("redis write failed; sessions keep working locally");
         }
         c.set_healthy(ok);
+    }
+}
+
+/// Publishes requests, replies and probes (see `Envelope::is_rpc`) as they come, pipelined,
+/// once each: nothing here waits behind the journal writes.
+pub(super) async fn publisher(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let Some(c) = cluster.upgrade() else { return };
+        let (publish, sharded) = (c.store.publish_command(), c.store.sharded());
+        let mut groups: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
+        for op in batch.drain(..) {
+            let tag = if sharded { op.tag() } else { String::new() };
+            if let Op::Publish { to, envelope } = op {
+                let payload = serde_json::to_string(&envelope).unwrap_or_default();
+                groups.entry(tag).or_default().cmd(publish).arg(channel(&to)).arg(payload).ignore();
+            }
+        }
+        let sends = groups.into_values().map(|pipe| {
+            let mut conn = c.conn();
+            async move { pipe.query_async::<()>(&mut conn).await.is_ok() }
+        });
+        if !futures_util::future::join_all(sends).await.into_iter().all(|ok| ok) {
+            tracing::warn!("publishing to another instance failed");
+        }
     }
 }
 

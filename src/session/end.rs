@@ -105,6 +105,7 @@ impl Session {
         let mut st = self.state();
         for (error, id, stream) in errors {
             let _ = st.push(Target::Stream(stream), error, true);
+            st.lost.insert(id.clone(), stream);
             st.persist(|| journal::Entry::Answered { id });
         }
     }

@@ -42,6 +42,20 @@ pub(crate) trait Journal: Send + Sync {
     fn trusted(&self) -> bool;
 
     /// Settles ownership (in cluster mode: renews the lease, or rejoins and ends the sessions
-    /// another instance took over).
-    fn confirm(&self) -> futures_util::future::BoxFuture<'_, ()>;
+    /// another instance took over); `false` when it cannot be settled now (Redis unreachable).
+    fn confirm(&self) -> futures_util::future::BoxFuture<'_, bool>;
+}
+
+/// How long a session holds an upstream message while ownership cannot be settled (Redis
+/// unreachable) before it delivers it anyway: long enough to ride out a Sentinel or Redis
+/// Cluster failover, short enough that a long outage of the only Redis (when no other
+/// instance can take anything over either) does not stall the session's upstream.
+pub(crate) const SETTLE_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Waits (at most [`SETTLE_FOR`]) until `journal` confirms ownership.
+pub(crate) async fn settle(journal: &dyn Journal) {
+    let deadline = tokio::time::Instant::now() + SETTLE_FOR;
+    while !journal.confirm().await && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

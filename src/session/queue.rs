@@ -23,6 +23,11 @@ impl Session {
     /// answered with errors, as the earlier parts are already upstream.
     pub(super) async fn enqueue(&self, mut messages: Vec<(Bytes, Peek)>, stream: Target) -> Result<(), SendError> {
         let tx = self.upstream_tx()?;
+        let again = self.take_lost(&mut messages, stream);
+        if !again.is_empty() {
+            let again = self.register(again, stream)?;
+            self.refuse(&again, "the instance that was serving this request died; it was not completed");
+        }
         if messages.is_empty() {
             return self.register(Vec::new(), stream).map(drop);
         }
@@ -50,7 +55,8 @@ impl Session {
                 Err(_) => {
                     messages.splice(0..0, part);
                     let messages = self.register(messages, stream)?;
-                    self.refuse(&messages);
+                    let why = format!("the upstream's queue stayed full for {QUEUE_WAIT:?}; this request was not sent");
+                    self.refuse(&messages, &why);
                     return Ok(());
                 }
             }
@@ -59,8 +65,32 @@ impl Session {
         Ok(())
     }
 
+    /// Takes out of `messages` the requests this session already answered as lost when it
+    /// took over (sent again by an instance that forwarded them to the dead owner and could not
+    /// tell they arrived): none reaches the upstream again. One sent to the stream the lost
+    /// answer went to is dropped (that stream has its answer); the others are returned, to be
+    /// answered on their own stream.
+    fn take_lost(&self, messages: &mut Vec<(Bytes, Peek)>, stream: Target) -> Vec<(Bytes, Peek)> {
+        let st = self.state();
+        if st.lost.is_empty() {
+            return Vec::new();
+        }
+        let mut again = Vec::new();
+        messages.retain(|m| {
+            let Some(answered_on) = m.1.id.as_ref().filter(|_| m.1.kind == Kind::Request).and_then(|id| st.lost.get(id)) else {
+                return true;
+            };
+            tracing::info!(session = %self.id, request = m.1.id.as_deref().unwrap_or(""), "a request the dead owner had taken came again; it was answered as lost");
+            if stream != Target::Stream(*answered_on) {
+                again.push(m.clone());
+            }
+            false
+        });
+        again
+    }
+
     /// Answers registered requests that never reached the upstream with an error.
-    fn refuse(&self, messages: &[(Bytes, Peek)]) {
+    fn refuse(&self, messages: &[(Bytes, Peek)], why: &str) {
         let mut st = self.state();
         for (_, peek) in messages.iter().filter(|(_, p)| p.kind == Kind::Request) {
             let Some(id) = &peek.id else { continue };
@@ -68,7 +98,7 @@ impl Session {
             if let Some(t) = &p.progress_token {
                 st.progress.remove(t);
             }
-            let msg = format!("mcp-bridge: the upstream's queue stayed full for {QUEUE_WAIT:?}; this request was not sent");
+            let msg = format!("mcp-bridge: {why}");
             let _ = st.push(p.stream, jsonrpc::error(Some(id), jsonrpc::code::INTERNAL_ERROR, &msg), true);
             let id = id.clone();
             st.persist(|| journal::Entry::Answered { id });

@@ -27,6 +27,10 @@ impl Registry {
         session
     }
 
+    pub(crate) fn contains(&self, id: SessionId) -> bool {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner()).contains_key(&id)
+    }
+
     pub(crate) fn get(&self, id: SessionId) -> Option<Arc<Session>> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }

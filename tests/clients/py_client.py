@@ -2,7 +2,10 @@
 """Scripted MCP session using the official Python SDK (mcp 2.x) client.
 
     tests/clients/.venv/bin/python tests/clients/py_client.py --transport sse|streamable --url URL
-        [--scenario full|basic] [--id-tag TAG] [--repeat N] [--timeout SECONDS]
+        [--scenario full|basic] [--id-tag TAG] [--repeat N] [--timeout SECONDS] [--hold PATH]
+
+With --hold PATH the session pauses after its echoes: it creates PATH, waits until the caller
+removes it (while the caller breaks something, say), then echoes as many times again and goes on.
 
 Prints exactly one JSON line on stdout: {"ok":true,...} (exit 0) or
 {"ok":false,"error":"..."} (exit 1). Diagnostics go to stderr.
@@ -76,6 +79,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--id-tag", default=None)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--hold", default=None)
     a = p.parse_args(argv)
     if a.repeat < 1:
         p.error("--repeat must be a positive integer")
@@ -173,13 +177,19 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
                     check(n in tools, f"tool {n} listed (got {','.join(tools)})")
 
                 last_echo = None
-                for i in range(opts.repeat):
-                    msg = f"hello{tag_part}-{i}"
-                    text = text_of(await session.call_tool(TOOL_ECHO, {"message": msg}))
-                    check(text == f"Echo: {msg}", f"echo {i} returned its own message (sent {msg!r}, got {text!r})")
-                    last_echo = text
+                rounds = ["", "after-"] if opts.hold else [""]
+                for prefix in rounds:
+                    if prefix:
+                        open(opts.hold, "w").close()
+                        while os.path.exists(opts.hold):  # bounded by --timeout
+                            await anyio.sleep(0.05)
+                    for i in range(opts.repeat):
+                        msg = f"hello{tag_part}-{prefix}{i}"
+                        text = text_of(await session.call_tool(TOOL_ECHO, {"message": msg}))
+                        check(text == f"Echo: {msg}", f"echo {i} returned its own message (sent {msg!r}, got {text!r})")
+                        last_echo = text
                 out["echo"] = last_echo
-                out["echoCount"] = opts.repeat
+                out["echoCount"] = opts.repeat * len(rounds)
 
                 if opts.scenario == "full":
                     sum_text = text_of(await session.call_tool(TOOL_SUM, {"a": 2, "b": 3}))

@@ -5,8 +5,15 @@
 #![allow(dead_code)]
 
 mod balancer;
+pub(crate) mod failover;
+mod redis_cluster;
+pub(crate) mod scenarios;
+pub(crate) mod sentinel;
+pub(crate) mod traffic;
 
 pub(crate) use balancer::Balancer;
+#[allow(unused_imports)] // tests/redis_cluster.rs only
+pub(crate) use redis_cluster::{OnRedisCluster, RedisCluster};
 
 use std::net::TcpStream;
 use std::path::PathBuf;
