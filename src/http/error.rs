@@ -475,6 +475,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rest_failures_are_problems_with_the_json_rpc_error() {
+        let (status, headers, body) =
+            rendered(Error::rest(Failure::Unavailable { retry_after: 7 }, "server `x` keeps crashing")).await;
+        assert_eq!((status, &headers[header::RETRY_AFTER]), (StatusCode::SERVICE_UNAVAILABLE, &HeaderValue::from_static("7")));
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((v["status"].as_u64(), v["title"].as_str()), (Some(503), Some("Service Unavailable")));
+        assert_eq!(v["error"]["message"], "server `x` keeps crashing");
+        let upstream = serde_json::json!({ "code": -32602, "message": "bad", "data": { "at": "a" } });
+        let e = Error::Rest { failure: Failure::InvalidParams, detail: "bad".into(), error: Some(Box::new(upstream.clone())) };
+        let (status, _, body) = rendered(e).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"], upstream, "the upstream's own error");
+        let routed = Error::rest(Failure::Timeout, "slow").routed(|e| serde_json::json!({ "id": 1, "error": e }));
+        let (status, headers, body) = rendered(routed).await;
+        assert_eq!(
+            (status, &headers[header::CONTENT_TYPE]),
+            (StatusCode::GATEWAY_TIMEOUT, &HeaderValue::from_static("application/json"))
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({ "id": 1, "error": { "code": -32001, "message": "slow" } })
+        );
+    }
+
+    #[tokio::test]
     async fn plain_and_empty_bodies() {
         let (status, headers, body) = rendered(Error::AdminUnauthorized).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
