@@ -18,6 +18,7 @@ mod error;
 pub(crate) mod limits;
 pub(crate) mod pump;
 mod redis;
+pub(crate) mod rest;
 mod sessions;
 pub(crate) mod tls;
 
@@ -135,6 +136,8 @@ pub struct ServerConfig {
     pub shared: bool,
     /// A remote server's `ca_file`, `client_cert`/`client_key`, `proxy`, and its own client.
     pub outbound: Option<tls::Outbound>,
+    /// `[servers.NAME.rest]`: how its tools behave over `/rest/` (`config/rest.rs`).
+    pub rest: rest::Rest,
 }
 
 impl ServerConfig {
@@ -261,6 +264,7 @@ struct ServerModel {
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     proxy: Option<String>,
+    rest: Option<rest::RestModel>,
 }
 
 /// Deserializes a map into ordered pairs, rejecting a name given twice (JSON parsers would
@@ -475,6 +479,7 @@ impl ServerModel {
             (None, Some(url)) => remote(url, self.headers, kind, key, invalid)?,
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
+        let rest = self.rest.unwrap_or_default().validate().map_err(|(k, r)| invalid(&format!("{key}.{k}"), r))?;
         Ok(ServerConfig {
             name: name.to_string(),
             upstream,
@@ -483,6 +488,7 @@ impl ServerModel {
             pool,
             shared,
             outbound,
+            rest,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod mirrored;
 pub(crate) mod modern;
 pub(crate) mod origin;
 pub(crate) mod probes;
+pub(crate) mod rest;
 pub(crate) mod router;
 pub(crate) mod sse;
 pub(crate) mod streamable;
@@ -20,7 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 
-pub(crate) use self::error::Error;
+pub(crate) use self::error::{Error, Failure};
 use crate::protocol::jsonrpc::{self, Peek};
 
 /// Wraps an event stream in a response with the headers streaming needs on any path:

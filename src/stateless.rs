@@ -12,7 +12,9 @@
 //! - `ledger.rs`: which backing sessions exist, for whom, and which are checked out.
 //! - `open.rs`: opening a backing session's upstream side.
 //! - `passthrough.rs`: which remote upstream (and pool instance) serves 2026-07-28 itself.
+//! - `catalog.rs`: the tool lists REST callers see, dropped when a server's tools change.
 
+pub(crate) mod catalog;
 mod ledger;
 mod open;
 mod passthrough;
@@ -108,6 +110,8 @@ pub struct Pool {
     secret: std::sync::OnceLock<[u8; 32]>,
     /// The `x-mcp-header` annotations of each server's tools, from its latest `tools/list`.
     tool_headers: Mutex<HashMap<String, Arc<ToolHeaders>>>,
+    /// The tool lists of REST callers, per server and principal (a leaf lock of its own).
+    pub(crate) catalog: catalog::Catalog,
 }
 
 impl Pool {

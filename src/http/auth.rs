@@ -18,6 +18,16 @@ use crate::config::auth::AuthModel;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Principal(pub Arc<str>);
 
+/// The servers the request's client may use (`*` for all), for answers that span servers.
+#[derive(Debug, Clone)]
+pub(crate) struct Allowed(pub Vec<String>);
+
+impl Allowed {
+    pub(crate) fn permits(&self, server: &str) -> bool {
+        self.0.iter().any(|s| s == "*" || s == server)
+    }
+}
+
 struct Client {
     name: Arc<str>,
     hash: [u8; 32],
@@ -80,8 +90,16 @@ fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
     bearer(headers).or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))
 }
 
-/// The server a request path names (`/sse/{name}…`, `/mcp/{name}`), if any.
+/// The server a request path names (`/sse/{name}…`, `/mcp/{name}`, `/rest/{name}/…`,
+/// `/mcp/router/route/{name}…`), if any.
 fn server_of(path: &str) -> Option<&str> {
+    if let Some(routed) = path.strip_prefix("/mcp/router/route/") {
+        return routed.split('/').next();
+    }
+    if let Some(rest) = path.strip_prefix("/rest/") {
+        // `/rest/openapi.json` names no server.
+        return rest.split_once('/').map(|(server, _)| server);
+    }
     let rest = path.strip_prefix("/sse/").or_else(|| path.strip_prefix("/mcp/"))?;
     Some(rest.split('/').next().unwrap_or(rest))
 }
@@ -122,6 +140,7 @@ pub(crate) async fn check(State(auth): State<Arc<Auth>>, mut req: Request, next:
     req.headers_mut().remove(header::AUTHORIZATION);
     req.headers_mut().remove("x-api-key");
     req.extensions_mut().insert(Principal(client.name.clone()));
+    req.extensions_mut().insert(Allowed(client.servers.clone()));
     Ok(next.run(req).await)
 }
 
@@ -169,6 +188,9 @@ mod tests {
         assert_eq!(server_of("/sse/echo/message"), Some("echo"));
         assert_eq!(server_of("/mcp/x"), Some("x"));
         assert_eq!(server_of("/message"), None);
+        assert_eq!(server_of("/rest/echo/tools/add"), Some("echo"));
+        assert_eq!(server_of("/rest/openapi.json"), None);
+        assert_eq!(server_of("/mcp/router/route/echo/timeout/5"), Some("echo"));
     }
 }
 

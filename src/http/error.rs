@@ -144,6 +144,70 @@ pub(crate) enum Error {
     /// A path the bridge does not serve: 404.
     #[error("not found: the bridge serves /sse/{{server}} and /mcp/{{server}}")]
     NoRoute,
+
+    // ---- problem+json bodies (the REST endpoints, `http/rest/`) ----
+    /// A REST call that did not complete: `application/problem+json` (RFC 9457) whose `error`
+    /// member is the JSON-RPC error (the upstream's own when there was one); the status is the
+    /// [`Failure`]'s.
+    #[error("{detail}")]
+    Rest { failure: Failure, detail: String, error: Option<Box<serde_json::Value>> },
+    /// A failed call on the design note's route (`/mcp/router/route/…`): the note's envelope
+    /// (`{id, jsonrpc, method, error, targetService, timestamp}`) as JSON, the status the
+    /// [`Failure`]'s.
+    #[error("{}", .envelope)]
+    Routed { failure: Failure, envelope: Box<serde_json::Value> },
+}
+
+/// What went wrong with a REST call, as its caller should read it: [`Error::Rest`] gets its
+/// status from this, in `into_response` and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No such server, tool or prompt (or the upstream has no such method): 404.
+    NotFound,
+    /// A request the endpoint cannot read (a body that is not JSON, no `uri`): 400.
+    BadRequest,
+    /// The arguments were refused (-32602): 422.
+    InvalidParams,
+    /// The tool asked the caller something (sampling, elicitation, roots) that a REST caller
+    /// cannot answer: 409.
+    NeedsInput,
+    /// The caller holds as many sessions or requests as it may: 429.
+    TooMany,
+    /// The upstream cannot be had now (it does not start, it is crash-looping, its queue is
+    /// full, the cluster is unreachable): 503 with `Retry-After` in seconds.
+    Unavailable { retry_after: u64 },
+    /// The bridge's request timeout (`limits.request_timeout`) ran out: 504.
+    Timeout,
+    /// The upstream failed the call outside the answers the protocol gives (it ended, it
+    /// answered with an error that names no caller mistake): 502.
+    BadGateway,
+}
+
+impl Failure {
+    fn status(self) -> StatusCode {
+        match self {
+            Failure::NotFound => StatusCode::NOT_FOUND,
+            Failure::BadRequest => StatusCode::BAD_REQUEST,
+            Failure::InvalidParams => StatusCode::UNPROCESSABLE_ENTITY,
+            Failure::NeedsInput => StatusCode::CONFLICT,
+            Failure::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            Failure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BadGateway => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The JSON-RPC code of an error the bridge writes itself for this failure.
+    fn code(self) -> i64 {
+        match self {
+            Failure::NotFound => code::METHOD_NOT_FOUND,
+            Failure::BadRequest => code::INVALID_REQUEST,
+            Failure::InvalidParams => code::INVALID_PARAMS,
+            Failure::Timeout => code::REQUEST_TIMEOUT,
+            Failure::NeedsInput | Failure::TooMany | Failure::Unavailable { .. } => code::CONNECTION_CLOSED,
+            Failure::BadGateway => code::INTERNAL_ERROR,
+        }
+    }
 }
 
 /// How a refusal's body is written.
@@ -154,12 +218,48 @@ enum Body {
     Text,
     /// Nothing.
     Empty,
+    /// An RFC 9457 problem with the JSON-RPC error in its `error` member.
+    Problem,
+    /// The design note's envelope, as it is.
+    Envelope,
 }
 
 impl Error {
     /// An unknown server, its name clipped for the message.
     pub(crate) fn unknown_server(name: &str) -> Error {
         Error::UnknownServer(name.chars().take(128).collect())
+    }
+}
+
+impl Error {
+    /// A REST failure the bridge describes itself (its JSON-RPC error is made from it).
+    pub(crate) fn rest(failure: Failure, detail: impl Into<String>) -> Error {
+        Error::Rest { failure, detail: detail.into(), error: None }
+    }
+
+    /// A REST failure as the design note's route answers it: `wrap` puts the JSON-RPC error
+    /// into the note's envelope.
+    pub(crate) fn routed(self, wrap: impl FnOnce(serde_json::Value) -> serde_json::Value) -> Error {
+        let (failure, error) = match self {
+            Error::Rest { failure, error: Some(e), .. } => (failure, *e),
+            Error::Rest { failure, detail, error: None } => {
+                (failure, serde_json::json!({ "code": failure.code(), "message": detail }))
+            }
+            other => (Failure::BadGateway, serde_json::json!({ "code": code::INTERNAL_ERROR, "message": other.to_string() })),
+        };
+        Error::Routed { failure, envelope: Box::new(wrap(error)) }
+    }
+
+    /// A failed session operation on a REST call, by what the caller should make of it.
+    pub(crate) fn rest_op(e: OpError) -> Error {
+        let failure = match &e {
+            OpError::Limit { per_principal: true, .. } | OpError::TooManyPending(_) => Failure::TooMany,
+            OpError::Limit { per_principal: false, .. } | OpError::Unavailable(_) | OpError::Busy(_) | OpError::NotFound(_) => {
+                Failure::Unavailable { retry_after: 1 }
+            }
+            OpError::Gap(_) | OpError::Conflict(_) | OpError::Protocol { .. } | OpError::Unreadable { .. } => Failure::BadGateway,
+        };
+        Error::rest(failure, e.to_string())
     }
 }
 
@@ -245,6 +345,20 @@ impl IntoResponse for Error {
                 Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mcp-bridge-metrics\""))),
             ),
             NoMetadata => (StatusCode::NOT_FOUND, Body::Empty, None),
+            Rest { failure, .. } => {
+                let retry = match failure {
+                    Failure::Unavailable { retry_after } => HeaderValue::from_str(&(*retry_after).max(1).to_string()).ok(),
+                    _ => None,
+                };
+                (failure.status(), Body::Problem, retry.map(|v| (header::RETRY_AFTER, v)))
+            }
+            Routed { failure, .. } => {
+                let retry = match failure {
+                    Failure::Unavailable { retry_after } => HeaderValue::from_str(&(*retry_after).max(1).to_string()).ok(),
+                    _ => None,
+                };
+                (failure.status(), Body::Envelope, retry.map(|v| (header::RETRY_AFTER, v)))
+            }
         };
         let mut resp = match body {
             Body::Rpc(code) => {
@@ -263,6 +377,22 @@ impl IntoResponse for Error {
                 (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             Body::Text => (status, self.to_string()).into_response(),
+            Body::Envelope => (status, [(header::CONTENT_TYPE, "application/json")], self.to_string()).into_response(),
+            Body::Problem => {
+                let error = match &self {
+                    Rest { error: Some(e), .. } => (**e).clone(),
+                    Rest { failure, detail, .. } => serde_json::json!({ "code": failure.code(), "message": detail }),
+                    _ => serde_json::Value::Null,
+                };
+                let problem = serde_json::json!({
+                    "type": "about:blank",
+                    "title": status.canonical_reason().unwrap_or("Error"),
+                    "status": status.as_u16(),
+                    "detail": self.to_string(),
+                    "error": error,
+                });
+                (status, [(header::CONTENT_TYPE, "application/problem+json")], problem.to_string()).into_response()
+            }
             Body::Empty => status.into_response(),
         };
         if let Some((name, value)) = header {
@@ -342,6 +472,32 @@ mod tests {
         );
         assert_eq!(headers[header::CONTENT_TYPE], "application/json");
         assert!(message(&body).1.starts_with("Unauthorized: "));
+    }
+
+    #[tokio::test]
+    async fn rest_failures_are_problems_with_the_json_rpc_error() {
+        let (status, headers, body) =
+            rendered(Error::rest(Failure::Unavailable { retry_after: 7 }, "server `x` keeps crashing")).await;
+        assert_eq!((status, &headers[header::RETRY_AFTER]), (StatusCode::SERVICE_UNAVAILABLE, &HeaderValue::from_static("7")));
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((v["status"].as_u64(), v["title"].as_str()), (Some(503), Some("Service Unavailable")));
+        assert_eq!(v["error"]["message"], "server `x` keeps crashing");
+        let upstream = serde_json::json!({ "code": -32602, "message": "bad", "data": { "at": "a" } });
+        let e = Error::Rest { failure: Failure::InvalidParams, detail: "bad".into(), error: Some(Box::new(upstream.clone())) };
+        let (status, _, body) = rendered(e).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"], upstream, "the upstream's own error");
+        let routed = Error::rest(Failure::Timeout, "slow").routed(|e| serde_json::json!({ "id": 1, "error": e }));
+        let (status, headers, body) = rendered(routed).await;
+        assert_eq!(
+            (status, &headers[header::CONTENT_TYPE]),
+            (StatusCode::GATEWAY_TIMEOUT, &HeaderValue::from_static("application/json"))
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({ "id": 1, "error": { "code": -32001, "message": "slow" } })
+        );
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/readyz", get(crate::http::probes::readyz))
         .route("/metrics", get(crate::http::probes::metrics))
         .merge(crate::http::admin::router())
+        .merge(crate::http::rest::router())
         .fallback(any(|| async { Error::NoRoute }))
         .layer(DefaultBodyLimit::max(app.config.limits.max_body));
     let router = match auth {

@@ -11,6 +11,10 @@ pub mod code {
     pub const PARSE_ERROR: i64 = -32700;
     pub const INVALID_REQUEST: i64 = -32600;
     pub const INTERNAL_ERROR: i64 = -32603;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// A server's "the user must open a URL first" (URL-mode elicitation as an error).
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
     /// The TypeScript SDK's code for transport-level rejections.
     pub const CONNECTION_CLOSED: i64 = -32000;
     /// Unknown session, as the TypeScript SDK and the spec's examples answer.
