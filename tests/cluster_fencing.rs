@@ -81,6 +81,12 @@ async fn cycle(c: &Cluster, record: &Path, k: u64, queued: bool) -> (Legacy, Vec
     let before = format!("before-{k}");
     assert_eq!(s.echo_via(&b1.base(), 2, &before).await, before);
     let old = child_of(record, &before).expect("b1's child received the echo");
+    // Once b1's writes of that answer are in Redis (its request no longer pending there): an
+    // answer sent in the instant before an owner stops, not yet written, is answered again as
+    // lost by the next owner (README, "what each survives").
+    let pending = format!("mcpb:{{{}}}:pend", s.sid);
+    let written = poll(ANSWER, || (c.redis.cli_raw(&["HEXISTS", &pending, "2"]).trim() == "0").then_some(())).await;
+    assert!(written.is_some(), "cycle {k}: b1 wrote that request 2 was answered");
 
     b1.signal(Signal::SIGSTOP);
     let paused = Instant::now();
