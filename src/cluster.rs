@@ -42,6 +42,8 @@ use wire::{Envelope, Failure, Reply, Request};
 
 /// How long a forwarded request waits for the owner's answer.
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(4);
+/// A forwarded request unanswered this long (each in turn) is sent again, as the same request.
+const RESEND_AFTER: [Duration; 2] = [Duration::from_millis(1000), Duration::from_millis(1000)];
 /// Takeover locks (see `Cluster::takeover`).
 const TAKEOVER_STRIPES: usize = 64;
 /// Writes and publishes queued before new ones are refused (and the stream counts as slow).
@@ -74,6 +76,10 @@ pub enum ClusterError {
     /// it: another instance may own its sessions by now.
     #[error("this instance cannot reach Redis to confirm it still owns its sessions")]
     Unconfirmed,
+    /// This instance's inbox subscription is being taken again: a forwarded request's reply
+    /// could not reach it.
+    #[error("this instance is subscribing to its inbox again (its Redis Cluster slot moved); try again")]
+    InboxDown,
 }
 
 /// A client stream this instance holds for a session owned elsewhere.
@@ -85,6 +91,9 @@ struct HeldStream {
     epoch: u64,
     sid: SessionId,
     stream: u32,
+    /// The number of the last frame passed on: a frame published twice (the owner's writer
+    /// sends a failed pipeline again) is passed on once.
+    last_seq: Option<u64>,
 }
 
 pub(crate) struct Cluster {
@@ -101,6 +110,12 @@ pub(crate) struct Cluster {
     /// The last probe sent to this instance's own inbox, and the last one that came back.
     probe_sent: AtomicU64,
     probe_seen: AtomicU64,
+    /// Whether the inbox subscription is known to work (see `Cluster::inbox_lost`).
+    inbox_ok: AtomicBool,
+    /// This cluster itself, for the tasks it starts.
+    me: Weak<Cluster>,
+    /// Forwarded requests served here lately, by sender and request number.
+    served: Mutex<inbox::Served>,
     rpc: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, Failure>>>>,
     held: Mutex<HashMap<u64, HeldStream>>,
     next: AtomicU64,
@@ -128,10 +143,11 @@ impl Cluster {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let store = store::Store::connect(target, ca, channel(&instance), push_tx).await?;
         let lease = lease::join(&mut store.lease_conn(), &instance).await?;
+        let first_number = (lease.epoch() << 40) + 1;
         tracing::info!(instance = %instance, epoch = lease.epoch(), redis = target.mode(), "joined the cluster");
         let (queue, queue_rx) = mpsc::channel(QUEUE);
         let (rpc_queue, rpc_rx) = mpsc::channel(QUEUE);
-        let cluster = Arc::new(Cluster {
+        let cluster = Arc::new_cyclic(|me: &Weak<Cluster>| Cluster {
             instance,
             takeover: (0..TAKEOVER_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             store,
@@ -140,9 +156,14 @@ impl Cluster {
             rpc_queue,
             probe_sent: AtomicU64::new(0),
             probe_seen: AtomicU64::new(0),
+            inbox_ok: AtomicBool::new(true),
+            me: me.clone(),
+            served: Mutex::default(),
             rpc: Mutex::default(),
             held: Mutex::default(),
-            next: AtomicU64::new(1),
+            // Request numbers and tokens never repeat across this instance's restarts (the
+            // epoch grows on each): an owner keeps the replies it sent by (sender, number).
+            next: AtomicU64::new(first_number),
             healthy: AtomicBool::new(true),
             registry: Arc::downgrade(registry),
             log_size,
@@ -222,15 +243,50 @@ impl Cluster {
     /// the next one.
     pub(super) async fn probe_inbox(&self) {
         let sent = self.probe_sent.load(Ordering::Relaxed);
-        if sent != 0 && self.probe_seen.load(Ordering::Relaxed) != sent {
-            tracing::warn!(instance = %self.instance, channel = self.store.channel(), "the inbox probe did not come back; subscribing again");
-            if let Err(e) = self.store.resubscribe().await {
-                tracing::warn!(error = %e, "subscribing to the inbox again failed");
-            }
+        if sent != 0 && self.probe_seen.load(Ordering::Relaxed) != sent && self.inbox_ok.load(Ordering::Relaxed) {
+            tracing::warn!(instance = %self.instance, channel = self.store.channel(), "the inbox probe did not come back");
+            self.inbox_lost("the inbox probe did not come back");
+            return;
         }
-        let nonce = sent + 1;
-        self.probe_sent.store(nonce, Ordering::Relaxed);
+        self.send_probe();
+    }
+
+    fn send_probe(&self) {
+        let nonce = self.probe_sent.fetch_add(1, Ordering::Relaxed) + 1;
         self.publish(&self.instance.clone(), Envelope::Probe { nonce });
+    }
+
+    /// The inbox subscription is gone (Redis dropped it when its slot moved, or a probe did
+    /// not come back). What was published to it meanwhile is lost, so: the streams held here
+    /// end (their clients resume with Last-Event-ID and get the replay from the owner's log),
+    /// no request is forwarded until a probe comes back (its reply could not arrive), and the
+    /// subscription is taken again every 200 ms (for at most 30 s; the periodic probe goes on).
+    pub(super) fn inbox_lost(&self, why: &str) {
+        if !self.inbox_ok.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        self.end_held(why);
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            for _ in 0..150 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if me.inbox_ok.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Err(e) = me.store.resubscribe().await {
+                    tracing::debug!(error = %e, "subscribing to the inbox again failed");
+                }
+                me.send_probe();
+            }
+        });
+    }
+
+    /// A probe came back: the inbox works.
+    pub(super) fn probe_back(&self, nonce: u64) {
+        self.probe_seen.store(nonce, Ordering::Relaxed);
+        if !self.inbox_ok.swap(true, Ordering::Relaxed) {
+            tracing::info!(instance = %self.instance, "the inbox is subscribed again");
+        }
     }
 
     /// Records a new session owned here, naming this instance and its epoch as the owner.
@@ -269,17 +325,34 @@ impl Cluster {
     /// Sends a request to `owner` (alive in `epoch`) for `sid` and waits for its answer; gives
     /// up early when the owner's lease lapses meanwhile (it died: see `lease::watch`).
     pub(crate) async fn call(&self, (owner, epoch): (&str, u64), sid: SessionId, body: Request) -> Result<Reply, ClusterError> {
+        if !self.inbox_ok.load(Ordering::Relaxed) {
+            return Err(ClusterError::InboxDown);
+        }
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
         let env = Envelope::Request { from: self.instance.to_string(), req, sid: sid.to_string(), body };
-        if !self.publish(owner, env) {
+        if !self.publish(owner, env.clone()) {
             self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
             return Err(ClusterError::Busy);
         }
         let started = std::time::Instant::now();
+        // A reply can be lost (the publish failed while Redis failed over): the same request
+        // (same `req`) goes again, and the owner, which remembers what it served (see
+        // `inbox::Served`), answers it again instead of serving it twice.
         let answer = tokio::select! {
-            answer = tokio::time::timeout(RPC_TIMEOUT, rx) => answer.ok(),
+            answer = async {
+                let mut rx = rx;
+                for wait in RESEND_AFTER {
+                    match tokio::time::timeout(wait, &mut rx).await {
+                        Ok(answer) => return answer.ok(),
+                        Err(_) => {
+                            self.publish(owner, env.clone());
+                        }
+                    }
+                }
+                tokio::time::timeout(RPC_TIMEOUT.saturating_sub(RESEND_AFTER.iter().sum()), rx).await.ok().and_then(Result::ok)
+            } => answer,
             () = self.watch(owner, epoch) => None,
         };
         let m = crate::metrics::get();
@@ -287,8 +360,8 @@ impl Cluster {
         m.forward_latency.observe(started.elapsed().as_secs_f64());
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
         match answer {
-            Some(Ok(Ok(reply))) => Ok(reply),
-            Some(Ok(Err(failure))) => Err(ClusterError::Remote { owner: owner.to_string(), failure }),
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(failure)) => Err(ClusterError::Remote { owner: owner.to_string(), failure }),
             _ => Err(ClusterError::Timeout(owner.to_string())),
         }
     }
@@ -299,7 +372,8 @@ impl Cluster {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(crate::session::STREAM_QUEUE);
         let reason = CloseCell::default();
-        let held = HeldStream { tx, reason: reason.clone(), owner: owner.to_string(), epoch, sid, stream: u32::MAX };
+        let held =
+            HeldStream { tx, reason: reason.clone(), owner: owner.to_string(), epoch, sid, stream: u32::MAX, last_seq: None };
         self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(token, held);
         (token, rx, reason)
     }
@@ -330,6 +404,18 @@ impl Cluster {
 
     pub(crate) fn send_close(&self, instance: &str, token: u64, reason: CloseReason) {
         self.publish(instance, Envelope::Close { token, reason: reason.as_str().to_string() });
+    }
+
+    /// Ends every client stream held here: frames for them may have been lost (the inbox
+    /// subscription was gone). Their clients resume with Last-Event-ID and get the replay.
+    pub(super) fn end_held(&self, why: &str) {
+        let held: Vec<HeldStream> = self.held.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, h)| h).collect();
+        if !held.is_empty() {
+            tracing::warn!(streams = held.len(), why, "ending the streams held for other instances");
+        }
+        for h in held {
+            let _ = h.reason.set(CloseReason::Error);
+        }
     }
 
     /// Ends the client streams held here for an instance that no longer holds the session's

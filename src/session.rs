@@ -113,10 +113,9 @@ struct State {
     next_stream: u32,
     done_streams: VecDeque<u32>,
     pending: HashMap<Box<str>, Pending>,
-    /// The latest answered request ids and the stream each answer went to (the requests a dead
-    /// owner had taken and this session answered as lost among them): a request sent again
-    /// (by a forwarding instance that could not tell the owner had it) is not delivered twice
-    /// (see `State::admit`; ids are never reused within a session).
+    /// The requests a dead owner had taken and this session answered as lost on taking over,
+    /// and the stream each answer went to: one sent again (by a forwarding instance that could
+    /// not tell the dead owner had it) is not delivered twice (see `State::admit`).
     answered: pending::Answered,
     progress: HashMap<Box<str>, Target>,
     upstream: UpstreamState,

@@ -40,18 +40,11 @@ pub(super) async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceive
     while let Some(push) = rx.recv().await {
         let Some(c) = cluster.upgrade() else { return };
         if matches!(push.kind, PushKind::SUnsubscribe | PushKind::Unsubscribe) {
-            // Redis dropped the subscription (a sharded channel's slot moved): take it again.
+            // Redis dropped the subscription (a sharded channel's slot moved).
             tracing::info!(kind = ?push.kind, "the inbox subscription was dropped by Redis; subscribing again");
-            let cluster = cluster.clone();
-            tokio::spawn(async move {
-                for _ in 0..10 {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    let Some(c) = cluster.upgrade() else { return };
-                    if c.store.resubscribe().await.is_ok() {
-                        return;
-                    }
-                }
-            });
+            if let Some(c) = cluster.upgrade() {
+                c.inbox_lost("the inbox subscription was dropped");
+            }
             continue;
         }
         if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
@@ -69,9 +62,20 @@ impl Cluster {
     pub(super) fn on_envelope(self: &Arc<Self>, env: Envelope) {
         match env {
             Envelope::Request { from, req, sid, body } => {
+                // The same request again (its sender did not get the reply in time): answer it
+                // again, or let the one in progress answer; never serve it twice.
+                match self.served.lock().unwrap_or_else(|e| e.into_inner()).begin(&from, req) {
+                    Begin::Serve => {}
+                    Begin::InProgress => return,
+                    Begin::Done(result) => {
+                        self.publish(&from, Envelope::Reply { req, result });
+                        return;
+                    }
+                }
                 let me = self.clone();
                 tokio::spawn(async move {
                     let result = me.serve(&from, &sid, body).await;
+                    me.served.lock().unwrap_or_else(|e| e.into_inner()).done(&from, req, result.clone());
                     me.publish(&from, Envelope::Reply { req, result });
                 });
             }
@@ -82,7 +86,11 @@ impl Cluster {
             }
             Envelope::Frame { token, seq, data } => {
                 let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(h) = held.get(&token) else { return };
+                let Some(h) = held.get_mut(&token) else { return };
+                if h.last_seq.is_some_and(|last| seq <= last) {
+                    return;
+                }
+                h.last_seq = Some(seq);
                 let frame = if data.is_empty() { Frame::Priming(seq) } else { Frame::Message(seq, Bytes::from(data)) };
                 if h.tx.try_send(frame).is_err() {
                     if let Some(h) = held.remove(&token) {
@@ -97,7 +105,7 @@ impl Cluster {
                     let _ = h.reason.set(CloseReason::parse(&reason).unwrap_or(CloseReason::Error));
                 }
             }
-            Envelope::Probe { nonce } => self.probe_seen.store(nonce, std::sync::atomic::Ordering::Relaxed),
+            Envelope::Probe { nonce } => self.probe_back(nonce),
             Envelope::Detached { sid, stream, token } => {
                 let session = SessionId::parse(&sid).and_then(|id| self.registry()?.get(id));
                 if let Some(s) = session {
@@ -153,6 +161,58 @@ impl Cluster {
                 s.end(reason, "ended by a forwarded request");
                 Ok(Reply::Ended)
             }
+        }
+    }
+}
+
+/// How long a served request's reply is kept for a sender that asks again.
+const SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+/// The most replies kept.
+const SERVED_MAX: usize = 16_384;
+
+/// What serving a forwarded request came to.
+type Outcome = Result<Reply, Failure>;
+
+/// The forwarded requests served lately, by (sender, request number): a sender that did not
+/// get the reply sends the same request again and gets the same reply.
+#[derive(Default)]
+pub(super) struct Served {
+    /// `None` while the request is being served.
+    replies: std::collections::HashMap<(Arc<str>, u64), Option<Outcome>>,
+    order: std::collections::VecDeque<(std::time::Instant, Arc<str>, u64)>,
+}
+
+pub(super) enum Begin {
+    Serve,
+    InProgress,
+    Done(Outcome),
+}
+
+impl Served {
+    fn begin(&mut self, from: &str, req: u64) -> Begin {
+        let now = std::time::Instant::now();
+        while let Some((at, f, r)) = self.order.front() {
+            if now.duration_since(*at) < SERVED_FOR && self.order.len() < SERVED_MAX {
+                break;
+            }
+            self.replies.remove(&(f.clone(), *r));
+            self.order.pop_front();
+        }
+        let key = (Arc::<str>::from(from), req);
+        match self.replies.get(&key) {
+            Some(Some(done)) => Begin::Done(done.clone()),
+            Some(None) => Begin::InProgress,
+            None => {
+                self.order.push_back((now, key.0.clone(), req));
+                self.replies.insert(key, None);
+                Begin::Serve
+            }
+        }
+    }
+
+    fn done(&mut self, from: &str, req: u64, result: Outcome) {
+        if let Some(slot) = self.replies.get_mut(&(Arc::<str>::from(from), req)) {
+            *slot = Some(result);
         }
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One message on an instance channel.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub(crate) enum Envelope {
     /// A request for the owner of `sid`; the answer goes to `from` as a [`Envelope::Reply`].
@@ -52,7 +52,7 @@ impl Envelope {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Request {
     /// Deliver client messages; requests answer on `stream`.
@@ -65,7 +65,7 @@ pub(crate) enum Request {
     End { reason: String },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "r", rename_all = "snake_case")]
 pub(crate) enum Reply {
     Sent,

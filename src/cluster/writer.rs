@@ -16,11 +16,11 @@ use crate::session::journal::Entry;
 
 /// Ops taken from the queue per round.
 const BATCH: usize = 256;
-/// How long a failed write is tried again before it is given up (and logged).
+/// How long a failed write or publish is tried again before it is given up (and logged).
 const RETRY_FOR: Duration = Duration::from_secs(3);
 
-/// The ops of one hash tag: the writes (idempotent, so a failed pipeline is sent again) and
-/// the publishes (sent once: a publish sent again could arrive twice).
+/// The ops of one hash tag: the writes, and the publishes (frames, closes and detaches for
+/// other instances), sent after them.
 #[derive(Default)]
 struct Group {
     writes: redis::Pipeline,
@@ -107,22 +107,29 @@ pub(super) async fn publisher(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>
     }
 }
 
-/// Sends a group's writes (again, with backoff, for up to [`RETRY_FOR`]: a Redis Cluster
-/// failover or a reconnect takes a moment) and then its publishes (once).
+/// Sends a group's writes and then its publishes, each pipeline again with backoff for up to
+/// [`RETRY_FOR`] (a Redis Cluster failover, a slot moving or a reconnect takes a moment). Both
+/// are safe to send twice: the writes are idempotent, and the instance holding a stream drops
+/// a frame it already has (by its number, see `inbox`).
 async fn send(c: &Cluster, group: Group) -> bool {
-    let mut written = group.writes.is_empty();
     let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let written = retried(c, &group.writes, deadline).await;
+    let published = retried(c, &group.publishes, deadline).await;
+    written && published
+}
+
+async fn retried(c: &Cluster, pipe: &redis::Pipeline, deadline: tokio::time::Instant) -> bool {
     let mut backoff = Duration::from_millis(100);
-    while !written {
-        written = group.writes.query_async::<()>(&mut c.conn()).await.is_ok();
-        if written || tokio::time::Instant::now() + backoff > deadline {
-            break;
+    loop {
+        if pipe.is_empty() || pipe.query_async::<()>(&mut c.conn()).await.is_ok() {
+            return true;
+        }
+        if tokio::time::Instant::now() + backoff > deadline {
+            return false;
         }
         tokio::time::sleep(backoff).await;
         backoff *= 2;
     }
-    let published = group.publishes.is_empty() || group.publishes.query_async::<()>(&mut c.conn()).await.is_ok();
-    written && published
 }
 
 /// Adds the Redis writes of one journal entry of session `sid` to `pipe`. The record itself

@@ -129,11 +129,10 @@ impl State {
                 out.push((raw, peek));
                 continue;
             };
-            // The same request again on the stream its answer goes (went) to: sent twice by a
-            // forwarding instance that could not tell the first one arrived. Its one answer is
-            // there already, or on its way.
-            let on = self.pending.get(&id).map(|p| p.stream).or_else(|| self.answered.stream_of(&id));
-            if on == Some(stream) {
+            // A request the dead owner had taken, answered as lost when this session took over,
+            // sent again on that stream (by a forwarding instance that could not tell the dead
+            // owner had it): its one answer is there.
+            if !self.pending.contains_key(&id) && self.answered.stream_of(&id) == Some(stream) {
                 tracing::info!(request = %id, "a request came again on its stream; it is delivered once");
                 continue;
             }
@@ -154,10 +153,11 @@ impl State {
     }
 }
 
-/// How many answered request ids a session remembers.
+/// How many requests answered as lost a session remembers.
 const ANSWERED: usize = 256;
 
-/// The latest [`ANSWERED`] answered request ids, and the stream each answer went to.
+/// The latest [`ANSWERED`] requests answered as lost on a takeover, and the stream each answer
+/// went to.
 #[derive(Default)]
 pub(super) struct Answered {
     streams: HashMap<Box<str>, Target>,

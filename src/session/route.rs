@@ -127,7 +127,6 @@ impl State {
                     if p.stream != Target::Discard {
                         self.last_activity = Instant::now();
                         let id = peek.id.clone().unwrap_or_default();
-                        self.answered.record(&id, p.stream);
                         self.persist(|| journal::Entry::Answered { id });
                     }
                     if let Some(t) = &p.progress_token {
