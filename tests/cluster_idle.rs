@@ -56,7 +56,7 @@ async fn idle_sessions_cost_redis_nothing_per_second_and_a_dead_epochs_records_g
         idle < empty + 3.0,
         "{SESSIONS} idle sessions add no per-second Redis load: {empty:.1}/s without, {idle:.1}/s with them"
     );
-    assert!(idle < 20.0, "two idle instances stay far under 100 commands/s each: {idle:.1}/s");
+    assert!(idle < 40.0, "two idle instances stay far under 100 commands/s each: {idle:.1}/s in all");
     for s in &sessions {
         assert_eq!(record_pttl(&c.redis, &s.sid), -1, "an owned session's record does not expire");
     }
