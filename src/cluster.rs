@@ -40,10 +40,13 @@ use crate::session::registry::Registry;
 use crate::session::{CloseCell, Frame, Session};
 use wire::{Envelope, Failure, Reply, Request};
 
-/// How long a forwarded request waits for the owner's answer.
-pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(4);
-/// A forwarded request unanswered this long (each in turn) is sent again, as the same request.
-const RESEND_AFTER: [Duration; 2] = [Duration::from_millis(1000), Duration::from_millis(1000)];
+/// How long a forwarded request waits for a live owner's answer (one whose lease lapses is
+/// given up on at once, see `lease::watch`): long enough to ride out a Redis failover that
+/// loses replies on the way.
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// A forwarded request unanswered this long is sent again, as the same request, until
+/// [`RPC_TIMEOUT`].
+const RESEND_EVERY: Duration = Duration::from_millis(1000);
 /// Takeover locks (see `Cluster::takeover`).
 const TAKEOVER_STRIPES: usize = 64;
 /// Writes and publishes queued before new ones are refused (and the stream counts as slow).
@@ -343,15 +346,15 @@ impl Cluster {
         let answer = tokio::select! {
             answer = async {
                 let mut rx = rx;
-                for wait in RESEND_AFTER {
-                    match tokio::time::timeout(wait, &mut rx).await {
+                while started.elapsed() < RPC_TIMEOUT {
+                    match tokio::time::timeout(RESEND_EVERY, &mut rx).await {
                         Ok(answer) => return answer.ok(),
                         Err(_) => {
                             self.publish(owner, env.clone());
                         }
                     }
                 }
-                tokio::time::timeout(RPC_TIMEOUT.saturating_sub(RESEND_AFTER.iter().sum()), rx).await.ok().and_then(Result::ok)
+                None
             } => answer,
             () = self.watch(owner, epoch) => None,
         };

@@ -292,6 +292,7 @@ async fn take_over(
     cluster.index(&session);
     drop(epoch);
     tracing::info!(session = %id, server = %session.server.name, lost = t.lost.len(), instance = %cluster.instance, epoch = cluster.epoch(), "session taken over");
+    session.answered_before(t.done);
     session.fail_lost(t.lost);
     session.replay_initialize().await;
     Ok(Some(session))

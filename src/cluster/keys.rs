@@ -20,6 +20,10 @@ pub(crate) fn key_session(sid: SessionId) -> String {
 pub(crate) fn key_pending(sid: SessionId) -> String {
     format!("mcpb:{{{sid}}}:pend")
 }
+/// The latest answered requests of a session, as `"<stream> <id>"` (a list, newest first).
+pub(crate) fn key_done(sid: SessionId) -> String {
+    format!("mcpb:{{{sid}}}:done")
+}
 pub(crate) fn key_log(sid: SessionId, stream: u32) -> String {
     format!("mcpb:{{{sid}}}:log:{stream}")
 }

@@ -40,6 +40,8 @@ pub(crate) struct Taken {
     pub restored: Restored,
     /// Requests that were in flight on the dead owner, and the streams they answer on.
     pub lost: Vec<(Box<str>, u32)>,
+    /// The latest requests the dead owner answered, and the streams the answers went to.
+    pub done: Vec<(Box<str>, u32)>,
 }
 
 /// Takes `sid` over from `from`, the owner (instance, epoch) its record names and whose lease
@@ -95,6 +97,8 @@ pub(crate) async fn take_over(
         ));
     }
     let pending: HashMap<String, u32> = conn.hgetall(key_pending(sid)).await?;
+    let done: Vec<String> = conn.lrange(super::keys::key_done(sid), 0, -1).await?;
+    let done = done.iter().filter_map(|d| d.split_once(' ').and_then(|(n, id)| Some((Box::from(id), n.parse().ok()?)))).collect();
     let restored = Restored {
         protocol_version: text("proto"),
         initialize: record.get("init").map(|v| Bytes::copy_from_slice(v)),
@@ -104,5 +108,5 @@ pub(crate) async fn take_over(
     };
     let principal = text("principal").filter(|p| !p.is_empty()).map(Arc::from);
     let lost = pending.into_iter().map(|(id, stream)| (Box::from(id.as_str()), stream)).collect();
-    Ok(Some(Taken { server, transport, settings, principal, restored, lost }))
+    Ok(Some(Taken { server, transport, settings, principal, restored, lost, done }))
 }

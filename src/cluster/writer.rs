@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::keys::{channel, key_index, key_log, key_pending, key_session, Op};
+use super::keys::{channel, key_done, key_index, key_log, key_pending, key_session, Op};
 use super::Cluster;
 use crate::ids::SessionId;
 use crate::session::journal::Entry;
 
 /// Ops taken from the queue per round.
 const BATCH: usize = 256;
+/// Answered requests a session's record keeps (`Entry::Done`), for its next owner.
+pub(super) const DONE_KEPT: isize = 256;
 /// How long a failed write or publish is tried again before it is given up (and logged).
 const RETRY_FOR: Duration = Duration::from_secs(3);
 
@@ -161,6 +163,17 @@ fn write(pipe: &mut redis::Pipeline, sid: SessionId, entry: Entry, log_size: usi
         }
         Entry::Answered { id } => {
             pipe.hdel(key_pending(sid), &*id).ignore();
+        }
+        Entry::Done { id, stream } => {
+            let done = key_done(sid);
+            pipe.hdel(key_pending(sid), &*id)
+                .ignore()
+                .lpush(&done, format!("{stream} {id}"))
+                .ignore()
+                .ltrim(&done, 0, DONE_KEPT - 1)
+                .ignore()
+                .pexpire(&done, ttl)
+                .ignore();
         }
         Entry::Initialize(raw) => field(pipe, "init", &raw),
         Entry::ProtocolVersion(v) => field(pipe, "proto", v.as_bytes()),

@@ -95,6 +95,15 @@ impl Session {
         next
     }
 
+    /// The requests the dead owner answered (on these streams): one sent again on its stream is
+    /// not delivered again (see `State::admit`).
+    pub fn answered_before(&self, done: Vec<(Box<str>, u32)>) {
+        let mut st = self.state();
+        for (id, stream) in done {
+            st.answered.record(&id, Target::Stream(stream));
+        }
+    }
+
     /// Answers requests that were in flight on a dead owner with a JSON-RPC error.
     pub fn fail_lost(&self, lost: Vec<(Box<str>, u32)>) {
         let msg = "mcp-bridge: the instance that was serving this request died; it was not completed";

@@ -19,6 +19,10 @@ pub(crate) enum Entry {
     Pending { id: Box<str>, stream: u32 },
     /// Request `id` is answered, cancelled or given up: no successor answers it.
     Answered { id: Box<str> },
+    /// Request `id` got its upstream's answer on `stream`: no successor answers it, and one
+    /// sent again on that stream (by an instance that could not tell it arrived) is not
+    /// delivered again.
+    Done { id: Box<str>, stream: u32 },
     /// The client's own initialize request, replayed to re-create the upstream side.
     Initialize(Bytes),
     /// The protocol version the upstream answered the client's initialize with.

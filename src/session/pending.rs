@@ -129,9 +129,9 @@ impl State {
                 out.push((raw, peek));
                 continue;
             };
-            // A request the dead owner had taken, answered as lost when this session took over,
-            // sent again on that stream (by a forwarding instance that could not tell the dead
-            // owner had it): its one answer is there.
+            // A request the dead owner had taken (and answered, or this session answered as
+            // lost when it took over) sent again on that stream, by a forwarding instance that
+            // could not tell the dead owner had it: its one answer is there.
             if !self.pending.contains_key(&id) && self.answered.stream_of(&id) == Some(stream) {
                 tracing::info!(request = %id, "a request came again on its stream; it is delivered once");
                 continue;
@@ -153,11 +153,11 @@ impl State {
     }
 }
 
-/// How many requests answered as lost a session remembers.
+/// How many requests a dead owner answered (or left to be answered as lost) a session remembers.
 const ANSWERED: usize = 256;
 
-/// The latest [`ANSWERED`] requests answered as lost on a takeover, and the stream each answer
-/// went to.
+/// The latest [`ANSWERED`] requests answered before this session took over (by the dead owner,
+/// or as lost), and the stream each answer went to.
 #[derive(Default)]
 pub(super) struct Answered {
     streams: HashMap<Box<str>, Target>,

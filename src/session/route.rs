@@ -127,7 +127,10 @@ impl State {
                     if p.stream != Target::Discard {
                         self.last_activity = Instant::now();
                         let id = peek.id.clone().unwrap_or_default();
-                        self.persist(|| journal::Entry::Answered { id });
+                        match p.stream {
+                            Target::Stream(stream) => self.persist(|| journal::Entry::Done { id, stream }),
+                            Target::Discard => self.persist(|| journal::Entry::Answered { id }),
+                        }
                     }
                     if let Some(t) = &p.progress_token {
                         self.progress.remove(t);
