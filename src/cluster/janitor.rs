@@ -3,7 +3,7 @@
 //! lapses, one live instance gives the records of that epoch's sessions their expiry, and a
 //! takeover within it clears it again.
 
-use super::keys::{key_index, key_lease, key_pending, key_session, KEY_EPOCHS};
+use super::keys::{key_index, key_lease, key_pending, key_session, parse_epoch_member, KEY_EPOCHS};
 use super::Cluster;
 use crate::ids::SessionId;
 
@@ -27,10 +27,7 @@ pub(super) async fn sweep(c: &Cluster) {
     let mut conn = c.conn();
     let Ok(members) = redis::cmd("SMEMBERS").arg(KEY_EPOCHS).query_async::<Vec<String>>(&mut conn).await else { return };
     for member in members {
-        let Some((instance, epoch)) = member.split_once(' ').and_then(|(i, e)| Some((i.to_string(), e.parse::<u64>().ok()?)))
-        else {
-            continue;
-        };
+        let Some((instance, epoch)) = parse_epoch_member(&member).map(|(i, e)| (i.to_string(), e)) else { continue };
         let Ok(lease) = redis::cmd("GET").arg(key_lease(&instance)).query_async::<Option<u64>>(&mut conn).await else { return };
         if lease == Some(epoch) {
             continue;

@@ -43,8 +43,19 @@ pub(super) fn key_index(instance: &str, epoch: u64) -> String {
 pub(super) fn channel(instance: &str) -> String {
     format!("mcpb:{{i:{instance}}}:ch")
 }
-/// Every (instance, epoch) that may still own sessions, as `instance epoch` members.
+/// Every (instance, epoch) that may still own sessions, as [`epoch_member`]s.
 pub(super) const KEY_EPOCHS: &str = "mcpb:epochs";
+
+/// An (instance, epoch) as a member of [`KEY_EPOCHS`]: `instance epoch`.
+pub(super) fn epoch_member(instance: &str, epoch: u64) -> String {
+    format!("{instance} {epoch}")
+}
+
+/// The (instance, epoch) of a [`KEY_EPOCHS`] member.
+pub(super) fn parse_epoch_member(member: &str) -> Option<(&str, u64)> {
+    let (instance, epoch) = member.split_once(' ')?;
+    Some((instance, epoch.parse().ok()?))
+}
 
 /// One queued Redis write or publish; the writer task applies them in order, pipelined.
 pub(crate) enum Op {
@@ -52,8 +63,8 @@ pub(crate) enum Op {
     Publish { to: std::sync::Arc<str>, envelope: Envelope },
     /// A session's journal entry, written as its records (see `writer`).
     Session { sid: SessionId, entry: Entry },
-    /// A session joins (`add`) or leaves an instance epoch's index.
-    Index { instance: std::sync::Arc<str>, epoch: u64, sid: SessionId, add: bool },
+    /// A session joins an instance epoch's index.
+    Index { instance: std::sync::Arc<str>, epoch: u64, sid: SessionId },
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::keys::{key_epoch, key_lease, key_session, Op, KEY_EPOCHS};
+use super::keys::{epoch_member, key_epoch, key_lease, key_session, Op, KEY_EPOCHS};
 use super::{Cluster, ClusterError};
 use crate::ids::CloseReason;
 use crate::session::journal::{Entry, Journal};
@@ -124,7 +124,7 @@ async fn new_epoch(conn: &mut super::Conn, instance: &str) -> Result<u64, Cluste
         .ignore()
         .query_async::<()>(conn)
         .await?;
-    let _: () = redis::cmd("SADD").arg(KEY_EPOCHS).arg(format!("{instance} {epoch}")).query_async(conn).await?;
+    let _: () = redis::cmd("SADD").arg(KEY_EPOCHS).arg(epoch_member(instance, epoch)).query_async(conn).await?;
     Ok(epoch)
 }
 
@@ -267,7 +267,7 @@ impl Cluster {
 
     /// Adds `s` to this instance's index for its current epoch (queued).
     pub(crate) fn index(&self, s: &Session) {
-        self.enqueue(Op::Index { instance: self.instance.clone(), epoch: self.epoch(), sid: s.id, add: true });
+        self.enqueue(Op::Index { instance: self.instance.clone(), epoch: self.epoch(), sid: s.id });
     }
 
     /// Gives the lease up on shutdown, so that other instances take this one's sessions over

@@ -1,7 +1,7 @@
 //! Reading the cluster's session records: one session's (to forward to its owner, or to take
 //! it over), and every session's (the admin list, from the instances' indexes).
 
-use super::keys::{key_index, key_session, KEY_EPOCHS};
+use super::keys::{key_index, key_session, parse_epoch_member, KEY_EPOCHS};
 use super::{Cluster, ClusterError, Listed};
 use crate::ids::SessionId;
 
@@ -37,9 +37,7 @@ impl Cluster {
         let epochs: Vec<String> = redis::cmd("SMEMBERS").arg(KEY_EPOCHS).query_async(&mut conn).await?;
         let mut out = Vec::new();
         for member in epochs {
-            let Some((instance, epoch)) = member.split_once(' ').and_then(|(i, e)| Some((i, e.parse::<u64>().ok()?))) else {
-                continue;
-            };
+            let Some((instance, epoch)) = parse_epoch_member(&member) else { continue };
             let ids: Vec<String> = redis::cmd("SMEMBERS").arg(key_index(instance, epoch)).query_async(&mut conn).await?;
             for id in ids.iter().filter_map(|id| SessionId::parse(id)) {
                 if out.len() >= LIST_MAX {

@@ -61,13 +61,8 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
                     group.publishes.cmd(publish).arg(channel(&to)).arg(payload).ignore();
                 }
                 Op::Session { sid, entry } => write(&mut group.writes, sid, entry, c.log_size, ttl),
-                Op::Index { instance, epoch, sid, add } => {
-                    let key = key_index(&instance, epoch);
-                    if add {
-                        group.writes.sadd(key, sid.to_string()).ignore();
-                    } else {
-                        group.writes.srem(key, sid.to_string()).ignore();
-                    }
+                Op::Index { instance, epoch, sid } => {
+                    group.writes.sadd(key_index(&instance, epoch), sid.to_string()).ignore();
                 }
                 Op::Flush(_) => {}
             }
