@@ -1,5 +1,8 @@
 //! The `[auth]` table: named clients, each with a token (or its SHA-256) and the servers it
-//! may use. Validated here; `auth` builds the checks from it.
+//! may use, and (in `jwt`) the JWTs of an identity provider. Validated here; `http::auth`
+//! builds the checks from it.
+
+pub(crate) mod jwt;
 
 use std::sync::Arc;
 
@@ -17,6 +20,8 @@ pub struct AuthModel {
     /// RFC 9728 protected-resource metadata, served at `/.well-known/oauth-protected-resource`
     /// and named in `WWW-Authenticate`.
     pub resource_metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `[auth.jwt]`: bearer JWTs from an identity provider, beside the named clients.
+    pub jwt: Option<jwt::JwtModel>,
 }
 
 fn default_realm() -> String {
@@ -40,6 +45,10 @@ fn all_servers() -> Vec<String> {
     vec!["*".into()]
 }
 
+/// What a JWT principal's name starts with (`jwt:ISS#SUB`), so that it never equals a named
+/// client's.
+pub(crate) const JWT_PREFIX: &str = "jwt:";
+
 /// A client of `[auth]` after validation.
 pub struct CheckedClient {
     pub name: Arc<str>,
@@ -55,6 +64,9 @@ impl AuthModel {
         let mut clients: Vec<CheckedClient> = Vec::new();
         for (i, c) in self.clients.iter().enumerate() {
             let key = format!("auth.clients[{i}]");
+            if c.name.starts_with(JWT_PREFIX) {
+                return Err((format!("{key}.name"), format!("`{JWT_PREFIX}` starts the names of JWT principals")));
+            }
             if clients.iter().any(|o| *o.name == *c.name) {
                 return Err((format!("{key}.name"), format!("duplicate client name `{}`", c.name)));
             }
@@ -72,6 +84,9 @@ impl AuthModel {
                 }
             }
             clients.push(CheckedClient { name: c.name.as_str().into(), hash, servers: c.servers.clone() });
+        }
+        if let Some(j) = &self.jwt {
+            j.check(servers)?;
         }
         Ok(clients)
     }

@@ -16,7 +16,8 @@ pub(crate) fn router(app: AppState) -> Router {
     let auth = app.config.auth.clone().map(|m| {
         let names: Vec<&str> = app.config.servers.keys().map(String::as_str).collect();
         // Clients may name servers added by a later reload only after a restart.
-        Arc::new(crate::http::auth::Auth::from_model(m, &names).expect("the config was validated when it was loaded"))
+        let auth = crate::http::auth::Auth::from_model(m, &names).expect("the config was validated when it was loaded");
+        Arc::new(auth.with_max_body(app.config.limits.max_body))
     });
     let router = Router::new()
         .route("/sse/{name}", get(sse::open))

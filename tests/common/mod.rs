@@ -25,6 +25,7 @@ pub(crate) use everything::Everything;
 pub(crate) use legacy::{echo_text, initialize_at, Legacy, LEGACY_PROTOCOL};
 pub(crate) use metrics::{Metrics, Sample};
 pub(crate) use modern_server::ModernServer;
+pub(crate) use node_server::NodeServer;
 pub(crate) use process::{alive, children_of, signal, stop};
 pub(crate) use raw::{dechunk, get_json, http, raw, raw_request, request_json, RawResponse};
 pub(crate) use sdk::{modern_client, run_client, ClientRun, Sdk};
