@@ -152,3 +152,22 @@ async fn malformed_jwts_are_401_and_crash_nothing() {
     assert_eq!(init_with(port, &good).await.status, 200, "the bridge still serves");
     assert!(!bridge.raw_log().contains("panicked"), "no panic:\n{}", bridge.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_file_serves_as_well() {
+    let idp = Issuer::start().await;
+    let dir = common::TempDir::new("jwks-file");
+    let path = dir.path().join("jwks.json");
+    let jwks = reqwest::get(idp.jwks_url()).await.expect("JWKS").bytes().await.expect("body");
+    std::fs::write(&path, &jwks).expect("write JWKS");
+    let table = auth_table(&idp.jwks_url()).replace(
+        &format!("jwks_url = \"{}\"", idp.jwks_url()),
+        &format!("jwks_file = {}", common::toml_str(&path.display().to_string())),
+    );
+    let bridge = Bridge::start(&format!("{table}{}", echo_server("echo")), &[]).await;
+    let fetches = idp.fetches().await;
+    assert_eq!(init_with(bridge.port, &idp.sign(claims("ivan", "admin"), "ES256", None).await).await.status, 200);
+    let stray = idp.stray("ES256").await;
+    assert_eq!(init_with(bridge.port, &idp.sign(claims("ivan", "admin"), "ES256", Some(&stray)).await).await.status, 401);
+    assert_eq!(idp.fetches().await, fetches, "a file is never fetched");
+}

@@ -145,3 +145,33 @@ impl JwtModel {
         Ok(settings)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(extra: &str) -> Result<JwtSettings, (String, String)> {
+        let m: JwtModel = toml::from_str(&format!("issuer = \"https://i\"\naudience = \"a\"\n{extra}")).unwrap();
+        m.check(&["echo"])
+    }
+
+    #[test]
+    fn the_table_is_validated() {
+        let s = check("jwks_url = \"https://i/jwks\"").unwrap();
+        assert_eq!(s.algorithms, ["RS256", "ES256"]);
+        assert_eq!((s.leeway, s.roles_claim.as_str()), (Duration::from_secs(30), "scope"));
+        for (extra, key) in [
+            ("jwks_url = \"https://i/jwks\"\nalgorithms = [\"HS256\"]", "auth.jwt.algorithms"),
+            ("jwks_url = \"https://i/jwks\"\nalgorithms = [\"none\"]", "auth.jwt.algorithms"),
+            ("jwks_url = \"https://i/jwks\"\nalgorithms = []", "auth.jwt.algorithms"),
+            ("", "auth.jwt"),
+            ("jwks_url = \"https://i/jwks\"\njwks_file = \"/x\"", "auth.jwt"),
+            ("jwks_url = \"ftp://i/jwks\"", "auth.jwt.jwks_url"),
+            ("jwks_file = \"/nonexistent/jwks.json\"", "auth.jwt.jwks_file"),
+            ("jwks_url = \"https://i/jwks\"\nleeway = \"1h\"", "auth.jwt.leeway"),
+            ("jwks_url = \"https://i/jwks\"\n[[grants]]\nrole = \"r\"\nservers = [\"nope\"]", "auth.jwt.grants[0].servers"),
+        ] {
+            assert_eq!(check(extra).err().map(|e| e.0), Some(key.to_string()), "{extra}");
+        }
+    }
+}
