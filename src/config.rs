@@ -17,6 +17,7 @@ pub(crate) mod edge;
 mod error;
 pub(crate) mod limits;
 pub(crate) mod pump;
+pub(crate) mod ratelimit;
 mod redis;
 pub(crate) mod rest;
 mod sessions;
@@ -49,6 +50,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
     pub auth: Option<auth::AuthModel>,
+    /// `[rate_limits]`, validated (none by default).
+    pub rate_limits: ratelimit::RateLimits,
     /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
     pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
@@ -191,6 +194,7 @@ struct FileModel {
     sessions: Option<SessionsModel>,
     limits: Option<LimitsModel>,
     auth: Option<auth::AuthModel>,
+    rate_limits: Option<ratelimit::RateLimitsModel>,
     admin: Option<edge::TokenModel>,
     metrics: Option<edge::TokenModel>,
     trusted_proxies: Option<Vec<String>>,
@@ -357,6 +361,7 @@ impl FileModel {
             sessions,
             limits,
             auth: self.auth,
+            rate_limits: self.rate_limits.unwrap_or_default().validate().map_err(|(key, reason)| invalid(&key, reason))?,
             servers,
         })
     }

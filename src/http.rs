@@ -10,6 +10,7 @@ pub mod mirrored;
 pub(crate) mod modern;
 pub(crate) mod origin;
 pub(crate) mod probes;
+pub(crate) mod ratelimit;
 pub(crate) mod rest;
 pub(crate) mod router;
 pub(crate) mod sse;

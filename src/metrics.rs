@@ -46,6 +46,19 @@ pub(crate) struct Stateless {
     pub outcome: &'static str,
 }
 
+/// A request refused by `[rate_limits]`. No principal label: principals are unbounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RateLimited {
+    /// `named` (a named client), `jwt`, or `anonymous`.
+    pub class: &'static str,
+    /// A configured server's name, or `none` for a path that names none.
+    pub server: String,
+    /// `per_principal`, `per_server` or `per_tool`.
+    pub limit: &'static str,
+    /// `rate` or `concurrent`.
+    pub kind: &'static str,
+}
+
 fn latency() -> Histogram {
     // 50 µs .. ~100 s
     Histogram::new(exponential_buckets(0.000_05, 2.5, 16))
@@ -68,6 +81,7 @@ pub(crate) struct Metrics {
     pub upstream_crashes: Family<Server, Counter>,
     pub upstream_healthy: Family<Server, Gauge>,
     pub stateless_requests: Family<Stateless, Counter>,
+    pub rate_limited: Family<RateLimited, Counter>,
     registry: Registry,
 }
 
@@ -101,6 +115,7 @@ impl Metrics {
             upstream_crashes: Family::default(),
             upstream_healthy: Family::default(),
             stateless_requests: Family::default(),
+            rate_limited: Family::default(),
             registry: Registry::default(),
         };
         registry.register("sessions_open", "Sessions held by this instance", m.sessions_open.clone());
@@ -119,6 +134,11 @@ impl Metrics {
             "stateless_requests",
             "2026-07-28 requests served on backing sessions, by outcome",
             m.stateless_requests.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by [rate_limits], by principal class, server and limit",
+            m.rate_limited.clone(),
         );
         registry.register(
             "upstream_healthy",

@@ -22,7 +22,7 @@ use super::Error;
 use crate::config::auth::jwt::GrantModel;
 use crate::config::auth::AuthModel;
 use crate::protocol::jsonrpc::code;
-pub(crate) use rules::Rules;
+pub(crate) use rules::{percent_decode, Rules};
 
 /// The authenticated client of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +150,7 @@ fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// The server a request path names (`/sse/{name}…`, `/mcp/{name}`, `/rest/{name}/…`,
 /// `/mcp/router/route/{name}…`), if any.
-fn server_of(path: &str) -> Option<&str> {
+pub(crate) fn server_of(path: &str) -> Option<&str> {
     if let Some(routed) = path.strip_prefix("/mcp/router/route/") {
         return routed.split('/').next();
     }

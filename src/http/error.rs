@@ -62,6 +62,10 @@ pub(crate) enum Error {
     /// The session holds as many requests in flight as it may: 429.
     #[error("Too Many Requests: {0}")]
     TooManyPending(#[source] PendingError),
+    /// Over a `[rate_limits]` bucket or in-flight cap: 429 with `Retry-After`, a JSON-RPC
+    /// error naming the request id when the body held one request.
+    #[error("Too Many Requests: over rate_limits.{limit}; retry in {retry_after} s")]
+    RateLimited { id: Option<Box<str>>, limit: &'static str, retry_after: u64 },
     /// This instance takes no new session (its cap, or the server's circuit breaker): 503.
     #[error("Service Unavailable: {0}")]
     InstanceLimit(String),
@@ -306,6 +310,11 @@ impl IntoResponse for Error {
             Conflict(_) => (StatusCode::CONFLICT, Body::Rpc(code::CONNECTION_CLOSED), None),
             // The client's own doing: 429, not 503.
             PrincipalLimit(_) | TooManyPending(_) => (StatusCode::TOO_MANY_REQUESTS, Body::Rpc(code::CONNECTION_CLOSED), None),
+            RateLimited { retry_after, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Body::Rpc(code::CONNECTION_CLOSED),
+                HeaderValue::from_str(&(*retry_after).max(1).to_string()).ok().map(|v| (header::RETRY_AFTER, v)),
+            ),
             InstanceLimit(_) => (StatusCode::SERVICE_UNAVAILABLE, Body::Rpc(code::CONNECTION_CLOSED), None),
             Cluster(_) => (StatusCode::SERVICE_UNAVAILABLE, Body::Rpc(code::INTERNAL_ERROR), None),
             Busy(_) => (
@@ -363,7 +372,7 @@ impl IntoResponse for Error {
         let mut resp = match body {
             Body::Rpc(code) => {
                 let body = match &self {
-                    Rpc { id, .. } => jsonrpc::error(id.as_deref(), code, &self.to_string()),
+                    Rpc { id, .. } | RateLimited { id, .. } => jsonrpc::error(id.as_deref(), code, &self.to_string()),
                     UnsupportedVersion { id, requested } => {
                         let error = serde_json::json!({
                             "code": code,
