@@ -13,6 +13,7 @@ mod inbox;
 mod janitor;
 mod keys;
 mod lease;
+mod ratelimit;
 mod records;
 pub(crate) mod restore;
 mod store;

@@ -3,9 +3,12 @@
 //! client is untouched; the (principal, tool) bucket refuses one tool and not another, naming
 //! the request id; the in-flight cap refuses a third concurrent call and frees its place when a
 //! call ends; a server's bucket leaves other servers alone. Refusals are counted in /metrics by
-//! principal class and server, never by principal.
+//! principal class and server, never by principal. In cluster mode the per-principal bucket is
+//! shared through a real redis-server: two instances together allow the rate once.
 
+mod cluster_support;
 mod common;
+mod support_nginx;
 
 use std::time::Duration;
 
@@ -156,4 +159,27 @@ async fn a_server_bucket_leaves_other_servers_alone() {
     }
     let m = metrics(&bridge).await;
     assert!(m.value("mcp_bridge_rate_limited_total", &[("server", "echo"), ("limit", "per_server")]) >= 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_principal_limit_holds_across_instances() {
+    let redis = cluster_support::Redis::start();
+    let config = config("per_principal = { rate = 1, burst = 6 }");
+    let a = Bridge::instance(&config, &redis.url(), "rl-a").await;
+    let b = Bridge::instance(&config, &redis.url(), "rl-b").await;
+    let greedy = client(GREEDY);
+    // 12 calls on each instance at once: alone, each would let 6 (plus refills) through.
+    let calls = (0..24).map(|i| {
+        let (g, bridge) = (greedy.clone(), if i % 2 == 0 { &a } else { &b });
+        async move { rest(&g, bridge, "echo", "echo", json!({"message": format!("{i}")})).await.0 }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok + statuses.iter().filter(|s| **s == 429).count(), 24, "{statuses:?}");
+    assert!((6..=9).contains(&ok), "one bucket of 6 for both instances, {ok} passed: {statuses:?}");
+    let keys = redis.cli_raw(&["--scan", "--pattern", "mcpb:{rl:*"]);
+    assert_eq!(keys.lines().count(), 1, "one shared bucket: {keys}");
+    assert!(!keys.contains("greedy"), "the principal is hashed: {keys}");
+    // The good client has a bucket of its own.
+    assert_eq!(rest(&client(GOOD), &b, "echo", "echo", json!({"message": "g"})).await.0, 200);
 }

@@ -5,7 +5,8 @@
 //! bucket. Over a bucket: 429 with `Retry-After` (when a token comes back) and a JSON-RPC error
 //! naming the request id. A POST counts as in flight until its answer's body ends; over an
 //! in-flight cap: 429 with `Retry-After: 1`. Refusals are counted by principal class and
-//! server, never by principal.
+//! server, never by principal. In cluster mode the per-principal bucket is shared through
+//! Redis (`cluster/ratelimit.rs`); should Redis fail, this instance's own bucket stands in.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
@@ -23,6 +24,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::auth::{percent_decode, server_of, Principal};
 use super::Error;
+use crate::cluster::Cluster;
 use crate::config::ratelimit::{Bucket, RateLimits};
 use crate::protocol::method;
 
@@ -56,11 +58,18 @@ pub(crate) struct Limits {
     servers: HashSet<String>,
     max_body: usize,
     seen: AtomicU64,
+    /// In cluster mode: where the per-principal bucket is shared.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Limits {
     /// `None` when no limit is configured.
-    pub(crate) fn new(settings: RateLimits, servers: impl IntoIterator<Item = String>, max_body: usize) -> Option<Arc<Limits>> {
+    pub(crate) fn new(
+        settings: RateLimits,
+        servers: impl IntoIterator<Item = String>,
+        max_body: usize,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Option<Arc<Limits>> {
         if settings == RateLimits::default() {
             return None;
         }
@@ -73,7 +82,8 @@ impl Limits {
             }
         }
         let servers = servers.into_iter().collect();
-        Some(Arc::new(Limits { settings, buckets, in_flight: Mutex::default(), servers, max_body, seen: AtomicU64::new(0) }))
+        let seen = AtomicU64::new(0);
+        Some(Arc::new(Limits { settings, buckets, in_flight: Mutex::default(), servers, max_body, seen, cluster }))
     }
 
     fn bucket(&self, key: &Key) -> Option<Bucket> {
@@ -85,7 +95,24 @@ impl Limits {
     }
 
     /// Takes a token for each key; the first empty bucket's key and how long until it refills.
-    fn take(&self, keys: &[Key]) -> Result<(), (Key, u64)> {
+    /// A principal's comes from the cluster's shared bucket when there is one.
+    async fn take(&self, keys: &[Key]) -> Result<(), (Key, u64)> {
+        let mut local: Vec<&Key> = keys.iter().collect();
+        if let (Some(cluster), Some(Bucket { rate: Some((rate, burst)), .. })) = (&self.cluster, self.settings.per_principal) {
+            if let Some(k @ Key::Principal(p)) = keys.iter().find(|k| matches!(k, Key::Principal(_))) {
+                match cluster.take_shared_token(p, rate, burst).await {
+                    Ok(None) => local.retain(|l| !matches!(l, Key::Principal(_))),
+                    Ok(Some(wait)) => return Err((k.clone(), ceil_secs(wait))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the shared rate limit is out of reach; this instance's bucket stands in")
+                    }
+                }
+            }
+        }
+        self.take_local(&local)
+    }
+
+    fn take_local(&self, keys: &[&Key]) -> Result<(), (Key, u64)> {
         if self.seen.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             for b in self.buckets.values() {
                 b.retain_recent();
@@ -95,8 +122,7 @@ impl Limits {
         for k in keys {
             if let Some(b) = self.buckets.get(k.limit()) {
                 if let Err(not_until) = b.check_key(k) {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    return Err((k.clone(), wait.as_secs() + u64::from(wait.subsec_nanos() > 0)));
+                    return Err(((*k).clone(), ceil_secs(not_until.wait_time_from(DefaultClock::default().now()))));
                 }
             }
         }
@@ -175,7 +201,7 @@ pub(crate) async fn check(State(limits): State<Arc<Limits>>, req: Request, next:
             .inc();
         Error::RateLimited { id: id.clone().map(Into::into), limit: key.limit(), retry_after }
     };
-    if let Err((key, wait)) = limits.take(&keys) {
+    if let Err((key, wait)) = limits.take(&keys).await {
         return Err(refused(&key, "rate", wait));
     }
     if req.method() != Method::POST {
@@ -217,6 +243,10 @@ async fn tools_called(limits: &Limits, path: &str, req: Request) -> Result<(Requ
         }
     }
     Ok((Request::from_parts(parts, Body::from(bytes)), id, tools))
+}
+
+fn ceil_secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 fn clip(mut tool: String) -> String {

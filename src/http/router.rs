@@ -36,7 +36,8 @@ pub(crate) fn router(app: AppState) -> Router {
         .fallback(any(|| async { Error::NoRoute }))
         .layer(DefaultBodyLimit::max(app.config.limits.max_body));
     let names = app.config.servers.keys().cloned();
-    let router = match crate::http::ratelimit::Limits::new(app.config.rate_limits, names, app.config.limits.max_body) {
+    let cluster = app.locator.cluster.clone();
+    let router = match crate::http::ratelimit::Limits::new(app.config.rate_limits, names, app.config.limits.max_body, cluster) {
         // Inside `[auth]`: the principal is known by then.
         Some(limits) => router.layer(axum::middleware::from_fn_with_state(limits, crate::http::ratelimit::check)),
         None => router,
