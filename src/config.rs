@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 mod duration;
 pub(crate) mod edge;
@@ -52,6 +53,8 @@ pub struct Config {
     pub auth: Option<auth::AuthModel>,
     /// `[rate_limits]`, validated (none by default).
     pub rate_limits: ratelimit::RateLimits,
+    /// `[audit]`, validated; `None`: no audit lines.
+    pub audit: Option<audit::AuditSettings>,
     /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
     pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
@@ -195,6 +198,7 @@ struct FileModel {
     limits: Option<LimitsModel>,
     auth: Option<auth::AuthModel>,
     rate_limits: Option<ratelimit::RateLimitsModel>,
+    audit: Option<audit::AuditModel>,
     admin: Option<edge::TokenModel>,
     metrics: Option<edge::TokenModel>,
     trusted_proxies: Option<Vec<String>>,
@@ -343,10 +347,11 @@ impl FileModel {
         };
         let limits = self.limits.unwrap_or_default().validate(&invalid)?;
         let servers = servers(entries, heartbeat, &invalid)?;
+        let names: Vec<&str> = servers.keys().map(String::as_str).collect();
         if let Some(auth) = &self.auth {
-            let names: Vec<&str> = servers.keys().map(String::as_str).collect();
             auth.check(&names).map_err(|(key, reason)| invalid(&key, reason))?;
         }
+        let audit = self.audit.map(|a| a.validate(&names)).transpose().map_err(|(key, reason)| invalid(&key, reason))?;
         let edge = edge::Edge::validate(self.trusted_proxies.as_deref(), self.admin.as_ref(), self.metrics.as_ref());
         Ok(Config {
             edge: edge.map_err(|(key, reason)| invalid(&key, reason))?,
@@ -362,6 +367,7 @@ impl FileModel {
             limits,
             auth: self.auth,
             rate_limits: self.rate_limits.unwrap_or_default().validate().map_err(|(key, reason)| invalid(&key, reason))?,
+            audit,
             servers,
         })
     }

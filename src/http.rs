@@ -3,6 +3,7 @@
 //! is behind a proxy.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod auth;
 mod error;
 pub(crate) mod event_stream;

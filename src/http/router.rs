@@ -42,6 +42,18 @@ pub(crate) fn router(app: AppState) -> Router {
         Some(limits) => router.layer(axum::middleware::from_fn_with_state(limits, crate::http::ratelimit::check)),
         None => router,
     };
+    let router = match app.config.audit.clone() {
+        // Inside `[auth]`, outside `[rate_limits]`: it knows the principal and sees a 429.
+        Some(settings) => {
+            let audit = crate::http::audit::Audit::new(
+                settings,
+                app.config.servers.keys().cloned().collect(),
+                app.config.limits.max_body,
+            );
+            router.layer(axum::middleware::from_fn_with_state(audit, crate::http::audit::check))
+        }
+        None => router,
+    };
     let router = match auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, crate::http::auth::check)),
         None => router,
