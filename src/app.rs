@@ -88,8 +88,15 @@ impl AppState {
         let http = crate::config::tls::shared_client();
         let instance: Arc<str> = instance.into();
         let config = Arc::new(config);
-        let upstream =
-            upstream::Context { http, children, pools: Arc::default(), shared: Arc::default(), eras: Arc::default(), pump };
+        let upstream = upstream::Context {
+            http,
+            children,
+            pools: Arc::default(),
+            shared: Arc::default(),
+            eras: Arc::default(),
+            pump,
+            oauth: None,
+        };
         let env = crate::session::Env { upstream, health: Arc::default(), changes: Arc::default(), journal: None };
         AppState(Arc::new(App {
             reloader,

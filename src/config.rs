@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod credentials;
 mod duration;
 pub(crate) mod edge;
 mod error;
@@ -144,6 +145,8 @@ pub struct ServerConfig {
     pub outbound: Option<tls::Outbound>,
     /// `[servers.NAME.rest]`: how its tools behave over `/rest/` (`config/rest.rs`).
     pub rest: rest::Rest,
+    /// `[servers.NAME.oauth2]`: client credentials for a remote server (`config/credentials.rs`).
+    pub oauth2: Option<Arc<credentials::OAuth>>,
 }
 
 impl ServerConfig {
@@ -273,6 +276,7 @@ struct ServerModel {
     client_key: Option<PathBuf>,
     proxy: Option<String>,
     rest: Option<rest::RestModel>,
+    oauth2: Option<credentials::OAuthModel>,
 }
 
 /// Deserializes a map into ordered pairs, rejecting a name given twice (JSON parsers would
@@ -487,10 +491,15 @@ impl ServerModel {
                 }
                 UpstreamSpec::Stdio { command, args: self.args, env: self.env, cwd: self.cwd }
             }
-            (None, Some(url)) => remote(url, self.headers, kind, key, invalid)?,
+            (None, Some(url)) => {
+                let headers = credentials::expand_headers(self.headers, key).map_err(|(k, r)| invalid(&k, r))?;
+                remote(url, headers, kind, key, invalid)?
+            }
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
         let rest = self.rest.unwrap_or_default().validate().map_err(|(k, r)| invalid(&format!("{key}.{k}"), r))?;
+        let remote = !matches!(upstream, UpstreamSpec::Stdio { .. });
+        let oauth2 = self.oauth2.map(|o| o.validate(remote, key).map(Arc::new)).transpose().map_err(|(k, r)| invalid(&k, r))?;
         Ok(ServerConfig {
             name: name.to_string(),
             upstream,
@@ -500,6 +509,7 @@ impl ServerModel {
             shared,
             outbound,
             rest,
+            oauth2,
         })
     }
 

@@ -7,6 +7,7 @@ mod cause;
 mod framing;
 mod http;
 pub(crate) mod modern;
+mod oauth;
 pub(crate) mod pool;
 mod pump;
 pub(crate) mod reaper;
@@ -73,6 +74,8 @@ pub struct Context {
     pub eras: Arc<modern::Eras>,
     /// `limits.upstream_stall` and `limits.max_message`.
     pub pump: crate::config::pump::PumpLimits,
+    /// The server's OAuth 2.0 token, set per upstream from `[servers.NAME.oauth2]`.
+    pub(crate) oauth: Option<Arc<oauth::TokenSource>>,
 }
 
 /// Counts running child processes against `limits.max_children`.
@@ -130,6 +133,7 @@ pub(crate) fn start(
 ) -> Upstream {
     // A server with its own TLS or proxy settings reaches its upstream with its own client.
     ctx.http = server.http(&ctx.http).clone();
+    ctx.oauth = server.oauth2.as_ref().map(|o| oauth::source(&server.name, o, &ctx.http));
     let (tx, rx) = budget::channel(QUEUE, ctx.pump.queue_bytes);
     let name: Arc<str> = server.name.as_str().into();
     let task = match server.upstream.clone() {

@@ -87,7 +87,13 @@ pub(super) async fn run(
     // A server that serves only the stateless revision cannot be initialized: the bridge
     // adapts the session to it instead.
     if is_init && pool.is_none() {
-        if let Some(versions) = ctx.eras.supported(&ctx.http, &url, &headers).await {
+        // The probe carries the server's OAuth 2.0 token too.
+        let token = match &ctx.oauth {
+            Some(o) => o.token().await.ok().map(|t| ("authorization".to_string(), format!("Bearer {t}"))),
+            None => None,
+        };
+        let probe_headers: BTreeMap<String, String> = headers.clone().into_iter().chain(token).collect();
+        if let Some(versions) = ctx.eras.supported(&ctx.http, &url, &probe_headers).await {
             let modern = |v: &String| crate::protocol::MODERN_VERSIONS.contains(&v.as_str());
             if !versions.is_empty() && versions.iter().all(modern) {
                 return super::modern::run(url, headers, ctx, session, first, versions, rx, events).await;
@@ -221,6 +227,9 @@ async fn start_listening(remote: &Arc<Remote>, tasks: &mut tokio::task::JoinSet<
 impl Remote {
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
         let mut req = with_headers(self.ctx.http.request(method, &self.url), &self.headers);
+        if let Some(token) = self.ctx.oauth.as_ref().and_then(|o| o.current()) {
+            req = req.bearer_auth(token);
+        }
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(id) = &shared.session_id {
             req = req.header("mcp-session-id", id);
@@ -245,13 +254,30 @@ impl Remote {
     async fn post_once(&self, msg: Bytes, peek: Option<jsonrpc::Peek>, answer_failures: bool) -> Result<(), String> {
         let request_id = peek.as_ref().filter(|p| p.kind == Kind::Request && answer_failures).and_then(|p| p.id.clone());
         let request_id = request_id.as_deref();
-        let resp = self
-            .request(reqwest::Method::POST)
-            .header(ACCEPT, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .body(msg)
-            .send()
-            .await;
+        let send = |msg: Bytes| {
+            self.request(reqwest::Method::POST)
+                .header(ACCEPT, "application/json, text/event-stream")
+                .header(CONTENT_TYPE, "application/json")
+                .body(msg)
+                .send()
+        };
+        let mut resp = match &self.ctx.oauth {
+            Some(o) => match o.token().await {
+                Ok(_) => send(msg.clone()).await,
+                Err(e) => return self.fail(request_id, e).await,
+            },
+            None => send(msg.clone()).await,
+        };
+        if let (Some(o), Ok(r)) = (&self.ctx.oauth, &resp) {
+            if r.status() == reqwest::StatusCode::UNAUTHORIZED {
+                // The token was revoked or expired early: one fresh token, one retry.
+                if let Err(e) = o.refresh(o.current().as_deref()).await {
+                    return self.fail(request_id, e).await;
+                }
+                tracing::info!(url = %self.url, "the remote upstream answered 401; retrying once with a fresh oauth2 token");
+                resp = send(msg).await;
+            }
+        }
         let resp = match resp {
             Ok(r) => r,
             Err(e) => return self.fail(request_id, format!("POST {}: {}", self.url, super::cause(&e))).await,

@@ -11,6 +11,30 @@ use super::{cause, redirect, sse_events_within, with_headers, Context, UpstreamE
 use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc::{self, Kind};
 
+/// The upstream's SSE stream, with the server's OAuth 2.0 token if it has one (a 401: one
+/// fresh token, one retry).
+async fn get_stream(
+    ctx: &Context,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<reqwest::Result<reqwest::Response>, String> {
+    let get = |token: Option<String>| {
+        let mut req = with_headers(ctx.http.get(url), headers).header(ACCEPT, "text/event-stream");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let Some(o) = &ctx.oauth else { return Ok(get(None).await) };
+    let token = o.token().await?;
+    let resp = get(Some(token.clone())).await;
+    if resp.as_ref().is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED) {
+        tracing::info!(url, "the remote upstream answered 401; retrying once with a fresh oauth2 token");
+        return Ok(get(Some(o.refresh(Some(&token)).await?)).await);
+    }
+    Ok(resp)
+}
+
 pub(super) async fn run(
     url: String,
     headers: BTreeMap<String, String>,
@@ -20,7 +44,13 @@ pub(super) async fn run(
     events: super::Events,
 ) {
     let closed = |reason, detail: String| UpstreamEvent::Closed { reason, detail };
-    let resp = with_headers(ctx.http.get(&url), &headers).header(ACCEPT, "text/event-stream").send().await;
+    let resp = match get_stream(&ctx, &url, &headers).await {
+        Ok(r) => r,
+        Err(detail) => {
+            let _ = events.send(closed(CloseReason::UpstreamFailedToStart, detail)).await;
+            return;
+        }
+    };
     let resp = match resp {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => {
@@ -108,13 +138,36 @@ impl Posting {
     async fn run(self, mut rx: super::budget::Receiver<Bytes>) {
         let endpoint = &self.endpoint;
         while let Some(msg) = rx.recv().await {
-            let mut req = with_headers(self.ctx.http.post(endpoint.clone()), &self.headers)
-                .header(CONTENT_TYPE, "application/json")
-                .body(msg.clone());
-            if let Some(bound) = self.ctx.pump.upstream_stall {
-                req = req.timeout(bound);
-            }
-            let failure = match req.send().await {
+            let post = |token: Option<String>| {
+                let mut req = with_headers(self.ctx.http.post(endpoint.clone()), &self.headers)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(msg.clone());
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                if let Some(bound) = self.ctx.pump.upstream_stall {
+                    req = req.timeout(bound);
+                }
+                req.send()
+            };
+            let sent = match &self.ctx.oauth {
+                None => post(None).await,
+                Some(o) => match o.token().await {
+                    Ok(t) => match post(Some(t.clone())).await {
+                        // One fresh token, one retry.
+                        Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => match o.refresh(Some(&t)).await {
+                            Ok(fresh) => post(Some(fresh)).await,
+                            Err(_) => Ok(r),
+                        },
+                        other => other,
+                    },
+                    Err(e) => {
+                        self.report(&msg, &e).await;
+                        continue;
+                    }
+                },
+            };
+            let failure = match sent {
                 Ok(r) if r.status().is_success() => None,
                 Ok(r) => Some(format!(
                     "POST {endpoint} answered {}{}",
@@ -124,13 +177,17 @@ impl Posting {
                 Err(e) => Some(format!("POST {endpoint}: {}", cause(&e))),
             };
             if let Some(detail) = failure {
-                tracing::warn!(session = %self.session, "remote upstream: {detail}");
-                if let Some(id) = jsonrpc::peek(&msg).ok().filter(|p| p.kind == Kind::Request).and_then(|p| p.id) {
-                    let err =
-                        jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
-                    let _ = self.events.send(UpstreamEvent::Message(err)).await;
-                }
+                self.report(&msg, &detail).await;
             }
+        }
+    }
+
+    /// A failed POST: logged, and a request it carried gets a JSON-RPC error.
+    async fn report(&self, msg: &Bytes, detail: &str) {
+        tracing::warn!(session = %self.session, "remote upstream: {detail}");
+        if let Some(id) = jsonrpc::peek(msg).ok().filter(|p| p.kind == Kind::Request).and_then(|p| p.id) {
+            let err = jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &format!("mcp-bridge: upstream: {detail}"));
+            let _ = self.events.send(UpstreamEvent::Message(err)).await;
         }
     }
 }
