@@ -41,6 +41,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_at("/mcp", "").await
+}
+
+/// The bridge's server `remote` at the upstream's `path`, with `extra` keys (`type = "sse"`).
+async fn setup_at(path: &str, extra: &str) -> Setup {
     let oauth_port = free_port().to_string();
     let upstream =
         NodeServer::start("protected_server.mjs", &[], &[("OAUTH_PORT", &oauth_port), ("EXPECTED_SECRET", SECRET)]).await;
@@ -48,10 +53,10 @@ async fn setup() -> Setup {
     let tenant = dir.path().join("tenant");
     std::fs::write(&tenant, "tenant-from-file\n").expect("write tenant file");
     let config = format!(
-        "[servers.remote]\nurl = {}\nheaders = {{ X-Tenant = {} }}\n\
+        "[servers.remote]\nurl = {}\n{extra}headers = {{ X-Tenant = {} }}\n\
          [servers.remote.oauth2]\ntoken_url = \"http://127.0.0.1:{oauth_port}/token\"\nclient_id = \"mcp-bridge\"\n\
          client_secret = \"${{env:MCPB_TEST_SECRET}}\"\nscope = \"mcp:tools\"\naudience = \"protected-mcp\"\n",
-        toml_str(&upstream.url("/mcp")),
+        toml_str(&upstream.url(path)),
         toml_str(&format!("${{file:{}}}", tenant.display())),
     );
     let bridge = Bridge::start_env(&config, &[], &[("MCPB_TEST_SECRET", SECRET)]).await;
@@ -86,6 +91,18 @@ async fn a_401_costs_one_refresh_and_one_retry() {
     assert_eq!(st["revoked"], 1, "the revoked token was refused once: {st}");
     assert_eq!(st["tokens"], 2, "{st}");
     s.bridge.wait_log(&["answered 401", "retrying once"], Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_upstream_gets_the_token_and_a_401_retry() {
+    let s = setup_at("/sse", "type = \"sse\"\n").await;
+    let session = McpSession::open(&s.bridge.url("/mcp/remote")).await;
+    let seen = whoami(&session, 2).await;
+    assert_eq!((seen["sub"].as_str(), seen["tenant"].as_str()), (Some("mcp-bridge"), Some("tenant-from-file")), "{seen}");
+    post(&s.upstream, "/revoke").await;
+    assert_eq!(whoami(&session, 3).await["sub"], "mcp-bridge", "the POST went through after the refresh");
+    let st = stats(&s.upstream).await;
+    assert_eq!((st["tokenRequests"].as_u64(), st["revoked"].as_u64()), (Some(2), Some(1)), "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

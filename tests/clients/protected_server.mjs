@@ -2,7 +2,8 @@
 // real servers:
 //   - `oauth2-mock-server` on OAUTH_PORT (its /token endpoint issues client-credentials tokens
 //     signed with a key it made; /jwks publishes it);
-//   - on PORT, a minimal Streamable HTTP MCP server (JSON answers) that verifies every request's
+//   - on PORT, a minimal MCP server, Streamable HTTP (JSON answers) at /mcp and legacy HTTP+SSE
+//     at /sse, that verifies every request's
 //     bearer token with `jose` against that /jwks (issuer, audience), refuses revoked ones with
 //     401, and answers the tool `whoami` with what it saw.
 // Test endpoints on PORT: GET /stats, POST /revoke (every token seen so far is refused from now
@@ -83,34 +84,59 @@ const server = http.createServer(async (req, res) => {
   }
   const tenant = req.headers['x-tenant'];
   if (tenant && !stats.tenants.includes(tenant)) stats.tenants.push(tenant);
+  if (req.method === 'GET' && url.pathname === '/sse') {
+    // The legacy transport: an endpoint event, then answers on this stream.
+    const sid = String(++streams.count);
+    streams.open.set(sid, res);
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.write(`event: endpoint\ndata: /message?sid=${sid}\n\n`);
+    req.on('close', () => streams.open.delete(sid));
+    return;
+  }
   if (req.method === 'GET') {
     res.writeHead(405, { allow: 'POST, DELETE' });
     return res.end();
   }
   if (req.method === 'DELETE') return json(200, {});
   const msg = JSON.parse(await body(req));
-  if (msg.id === undefined) {
+  const reply = msg.id === undefined ? null : { jsonrpc: '2.0', id: msg.id, ...answerFor(msg, claims, tenant) };
+  if (url.pathname === '/message') {
+    const stream = streams.open.get(url.searchParams.get('sid'));
+    if (!stream) return json(404, { error: 'no such stream' });
+    res.writeHead(202);
+    res.end();
+    if (reply) stream.write(`event: message\ndata: ${JSON.stringify(reply)}\n\n`);
+    return;
+  }
+  if (!reply) {
     res.writeHead(202);
     return res.end();
   }
-  const answer = (result) => json(200, { jsonrpc: '2.0', id: msg.id, result }, { 'mcp-session-id': 'protected-session-1' });
+  return json(200, reply, { 'mcp-session-id': 'protected-session-1' });
+});
+
+const streams = { count: 0, open: new Map() };
+
+function answerFor(msg, claims, tenant) {
   switch (msg.method) {
     case 'initialize':
-      return answer({
-        protocolVersion: msg.params.protocolVersion,
-        capabilities: { tools: {} },
-        serverInfo: { name: 'protected', version: '0' },
-      });
+      return {
+        result: {
+          protocolVersion: msg.params.protocolVersion,
+          capabilities: { tools: {} },
+          serverInfo: { name: 'protected', version: '0' },
+        },
+      };
     case 'tools/list':
-      return answer({ tools: [{ name: 'whoami', inputSchema: { type: 'object' } }] });
+      return { result: { tools: [{ name: 'whoami', inputSchema: { type: 'object' } }] } };
     case 'tools/call': {
       const seen = { sub: claims.sub, scope: claims.scope, aud: claims.aud, tenant };
-      return answer({ content: [{ type: 'text', text: JSON.stringify(seen) }] });
+      return { result: { content: [{ type: 'text', text: JSON.stringify(seen) }] } };
     }
     default:
-      return json(200, { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: 'method not found' } });
+      return { error: { code: -32601, message: 'method not found' } };
   }
-});
+}
 
 server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log(`protected MCP server on ${process.env.PORT}, issuer ${issuer}`));
 process.on('SIGTERM', async () => {
