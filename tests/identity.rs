@@ -55,6 +55,12 @@ async fn the_token_matrix() {
         ("nbf 5 s ahead (within the leeway)", idp.sign(with("n", "nbf", json!(now() + 5)), "RS256", None).await, 200, ""),
         ("no exp", idp.sign(without("x", "exp"), "RS256", None).await, 401, "Missing required claim: exp"),
         ("no sub", idp.sign(without("x", "sub"), "RS256", None).await, 401, "Missing required claim: sub"),
+        (
+            "sub with a newline",
+            idp.sign(with("x", "sub", json!("a\nforged log line")), "RS256", None).await,
+            401,
+            "`sub` is empty",
+        ),
         ("wrong aud", idp.sign(with("a", "aud", json!("another-service")), "RS256", None).await, 401, "InvalidAudience"),
         ("aud list holding ours", idp.sign(with("a", "aud", json!(["x", AUDIENCE])), "ES256", None).await, 200, ""),
         ("wrong iss", idp.sign(with("i", "iss", json!("https://evil.example")), "RS256", None).await, 401, "InvalidIssuer"),

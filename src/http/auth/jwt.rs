@@ -19,6 +19,8 @@ use crate::config::auth::JWT_PREFIX;
 const MAX_TOKEN: usize = 8 * 1024;
 /// The largest JWKS document read from a URL.
 const MAX_JWKS: usize = 1024 * 1024;
+/// The longest `sub` taken: it becomes the principal, in logs and session records.
+const MAX_SUB: usize = 256;
 /// How long one JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -35,8 +37,8 @@ pub(crate) enum Refusal {
     UnknownKey(Option<String>),
     #[error("{0}")]
     Invalid(jsonwebtoken::errors::Error),
-    #[error("the token has no `sub`")]
-    NoSubject,
+    #[error("the token's `sub` is empty, longer than {MAX_SUB} bytes, or holds a control character")]
+    BadSubject,
 }
 
 /// A validated token's principal and roles.
@@ -115,7 +117,9 @@ impl Verifier {
                 self.decode(token, &header).ok_or_else(|| Refusal::UnknownKey(header.kid.clone()))??
             }
         };
-        let sub = claims.get("sub").and_then(|s| s.as_str()).filter(|s| !s.is_empty()).ok_or(Refusal::NoSubject)?;
+        let sub = claims.get("sub").and_then(|s| s.as_str());
+        let sub =
+            sub.filter(|s| !s.is_empty() && s.len() <= MAX_SUB && !s.chars().any(char::is_control)).ok_or(Refusal::BadSubject)?;
         let roles = match claims.get(&self.s.roles_claim) {
             Some(serde_json::Value::String(s)) => s.split_whitespace().map(String::from).collect(),
             Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
