@@ -10,7 +10,7 @@
 //! on_conflict = "error"              # or "first", "round-robin"
 //! member_timeout = "5s"
 //! [aggregates.all.members.everything]
-//! include = ["get-*", "echo"]        # globs on the member's own tool and prompt names
+//! include = ["get-*", "echo"]        # globs on the member's own tool names
 //! exclude = ["*-long-*"]
 //! required = false                   # true: this member failing fails the list
 //! prefix = "ev"                      # instead of the member's server name
@@ -88,7 +88,7 @@ pub struct Member {
     pub name: String,
     /// What goes before the separator under `prefix = "server"`.
     pub prefix: String,
-    /// Only these tool and prompt names (all when empty).
+    /// Only these tool names, as the member gives them (all when empty).
     pub include: Globs,
     pub exclude: Globs,
     /// This member failing (down, or slower than `member_timeout`) fails the list.
@@ -96,7 +96,7 @@ pub struct Member {
 }
 
 impl Member {
-    /// Whether the member's own tool or prompt `name` passes its include and exclude globs.
+    /// Whether the member's own tool `name` passes its include and exclude globs.
     pub fn admits(&self, name: &str) -> bool {
         (self.include.is_empty() || self.include.matches(name)) && !self.exclude.matches(name)
     }

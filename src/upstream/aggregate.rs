@@ -233,7 +233,8 @@ async fn on_client(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, msg: Bytes) {
             }
             method::LOGGING_SET_LEVEL => {
                 let params = serde_json::from_slice::<Value>(&msg).ok().and_then(|mut v| v.get_mut("params").map(Value::take));
-                let members: Vec<usize> = hub.state().up.iter().filter(|(_, c)| c.get("logging").is_some()).map(|(m, _)| *m).collect();
+                let members: Vec<usize> =
+                    hub.state().up.iter().filter(|(_, c)| c.get("logging").is_some()).map(|(m, _)| *m).collect();
                 for m in members {
                     let _ = hub.request(m, method, params.clone().unwrap_or(json!({})));
                 }
@@ -295,7 +296,8 @@ async fn member_ended(hub: &Hub, m: usize, reason: CloseReason, detail: &str) {
         st.asks.retain(|_, (member, _)| *member != m);
         let keys: Vec<_> = st.pending.keys().filter(|(member, _)| *member == m).cloned().collect();
         let routes: Vec<Route> = keys.iter().filter_map(|k| st.pending.remove(k)).collect();
-        let lost: Vec<Box<str>> = routes.into_iter().filter_map(|r| if let Route::Client(c) = r { Some(c) } else { None }).collect();
+        let lost: Vec<Box<str>> =
+            routes.into_iter().filter_map(|r| if let Route::Client(c) = r { Some(c) } else { None }).collect();
         for c in &lost {
             st.calls.remove(c);
         }

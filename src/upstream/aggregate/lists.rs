@@ -127,10 +127,16 @@ pub(super) async fn initialize(hub: Arc<Hub>, id: Box<str>, msg: Bytes) {
         }
     }
     let spec = &hub.agg.spec;
-    let missing: Vec<&str> =
-        (0..spec.members.len()).filter(|i| spec.members[*i].required && !results.iter().any(|(m, _)| m == i)).map(|i| hub.member(i)).collect();
+    let missing: Vec<&str> = (0..spec.members.len())
+        .filter(|i| spec.members[*i].required && !results.iter().any(|(m, _)| m == i))
+        .map(|i| hub.member(i))
+        .collect();
     if !missing.is_empty() || results.is_empty() {
-        let why = if missing.is_empty() { "no member answered".to_string() } else { format!("required members failed: {}", missing.join(", ")) };
+        let why = if missing.is_empty() {
+            "no member answered".to_string()
+        } else {
+            format!("required members failed: {}", missing.join(", "))
+        };
         hub.error(&id, code::INTERNAL_ERROR, &format!("aggregate `{}` cannot start: {why}", hub.name)).await;
         return;
     }
@@ -154,9 +160,11 @@ async fn join_late(hub: &Hub, i: usize, rx: tokio::sync::oneshot::Receiver<Answe
         let _ = hub.txs[i].try_send(Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#));
     }
     tracing::info!(aggregate = %hub.name, member = hub.member(i), "aggregate member joined late");
-    for (cap, note) in
-        [("tools", method::TOOLS_LIST_CHANGED), ("prompts", method::PROMPTS_LIST_CHANGED), ("resources", method::RESOURCES_LIST_CHANGED)]
-    {
+    for (cap, note) in [
+        ("tools", method::TOOLS_LIST_CHANGED),
+        ("prompts", method::PROMPTS_LIST_CHANGED),
+        ("resources", method::RESOURCES_LIST_CHANGED),
+    ] {
         if caps.get(cap).is_some() {
             hub.to_client(Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":"{note}"}}"#))).await;
         }
@@ -182,7 +190,10 @@ fn merged_initialize(hub: &Hub, requested: Option<&str>, results: &[(usize, Valu
             if let (Some(ours), Some(v)) = (ours.as_object_mut(), v.as_object()) {
                 for (flag, on) in v {
                     let was = ours.get(flag).and_then(Value::as_bool).unwrap_or(false);
-                    ours.insert(flag.clone(), if on.is_boolean() { Value::Bool(was || on.as_bool() == Some(true)) } else { on.clone() });
+                    ours.insert(
+                        flag.clone(),
+                        if on.is_boolean() { Value::Bool(was || on.as_bool() == Some(true)) } else { on.clone() },
+                    );
                 }
             }
         }
@@ -230,7 +241,8 @@ async fn member_list(hub: &Hub, m: usize, kind: Kind, deadline: Instant) -> Resu
 /// `Err` when a required member failed.
 pub(super) async fn refresh(hub: &Hub, kind: Kind) -> Result<Vec<Value>, String> {
     let deadline = Instant::now() + hub.agg.spec.member_timeout;
-    let mut asked: Vec<usize> = hub.state().up.iter().filter(|(_, c)| c.get(kind.capability()).is_some()).map(|(m, _)| *m).collect();
+    let mut asked: Vec<usize> =
+        hub.state().up.iter().filter(|(_, c)| c.get(kind.capability()).is_some()).map(|(m, _)| *m).collect();
     asked.sort_unstable();
     let lists = join_all(asked.iter().map(|m| member_list(hub, *m, kind, deadline))).await;
     let mut got = Vec::new();
@@ -246,8 +258,10 @@ pub(super) async fn refresh(hub: &Hub, kind: Kind) -> Result<Vec<Value>, String>
     }
     let spec = &hub.agg.spec;
     let up = hub.state().up.keys().copied().collect::<Vec<_>>();
-    let required: Vec<&str> =
-        (0..spec.members.len()).filter(|m| spec.members[*m].required && (failed.contains(m) || !up.contains(m))).map(|m| hub.member(m)).collect();
+    let required: Vec<&str> = (0..spec.members.len())
+        .filter(|m| spec.members[*m].required && (failed.contains(m) || !up.contains(m)))
+        .map(|m| hub.member(m))
+        .collect();
     if !required.is_empty() {
         return Err(format!("required members failed: {}", required.join(", ")));
     }

@@ -52,11 +52,14 @@ pub(super) fn merge(kind: Kind, spec: &AggregateSpec, aggregate: &str, lists: Ve
         let member = &spec.members[m];
         for mut item in items {
             let Some(own) = item.get(kind.key()).and_then(Value::as_str).map(str::to_string) else { continue };
-            if renamed && !member.admits(&own) {
+            if kind == Kind::Tools && !member.admits(&own) {
                 continue;
             }
             let published = if renamed { publish(spec.prefix_of(m), &spec.separator, &own) } else { own.clone() };
-            if renamed && published != format!("{}{}", spec.prefix_of(m).map(|p| format!("{p}{}", spec.separator)).unwrap_or_default(), own) {
+            if renamed
+                && published
+                    != format!("{}{}", spec.prefix_of(m).map(|p| format!("{p}{}", spec.separator)).unwrap_or_default(), own)
+            {
                 tracing::info!(aggregate, member = member.name, "{} `{own}` is published as `{published}`", kind.field());
             }
             if renamed {
@@ -77,11 +80,19 @@ pub(super) fn merge(kind: Kind, spec: &AggregateSpec, aggregate: &str, lists: Ve
             let who = who.join(", ");
             match spec.on_conflict {
                 OnConflict::Error => {
-                    tracing::error!(aggregate, "{} `{name}` is published by {who}; with on_conflict = \"error\" none of them is", kind.field());
+                    tracing::error!(
+                        aggregate,
+                        "{} `{name}` is published by {who}; with on_conflict = \"error\" none of them is",
+                        kind.field()
+                    );
                     continue;
                 }
                 OnConflict::First => {
-                    tracing::warn!(aggregate, "{} `{name}` is published by {who}; on_conflict = \"first\" keeps the first", kind.field());
+                    tracing::warn!(
+                        aggregate,
+                        "{} `{name}` is published by {who}; on_conflict = \"first\" keeps the first",
+                        kind.field()
+                    );
                     have.truncate(1);
                 }
                 OnConflict::RoundRobin => {
@@ -159,7 +170,12 @@ mod tests {
         let m = merge(Kind::Tools, &spec(Prefix::None, OnConflict::RoundRobin), "agg", lists());
         assert_eq!(m.table["echo"], vec![(0, "echo".to_string()), (1, "echo".to_string())]);
         let uris = |u: &[&str]| u.iter().map(|u| json!({"uri": u, "name": "x"})).collect::<Vec<_>>();
-        let r = merge(Kind::Resources, &spec(Prefix::Server, OnConflict::First), "agg", vec![(0, uris(&["m://1"])), (1, uris(&["m://1", "m://2"]))]);
+        let r = merge(
+            Kind::Resources,
+            &spec(Prefix::Server, OnConflict::First),
+            "agg",
+            vec![(0, uris(&["m://1"])), (1, uris(&["m://1", "m://2"]))],
+        );
         assert_eq!(r.items.len(), 2, "resources merge by URI, unrenamed");
         assert_eq!(r.table["m://2"], vec![(1, "m://2".to_string())]);
     }

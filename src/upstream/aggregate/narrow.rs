@@ -81,7 +81,8 @@ mod tests {
 
     #[test]
     fn narrowing_travels_in_initialize_and_only_narrows() {
-        let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
+        let init =
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
         let once = add_to_initialize(init, &parse_globs("a__*, b__echo")).unwrap();
         let twice = add_to_initialize(&once, &parse_globs("*echo")).unwrap();
         let mut m: Members = serde_json::from_slice(&twice).unwrap();
