@@ -9,6 +9,7 @@
 //! it `try_send`s, and a full queue answers the client's request with an error. It awaits
 //! only the session's event channel, which the session task drains without blocking.
 
+mod kind;
 mod lists;
 mod names;
 pub(crate) mod narrow;
@@ -32,7 +33,7 @@ use crate::ids::{CloseReason, SessionId};
 use crate::protocol::jsonrpc::{self, code, Kind as MessageKind};
 use crate::protocol::method;
 use crate::protocol::rewrite::{self, Members};
-use lists::Kind;
+use kind::Kind;
 
 /// `list_changed` notifications from members within this long go to the client as one.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -227,8 +228,7 @@ async fn on_client(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, msg: Bytes) {
                 jobs.spawn(lists::initialize(hub.clone(), id, msg));
             }
             method::PING => hub.answer(&id, json!({})).await,
-            _ if Kind::of_list(method).is_some() => {
-                let kind = Kind::of_list(method).unwrap_or(Kind::Tools);
+            _ if let Some(kind) = Kind::of_list(method) => {
                 jobs.spawn(lists::answer(hub.clone(), kind, id));
             }
             method::LOGGING_SET_LEVEL => {

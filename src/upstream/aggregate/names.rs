@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::lists::Kind;
+use super::kind::Kind;
 use crate::config::aggregates::{publishable, AggregateSpec, OnConflict};
 
 /// The longest published tool name clients and models accept.

@@ -11,10 +11,11 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::lists::{self, Kind};
+use super::kind::Kind;
+use super::lists;
 use super::names::Table;
 use super::{Hub, Route};
-use crate::protocol::jsonrpc::code;
+use crate::protocol::jsonrpc::{self, code};
 use crate::protocol::method;
 use crate::protocol::rewrite::{self, Members};
 
@@ -82,9 +83,19 @@ fn target(method: &str, params: &Value) -> Option<Target> {
     }
 }
 
+/// A member, and its own name for what was asked (for a named target).
+type Member = (usize, Option<String>);
+
+/// A client-facing JSON-RPC error object.
+type Refusal = Value;
+
+fn refusal(code: i64, message: String) -> Refusal {
+    serde_json::json!({"code": code, "message": message})
+}
+
 /// The member for `target` and its own name for it: `Ok(None)` if the lists it needs were
 /// never fetched, `Err` with the client's error if no member has it.
-fn resolve(hub: &Hub, t: &Target) -> Result<Option<(usize, Option<String>)>, (i64, String)> {
+fn resolve(hub: &Hub, t: &Target) -> Result<Option<Member>, Refusal> {
     let mut st = hub.state();
     let turn = st.catalog.turn;
     st.catalog.turn = turn.wrapping_add(1);
@@ -96,7 +107,7 @@ fn resolve(hub: &Hub, t: &Target) -> Result<Option<(usize, Option<String>)>, (i6
     match t {
         Target::Named(kind, name) => {
             let what = if *kind == Kind::Tools { "tool" } else { "prompt" };
-            let unknown = || (code::INVALID_PARAMS, format!("Unknown {what}: {name}"));
+            let unknown = || refusal(code::INVALID_PARAMS, format!("Unknown {what}: {name}"));
             if *kind == Kind::Tools && !st.narrowing.allows(name) {
                 return Err(unknown());
             }
@@ -105,7 +116,7 @@ fn resolve(hub: &Hub, t: &Target) -> Result<Option<(usize, Option<String>)>, (i6
             pick(routes).map(|(m, own)| Some((m, Some(own)))).ok_or_else(unknown)
         }
         Target::Uri(uri) => {
-            let unknown = || (RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"));
+            let unknown = || serde_json::json!({"code": RESOURCE_NOT_FOUND, "message": format!("Resource not found: {uri}"), "data": {"uri": uri}});
             let (Some(resources), Some(templates)) = (st.catalog.resources.as_ref(), st.catalog.templates.as_ref()) else {
                 return Ok(None);
             };
@@ -136,7 +147,7 @@ pub(super) async fn call(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, id: Box<str>, m
     };
     match resolve(hub, &t) {
         Ok(Some(to)) => send(hub, id, m, to).await,
-        Err((code, message)) => hub.error(&id, code, &message).await,
+        Err(error) => hub.to_client(jsonrpc::error_with(&id, &error)).await,
         Ok(None) => {
             let hub = hub.clone();
             jobs.spawn(async move {
@@ -152,7 +163,7 @@ pub(super) async fn call(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, id: Box<str>, m
                 match resolve(&hub, &t) {
                     Ok(Some(to)) => send(&hub, id, m, to).await,
                     Ok(None) => hub.error(&id, code::INTERNAL_ERROR, "the aggregate could not list its members").await,
-                    Err((code, message)) => hub.error(&id, code, &message).await,
+                    Err(error) => hub.to_client(jsonrpc::error_with(&id, &error)).await,
                 }
             });
         }
@@ -160,7 +171,7 @@ pub(super) async fn call(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, id: Box<str>, m
 }
 
 /// Sends a routed request to member `m` with its name rewritten to the member's own.
-async fn send(hub: &Hub, id: Box<str>, mut msg: Members, (m, own): (usize, Option<String>)) {
+async fn send(hub: &Hub, id: Box<str>, mut msg: Members, (m, own): Member) {
     if let Some(own) = own {
         let mut params = rewrite::members_of(&msg, "params");
         let name = rewrite::raw(Value::String(own).to_string());
