@@ -256,3 +256,28 @@ async fn list_changed_and_elicitation_are_relayed() {
         assert_eq!(v["elicitations"], json!(1), "{transport}");
     }
 }
+
+/// A call the client gives up is cancelled at the member that has it, under the member's id,
+/// and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellations_follow_their_request() {
+    let config = format!(
+        "{}{}[aggregates.all]\nservers = [\"slow\", \"echo\"]\n",
+        common::python_fixture("slow", "stall_and_flood.py"),
+        echo_server("echo")
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    let plan = json!([
+        {"op": "tools"},
+        {"op": "call_abort", "name": "slow__hang", "ms": 500},
+        {"op": "call", "name": "slow__echo", "args": {"message": "still here"}},
+    ]);
+    let v = steps(&bridge, "streamable", "/mcp/all", plan).await;
+    let r = &v["results"];
+    assert!(r[1]["error"].is_object(), "the aborted call failed at the client: {v}");
+    assert_eq!(r[2], json!({"text": "still here"}), "{v}");
+    // The fixture writes `cancelled <requestId>` to stderr, which the bridge logs.
+    let line = bridge.wait_log(&["cancelled "], Duration::from_secs(10)).await;
+    let id = line.split("cancelled ").nth(1).unwrap_or("").split_whitespace().next().unwrap_or("");
+    assert!(id.parse::<u64>().is_ok(), "the member got the cancellation under its own (numeric) id: {line}");
+}

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -103,24 +104,30 @@ impl Hub {
         Ok(id)
     }
 
-    /// A request to member `m` whose answer comes back here.
-    fn request(&self, m: usize, method: &str, params: Value) -> Result<oneshot::Receiver<Answer>, String> {
+    /// A request to member `m` whose answer comes back here, awaited until `deadline` (then
+    /// forgotten, and cancelled at the member); `Err` says why there is no result.
+    async fn ask(&self, m: usize, method: &str, params: Value, deadline: Instant) -> Result<Value, String> {
         let (tx, rx) = oneshot::channel();
         let msg = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
-        let msg: Members = serde_json::from_value(msg).unwrap_or_default();
-        self.send_request(m, msg, Route::Internal(tx))?;
-        Ok(rx)
-    }
-
-    /// [`Hub::request`], awaited until `deadline`; `Err` says why there is no result.
-    async fn ask(&self, m: usize, method: &str, params: Value, deadline: Instant) -> Result<Value, String> {
-        let rx = self.request(m, method, params)?;
+        let id = self.send_request(m, serde_json::from_value(msg).unwrap_or_default(), Route::Internal(tx))?;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(result))) => Ok(result),
             Ok(Ok(Err(error))) => Err(format!("it answered {method} with an error: {error}")),
             Ok(Err(_)) => Err("it ended".into()),
-            Err(_) => Err(format!("it did not answer {method} within member_timeout")),
+            Err(_) => {
+                self.forget(m, &id);
+                Err(format!("it did not answer {method} within member_timeout"))
+            }
         }
+    }
+
+    /// Gives up a request to member `m`: its answer, if one comes, is dropped.
+    fn forget(&self, m: usize, id: &str) {
+        self.state().pending.remove(&(m, Box::from(id)));
+        let cancel = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out in the aggregate"}}}}"#
+        );
+        let _ = self.txs[m].try_send(Bytes::from(cancel));
     }
 
     /// A client request forwarded to member `m` (its id swapped; the answer gets it back).
@@ -235,10 +242,13 @@ async fn on_client(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, msg: Bytes) {
                 let params = serde_json::from_slice::<Value>(&msg).ok().and_then(|mut v| v.get_mut("params").map(Value::take));
                 let members: Vec<usize> =
                     hub.state().up.iter().filter(|(_, c)| c.get("logging").is_some()).map(|(m, _)| *m).collect();
-                for m in members {
-                    let _ = hub.request(m, method, params.clone().unwrap_or(json!({})));
-                }
-                hub.answer(&id, json!({})).await;
+                let deadline = Instant::now() + hub.agg.spec.member_timeout;
+                let params = params.unwrap_or(json!({}));
+                let hub = hub.clone();
+                jobs.spawn(async move {
+                    join_all(members.into_iter().map(|m| hub.ask(m, method::LOGGING_SET_LEVEL, params.clone(), deadline))).await;
+                    hub.answer(&id, json!({})).await;
+                });
             }
             _ if route::routed(method) => route::call(hub, jobs, id, msg).await,
             _ => hub.error(&id, code::METHOD_NOT_FOUND, &format!("Method not found: {method}")).await,

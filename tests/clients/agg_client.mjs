@@ -8,6 +8,7 @@
 // one element of `results` in the one JSON line printed:
 //   {"op":"tools"|"prompts"|"resources"|"templates"}       -> the names (URIs) listed
 //   {"op":"call","name":N,"args":{...}}                     -> {"text"} or {"error":{code,message}}
+//   {"op":"call_abort","name":N,"ms":M}                      -> the same, the call aborted after M ms
 //   {"op":"read","uri":U} / {"op":"prompt","name":N}         -> the text, or {"error"}
 //   {"op":"wait_tools_changed","ms":M}                       -> true if tools/list_changed came
 // The line also has "elicitations" and "samplings" (how many questions were answered).
@@ -59,6 +60,13 @@ async function main() {
         case 'call': {
           const r = await client.callTool({ name: s.name, arguments: s.args ?? {} });
           results.push(r.isError ? { isError: textOf(r) } : { text: textOf(r) });
+          break;
+        }
+        case 'call_abort': {
+          const ac = new AbortController();
+          setTimeout(() => ac.abort('the test gave up'), s.ms ?? 500);
+          const r = await client.callTool({ name: s.name, arguments: s.args ?? {} }, undefined, { signal: ac.signal });
+          results.push({ text: textOf(r) });
           break;
         }
         case 'read': results.push((await client.readResource({ uri: s.uri })).contents.map(c => c.text ?? '').join('')); break;

@@ -39,7 +39,7 @@ pub(super) async fn initialize(hub: Arc<Hub>, id: Box<str>, msg: Bytes) {
     for i in 0..hub.txs.len() {
         let (tx, rx) = tokio::sync::oneshot::channel::<Answer>();
         match hub.send_request(i, m.clone(), super::Route::Internal(tx)) {
-            Ok(_) => receivers.push((i, Some(rx))),
+            Ok(id) => receivers.push((i, Some((id, rx)))),
             Err(e) => {
                 hub.left_out(i, "initialize", &e);
                 receivers.push((i, None));
@@ -49,14 +49,14 @@ pub(super) async fn initialize(hub: Arc<Hub>, id: Box<str>, msg: Bytes) {
     let mut results: Vec<(usize, Value)> = Vec::new();
     let mut late = Vec::new();
     for (i, rx) in receivers {
-        let Some(mut rx) = rx else { continue };
+        let Some((id, mut rx)) = rx else { continue };
         match tokio::time::timeout_at(deadline, &mut rx).await {
             Ok(Ok(Ok(result))) => results.push((i, result)),
             Ok(Ok(Err(error))) => hub.left_out(i, "initialize", &format!("it answered with an error: {error}")),
             Ok(Err(_)) => hub.left_out(i, "initialize", "it ended"),
             Err(_) => {
                 hub.left_out(i, "initialize", "it did not answer within member_timeout; it may join later");
-                late.push((i, rx));
+                late.push((i, id, rx));
             }
         }
     }
@@ -78,12 +78,16 @@ pub(super) async fn initialize(hub: Arc<Hub>, id: Box<str>, msg: Bytes) {
         hub.state().up.insert(*i, result.get("capabilities").cloned().unwrap_or(json!({})));
     }
     hub.answer(&id, merged_initialize(&hub, requested.as_deref(), &results)).await;
-    join_all(late.into_iter().map(|(i, rx)| join_late(&hub, i, rx))).await;
+    join_all(late.into_iter().map(|(i, id, rx)| join_late(&hub, i, id, rx))).await;
 }
 
 /// A member that answered `initialize` late joins, and the client hears its lists changed.
-async fn join_late(hub: &Hub, i: usize, rx: tokio::sync::oneshot::Receiver<Answer>) {
-    let Ok(Ok(Ok(result))) = tokio::time::timeout(LATE_JOIN, rx).await else { return };
+async fn join_late(hub: &Hub, i: usize, id: Box<str>, rx: tokio::sync::oneshot::Receiver<Answer>) {
+    let result = match tokio::time::timeout(LATE_JOIN, rx).await {
+        Ok(Ok(Ok(result))) => result,
+        Ok(_) => return,
+        Err(_) => return hub.forget(i, &id),
+    };
     let caps = result.get("capabilities").cloned().unwrap_or(json!({}));
     let initialized = {
         let mut st = hub.state();

@@ -19,6 +19,9 @@ use crate::protocol::jsonrpc::{self, code};
 use crate::protocol::method;
 use crate::protocol::rewrite::{self, Members};
 
+/// Members' questions to the client awaiting its answer, at most (across members).
+const MAX_ASKS: usize = 1024;
+
 /// JSON-RPC code for a resource no member has (the MCP spec's).
 const RESOURCE_NOT_FOUND: i64 = -32002;
 
@@ -209,6 +212,12 @@ pub(super) async fn answer_from_member(hub: &Hub, m: usize, id: &str, msg: &[u8]
 pub(super) async fn ask_client(hub: &Hub, m: usize, id: Box<str>, msg: &[u8]) {
     let ours: Box<str> = {
         let mut st = hub.state();
+        if st.asks.len() >= MAX_ASKS {
+            drop(st);
+            let refused = jsonrpc::error(Some(&id), code::INTERNAL_ERROR, "too many questions to the client in flight");
+            let _ = hub.txs[m].try_send(refused);
+            return;
+        }
         st.next_id += 1;
         let ours: Box<str> = format!("\"{}-{}\"", hub.member(m), st.next_id).into();
         st.asks.insert(ours.clone(), (m, id));
@@ -224,9 +233,17 @@ pub(super) fn answer_to_member(hub: &Hub, id: &str, msg: &[u8]) {
 }
 
 /// The client cancelled a request: the member that has it is told, under its id.
+/// Its answer, if one comes, is dropped here (the session does not expect it).
 pub(super) fn cancelled_by_client(hub: &Hub, msg: &[u8]) {
     let Some(id) = request_id(msg) else { return };
-    let Some((m, theirs)) = hub.state().calls.get(id.as_str()).cloned() else { return };
+    let call = {
+        let mut st = hub.state();
+        let call = st.calls.remove(id.as_str());
+        call.inspect(|(m, theirs)| {
+            st.pending.remove(&(*m, theirs.clone()));
+        })
+    };
+    let Some((m, theirs)) = call else { return };
     let _ = hub.txs[m].try_send(with_request_id(msg, &theirs));
 }
 
