@@ -2,11 +2,16 @@
 //! Python and TypeScript SDK clients over `/mcp` and `/sse`; members are server-everything, the
 //! bundled echo server, a member whose process exits at once (`false`), and the paged fixture
 //! (tests/fixtures/paged_server.py: paginated lists, `list_changed`, elicitation, a slow
-//! initialize). Config-time collisions run `check-config`.
+//! initialize). Config-time collisions run `check-config`; a takeover in cluster mode is in
+//! `aggregates/cluster.rs`.
 
+#[path = "aggregates/cluster.rs"]
+mod cluster;
+mod cluster_support;
 mod common;
 #[path = "aggregates/support.rs"]
 mod support;
+mod support_nginx;
 
 use std::time::{Duration, Instant};
 

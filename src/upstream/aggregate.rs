@@ -58,6 +58,9 @@ pub(super) struct Hub {
     txs: Vec<budget::Sender<Bytes>>,
     events: Events,
     state: Mutex<State>,
+    /// Set once `initialize` has been answered: what arrives before it (a takeover replays the
+    /// initialize without awaiting its answer) waits for it.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -80,6 +83,17 @@ struct State {
 impl Hub {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `initialize` has been answered (at most `member_timeout` and a second).
+    async fn initialized(&self) {
+        let mut ready = self.ready.subscribe();
+        let bound = self.agg.spec.member_timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(bound, ready.wait_for(|r| *r)).await;
+    }
+
+    fn is_ready(&self) -> bool {
+        *self.ready.borrow()
     }
 
     fn member(&self, m: usize) -> &str {
@@ -179,7 +193,8 @@ pub(super) async fn run(
         let member = stream::unfold(erx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
         from_members.push(member.map(move |e| (i, e)).boxed());
     }
-    let hub = Arc::new(Hub { name, agg, txs, events, state: Mutex::default() });
+    let ready = tokio::sync::watch::Sender::new(false);
+    let hub = Arc::new(Hub { name, agg, txs, events, state: Mutex::default(), ready });
     let mut jobs = JoinSet::new();
     let mut changed: BTreeSet<Kind> = BTreeSet::new();
     let mut flush_at: Option<Instant> = None;

@@ -65,6 +65,7 @@ pub(super) async fn initialize(hub: Arc<Hub>, id: Box<str>, msg: Bytes) {
         .filter(|i| spec.members[*i].required && !results.iter().any(|(m, _)| m == i))
         .map(|i| hub.member(i))
         .collect();
+    let ready = || hub.ready.send_replace(true);
     if !missing.is_empty() || results.is_empty() {
         let why = if missing.is_empty() {
             "no member answered".to_string()
@@ -72,12 +73,14 @@ pub(super) async fn initialize(hub: Arc<Hub>, id: Box<str>, msg: Bytes) {
             format!("required members failed: {}", missing.join(", "))
         };
         hub.error(&id, code::INTERNAL_ERROR, &format!("aggregate `{}` cannot start: {why}", hub.name)).await;
+        ready();
         return;
     }
     for (i, result) in &results {
         hub.state().up.insert(*i, result.get("capabilities").cloned().unwrap_or(json!({})));
     }
     hub.answer(&id, merged_initialize(&hub, requested.as_deref(), &results)).await;
+    ready();
     join_all(late.into_iter().map(|(i, id, rx)| join_late(&hub, i, id, rx))).await;
 }
 
@@ -210,6 +213,7 @@ pub(super) async fn refresh(hub: &Hub, kind: Kind) -> Result<Vec<Value>, String>
 
 /// The client's list request, answered with everything in one page.
 pub(super) async fn answer(hub: Arc<Hub>, kind: Kind, id: Box<str>) {
+    hub.initialized().await;
     match refresh(&hub, kind).await {
         Ok(mut items) => {
             if kind == Kind::Tools {

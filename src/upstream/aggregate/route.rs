@@ -96,9 +96,12 @@ fn refusal(code: i64, message: String) -> Refusal {
     serde_json::json!({"code": code, "message": message})
 }
 
-/// The member for `target` and its own name for it: `Ok(None)` if the lists it needs were
-/// never fetched, `Err` with the client's error if no member has it.
+/// The member for `target` and its own name for it: `Ok(None)` before `initialize` was
+/// answered or if the lists it needs were never fetched, `Err` with the client's error if no member has it.
 fn resolve(hub: &Hub, t: &Target) -> Result<Option<Member>, Refusal> {
+    if !hub.is_ready() {
+        return Ok(None);
+    }
     let mut st = hub.state();
     let turn = st.catalog.turn;
     st.catalog.turn = turn.wrapping_add(1);
@@ -154,6 +157,7 @@ pub(super) async fn call(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, id: Box<str>, m
         Ok(None) => {
             let hub = hub.clone();
             jobs.spawn(async move {
+                hub.initialized().await;
                 let kinds = match &t {
                     Target::Named(kind, _) => vec![*kind],
                     Target::Uri(_) => vec![Kind::Resources, Kind::Templates],
