@@ -212,7 +212,8 @@ async fn paginated_members_are_listed_to_the_end_and_clients_narrowed() {
 }
 
 /// A member slower than `member_timeout` and a dead one do not hold up the list; the slow one
-/// joins when it answers, and the client hears the tools changed.
+/// joins when it answers, and the client hears the tools changed. A `required` member that
+/// fails fails the initialize.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_dead_members_do_not_break_the_list() {
     let config = format!(
@@ -233,6 +234,18 @@ async fn slow_and_dead_members_do_not_break_the_list() {
     assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
     let log = bridge.log();
     assert!(log.contains("did not answer within member_timeout") && log.contains("aggregate member joined late"), "{log}");
+
+    // A required member that fails fails the aggregate's initialize, saying which.
+    let config = format!(
+        "{}{}[aggregates.strict]\nservers = [\"echo\", \"dead\"]\n[aggregates.strict.members.dead]\nrequired = true\n",
+        echo_server("echo"),
+        dead("dead"),
+    );
+    let bridge = Bridge::start(&config, &[]).await;
+    let resp = common::post_initialize(&reqwest::Client::new(), &bridge.url("/mcp/strict")).await;
+    let answers = common::responses(resp).await;
+    let error = answers.iter().find(|m| m["id"] == 1).map(|m| m["error"].clone()).unwrap_or_default();
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("required members failed: dead")), "{answers:?}");
 }
 
 /// A member's `list_changed` reaches the client and the re-merged list has the new tool; a

@@ -299,6 +299,43 @@ fn knowable_conflict(spec: &AggregateSpec) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<crate::config::Config, String> {
+        let servers = "[servers.a]\ncommand = \"x\"\n[servers.b]\nurl = \"http://127.0.0.1:1/mcp\"\n";
+        crate::config::Config::parse(&format!("{servers}{text}"), "t.toml", false).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_aggregate_is_a_server_with_its_members_in_order() {
+        let c = parse(
+            "[aggregates.all]\nservers = [\"b\", \"a\"]\n[aggregates.all.members.a]\ninclude = [\"x*\"]\nrequired = true\n",
+        )
+        .unwrap();
+        let crate::config::UpstreamSpec::Aggregate(agg) = &c.servers["all"].upstream else { panic!("an aggregate") };
+        let names: Vec<&str> = agg.spec.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(agg.servers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(
+            (agg.spec.prefix, agg.spec.on_conflict, agg.spec.separator.as_str()),
+            (Prefix::Server, OnConflict::Error, "__")
+        );
+        assert_eq!(agg.spec.member_timeout, Duration::from_secs(5));
+        assert!(agg.spec.members[1].required && agg.spec.members[1].admits("xy") && !agg.spec.members[1].admits("y"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("[aggregates.all]\nservers = [\"a\"]\n[aggregates.all.members.b]\n").unwrap_err();
+        assert!(e.contains("aggregates.all.members.b") && e.contains("not in this aggregate"), "{e}");
+        let e = parse("[aggregates.all]\nservers = [\"a\"]\non_conflict = \"last\"\n").unwrap_err();
+        assert!(e.contains("aggregates.all.on_conflict"), "{e}");
+        let e = parse("[aggregates.all]\nservers = []\n").unwrap_err();
+        assert!(e.contains("aggregates.all.servers"), "{e}");
+        let e = parse("[aggregates.x]\nservers = [\"a\"]\n[aggregates.y]\nservers = [\"x\"]\n").unwrap_err();
+        assert!(e.contains("is an aggregate"), "{e}");
+        let e = parse("[aggregates.all]\nservers = [\"a\"]\nseparator = \".\"\n").unwrap_err();
+        assert!(e.contains("aggregates.all.separator"), "{e}");
+    }
+
     #[test]
     fn globs_match_stars_and_marks() {
         assert!(glob_match("get-*", "get-sum"));

@@ -198,7 +198,7 @@ pub(super) async fn run(
     let mut jobs = JoinSet::new();
     let mut changed: BTreeSet<Kind> = BTreeSet::new();
     let mut flush_at: Option<Instant> = None;
-    let mut ended = 0;
+    let mut ended = std::collections::HashSet::new();
     loop {
         let flush = async move {
             match flush_at {
@@ -220,9 +220,10 @@ pub(super) async fn run(
                 }
                 UpstreamEvent::Session { .. } => {}
                 UpstreamEvent::Closed { reason, detail } => {
-                    member_ended(&hub, m, reason, &detail).await;
-                    ended += 1;
-                    if ended == upstreams.len() {
+                    if ended.insert(m) {
+                        member_ended(&hub, m, reason, &detail).await;
+                    }
+                    if ended.len() == upstreams.len() {
                         let detail = "every member of the aggregate ended".to_string();
                         let _ = hub.events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamExited, detail }).await;
                         return;
