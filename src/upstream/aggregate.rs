@@ -246,15 +246,15 @@ async fn on_client(hub: &Arc<Hub>, jobs: &mut JoinSet<()>, msg: Bytes) {
     let Ok(peek) = jsonrpc::peek(&msg) else { return };
     let method = peek.method.as_deref().unwrap_or("");
     match (peek.kind, peek.id) {
-        (MessageKind::Request, Some(id)) => match method {
-            method::INITIALIZE => {
-                jobs.spawn(lists::initialize(hub.clone(), id, msg));
-            }
-            method::PING => hub.answer(&id, json!({})).await,
-            _ if let Some(kind) = Kind::of_list(method) => {
+        (MessageKind::Request, Some(id)) => match (method, Kind::of_list(method)) {
+            (_, Some(kind)) => {
                 jobs.spawn(lists::answer(hub.clone(), kind, id));
             }
-            method::LOGGING_SET_LEVEL => {
+            (method::INITIALIZE, _) => {
+                jobs.spawn(lists::initialize(hub.clone(), id, msg));
+            }
+            (method::PING, _) => hub.answer(&id, json!({})).await,
+            (method::LOGGING_SET_LEVEL, _) => {
                 let params = serde_json::from_slice::<Value>(&msg).ok().and_then(|mut v| v.get_mut("params").map(Value::take));
                 let members: Vec<usize> =
                     hub.state().up.iter().filter(|(_, c)| c.get("logging").is_some()).map(|(m, _)| *m).collect();
