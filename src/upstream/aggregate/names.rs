@@ -56,13 +56,11 @@ pub(super) fn merge(kind: Kind, spec: &AggregateSpec, aggregate: &str, lists: Ve
                 continue;
             }
             let published = if renamed { publish(spec.prefix_of(m), &spec.separator, &own) } else { own.clone() };
-            if renamed
-                && published
-                    != format!("{}{}", spec.prefix_of(m).map(|p| format!("{p}{}", spec.separator)).unwrap_or_default(), own)
-            {
-                tracing::info!(aggregate, member = member.name, "{} `{own}` is published as `{published}`", kind.field());
-            }
             if renamed {
+                let plain = spec.prefix_of(m).map_or_else(|| own.clone(), |p| format!("{p}{}{own}", spec.separator));
+                if published != plain {
+                    tracing::info!(aggregate, member = member.name, "{} `{own}` is published as `{published}`", kind.field());
+                }
                 item[kind.key()] = Value::String(published.clone());
             }
             let entry = found.entry(published.clone()).or_default();
