@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+pub(crate) mod aggregates;
 pub(crate) mod auth;
 mod duration;
 pub(crate) mod edge;
@@ -145,6 +146,11 @@ impl ServerConfig {
     pub fn http<'a>(&'a self, shared: &'a reqwest::Client) -> &'a reqwest::Client {
         self.outbound.as_ref().map_or(shared, |o| &o.client)
     }
+
+    fn aggregate(name: &str, heartbeat: Heartbeat, v: aggregates::Validated<ServerConfig>) -> ServerConfig {
+        let (json_response, rest, upstream) = (v.json_response, v.rest, UpstreamSpec::Aggregate(Arc::new(v.aggregate)));
+        ServerConfig { name: name.into(), upstream, heartbeat, json_response, pool: None, shared: false, outbound: None, rest }
+    }
 }
 
 /// Several instances of one remote MCP server. A session sticks to the instance it starts on.
@@ -164,9 +170,22 @@ pub enum Balance {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamSpec {
-    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
-    StreamableHttp { url: String, headers: BTreeMap<String, String> },
-    Sse { url: String, headers: BTreeMap<String, String> },
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    StreamableHttp {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+    Sse {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+    /// `[aggregates.NAME]`: one endpoint merging several servers (`config/aggregates.rs`).
+    Aggregate(Arc<aggregates::Aggregate<ServerConfig>>),
 }
 
 // ---- the file model -------------------------------------------------------------------
@@ -198,6 +217,7 @@ struct FileModel {
     servers: Option<Vec<(String, ServerModel)>>,
     #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
     mcp_servers: Option<Vec<(String, ServerModel)>>,
+    aggregates: Option<BTreeMap<String, aggregates::AggregateModel>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -338,7 +358,10 @@ impl FileModel {
             (None, None) => return Err(invalid("servers", "no MCP servers are configured".into())),
         };
         let limits = self.limits.unwrap_or_default().validate(&invalid)?;
-        let servers = servers(entries, heartbeat, &invalid)?;
+        let mut servers = servers(entries, heartbeat, &invalid)?;
+        let is_aggregate = |s: &ServerConfig| matches!(s.upstream, UpstreamSpec::Aggregate(_));
+        aggregates::add(self.aggregates, &mut servers, is_aggregate, |name, v| ServerConfig::aggregate(name, heartbeat, v))
+            .map_err(|(key, reason)| invalid(&key, reason))?;
         if let Some(auth) = &self.auth {
             let names: Vec<&str> = servers.keys().map(String::as_str).collect();
             auth.check(&names).map_err(|(key, reason)| invalid(&key, reason))?;

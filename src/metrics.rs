@@ -46,6 +46,13 @@ pub(crate) struct Stateless {
     pub outcome: &'static str,
 }
 
+/// A member of an aggregate (both names from the configuration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AggregateMember {
+    pub aggregate: String,
+    pub member: String,
+}
+
 fn latency() -> Histogram {
     // 50 µs .. ~100 s
     Histogram::new(exponential_buckets(0.000_05, 2.5, 16))
@@ -68,6 +75,8 @@ pub(crate) struct Metrics {
     pub upstream_crashes: Family<Server, Counter>,
     pub upstream_healthy: Family<Server, Gauge>,
     pub stateless_requests: Family<Stateless, Counter>,
+    /// Aggregate members left out of an initialize or a list (down, failed, or too slow).
+    pub aggregate_members_left_out: Family<AggregateMember, Counter>,
     registry: Registry,
 }
 
@@ -101,6 +110,7 @@ impl Metrics {
             upstream_crashes: Family::default(),
             upstream_healthy: Family::default(),
             stateless_requests: Family::default(),
+            aggregate_members_left_out: Family::default(),
             registry: Registry::default(),
         };
         registry.register("sessions_open", "Sessions held by this instance", m.sessions_open.clone());
@@ -124,6 +134,11 @@ impl Metrics {
             "upstream_healthy",
             "1 if the server takes new sessions, 0 while it backs off",
             m.upstream_healthy.clone(),
+        );
+        registry.register(
+            "aggregate_members_left_out",
+            "Aggregate members left out of an initialize or a list: down, failed or slower than member_timeout",
+            m.aggregate_members_left_out.clone(),
         );
         Metrics { registry, ..m }
     }
