@@ -1,12 +1,11 @@
 //! The aggregate tests' plumbing: config snippets for the members, and the scripted TypeScript
 //! SDK client (`tests/clients/agg_client.mjs`) that runs a list of steps and prints their results.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{clients_dir, require_node, require_python, root, toml_str, Bridge};
+use crate::common::{self, require_python, root, toml_str, Bridge};
 
 /// `[servers.{name}]` running tests/fixtures/paged_server.py with `NAME = name` and `env`.
 pub(crate) fn paged(name: &str, env: &[(&str, &str)]) -> String {
@@ -27,29 +26,11 @@ pub(crate) fn dead(name: &str) -> String {
 /// Runs `steps` with the TypeScript SDK client over `transport` (`sse` or `streamable`) at
 /// `path` of `bridge`; returns the client's JSON line after asserting it ran.
 pub(crate) async fn steps(bridge: &Bridge, transport: &str, path: &str, steps: Value) -> Value {
-    require_node();
     let url = bridge.url(path);
     let label = format!("agg_client {transport} {url}");
-    let child = tokio::process::Command::new("node")
-        .arg(clients_dir().join("agg_client.mjs"))
-        .args(["--transport", transport, "--url", &url, "--steps", &steps.to_string(), "--timeout", "60"])
-        .current_dir(clients_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{label}: cannot start: {e}"));
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{label}: did not finish within 90 s"))
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: Value =
-        stdout.lines().rev().find_map(|l| serde_json::from_str(l.trim()).ok()).unwrap_or_else(|| {
-            panic!("{label}: no JSON line; stdout: {stdout}\nstderr: {stderr}\nbridge log:\n{}", bridge.log())
-        });
+    let steps = steps.to_string();
+    let args = ["--transport", transport, "--url", &url, "--steps", &steps, "--timeout", "60"];
+    let (v, stderr) = common::node_json("agg_client.mjs", &args, Duration::from_secs(90), &label).await;
     assert_eq!(v["ok"], json!(true), "{label}: {v}\nstderr: {stderr}\nbridge log:\n{}", bridge.log());
     v
 }
