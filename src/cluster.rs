@@ -16,6 +16,7 @@ mod lease;
 mod ratelimit;
 mod records;
 pub(crate) mod restore;
+mod resync;
 mod store;
 pub(crate) mod wire;
 mod writer;
@@ -45,6 +46,10 @@ use wire::{Envelope, Failure, Reply, Request};
 /// given up on at once, see `lease::watch`): long enough to ride out a Redis failover that
 /// loses replies on the way.
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// A forwarded request is not served later than this before its sender gives up, so that
+/// the reply (sent again while the sender asks again) has time to arrive: a request its
+/// sender gave up on was not served.
+const REPLY_GUARD: Duration = Duration::from_secs(3);
 /// A forwarded request unanswered this long is sent again, as the same request, until
 /// [`RPC_TIMEOUT`].
 const RESEND_EVERY: Duration = Duration::from_millis(1000);
@@ -98,6 +103,17 @@ struct HeldStream {
     /// The number of the last frame passed on: a frame published twice (the owner's writer
     /// sends a failed pipeline again) is passed on once.
     last_seq: Option<u64>,
+    /// Whether the owner's reply (its stream number, its replay) has come (see `resync`).
+    established: bool,
+    /// `Cluster::gaps` and `Cluster::healed` when it was opened.
+    gaps: u64,
+    healed: u64,
+    /// Frames that came while it resyncs, passed on after the owner's replay, and the close
+    /// that came then, applied after them.
+    waiting: Option<Vec<(u64, String)>>,
+    closing: Option<CloseReason>,
+    /// Since when its owner's lease is known to have lapsed (see `resync::rehome`).
+    lapsed: Option<std::time::Instant>,
 }
 
 pub(crate) struct Cluster {
@@ -124,6 +140,14 @@ pub(crate) struct Cluster {
     held: Mutex<HashMap<u64, HeldStream>>,
     next: AtomicU64,
     healthy: AtomicBool,
+    /// Times the connection carrying the inbox dropped, and the last of them known to be
+    /// over (see `resync`).
+    gaps: AtomicU64,
+    healed: AtomicU64,
+    /// When the last gap began (Unix ms; 0: never).
+    gap_at: AtomicU64,
+    /// Journal writes that failed or were dropped so far (see `Journal::durable`).
+    lost_writes: AtomicU64,
     /// The sessions owned here: forwarded requests are served from it, leases renewed for it.
     registry: Weak<Registry>,
     /// Events kept per stream log in Redis.
@@ -169,6 +193,10 @@ impl Cluster {
             // epoch grows on each): an owner keeps the replies it sent by (sender, number).
             next: AtomicU64::new(first_number),
             healthy: AtomicBool::new(true),
+            gaps: AtomicU64::new(0),
+            healed: AtomicU64::new(0),
+            gap_at: AtomicU64::new(0),
+            lost_writes: AtomicU64::new(0),
             registry: Arc::downgrade(registry),
             log_size,
             ttl,
@@ -226,6 +254,7 @@ impl Cluster {
             Ok(()) => true,
             Err(_) => {
                 self.healthy.store(false, Ordering::Relaxed);
+                self.lost_writes.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -255,21 +284,24 @@ impl Cluster {
         self.send_probe();
     }
 
-    fn send_probe(&self) {
+    fn send_probe(&self) -> u64 {
         let nonce = self.probe_sent.fetch_add(1, Ordering::Relaxed) + 1;
         self.publish(&self.instance.clone(), Envelope::Probe { nonce });
+        nonce
     }
 
     /// The inbox subscription is gone (Redis dropped it when its slot moved, or a probe did
     /// not come back). What was published to it meanwhile is lost, so: the streams held here
-    /// end (their clients resume with Last-Event-ID and get the replay from the owner's log),
-    /// no request is forwarded until a probe comes back (its reply could not arrive), and the
-    /// subscription is taken again every 200 ms (for at most 30 s; the periodic probe goes on).
+    /// ask their owners for it once a probe comes back (`resync`), no request is forwarded
+    /// until then (its reply could not arrive), and the subscription is taken again every
+    /// 200 ms (for at most 30 s; the periodic probe goes on).
     pub(super) fn inbox_lost(&self, why: &str) {
         if !self.inbox_ok.swap(false, Ordering::Relaxed) {
             return;
         }
-        self.end_held(why);
+        tracing::warn!(why, "the inbox is lost; subscribing again");
+        self.gap_at.store(wire::unix_ms(), Ordering::Relaxed);
+        self.gaps.fetch_add(1, Ordering::Relaxed);
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
             for _ in 0..150 {
@@ -290,6 +322,7 @@ impl Cluster {
         self.probe_seen.store(nonce, Ordering::Relaxed);
         if !self.inbox_ok.swap(true, Ordering::Relaxed) {
             tracing::info!(instance = %self.instance, "the inbox is subscribed again");
+            self.healed(self.gaps.load(Ordering::Relaxed));
         }
     }
 
@@ -318,12 +351,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits (bounded) until every write queued so far has reached Redis.
-    pub(crate) async fn flush(&self) {
+    /// Waits (bounded: a write is tried again for a while, see `writer`) until every write
+    /// queued so far has been sent to Redis; `false` if that did not happen in time.
+    pub(crate) async fn flush(&self) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.queue.send(Op::Flush(tx)).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+        if self.queue.send(Op::Flush(tx)).await.is_err() {
+            return false;
         }
+        tokio::time::timeout(writer::RETRY_FOR * 2, rx).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Sends a request to `owner` (alive in `epoch`) for `sid` and waits for its answer; gives
@@ -335,7 +370,8 @@ impl Cluster {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
-        let env = Envelope::Request { from: self.instance.to_string(), req, sid: sid.to_string(), body };
+        let until = wire::unix_ms() + (RPC_TIMEOUT - REPLY_GUARD).as_millis() as u64;
+        let env = Envelope::Request { from: self.instance.to_string(), req, sid: sid.to_string(), body, until };
         if !self.publish(owner, env.clone()) {
             self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
             return Err(ClusterError::Busy);
@@ -376,17 +412,23 @@ impl Cluster {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(crate::session::STREAM_QUEUE);
         let reason = CloseCell::default();
-        let held =
-            HeldStream { tx, reason: reason.clone(), owner: owner.to_string(), epoch, sid, stream: u32::MAX, last_seq: None };
+        let held = HeldStream {
+            tx,
+            reason: reason.clone(),
+            owner: owner.to_string(),
+            epoch,
+            sid,
+            stream: u32::MAX,
+            last_seq: None,
+            established: false,
+            gaps: self.gaps.load(Ordering::Relaxed),
+            healed: self.healed.load(Ordering::Relaxed),
+            waiting: None,
+            closing: None,
+            lapsed: None,
+        };
         self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(token, held);
         (token, rx, reason)
-    }
-
-    /// Records which stream a held token reads, once the owner has said.
-    pub(crate) fn held_stream(&self, token: u64, stream: u32) {
-        if let Some(h) = self.held.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&token) {
-            h.stream = stream;
-        }
     }
 
     /// The client of a held stream went away: forget it and tell the owner.
@@ -410,40 +452,17 @@ impl Cluster {
         self.publish(instance, Envelope::Close { token, reason: reason.as_str().to_string() });
     }
 
-    /// Ends every client stream held here: frames for them may have been lost (the inbox
-    /// subscription was gone). Their clients resume with Last-Event-ID and get the replay.
-    pub(super) fn end_held(&self, why: &str) {
-        let held: Vec<HeldStream> = self.held.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, h)| h).collect();
-        if !held.is_empty() {
-            tracing::warn!(streams = held.len(), why, "ending the streams held for other instances");
-        }
-        for h in held {
-            let _ = h.reason.set(CloseReason::Error);
-        }
-    }
-
-    /// Ends the client streams held here for an instance that no longer holds the session's
-    /// lease (it died, or lost the session): nothing would reach them any more. Their clients
-    /// reconnect with `Last-Event-ID`, and whoever owns the session then replays what they
-    /// missed.
+    /// Moves the client streams held here for an instance that no longer holds the session's
+    /// lease to the session's live owner, or ends them (see `resync::rehome`).
     async fn check_held(&self) {
         let owners: std::collections::HashSet<(String, u64)> =
             self.held.lock().unwrap_or_else(|e| e.into_inner()).values().map(|h| (h.owner.clone(), h.epoch)).collect();
         for (owner, epoch) in owners {
             // Without Redis nobody can tell; keep the streams.
             let Ok(alive) = self.alive(&owner, epoch).await else { return };
-            if alive {
-                continue;
+            if !alive {
+                self.rehome(&owner, epoch).await;
             }
-            let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, h| {
-                let lapsed = h.owner == owner && h.epoch == epoch;
-                if lapsed {
-                    let _ = h.reason.set(CloseReason::Error);
-                    tracing::info!(session = %h.sid, owner = %owner, epoch, "ending a stream held for an instance whose lease lapsed");
-                }
-                !lapsed
-            });
         }
     }
 }
@@ -460,5 +479,13 @@ impl Journal for Cluster {
 
     fn confirm(&self) -> futures_util::future::BoxFuture<'_, bool> {
         Box::pin(async { self.fence().await.is_ok() })
+    }
+
+    fn mark(&self) -> u64 {
+        self.lost_writes.load(Ordering::Relaxed)
+    }
+
+    fn durable(&self, mark: u64) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(async move { self.flush().await && self.lost_writes.load(Ordering::Relaxed) == mark })
     }
 }

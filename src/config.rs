@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-pub(crate) mod audit;
+pub(crate) mod aggregates;
 pub(crate) mod auth;
 pub(crate) mod credentials;
 mod duration;
@@ -19,7 +19,6 @@ pub(crate) mod edge;
 mod error;
 pub(crate) mod limits;
 pub(crate) mod pump;
-pub(crate) mod ratelimit;
 mod redis;
 pub(crate) mod rest;
 mod sessions;
@@ -52,10 +51,6 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`, validated; `None` leaves the bridge open (fine on loopback).
     pub auth: Option<auth::AuthModel>,
-    /// `[rate_limits]`, validated (none by default).
-    pub rate_limits: ratelimit::RateLimits,
-    /// `[audit]`, validated; `None`: no audit lines.
-    pub audit: Option<audit::AuditSettings>,
     /// `trusted_proxies`, the `[admin]` and `[metrics]` tokens, checked.
     pub edge: edge::Edge,
     pub servers: BTreeMap<String, Arc<ServerConfig>>,
@@ -145,7 +140,6 @@ pub struct ServerConfig {
     pub outbound: Option<tls::Outbound>,
     /// `[servers.NAME.rest]`: how its tools behave over `/rest/` (`config/rest.rs`).
     pub rest: rest::Rest,
-    /// `[servers.NAME.oauth2]`: client credentials for a remote server (`config/credentials.rs`).
     pub oauth2: Option<Arc<credentials::OAuth>>,
 }
 
@@ -153,6 +147,12 @@ impl ServerConfig {
     /// The HTTP client for this server: its own when it has outbound settings, else `shared`.
     pub fn http<'a>(&'a self, shared: &'a reqwest::Client) -> &'a reqwest::Client {
         self.outbound.as_ref().map_or(shared, |o| &o.client)
+    }
+
+    fn aggregate(name: &str, heartbeat: Heartbeat, v: aggregates::Validated<ServerConfig>) -> ServerConfig {
+        let (json_response, rest, upstream) = (v.json_response, v.rest, UpstreamSpec::Aggregate(Arc::new(v.aggregate)));
+        let (pool, outbound, oauth2) = (None, None, None);
+        ServerConfig { name: name.into(), upstream, heartbeat, json_response, pool, shared: false, outbound, rest, oauth2 }
     }
 }
 
@@ -173,9 +173,22 @@ pub enum Balance {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamSpec {
-    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
-    StreamableHttp { url: String, headers: BTreeMap<String, String> },
-    Sse { url: String, headers: BTreeMap<String, String> },
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    StreamableHttp {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+    Sse {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+    /// `[aggregates.NAME]`: one endpoint merging several servers (`config/aggregates.rs`).
+    Aggregate(Arc<aggregates::Aggregate<ServerConfig>>),
 }
 
 // ---- the file model -------------------------------------------------------------------
@@ -200,8 +213,6 @@ struct FileModel {
     sessions: Option<SessionsModel>,
     limits: Option<LimitsModel>,
     auth: Option<auth::AuthModel>,
-    rate_limits: Option<ratelimit::RateLimitsModel>,
-    audit: Option<audit::AuditModel>,
     admin: Option<edge::TokenModel>,
     metrics: Option<edge::TokenModel>,
     trusted_proxies: Option<Vec<String>>,
@@ -209,6 +220,7 @@ struct FileModel {
     servers: Option<Vec<(String, ServerModel)>>,
     #[serde(default, rename = "mcpServers", deserialize_with = "unique_map")]
     mcp_servers: Option<Vec<(String, ServerModel)>>,
+    aggregates: Option<BTreeMap<String, aggregates::AggregateModel>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -350,12 +362,14 @@ impl FileModel {
             (None, None) => return Err(invalid("servers", "no MCP servers are configured".into())),
         };
         let limits = self.limits.unwrap_or_default().validate(&invalid)?;
-        let servers = servers(entries, heartbeat, &invalid)?;
-        let names: Vec<&str> = servers.keys().map(String::as_str).collect();
+        let mut servers = servers(entries, heartbeat, &invalid)?;
+        let is_aggregate = |s: &ServerConfig| matches!(s.upstream, UpstreamSpec::Aggregate(_));
+        aggregates::add(self.aggregates, &mut servers, is_aggregate, |name, v| ServerConfig::aggregate(name, heartbeat, v))
+            .map_err(|(key, reason)| invalid(&key, reason))?;
         if let Some(auth) = &self.auth {
+            let names: Vec<&str> = servers.keys().map(String::as_str).collect();
             auth.check(&names).map_err(|(key, reason)| invalid(&key, reason))?;
         }
-        let audit = self.audit.map(|a| a.validate(&names)).transpose().map_err(|(key, reason)| invalid(&key, reason))?;
         let edge = edge::Edge::validate(self.trusted_proxies.as_deref(), self.admin.as_ref(), self.metrics.as_ref());
         Ok(Config {
             edge: edge.map_err(|(key, reason)| invalid(&key, reason))?,
@@ -370,8 +384,6 @@ impl FileModel {
             sessions,
             limits,
             auth: self.auth,
-            rate_limits: self.rate_limits.unwrap_or_default().validate().map_err(|(key, reason)| invalid(&key, reason))?,
-            audit,
             servers,
         })
     }
@@ -491,15 +503,12 @@ impl ServerModel {
                 }
                 UpstreamSpec::Stdio { command, args: self.args, env: self.env, cwd: self.cwd }
             }
-            (None, Some(url)) => {
-                let headers = credentials::expand_headers(self.headers, key).map_err(|(k, r)| invalid(&k, r))?;
-                remote(url, headers, kind, key, invalid)?
-            }
+            (None, Some(url)) => remote(url, self.headers, kind, key, invalid)?,
         };
         let heartbeat = heartbeat(self.heartbeat.unwrap_or_default(), global, &format!("{key}.heartbeat"), invalid)?;
         let rest = self.rest.unwrap_or_default().validate().map_err(|(k, r)| invalid(&format!("{key}.{k}"), r))?;
-        let remote = !matches!(upstream, UpstreamSpec::Stdio { .. });
-        let oauth2 = self.oauth2.map(|o| o.validate(remote, key).map(Arc::new)).transpose().map_err(|(k, r)| invalid(&k, r))?;
+        let remote = matches!(upstream, UpstreamSpec::StreamableHttp { .. } | UpstreamSpec::Sse { .. });
+        let oauth2 = credentials::oauth2(self.oauth2, remote, key).map_err(|(k, r)| invalid(&k, r))?;
         Ok(ServerConfig {
             name: name.to_string(),
             upstream,
@@ -559,6 +568,7 @@ fn remote(
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(invalid(&format!("{key}.url"), format!("`{url}` is not an http(s) URL")));
     }
+    let headers = credentials::expand_headers(headers, key).map_err(|(k, r)| invalid(&k, r))?;
     match kind {
         None | Some("streamable-http" | "streamableHttp" | "http") => Ok(UpstreamSpec::StreamableHttp { url, headers }),
         Some("sse") => Ok(UpstreamSpec::Sse { url, headers }),

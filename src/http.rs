@@ -9,6 +9,7 @@ mod error;
 pub(crate) mod event_stream;
 pub mod mirrored;
 pub(crate) mod modern;
+mod narrow;
 pub(crate) mod origin;
 pub(crate) mod probes;
 pub(crate) mod ratelimit;

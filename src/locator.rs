@@ -395,7 +395,7 @@ impl Handle {
                 let body = Request::Open { requests, json, token, messages: strings(&messages) };
                 match r.cluster.call((&r.owner, r.epoch), r.id, body).await {
                     Ok(Reply::Opened { stream, priming, polling }) => {
-                        r.cluster.held_stream(token, stream);
+                        r.cluster.held_stream(token, stream, None);
                         let attached = Attached { stream, replay: Vec::new(), rx, reason };
                         Ok((Opened { stream, priming, polling }, attached, Detach::Remote(r.cluster.clone(), token)))
                     }
@@ -426,9 +426,9 @@ impl Handle {
             Handle::Local(s) => attach_local(s, stream, after, replace),
             Handle::Remote(r) => {
                 let (token, rx, reason) = r.cluster.hold(&r.owner, r.epoch, r.id);
-                r.cluster.held_stream(token, stream);
                 match r.cluster.call((&r.owner, r.epoch), r.id, Request::Attach { stream, after, replace, token }).await {
                     Ok(Reply::Attached { stream, replay, done, polling }) => {
+                        r.cluster.held_stream(token, stream, replay.last().map(|(seq, _)| *seq).or(after));
                         let replay = replay.into_iter().map(|(seq, data)| Entry::replayed(seq, Bytes::from(data))).collect();
                         if done {
                             let _ = reason.set(CloseReason::Completed);

@@ -46,7 +46,7 @@ pub(crate) struct Stateless {
     pub outcome: &'static str,
 }
 
-/// A request refused by `[rate_limits]`. No principal label: principals are unbounded.
+/// A request refused by `[auth.rate_limits]`. No principal label: principals are unbounded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RateLimited {
     /// `named` (a named client), `jwt`, or `anonymous`.
@@ -57,6 +57,13 @@ pub(crate) struct RateLimited {
     pub limit: &'static str,
     /// `rate` or `concurrent`.
     pub kind: &'static str,
+}
+
+/// A member of an aggregate (both names from the configuration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AggregateMember {
+    pub aggregate: String,
+    pub member: String,
 }
 
 fn latency() -> Histogram {
@@ -82,6 +89,8 @@ pub(crate) struct Metrics {
     pub upstream_healthy: Family<Server, Gauge>,
     pub stateless_requests: Family<Stateless, Counter>,
     pub rate_limited: Family<RateLimited, Counter>,
+    /// Aggregate members left out of an initialize or a list (down, failed, or too slow).
+    pub aggregate_members_left_out: Family<AggregateMember, Counter>,
     registry: Registry,
 }
 
@@ -116,6 +125,7 @@ impl Metrics {
             upstream_healthy: Family::default(),
             stateless_requests: Family::default(),
             rate_limited: Family::default(),
+            aggregate_members_left_out: Family::default(),
             registry: Registry::default(),
         };
         registry.register("sessions_open", "Sessions held by this instance", m.sessions_open.clone());
@@ -137,13 +147,18 @@ impl Metrics {
         );
         registry.register(
             "rate_limited",
-            "Requests refused by [rate_limits], by principal class, server and limit",
+            "Requests refused by [auth.rate_limits], by principal class, server and limit",
             m.rate_limited.clone(),
         );
         registry.register(
             "upstream_healthy",
             "1 if the server takes new sessions, 0 while it backs off",
             m.upstream_healthy.clone(),
+        );
+        registry.register(
+            "aggregate_members_left_out",
+            "Aggregate members left out of an initialize or a list: down, failed or slower than member_timeout",
+            m.aggregate_members_left_out.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -25,6 +25,7 @@ pub(crate) mod changes;
 mod end;
 mod env;
 pub(crate) mod event_log;
+mod hold;
 pub(crate) mod journal;
 mod log_memory;
 pub(crate) mod pending;
@@ -132,6 +133,8 @@ struct State {
     /// Messages and their bytes routed to the client.
     events: u64,
     bytes: u64,
+    /// Upstream messages logged but not sent yet (cluster mode; see `hold.rs`).
+    hold: hold::Hold,
 }
 
 /// What a taken-over session starts from (see `cluster::restore`).
@@ -240,6 +243,7 @@ impl Session {
                 timeline: VecDeque::new(),
                 events: 0,
                 bytes: 0,
+                hold: Default::default(),
             }),
             events_tx,
             ended: Notify::new(),
@@ -383,21 +387,31 @@ impl Session {
             return Err(AttachError::Ended(reason));
         }
         st.last_activity = Instant::now();
+        let held_from = st.hold.first(stream);
         let s = st.streams.get_mut(&stream).ok_or(AttachError::NoStream(stream))?;
         if s.live.as_ref().is_some_and(Live::reading) && !replace {
             return Err(AttachError::Conflict);
         }
-        let replay = match after {
+        let mut replay = match after {
             Some(after) => s.log.after(after)?,
             None => Vec::new(),
         };
+        // What is held is sent to this client when the hold is released.
+        if let Some(first) = held_from {
+            replay.retain(|e| e.seq < first);
+        }
         // The client has what it acknowledged and is about to get the rest: nothing logged is
         // unsent any more, so it no longer counts against the overflow bound.
         s.log.mark_all_sent();
         if s.done {
             let _ = reason.set(CloseReason::Completed);
-        } else if let Some(old) = s.live.replace(Live { sink, reason }) {
-            old.close(CloseReason::Replaced);
+        } else {
+            // The same holder asking again for what it missed (see `cluster/resync.rs`) keeps
+            // its stream: nothing is closed.
+            let same = matches!(&sink, Sink::Remote(r) if s.live.as_ref().is_some_and(|l| l.is_remote(r.token())));
+            if let Some(old) = s.live.replace(Live { sink, reason }).filter(|_| !same) {
+                old.close(CloseReason::Replaced);
+            }
         }
         Ok(AttachInfo { replay, done: s.done })
     }
@@ -449,23 +463,19 @@ impl Session {
             };
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(UpstreamEvent::Message(raw)) => {
-                        if let Some(journal) = self.env.journal.as_ref().filter(|j| !j.trusted()) {
-                            journal::settle(&**journal).await;
-                            if self.state().ended.is_some() {
+                    Some(UpstreamEvent::Message(raw)) => match self.on_upstream_messages(raw, &mut events).await {
+                        hold::Released::Ended => return,
+                        hold::Released::Next(None) => {}
+                        hold::Released::Next(Some(ev)) => {
+                            if !self.on_upstream_event(ev) {
                                 return;
                             }
                         }
-                        self.on_upstream_message(raw)
-                    }
-                    Some(UpstreamEvent::Session { url, id }) => {
-                        let mut st = self.state();
-                        st.persist(|| journal::Entry::UpstreamSession { url: url.clone(), id: id.clone() });
-                        st.upstream_session = Some((url, id));
-                    }
-                    Some(UpstreamEvent::Closed { reason, detail }) => {
-                        self.end(reason, &detail);
-                        return;
+                    },
+                    Some(ev) => {
+                        if !self.on_upstream_event(ev) {
+                            return;
+                        }
                     }
                     None => return,
                 },
@@ -554,43 +564,5 @@ impl State {
         let seq = self.streams.get_mut(&stream)?.log.reserve();
         self.persist(|| journal::Entry::Reserve { stream, seq });
         Some(seq)
-    }
-
-    /// Logs a message in a stream and sends it to the attached client, if any.
-    fn push(&mut self, to: Target, raw: Bytes, is_response: bool) -> Result<(), Overflow> {
-        let Target::Stream(n) = to else { return Ok(()) };
-        let now = Instant::now();
-        let Some(s) = self.streams.get_mut(&n) else {
-            return Ok(());
-        };
-        let live = s.live.as_ref().is_some_and(Live::reading);
-        let in_flight = s.live.as_ref().map_or(0, Live::queued);
-        log_memory::make_room(&mut self.streams, n, raw.len());
-        let Some(s) = self.streams.get_mut(&n) else { return Ok(()) };
-        let pushed = s.log.push(raw.clone(), live, in_flight, now);
-        self.events += 1;
-        self.bytes += raw.len() as u64;
-        if let Ok(seq) = pushed {
-            if let Some((journal, sid)) = &self.persist {
-                let entry = journal::Entry::Event { stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };
-                journal.write(*sid, entry);
-            }
-        }
-        if let (Some(l), Ok(seq)) = (&s.live, &pushed) {
-            match l.try_send(Frame::Message(*seq, raw)) {
-                Ok(()) => {}
-                Err(SendFailed::Full) => {
-                    s.log.mark_newest_unsent(l.queued() + 1);
-                    if let Some(l) = s.live.take() {
-                        l.close(CloseReason::SlowConsumer);
-                    }
-                }
-                Err(SendFailed::Closed) => s.live = None,
-            }
-        }
-        if is_response {
-            self.request_done(n);
-        }
-        pushed.map(|_| ())
     }
 }

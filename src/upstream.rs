@@ -1,7 +1,8 @@
-//! The three kinds of upstream. Each runs as one task that takes client messages from a
+//! The kinds of upstream (an aggregate's members are upstreams of the other kinds). Each runs as one task that takes client messages from a
 //! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
+pub(crate) mod aggregate;
 pub(crate) mod budget;
 mod cause;
 mod framing;
@@ -151,6 +152,7 @@ pub(crate) fn start(
             tokio::spawn(http::run(url, headers, ctx, session, (pool, resume), rx, events))
         }
         UpstreamSpec::Sse { url, headers } => tokio::spawn(sse::run(url, headers, ctx, session, rx, events)),
+        UpstreamSpec::Aggregate(agg) => tokio::spawn(aggregate::run(agg, name, (session, principal), ctx, rx, events)),
     };
     Upstream { tx, task }
 }

@@ -1,10 +1,12 @@
 //! The official MCP conformance suite (`@modelcontextprotocol/conformance` 0.2.0-alpha.12, server
-//! mode, `--suite all`) through the bridge, in four runs (`tests/conformance/run.mjs`):
+//! mode, `--suite all`) through the bridge, in six runs (`tests/conformance/run.mjs`):
 //! `stdio` and `http` at `--spec-version 2025-11-25` with the legacy SDK fixture behind the bridge
 //! over stdio and as a remote Streamable HTTP upstream; `modern-stdio` at `--spec-version
 //! 2026-07-28` against the same legacy fixture over stdio (the bridge maps 2026-07-28 requests
 //! onto legacy sessions); `modern-http` at `--spec-version 2026-07-28` with the v2-SDK 2026-07-28
-//! fixture (`fixture_modern.mjs`) as a remote upstream (passed through). Fails on any scenario that
+//! fixture (`fixture_modern.mjs`) as a remote upstream (passed through); `aggregate` and
+//! `modern-aggregate`, both revisions through an aggregate whose one member is the stdio fixture
+//! (`prefix = "none"`). Fails on any scenario that
 //! fails or warns unless CONFORMANCE.md lists it as a known failure with an explanation, and on a
 //! listed known failure that no longer fails (so the list stays honest).
 
@@ -100,8 +102,14 @@ const SCENARIOS_2026: &[&str] = &[
 ];
 
 /// The runs of `run.mjs` (its `upstream` labels) and the scenarios each must have run.
-const RUNS: &[(&str, &[&str])] =
-    &[("stdio", SCENARIOS_2025), ("http", SCENARIOS_2025), ("modern-stdio", SCENARIOS_2026), ("modern-http", SCENARIOS_2026)];
+const RUNS: &[(&str, &[&str])] = &[
+    ("stdio", SCENARIOS_2025),
+    ("http", SCENARIOS_2025),
+    ("modern-stdio", SCENARIOS_2026),
+    ("modern-http", SCENARIOS_2026),
+    ("aggregate", SCENARIOS_2025),
+    ("modern-aggregate", SCENARIOS_2026),
+];
 
 /// Kills the runner's whole process group (runner, fixture, bridge, suite) when dropped.
 struct Group(Child);
@@ -170,7 +178,7 @@ fn conformance_suite_through_the_bridge() {
         let _ = stdout.read_to_string(&mut s);
         s
     });
-    // Generous: the four runs take ~30-60 s on an idle machine; this one is shared.
+    // Generous: the six runs take ~40-80 s on an idle machine; this one is shared.
     let deadline = Instant::now() + Duration::from_secs(900);
     while matches!(group.0.try_wait(), Ok(None)) {
         assert!(Instant::now() < deadline, "the conformance run did not finish within 900 s (logs in {})", out.display());

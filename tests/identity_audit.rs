@@ -42,8 +42,8 @@ async fn every_call_read_and_get_is_one_json_line() {
     let dir = TempDir::new("audit");
     let file = dir.path().join("audit.jsonl");
     let config = format!(
-        "[auth]\n[[auth.clients]]\nname = \"alice\"\ntoken = \"{ALICE}\"\n[rate_limits]\nper_tool = {{ rate = 1, burst = 3 }}\n\
-         [audit]\nfile = {}\narguments = [\"echo\"]\n{}{}",
+        "[auth]\n[[auth.clients]]\nname = \"alice\"\ntoken = \"{ALICE}\"\n[auth.rate_limits]\nper_tool = {{ rate = 1, burst = 3 }}\n\
+         [auth.audit]\nfile = {}\narguments = [\"echo\"]\n{}{}",
         common::toml_str(&file.display().to_string()),
         echo_server("echo"),
         echo_server("other"),

@@ -28,7 +28,7 @@ fn client(token: &str) -> reqwest::Client {
 fn config(limits: &str) -> String {
     format!(
         "[auth]\n[[auth.clients]]\nname = \"greedy\"\ntoken = \"{GREEDY}\"\n[[auth.clients]]\nname = \"good\"\ntoken = \"{GOOD}\"\n\
-         [metrics]\ntoken = \"{METRICS}\"\n[rate_limits]\n{limits}\n{}{}{}",
+         [metrics]\ntoken = \"{METRICS}\"\n[auth.rate_limits]\n{limits}\n{}{}{}",
         echo_server("echo"),
         echo_server("other"),
         python_fixture("slow", "elicit_server.py"),

@@ -47,6 +47,11 @@ pub(super) async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceive
             }
             continue;
         }
+        if push.kind == PushKind::Disconnection {
+            // The client subscribes again by itself; what was published meanwhile is lost.
+            c.inbox_gap();
+            continue;
+        }
         if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
             continue;
         }
@@ -61,7 +66,7 @@ pub(super) async fn inbox(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceive
 impl Cluster {
     pub(super) fn on_envelope(self: &Arc<Self>, env: Envelope) {
         match env {
-            Envelope::Request { from, req, sid, body } => {
+            Envelope::Request { from, req, sid, body, until } => {
                 // The same request again (its sender did not get the reply in time): answer it
                 // again, or let the one in progress answer; never serve it twice.
                 match self.served.lock().unwrap_or_else(|e| e.into_inner()).begin(&from, req) {
@@ -74,7 +79,7 @@ impl Cluster {
                 }
                 let me = self.clone();
                 tokio::spawn(async move {
-                    let result = me.serve(&from, &sid, body).await;
+                    let result = me.serve(&from, &sid, body, until).await;
                     me.served.lock().unwrap_or_else(|e| e.into_inner()).done(&from, req, result.clone());
                     me.publish(&from, Envelope::Reply { req, result });
                 });
@@ -84,27 +89,8 @@ impl Cluster {
                     let _ = tx.send(result);
                 }
             }
-            Envelope::Frame { token, seq, data } => {
-                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(h) = held.get_mut(&token) else { return };
-                if h.last_seq.is_some_and(|last| seq <= last) {
-                    return;
-                }
-                h.last_seq = Some(seq);
-                let frame = if data.is_empty() { Frame::Priming(seq) } else { Frame::Message(seq, Bytes::from(data)) };
-                if h.tx.try_send(frame).is_err() {
-                    if let Some(h) = held.remove(&token) {
-                        let _ = h.reason.set(CloseReason::SlowConsumer);
-                        drop(held);
-                        self.publish(&h.owner, Envelope::Detached { sid: h.sid.to_string(), stream: h.stream, token });
-                    }
-                }
-            }
-            Envelope::Close { token, reason } => {
-                if let Some(h) = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&token) {
-                    let _ = h.reason.set(CloseReason::parse(&reason).unwrap_or(CloseReason::Error));
-                }
-            }
+            Envelope::Frame { token, seq, data } => self.on_frame(token, seq, data),
+            Envelope::Close { token, reason } => self.on_close(token, CloseReason::parse(&reason).unwrap_or(CloseReason::Error)),
             Envelope::Probe { nonce } => self.probe_back(nonce),
             Envelope::Detached { sid, stream, token } => {
                 let session = SessionId::parse(&sid).and_then(|id| self.registry()?.get(id));
@@ -116,10 +102,16 @@ impl Cluster {
     }
 
     /// Serves a request forwarded by `from` for a session owned here.
-    async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request) -> Result<Reply, Failure> {
+    async fn serve(self: &Arc<Self>, from: &str, sid: &str, body: Request, until: u64) -> Result<Reply, Failure> {
         // Served only while this instance surely still owns what it holds (see `lease`).
         if let Err(e) = self.fence().await {
             return Err(Failure { busy: true, ..Failure::new(e) });
+        }
+        if until != 0 && super::wire::unix_ms() > until {
+            return Err(Failure {
+                busy: true,
+                ..Failure::new("the forwarded request came after its sender's deadline; not served")
+            });
         }
         let session = SessionId::parse(sid).and_then(|id| self.registry()?.get(id));
         let Some(s) = session else {

@@ -1,4 +1,4 @@
-//! The per-principal rate shared by the instances of a cluster (`[rate_limits] per_principal`):
+//! The per-principal rate shared by the instances of a cluster (`[auth.rate_limits] per_principal`):
 //! one GCRA bucket per principal in Redis, so that three instances allow the configured rate,
 //! not three times it. The bucket is one key, `mcpb:{rl:HASH}` (HASH: the first 16 bytes of the
 //! principal's SHA-256, so no client string becomes a key), holding the theoretical arrival time

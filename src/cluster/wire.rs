@@ -14,6 +14,10 @@ pub(crate) enum Envelope {
         req: u64,
         sid: String,
         body: Request,
+        /// Not served after this (Unix time in ms; 0: no bound): its sender gives up a little
+        /// later and may tell its client to try again, which must not make it served twice.
+        #[serde(default)]
+        until: u64,
     },
     Reply {
         req: u64,
@@ -101,4 +105,9 @@ impl Failure {
     pub(crate) fn send(e: crate::session::SendError) -> Failure {
         Failure { busy: matches!(e, crate::session::SendError::Busy(_)), ..Failure::new(e) }
     }
+}
+
+/// The time now as [`Envelope::Request`]'s `until` counts it.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -18,8 +18,11 @@ use crate::session::journal::Entry;
 const BATCH: usize = 256;
 /// Answered requests a session's record keeps (`Entry::Done`), for its next owner.
 pub(super) const DONE_KEPT: isize = 256;
-/// How long a failed write or publish is tried again before it is given up (and logged).
-const RETRY_FOR: Duration = Duration::from_secs(3);
+/// How long a failed write or publish is tried again before it is given up (and logged):
+/// longer than a Redis Cluster or Sentinel failover takes here (about 2.5 s).
+pub(super) const RETRY_FOR: Duration = Duration::from_secs(5);
+/// The longest pause between two tries.
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 /// The ops of one hash tag: the writes, and the publishes (frames, closes and detaches for
 /// other instances), sent after them.
@@ -69,12 +72,13 @@ pub(super) async fn writer(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Op>) {
         }
         let sends = groups.into_values().map(|group| send(&c, group));
         let ok = futures_util::future::join_all(sends).await.into_iter().all(|ok| ok);
+        if !ok {
+            c.lost_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("redis write failed; sessions keep working locally");
+        }
         flushed.into_iter().for_each(|done| {
             let _ = done.send(());
         });
-        if !ok {
-            tracing::warn!("redis write failed; sessions keep working locally");
-        }
         c.set_healthy(ok);
     }
 }
@@ -125,7 +129,7 @@ async fn retried(c: &Cluster, pipe: &redis::Pipeline, deadline: tokio::time::Ins
             return false;
         }
         tokio::time::sleep(backoff).await;
-        backoff *= 2;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

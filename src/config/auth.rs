@@ -2,7 +2,9 @@
 //! may use, and (in `jwt`) the JWTs of an identity provider. Validated here; `http::auth`
 //! builds the checks from it.
 
+pub(crate) mod audit;
 pub(crate) mod jwt;
+pub(crate) mod ratelimit;
 
 use std::sync::Arc;
 
@@ -22,6 +24,10 @@ pub struct AuthModel {
     pub resource_metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// `[auth.jwt]`: bearer JWTs from an identity provider, beside the named clients.
     pub jwt: Option<jwt::JwtModel>,
+    /// `[auth.rate_limits]`: token buckets and in-flight caps per principal, server and tool.
+    pub(crate) rate_limits: Option<ratelimit::RateLimitsModel>,
+    /// `[auth.audit]`: one JSON line per tool call, resource read and prompt get.
+    pub(crate) audit: Option<audit::AuditModel>,
 }
 
 fn default_realm() -> String {
@@ -88,7 +94,19 @@ impl AuthModel {
         if let Some(j) = &self.jwt {
             j.check(servers)?;
         }
+        self.rate_limits()?;
+        self.audit(servers)?;
         Ok(clients)
+    }
+
+    /// `[auth.rate_limits]`, validated (none when absent).
+    pub fn rate_limits(&self) -> Result<ratelimit::RateLimits, (String, String)> {
+        self.rate_limits.clone().unwrap_or_default().validate()
+    }
+
+    /// `[auth.audit]`, validated.
+    pub fn audit(&self, servers: &[&str]) -> Result<Option<audit::AuditSettings>, (String, String)> {
+        self.audit.clone().map(|a| a.validate(servers)).transpose()
     }
 }
 

@@ -81,6 +81,15 @@ pub(crate) fn expand_headers(
         .collect()
 }
 
+/// A server's `oauth2` table, validated (`remote`: only a remote server takes a token).
+pub(crate) fn oauth2(
+    m: Option<OAuthModel>,
+    remote: bool,
+    server_key: &str,
+) -> Result<Option<std::sync::Arc<OAuth>>, (String, String)> {
+    m.map(|o| o.validate(remote, server_key).map(std::sync::Arc::new)).transpose()
+}
+
 impl OAuthModel {
     /// `remote`: whether the server is a remote one (a stdio server has no use for a token).
     pub(crate) fn validate(self, remote: bool, server_key: &str) -> Result<OAuth, (String, String)> {

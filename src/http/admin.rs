@@ -92,6 +92,7 @@ async fn servers(State(app): State<AppState>) -> Json<serde_json::Value> {
                 crate::config::UpstreamSpec::Stdio { .. } => "stdio",
                 crate::config::UpstreamSpec::StreamableHttp { .. } => "streamable-http",
                 crate::config::UpstreamSpec::Sse { .. } => "sse",
+                crate::config::UpstreamSpec::Aggregate(_) => "aggregate",
             };
             serde_json::json!({
                 "name": name,

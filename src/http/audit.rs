@@ -1,7 +1,7 @@
-//! `[audit]`: one JSON line per tool call, resource read and prompt get: when, who (the
+//! `[auth.audit]`: one JSON line per tool call, resource read and prompt get: when, who (the
 //! principal), which server, transport, method and tool (or prompt, or resource URI), the
 //! outcome, the duration, the bytes in and out, and with `arguments` for that server the
-//! arguments. The middleware (inside `[auth]` and `[rate_limits]`, so it sees the principal and
+//! arguments. The middleware (inside `[auth]` and outside `[auth.rate_limits]`, so it sees the principal and
 //! a rate-limit refusal) notes each such request of a POST and watches the answer for its
 //! response (`watch`): on the POST's own body, or for the legacy message endpoint (202) on the
 //! session's SSE stream. The lines go to `audit.file` through a writer thread, else into the log.
@@ -32,6 +32,18 @@ fn transport(path: &str) -> &'static str {
         p if p.starts_with("/rest/") => "rest",
         _ => "sse",
     }
+}
+
+/// `router` behind `[auth.audit]`, if the file has one.
+pub(crate) fn layer(
+    router: axum::Router<crate::app::AppState>,
+    app: &crate::app::AppState,
+) -> axum::Router<crate::app::AppState> {
+    let names: Vec<String> = app.config.servers.keys().cloned().collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some(Ok(Some(settings))) = app.config.auth.as_ref().map(|a| a.audit(&refs)) else { return router };
+    let audit = Audit::new(settings, names.clone(), app.config.limits.max_body);
+    router.layer(axum::middleware::from_fn_with_state(audit, check))
 }
 
 /// The middleware.

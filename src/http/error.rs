@@ -62,9 +62,9 @@ pub(crate) enum Error {
     /// The session holds as many requests in flight as it may: 429.
     #[error("Too Many Requests: {0}")]
     TooManyPending(#[source] PendingError),
-    /// Over a `[rate_limits]` bucket or in-flight cap: 429 with `Retry-After`, a JSON-RPC
+    /// Over an `[auth.rate_limits]` bucket or in-flight cap: 429 with `Retry-After`, a JSON-RPC
     /// error naming the request id when the body held one request.
-    #[error("Too Many Requests: over rate_limits.{limit}; retry in {retry_after} s")]
+    #[error("Too Many Requests: over auth.rate_limits.{limit}; retry in {retry_after} s")]
     RateLimited { id: Option<Box<str>>, limit: &'static str, retry_after: u64 },
     /// This instance takes no new session (its cap, or the server's circuit breaker): 503.
     #[error("Service Unavailable: {0}")]

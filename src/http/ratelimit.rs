@@ -1,4 +1,4 @@
-//! `[rate_limits]`: token buckets (governor) and caps on requests in flight, per principal, per
+//! `[auth.rate_limits]`: token buckets (governor) and caps on requests in flight, per principal, per
 //! server and per (principal, tool). Runs inside `[auth]`, so the principal is known. Every
 //! request to a server's path takes a token from its principal's bucket and its server's; a
 //! `tools/call` (in a JSON-RPC body, or a REST tool path) also from the (principal, tool)
@@ -25,7 +25,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::auth::{percent_decode, server_of, Principal};
 use super::Error;
 use crate::cluster::Cluster;
-use crate::config::ratelimit::{Bucket, RateLimits};
+use crate::config::auth::ratelimit::{Bucket, RateLimits};
 use crate::protocol::method;
 
 /// Keyed buckets are swept of full (idle) keys once per this many requests.
@@ -161,6 +161,19 @@ impl Drop for InFlight {
                 }
             }
         }
+    }
+}
+
+/// `router` behind `[auth.rate_limits]`, if the file sets any.
+pub(crate) fn layer(
+    router: axum::Router<crate::app::AppState>,
+    app: &crate::app::AppState,
+) -> axum::Router<crate::app::AppState> {
+    let Some(settings) = app.config.auth.as_ref().and_then(|a| a.rate_limits().ok()) else { return router };
+    let names = app.config.servers.keys().cloned();
+    match Limits::new(settings, names, app.config.limits.max_body, app.locator.cluster.clone()) {
+        Some(limits) => router.layer(axum::middleware::from_fn_with_state(limits, check)),
+        None => router,
     }
 }
 

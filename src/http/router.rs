@@ -35,25 +35,8 @@ pub(crate) fn router(app: AppState) -> Router {
         .merge(crate::http::rest::router())
         .fallback(any(|| async { Error::NoRoute }))
         .layer(DefaultBodyLimit::max(app.config.limits.max_body));
-    let names = app.config.servers.keys().cloned();
-    let cluster = app.locator.cluster.clone();
-    let router = match crate::http::ratelimit::Limits::new(app.config.rate_limits, names, app.config.limits.max_body, cluster) {
-        // Inside `[auth]`: the principal is known by then.
-        Some(limits) => router.layer(axum::middleware::from_fn_with_state(limits, crate::http::ratelimit::check)),
-        None => router,
-    };
-    let router = match app.config.audit.clone() {
-        // Inside `[auth]`, outside `[rate_limits]`: it knows the principal and sees a 429.
-        Some(settings) => {
-            let audit = crate::http::audit::Audit::new(
-                settings,
-                app.config.servers.keys().cloned().collect(),
-                app.config.limits.max_body,
-            );
-            router.layer(axum::middleware::from_fn_with_state(audit, crate::http::audit::check))
-        }
-        None => router,
-    };
+    // Inside `[auth]`: the audit (it sees a 429), then the rate limits.
+    let router = crate::http::audit::layer(crate::http::ratelimit::layer(router, &app), &app);
     let router = match auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, crate::http::auth::check)),
         None => router,

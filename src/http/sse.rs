@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::event_stream::{EventStream, StreamInfo};
 use super::{client_addr, parse_messages, public_prefix, sse_response, Error};
 use crate::app::AppState;
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, UpstreamSpec};
 use crate::http::auth::Who;
 use crate::locator::{self, Detach, Handle, OpError};
 use crate::session::event_log::EventId;
@@ -26,6 +26,7 @@ pub(crate) async fn open(
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Who(principal): Who,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let server = app.locator.server(&name).ok_or_else(|| Error::unknown_server(&name))?;
@@ -42,7 +43,8 @@ pub(crate) async fn open(
             let attached = session.attach(0, None, true).map_err(Error::Attach)?;
             let seq = session.reserve_seq(0).unwrap_or(0);
             let prefix = public_prefix(&headers, app.config.public_base_path.as_deref());
-            let endpoint = format!("{prefix}/sse/{name}/message?sessionId={}", session.id);
+            let narrowed = super::narrow::endpoint_suffix(super::narrow::tools_of(&server, &uri).as_deref());
+            let endpoint = format!("{prefix}/sse/{name}/message?sessionId={}{narrowed}", session.id);
             let id = EventId { session: session.id, stream: 0, seq }.to_string();
             let mut first = retry.to_vec();
             first.extend_from_slice(&sse::event(Some(&id), Some("endpoint"), endpoint.as_bytes()));
@@ -99,6 +101,8 @@ fn stream(
 pub(crate) struct MessageQuery {
     #[serde(rename = "sessionId", alias = "session_id")]
     session_id: Option<String>,
+    /// An aggregate's narrowing, from the endpoint URL (`http/narrow.rs`).
+    tools: Option<String>,
 }
 
 /// `POST …/message?sessionId=`: client messages for a legacy SSE session (202).
@@ -117,6 +121,8 @@ pub(crate) async fn message(
     });
     let handle = handle.ok_or(Error::SseNoSession)?;
     let (messages, _) = parse_messages(&body)?;
+    let aggregate = app.locator.server(handle.server_name()).is_some_and(|s| matches!(s.upstream, UpstreamSpec::Aggregate(_)));
+    let messages = super::narrow::initialize(q.tools.as_deref().filter(|_| aggregate), messages);
     handle.send(&app.locator, messages, 0).await?;
     Ok((StatusCode::ACCEPTED, "Accepted").into_response())
 }

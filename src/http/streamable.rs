@@ -31,6 +31,7 @@ pub(crate) async fn post(
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Who(principal): Who,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
@@ -49,6 +50,7 @@ pub(crate) async fn post(
         return super::modern::post(app, server, principal, headers, body).await;
     }
     let (messages, batch) = parse_messages(&body)?;
+    let messages = super::narrow::initialize(super::narrow::tools_of(&server, &uri).as_deref(), messages);
     let (handle, new) = posted_to(&app, &name, &server, &headers, principal, &messages, batch).await?;
     let session_header = [(SESSION_HEADER, handle.id().to_string())];
     let extra: &[(&'static str, String)] = if new { &session_header } else { &[] };

@@ -48,6 +48,13 @@ pub(crate) trait Journal: Send + Sync {
     /// Settles ownership (in cluster mode: renews the lease, or rejoins and ends the sessions
     /// another instance took over); `false` when it cannot be settled now (Redis unreachable).
     fn confirm(&self) -> futures_util::future::BoxFuture<'_, bool>;
+
+    /// A mark for [`Journal::durable`], taken before the writes it is to cover.
+    fn mark(&self) -> u64;
+
+    /// Waits (bounded) until every entry written so far is stored; `false` when one written
+    /// since `mark` may not be (a write failed or was dropped) or the wait ran out.
+    fn durable(&self, mark: u64) -> futures_util::future::BoxFuture<'_, bool>;
 }
 
 /// How long a session holds an upstream message while ownership cannot be settled (Redis

@@ -129,10 +129,16 @@ impl State {
                 out.push((raw, peek));
                 continue;
             };
-            // A request the dead owner had taken (and answered, or this session answered as
-            // lost when it took over) sent again on that stream, by a forwarding instance that
-            // could not tell the dead owner had it: its one answer is there.
-            if !self.pending.contains_key(&id) && self.answered.stream_of(&id) == Some(stream) {
+            // A request sent again on the stream its answer goes to, while it is in flight or
+            // once it was answered (here, by a dead owner, or as lost when this session took
+            // over): by a forwarding instance that could not tell whether the owner had it, or
+            // by a client told to try again by one. Its one answer is on that stream. (A
+            // client may not reuse an id within a session.)
+            let again = match self.pending.get(&id) {
+                Some(p) => p.stream == stream,
+                None => self.answered.stream_of(&id) == Some(stream),
+            };
+            if again {
                 tracing::info!(request = %id, "a request came again on its stream; it is delivered once");
                 continue;
             }
@@ -153,11 +159,11 @@ impl State {
     }
 }
 
-/// How many requests a dead owner answered (or left to be answered as lost) a session remembers.
+/// How many answered requests a session remembers.
 const ANSWERED: usize = 256;
 
-/// The latest [`ANSWERED`] requests answered before this session took over (by the dead owner,
-/// or as lost), and the stream each answer went to.
+/// The latest [`ANSWERED`] requests answered: by this session, or before it took over (by the
+/// dead owner, or as lost), and the stream each answer went to.
 #[derive(Default)]
 pub(super) struct Answered {
     streams: HashMap<Box<str>, Target>,

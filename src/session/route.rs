@@ -10,6 +10,7 @@ use crate::ids::{CloseReason, Transport};
 use crate::metrics;
 use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::protocol::method;
+use crate::upstream::UpstreamEvent;
 
 /// Where the answers to a request go: a stream of the session, or nowhere (a request the
 /// bridge itself sent, such as a replayed initialize).
@@ -55,6 +56,23 @@ struct Route {
 }
 
 impl Session {
+    /// Handles an upstream event that is not a message; `false` when the session ended.
+    pub(super) fn on_upstream_event(&self, ev: UpstreamEvent) -> bool {
+        match ev {
+            UpstreamEvent::Message(raw) => self.on_upstream_message(raw),
+            UpstreamEvent::Session { url, id } => {
+                let mut st = self.state();
+                st.persist(|| journal::Entry::UpstreamSession { url: url.clone(), id: id.clone() });
+                st.upstream_session = Some((url, id));
+            }
+            UpstreamEvent::Closed { reason, detail } => {
+                self.end(reason, &detail);
+                return false;
+            }
+        }
+        true
+    }
+
     /// Routes one upstream message to its stream.
     pub(super) fn on_upstream_message(&self, raw: Bytes) {
         let peek = match jsonrpc::peek(&raw) {
@@ -128,7 +146,10 @@ impl State {
                         self.last_activity = Instant::now();
                         let id = peek.id.clone().unwrap_or_default();
                         match p.stream {
-                            Target::Stream(stream) => self.persist(|| journal::Entry::Done { id, stream }),
+                            Target::Stream(stream) => {
+                                self.answered.record(&id, p.stream);
+                                self.persist(|| journal::Entry::Done { id, stream })
+                            }
                             Target::Discard => self.persist(|| journal::Entry::Answered { id }),
                         }
                     }

@@ -158,6 +158,11 @@ impl<T> Receiver<T> {
         self.rx.recv().await.map(|(v, permit)| (v, Held { _permit: permit }))
     }
 
+    /// The next value if one is queued now; its bytes go back to the budget.
+    pub fn try_recv(&mut self) -> Option<T> {
+        self.rx.try_recv().ok().map(|(v, _permit)| v)
+    }
+
     /// Values queued now.
     pub fn queued(&self) -> usize {
         self.rx.len()

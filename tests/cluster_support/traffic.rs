@@ -127,8 +127,20 @@ pub(crate) async fn legacy(mut s: Legacy, base: String, first: u64, stop: Stop, 
                 }
                 Ok(None) => {
                     t.resumed += 1;
-                    if let Err((status, body)) = s.resume(&base).await {
-                        t.fail(format!("request {id}: the stream ended and did not resume: {status} {body}"));
+                    // A 503 is a refusal to try again (this instance's inbox or lease is being
+                    // re-established), as for a POST.
+                    loop {
+                        match s.resume(&base).await {
+                            Ok(()) => break,
+                            Err((503, body)) if started.elapsed() < REQUEST_BUDGET => {
+                                t.retried.push((id, 503, body));
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err((status, body)) => {
+                                t.fail(format!("request {id}: the stream ended and did not resume: {status} {body}"));
+                                break;
+                            }
+                        }
                     }
                 }
                 Err(()) => t.fail(format!("request {id}: no answer within {REQUEST_BUDGET:?}")),

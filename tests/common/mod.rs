@@ -28,7 +28,7 @@ pub(crate) use modern_server::ModernServer;
 pub(crate) use node_server::NodeServer;
 pub(crate) use process::{alive, children_of, signal, stop};
 pub(crate) use raw::{dechunk, get_json, http, raw, raw_request, request_json, RawResponse};
-pub(crate) use sdk::{modern_client, run_client, ClientRun, Sdk};
+pub(crate) use sdk::{modern_client, node_json, run_client, ClientRun, Sdk};
 pub(crate) use session::{
     echo_call, initialize_request, post_initialize, responses, rpc_error_code, McpSession, ACCEPT_BOTH, PROTOCOL,
 };

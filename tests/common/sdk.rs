@@ -96,12 +96,20 @@ async fn run_client_once(sdk: Sdk, transport: &str, url: &str, args: &[&str]) ->
 
 /// Runs tests/clients/modern_client.mjs (the official v2 TypeScript client, pinned to 2026-07-28) against `url`; returns its JSON line (and stderr).
 pub(crate) async fn modern_client(url: &str, args: &[&str]) -> (Value, String) {
-    require_node();
     let label = format!("modern_client {url} {}", args.join(" "));
+    let mut all = vec![url, "--timeout", "20"];
+    all.extend_from_slice(args);
+    let (v, stderr) = node_json("modern_client.mjs", &all, Duration::from_secs(300), &label).await;
+    assert_eq!(v["ok"], json!(true), "{label}: the client failed: {v}\nstderr:\n{stderr}");
+    (v, stderr)
+}
+
+/// Runs the Node client `script` of tests/clients with `args` (bounded by `timeout`); returns
+/// the last JSON object it printed, and its stderr.
+pub(crate) async fn node_json(script: &str, args: &[&str], timeout: Duration, label: &str) -> (Value, String) {
+    require_node();
     let child = tokio::process::Command::new("node")
-        .arg(clients_dir().join("modern_client.mjs"))
-        .arg(url)
-        .args(["--timeout", "20"])
+        .arg(clients_dir().join(script))
         .args(args)
         .current_dir(clients_dir())
         .stdin(Stdio::null())
@@ -110,10 +118,10 @@ pub(crate) async fn modern_client(url: &str, args: &[&str]) -> (Value, String) {
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("{label}: cannot start: {e}"));
-    let out = match tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()).await {
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => panic!("{label}: {e}"),
-        Err(_) => panic!("{label}: did not finish within 300 s"),
+        Err(_) => panic!("{label}: did not finish within {timeout:?}"),
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -122,6 +130,5 @@ pub(crate) async fn modern_client(url: &str, args: &[&str]) -> (Value, String) {
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
         .unwrap_or_else(|| panic!("{label}: no JSON line ({}); stdout: {stdout}\nstderr: {stderr}", out.status));
-    assert_eq!(v["ok"], json!(true), "{label}: the client failed: {v}\nstderr:\n{stderr}");
     (v, stderr)
 }

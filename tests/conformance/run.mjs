@@ -1,5 +1,5 @@
 // Runs the official MCP conformance suite (@modelcontextprotocol/conformance, server mode)
-// through mcp-bridge, in up to four runs (the `upstream` label of each result):
+// through mcp-bridge, in up to six runs (the `upstream` label of each result):
 //
 //   stdio         --spec-version 2025-11-25  fixture_server.mjs over stdio          (/mcp/stdio)
 //   http          --spec-version 2025-11-25  fixture_server.mjs as a remote url     (/mcp/http)
@@ -7,9 +7,11 @@
 //                 the bridge maps 2026-07-28 requests onto legacy upstream sessions
 //   modern-http   --spec-version 2026-07-28  fixture_modern.mjs (a 2026-07-28 server, v2 SDK)
 //                 as a remote url (/mcp/modern): the bridge passes modern requests through
+//   aggregate, modern-aggregate  both revisions through [aggregates.agg] (/mcp/agg), whose one
+//                 member is the stdio server, names unprefixed
 //
 //   node22 tests/conformance/run.mjs [--bridge target/debug/mcp-bridge] [--era legacy|modern|both]
-//        [--upstream stdio|http|both] [--scenario NAME] [--out DIR]
+//        [--upstream stdio|http|aggregate|both] [--scenario NAME] [--out DIR]
 //
 // `--era legacy` runs stdio and http, `--era modern` modern-stdio and modern-http (default both);
 // `--upstream` picks the transport within the era(s). Every run is `--suite all` (or `--scenario`).
@@ -39,10 +41,10 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const bridgeBin = path.resolve(ROOT, opt('bridge', 'target/debug/mcp-bridge'));
-const transports = { both: ['stdio', 'http'], stdio: ['stdio'], http: ['http'] }[opt('upstream', 'both')];
+const transports = { both: ['stdio', 'http', 'aggregate'], stdio: ['stdio'], http: ['http'], aggregate: ['aggregate'] }[opt('upstream', 'both')];
 const eras = { both: ['legacy', 'modern'], legacy: ['legacy'], modern: ['modern'] }[opt('era', 'both')];
 if (!transports || !eras) {
-  console.error('usage: run.mjs [--bridge BIN] [--era legacy|modern|both] [--upstream stdio|http|both] [--scenario NAME] [--out DIR]');
+  console.error('usage: run.mjs [--bridge BIN] [--era legacy|modern|both] [--upstream stdio|http|aggregate|both] [--scenario NAME] [--out DIR]');
   process.exit(2);
 }
 /** label -> { path on the bridge, --spec-version } */
@@ -51,6 +53,9 @@ const RUNS = {
   http: { server: 'http', version: LEGACY_VERSION },
   'modern-stdio': { server: 'stdio', version: MODERN_VERSION },
   'modern-http': { server: 'modern', version: MODERN_VERSION },
+  // An aggregate whose one member is the stdio fixture, names unprefixed (issue 14).
+  aggregate: { server: 'agg', version: LEGACY_VERSION },
+  'modern-aggregate': { server: 'agg', version: MODERN_VERSION },
 };
 const upstreams = eras.flatMap((era) => transports.map((t) => (era === 'legacy' ? t : `modern-${t}`)));
 const scenario = opt('scenario');
@@ -159,6 +164,7 @@ let bridgeUrl;
 try {
   // The legacy fixture lists its 2026 extras (MRTR tools, diagnostics) with --modern-extras.
   const servers = ['[servers.stdio]', `command = ${JSON.stringify(NODE22)}`, `args = [${JSON.stringify(FIXTURE)}, "stdio", "--modern-extras"]`];
+  if (upstreams.some((u) => u.endsWith('aggregate'))) servers.push('[aggregates.agg]', 'servers = ["stdio"]', 'prefix = "none"');
   if (upstreams.includes('http')) {
     // --standalone-requests: the scenarios' sampling and elicitation come on the upstream's GET
     // stream, as from the suite's reference everything-server (see fixture_server.mjs).

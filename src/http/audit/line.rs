@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use crate::config::audit::AuditSettings;
+use crate::config::auth::audit::AuditSettings;
 
 /// Lines waiting for the writer thread; past it they are dropped (and counted in the log).
 const QUEUE: usize = 10_000;

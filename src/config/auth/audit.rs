@@ -1,4 +1,4 @@
-//! The `[audit]` table: one JSON line per tool call, resource read and prompt get, to a file of
+//! The `[auth.audit]` table: one JSON line per tool call, resource read and prompt get, to a file of
 //! its own or (without `file`) into the log; the servers whose call arguments are written.
 //! Validated here into [`AuditSettings`]; `http::audit` writes the lines.
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// The `[audit]` table as written.
+/// The `[auth.audit]` table as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditModel {
@@ -17,7 +17,7 @@ pub(crate) struct AuditModel {
     pub arguments: Vec<String>,
 }
 
-/// `[audit]` after validation.
+/// `[auth.audit]` after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
     pub file: Option<PathBuf>,
@@ -29,13 +29,13 @@ impl AuditModel {
     pub(crate) fn validate(self, servers: &[&str]) -> Result<AuditSettings, (String, String)> {
         for s in &self.arguments {
             if s != "*" && !servers.contains(&s.as_str()) {
-                return Err(("audit.arguments".into(), format!("no server named `{s}`")));
+                return Err(("auth.audit.arguments".into(), format!("no server named `{s}`")));
             }
         }
         if let Some(f) = &self.file {
             let dir = f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
             if !dir.is_dir() {
-                return Err(("audit.file".into(), format!("{}: no such directory", dir.display())));
+                return Err(("auth.audit.file".into(), format!("{}: no such directory", dir.display())));
             }
         }
         Ok(AuditSettings { file: self.file, arguments: self.arguments })
@@ -59,8 +59,8 @@ mod tests {
         let s = m.validate(&["echo", "other"]).unwrap();
         assert!(s.arguments_for("echo") && !s.arguments_for("other"));
         let m: AuditModel = toml::from_str("arguments = [\"nope\"]").unwrap();
-        assert_eq!(m.validate(&["echo"]).err().map(|e| e.0).as_deref(), Some("audit.arguments"));
+        assert_eq!(m.validate(&["echo"]).err().map(|e| e.0).as_deref(), Some("auth.audit.arguments"));
         let m: AuditModel = toml::from_str("file = \"/nonexistent/dir/audit.jsonl\"").unwrap();
-        assert_eq!(m.validate(&[]).err().map(|e| e.0).as_deref(), Some("audit.file"));
+        assert_eq!(m.validate(&[]).err().map(|e| e.0).as_deref(), Some("auth.audit.file"));
     }
 }

@@ -1,4 +1,4 @@
-//! The `[rate_limits]` table: token buckets (requests per second, with a burst) and caps on
+//! The `[auth.rate_limits]` table: token buckets (requests per second, with a burst) and caps on
 //! requests in flight, per principal, per server and per (principal, tool). Validated here into
 //! [`RateLimits`]; `http::ratelimit` applies them.
 
@@ -18,7 +18,7 @@ pub(crate) struct BucketModel {
     pub concurrent: Option<u32>,
 }
 
-/// The `[rate_limits]` table as written.
+/// The `[auth.rate_limits]` table as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitsModel {
@@ -38,7 +38,7 @@ pub struct Bucket {
     pub concurrent: Option<NonZeroU32>,
 }
 
-/// `[rate_limits]` after validation.
+/// `[auth.rate_limits]` after validation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateLimits {
     pub per_principal: Option<Bucket>,
@@ -51,15 +51,16 @@ impl RateLimitsModel {
     pub(crate) fn validate(&self) -> Result<RateLimits, (String, String)> {
         let one = |key: &str, b: &Option<BucketModel>| -> Result<Option<Bucket>, (String, String)> {
             let Some(b) = b else { return Ok(None) };
-            let nz = |k: &str, v: u32| NonZeroU32::new(v).ok_or((format!("rate_limits.{key}.{k}"), "must be at least 1".into()));
+            let nz =
+                |k: &str, v: u32| NonZeroU32::new(v).ok_or((format!("auth.rate_limits.{key}.{k}"), "must be at least 1".into()));
             let rate = match (b.rate, b.burst) {
                 (Some(r), burst) => Some((nz("rate", r)?, nz("burst", burst.unwrap_or(r))?)),
-                (None, Some(_)) => return Err((format!("rate_limits.{key}.burst"), "needs `rate`".into())),
+                (None, Some(_)) => return Err((format!("auth.rate_limits.{key}.burst"), "needs `rate`".into())),
                 (None, None) => None,
             };
             let concurrent = b.concurrent.map(|c| nz("concurrent", c)).transpose()?;
             if rate.is_none() && concurrent.is_none() {
-                return Err((format!("rate_limits.{key}"), "needs `rate` or `concurrent`".into()));
+                return Err((format!("auth.rate_limits.{key}"), "needs `rate` or `concurrent`".into()));
             }
             Ok(Some(Bucket { rate, concurrent }))
         };
@@ -84,10 +85,10 @@ mod tests {
         assert_eq!(r.per_tool.and_then(|b| b.concurrent).map(NonZeroU32::get), Some(2));
         assert!(r.per_server.is_none());
         for (text, key) in [
-            ("per_server = { rate = 0 }", "rate_limits.per_server.rate"),
-            ("per_server = { burst = 3 }", "rate_limits.per_server.burst"),
-            ("per_server = {}", "rate_limits.per_server"),
-            ("per_tool = { rate = 1, concurrent = 0 }", "rate_limits.per_tool.concurrent"),
+            ("per_server = { rate = 0 }", "auth.rate_limits.per_server.rate"),
+            ("per_server = { burst = 3 }", "auth.rate_limits.per_server.burst"),
+            ("per_server = {}", "auth.rate_limits.per_server"),
+            ("per_tool = { rate = 1, concurrent = 0 }", "auth.rate_limits.per_tool.concurrent"),
         ] {
             let m: RateLimitsModel = toml::from_str(text).unwrap();
             assert_eq!(m.validate().err().map(|e| e.0), Some(key.to_string()), "{text}");
