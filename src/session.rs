@@ -101,6 +101,8 @@ struct Pending {
     initialize: bool,
     /// For the latency histogram: a label from `metrics::method_label`.
     method: Option<&'static str>,
+    /// The request's bytes, hashed: the same request sent again is told from an id reused.
+    digest: u64,
 }
 
 enum UpstreamState {

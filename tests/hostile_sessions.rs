@@ -196,16 +196,16 @@ async fn a_duplicate_request_id_in_flight_is_answered_at_once_and_the_first_is_u
     assert_eq!(legacy.post(&call(7, "ask")).await, 202);
     let question = legacy.next_message(Duration::from_secs(20)).await.expect("the elicitation request");
     assert_eq!(question["method"], "elicitation/create");
-    // There one stream carries every answer, so an answer to the duplicate would read as the
-    // first one's: a request sent again on its stream (a client retrying after a 503) is
-    // delivered once, and its stream carries one answer.
     assert_eq!(legacy.post(&call(7, "echo")).await, 202);
+    let refused = legacy.next_message(Duration::from_secs(10)).await.expect("an answer to the duplicate");
+    assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (json!(7), json!(-32600)), "{refused}");
     let reply = json!({"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept", "content": {"name": "legacy"}}});
     assert_eq!(legacy.post(&reply).await, 202);
     let answer = legacy.next_message(Duration::from_secs(20)).await.expect("the first call's answer");
     assert!(answer["id"] == 7 && tool_text(&answer).contains("legacy"), "the first request is unaffected: {answer}");
-    // Once answered, the same id again is not delivered either.
-    assert_eq!(legacy.post(&call(7, "echo")).await, 202);
+    // The same request again (a client retrying after a 503 whose request had got through) is
+    // not delivered again: its one answer is on the stream already.
+    assert_eq!(legacy.post(&call(7, "ask")).await, 202);
     let more = legacy.next(Duration::from_secs(2)).await;
     assert_eq!(more, Err(()), "one answer for id 7 on the legacy stream");
 }

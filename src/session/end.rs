@@ -100,7 +100,7 @@ impl Session {
     pub fn answered_before(&self, done: Vec<(Box<str>, u32)>) {
         let mut st = self.state();
         for (id, stream) in done {
-            st.answered.record(&id, Target::Stream(stream));
+            st.answered.record(&id, Target::Stream(stream), None);
         }
     }
 
@@ -114,7 +114,7 @@ impl Session {
         let mut st = self.state();
         for (error, id, stream) in errors {
             let _ = st.push(Target::Stream(stream), error, true);
-            st.answered.record(&id, Target::Stream(stream));
+            st.answered.record(&id, Target::Stream(stream), None);
             st.persist(|| journal::Entry::Answered { id });
         }
     }

@@ -87,6 +87,7 @@ impl Session {
                         progress_token: peek.progress_token.clone(),
                         initialize,
                         method: peek.method.as_deref().map(metrics::method_label),
+                        digest: digest(raw),
                     };
                     st.pending.insert(id.clone(), pending);
                     if let Target::Stream(stream) = stream {
@@ -129,14 +130,16 @@ impl State {
                 out.push((raw, peek));
                 continue;
             };
-            // A request sent again on the stream its answer goes to, while it is in flight or
-            // once it was answered (here, by a dead owner, or as lost when this session took
-            // over): by a forwarding instance that could not tell whether the owner had it, or
-            // by a client told to try again by one. Its one answer is on that stream. (A
-            // client may not reuse an id within a session.)
+            // The same request sent again on the stream its answer goes to, while it is in
+            // flight or once it was answered (here, by a dead owner, or as lost when this
+            // session took over): by a forwarding instance that could not tell whether the
+            // owner had it, or by a client told to try again by one. Its one answer is on that
+            // stream. (An id reused for another request is not this: it is refused in flight,
+            // and served once the first is answered.)
+            let d = digest(&raw);
             let again = match self.pending.get(&id) {
-                Some(p) => p.stream == stream,
-                None => self.answered.stream_of(&id) == Some(stream),
+                Some(p) => p.stream == stream && p.digest == d,
+                None => self.answered.again(&id, stream, d),
             };
             if again {
                 tracing::info!(request = %id, "a request came again on its stream; it is delivered once");
@@ -162,17 +165,24 @@ impl State {
 /// How many answered requests a session remembers.
 const ANSWERED: usize = 256;
 
-/// The latest [`ANSWERED`] requests answered: by this session, or before it took over (by the
-/// dead owner, or as lost), and the stream each answer went to.
+/// A request's bytes, hashed (see `Pending::digest`).
+pub(super) fn digest(raw: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(raw)
+}
+
+/// The latest [`ANSWERED`] requests answered: by this session (with their digests), or before
+/// it took over (by the dead owner, or as lost: their bytes are not known), and the stream
+/// each answer went to.
 #[derive(Default)]
 pub(super) struct Answered {
-    streams: HashMap<Box<str>, Target>,
+    streams: HashMap<Box<str>, (Target, Option<u64>)>,
     order: std::collections::VecDeque<Box<str>>,
 }
 
 impl Answered {
-    pub(super) fn record(&mut self, id: &str, stream: Target) {
-        if self.streams.insert(id.into(), stream).is_none() {
+    pub(super) fn record(&mut self, id: &str, stream: Target, digest: Option<u64>) {
+        if self.streams.insert(id.into(), (stream, digest)).is_none() {
             self.order.push_back(id.into());
             if self.order.len() > ANSWERED {
                 if let Some(old) = self.order.pop_front() {
@@ -182,7 +192,8 @@ impl Answered {
         }
     }
 
-    pub(super) fn stream_of(&self, id: &str) -> Option<Target> {
-        self.streams.get(id).copied()
+    /// Whether request `id` with `digest`, sent on `stream`, is one answered there already.
+    pub(super) fn again(&self, id: &str, stream: Target, digest: u64) -> bool {
+        self.streams.get(id).is_some_and(|(s, d)| *s == stream && d.is_none_or(|d| d == digest))
     }
 }

@@ -147,7 +147,7 @@ impl State {
                         let id = peek.id.clone().unwrap_or_default();
                         match p.stream {
                             Target::Stream(stream) => {
-                                self.answered.record(&id, p.stream);
+                                self.answered.record(&id, p.stream, Some(p.digest));
                                 self.persist(|| journal::Entry::Done { id, stream })
                             }
                             Target::Discard => self.persist(|| journal::Entry::Answered { id }),
