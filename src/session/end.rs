@@ -18,10 +18,16 @@ impl Session {
             if st.ended.is_some() {
                 return;
             }
-            let pending: Vec<(Box<str>, Pending)> = st.pending.drain().collect();
             // A session another instance took over (moved) is answered there: its pending
             // requests are the new owner's to fail, and its records are no longer this one's.
+            // Otherwise what its task holds for the journal goes out before the streams close.
             let moved = reason == CloseReason::Moved;
+            if moved {
+                st.hold = Default::default();
+            } else {
+                st.release();
+            }
+            let pending: Vec<(Box<str>, Pending)> = st.pending.drain().collect();
             for (id, p) in pending.into_iter().filter(|_| !moved) {
                 let msg = format!("mcp-bridge: session ended ({reason}): {detail}");
                 let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::INTERNAL_ERROR, &msg), true);

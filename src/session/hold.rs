@@ -8,8 +8,9 @@
 //! [`BATCH`]), routes and logs them under a *hold*: logged and journalled, but not sent to a
 //! client and, for answers, not yet counted as answered on their streams. When one of them is
 //! an answer it waits for the journal ([`Journal::durable`]) and for ownership
-//! ([`journal::settle`]), then releases them in order. A session that ended meanwhile (taken
-//! over: `moved`) sends none of them. Messages that answer nothing wait only for one another.
+//! ([`journal::settle`]), then releases them in order. A session that ends meanwhile sends
+//! them before it closes its streams (a shutdown hands the session over with its clients
+//! answered), unless another instance took it over (`moved`): then it sends none. Messages that answer nothing wait only for one another.
 
 use bytes::Bytes;
 
@@ -95,16 +96,22 @@ impl Session {
             }
         }
         let mut st = self.state();
-        let held = std::mem::take(&mut st.hold);
         if st.ended.is_some() {
+            // `end` released or dropped what was held.
             return Released::Ended;
         }
-        held.items.into_iter().for_each(|h| st.deliver(h.stream, (h.seq, h.sent_live), h.raw, h.is_response));
+        st.release();
         Released::Next(next)
     }
 }
 
 impl State {
+    /// Ends the hold: what it held is sent, in order.
+    pub(super) fn release(&mut self) {
+        let held = std::mem::take(&mut self.hold);
+        held.items.into_iter().for_each(|h| self.deliver(h.stream, (h.seq, h.sent_live), h.raw, h.is_response));
+    }
+
     /// Logs an upstream message in stream `to` and sends it to the client attached there
     /// (held instead while a hold is on).
     pub(super) fn push(&mut self, to: Target, raw: Bytes, is_response: bool) -> Result<(), Overflow> {
