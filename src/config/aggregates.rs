@@ -43,42 +43,50 @@ pub enum OnConflict {
     RoundRobin,
 }
 
-/// Glob patterns (`*` any run, `?` one character) over names; empty matches nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Globs(pub Vec<String>);
+/// Glob patterns over names (`*` any run, `?` one character, `[…]` a class, `{a,b}` either;
+/// globset's syntax), compiled once; empty matches nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Globs {
+    patterns: Vec<String>,
+    set: globset::GlobSet,
+}
 
-impl Globs {
-    pub fn matches(&self, name: &str) -> bool {
-        self.0.iter().any(|g| glob_match(g, name))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+impl PartialEq for Globs {
+    fn eq(&self, other: &Globs) -> bool {
+        self.patterns == other.patterns
     }
 }
 
-/// Whether `name` matches `pattern`, where `*` matches any run of characters and `?` one.
-/// Tool and prompt names need no more; the matcher is iterative (no backtracking blow-up).
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
+impl Eq for Globs {}
+
+impl Globs {
+    /// Compiles `patterns`; `Err` names the first that is not a glob.
+    pub fn new(patterns: Vec<String>) -> Result<Globs, String> {
+        let mut set = globset::GlobSetBuilder::new();
+        for p in &patterns {
+            set.add(globset::Glob::new(p).map_err(|e| format!("`{p}` is not a glob: {e}"))?);
         }
+        let set = set.build().map_err(|e| e.to_string())?;
+        Ok(Globs { patterns, set })
     }
-    p[pi..].iter().all(|c| *c == '*')
+
+    /// Compiles patterns a client gave: one that is not a glob matches nothing.
+    pub fn lenient(patterns: Vec<String>) -> Globs {
+        let valid = patterns.into_iter().filter(|p| globset::Glob::new(p).is_ok()).collect();
+        Globs::new(valid).unwrap_or_default()
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.set.is_match(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
 }
 
 /// One member of an aggregate.
@@ -252,13 +260,12 @@ fn validate(m: AggregateModel, key: &str, server: impl Fn(&str) -> Option<bool>)
             let k = format!(".members.{s}.prefix");
             return err(&k, format!("`{prefix}` may only hold `A-Z a-z 0-9 _ -` (it starts published names)"));
         }
-        members.push(Member {
-            name: s.clone(),
-            prefix,
-            include: Globs(o.include),
-            exclude: Globs(o.exclude),
-            required: o.required,
-        });
+        let globs = |key: &str, patterns: Vec<String>| Globs::new(patterns).map_err(|r| (format!(".members.{s}.{key}"), r));
+        let (include, exclude) = match (globs("include", o.include), globs("exclude", o.exclude)) {
+            (Ok(i), Ok(e)) => (i, e),
+            (Err((k, r)), _) | (_, Err((k, r))) => return err(&k, r),
+        };
+        members.push(Member { name: s.clone(), prefix, include, exclude, required: o.required });
     }
     let spec = AggregateSpec { members, prefix, separator, on_conflict, member_timeout };
     knowable_conflict(&spec).map_or(Ok(spec), |r| err("", r))
@@ -283,7 +290,7 @@ fn knowable_conflict(spec: &AggregateSpec) -> Option<String> {
             }
             if spec.prefix == Prefix::None {
                 let exact = |g: &String| !g.contains(['*', '?']);
-                if let Some(n) = a.include.0.iter().filter(|g| exact(g)).find(|g| b.include.0.contains(g)) {
+                if let Some(n) = a.include.patterns().iter().filter(|g| exact(g)).find(|g| b.include.patterns().contains(g)) {
                     let (x, y) = (&a.name, &b.name);
                     return Some(format!(
                         "`{n}` is included from both `{x}` and `{y}` with `prefix = \"none\"`; set `on_conflict` or exclude it from one"
@@ -338,6 +345,7 @@ mod tests {
 
     #[test]
     fn globs_match_stars_and_marks() {
+        let glob_match = |p: &str, n: &str| Globs::new(vec![p.to_string()]).expect("a glob").matches(n);
         assert!(glob_match("get-*", "get-sum"));
         assert!(glob_match("*", ""));
         assert!(glob_match("a*b*c", "axxbyyc"));
@@ -346,5 +354,7 @@ mod tests {
         assert!(!glob_match("echo", "echoes"));
         assert!(glob_match("*-long-*", "trigger-long-running"));
         assert!(!glob_match("x", ""));
+        assert!(Globs::new(vec!["a[".into()]).is_err(), "a pattern that is not a glob is refused");
+        assert!(!Globs::lenient(vec!["a[".into()]).matches("a["), "a client's bad pattern matches nothing");
     }
 }

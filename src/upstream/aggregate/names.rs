@@ -117,8 +117,8 @@ mod tests {
         let member = |name: &str, include: &[&str]| Member {
             name: name.into(),
             prefix: name.into(),
-            include: Globs(include.iter().map(|s| s.to_string()).collect()),
-            exclude: Globs(vec!["hidden".into()]),
+            include: Globs::new(include.iter().map(|s| s.to_string()).collect()).expect("globs"),
+            exclude: Globs::new(vec!["hidden".into()]).expect("globs"),
             required: false,
         };
         AggregateSpec {

@@ -37,7 +37,7 @@ impl Narrowing {
             params.insert("_meta".into(), rewrite::nested(&meta));
         }
         match serde_json::from_str::<Vec<Vec<String>>>(raw.get()) {
-            Ok(sets) => Narrowing { sets: sets.into_iter().map(Globs).collect() },
+            Ok(sets) => Narrowing { sets: sets.into_iter().map(Globs::lenient).collect() },
             Err(_) => {
                 tracing::warn!("an initialize carried a malformed `{META_KEY}`; the session gets no tools");
                 Narrowing { sets: vec![Globs::default()] }
@@ -48,7 +48,7 @@ impl Narrowing {
 
 /// The globs of a `tools` query value (`a,b*`): comma-separated, blanks dropped.
 pub(crate) fn parse_globs(value: &str) -> Globs {
-    Globs(value.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect())
+    Globs::lenient(value.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect())
 }
 
 /// The client's `initialize` with one more glob set in its narrowing; `None` if it is not a
@@ -56,7 +56,7 @@ pub(crate) fn parse_globs(value: &str) -> Globs {
 pub(crate) fn add_to_initialize(msg: &[u8], globs: &Globs) -> Option<Bytes> {
     let m = rewrite::edit_params(msg, |_, meta| {
         let mut sets: Vec<Value> = meta.get(META_KEY).and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
-        sets.push(Value::from(globs.0.clone()));
+        sets.push(Value::from(globs.patterns().to_vec()));
         meta.insert(META_KEY.into(), rewrite::raw(Value::Array(sets).to_string()));
     })?;
     Some(rewrite::to_bytes(&m))
