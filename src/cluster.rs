@@ -300,7 +300,7 @@ impl Cluster {
             return;
         }
         tracing::warn!(why, "the inbox is lost; subscribing again");
-        self.gap_at.store(wire::unix_ms(), Ordering::Relaxed);
+        self.gap_at.store(crate::ids::unix_ms(), Ordering::Relaxed);
         self.gaps.fetch_add(1, Ordering::Relaxed);
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
@@ -322,7 +322,7 @@ impl Cluster {
         self.probe_seen.store(nonce, Ordering::Relaxed);
         if !self.inbox_ok.swap(true, Ordering::Relaxed) {
             tracing::info!(instance = %self.instance, "the inbox is subscribed again");
-            self.healed(self.gaps.load(Ordering::Relaxed));
+            self.gap_over(self.gaps.load(Ordering::Relaxed));
         }
     }
 
@@ -370,7 +370,7 @@ impl Cluster {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.rpc.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
-        let until = wire::unix_ms() + (RPC_TIMEOUT - REPLY_GUARD).as_millis() as u64;
+        let until = crate::ids::unix_ms() + (RPC_TIMEOUT - REPLY_GUARD).as_millis() as u64;
         let env = Envelope::Request { from: self.instance.to_string(), req, sid: sid.to_string(), body, until };
         if !self.publish(owner, env.clone()) {
             self.rpc.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);

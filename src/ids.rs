@@ -1,7 +1,13 @@
-//! The ground's names: a session's id, its transport, and why a stream or session ended.
-//! Every floor above uses them; they use nothing of the crate.
+//! The ground's names: a session's id, its transport, and why a stream or session ended; and
+//! the wall clock as records, heartbeats and the cluster wire carry it. Every floor above uses
+//! them; they use nothing of the crate.
 
 use std::fmt;
+
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// 128 random bits, printed as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

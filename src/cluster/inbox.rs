@@ -107,7 +107,7 @@ impl Cluster {
         if let Err(e) = self.fence().await {
             return Err(Failure { busy: true, ..Failure::new(e) });
         }
-        if until != 0 && super::wire::unix_ms() > until {
+        if until != 0 && crate::ids::unix_ms() > until {
             return Err(Failure {
                 busy: true,
                 ..Failure::new("the forwarded request came after its sender's deadline; not served")

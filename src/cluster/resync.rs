@@ -31,7 +31,7 @@ impl Cluster {
     /// 30 s), every established held stream resyncs. One established meanwhile resyncs when it
     /// is (see `held_stream`).
     pub(super) fn inbox_gap(&self) {
-        self.gap_at.store(super::wire::unix_ms(), Ordering::Relaxed);
+        self.gap_at.store(crate::ids::unix_ms(), Ordering::Relaxed);
         let gap = self.gaps.fetch_add(1, Ordering::Relaxed) + 1;
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
@@ -42,13 +42,13 @@ impl Cluster {
                     break;
                 }
             }
-            me.healed(gap);
+            me.gap_over(gap);
         });
     }
 
     /// The inbox works again after gap number `gap` (unless another one began since): every
     /// established held stream resyncs.
-    pub(super) fn healed(&self, gap: u64) {
+    pub(super) fn gap_over(&self, gap: u64) {
         if self.gaps.load(Ordering::Relaxed) != gap {
             return;
         }
@@ -71,7 +71,7 @@ impl Cluster {
             h.stream = stream;
             h.last_seq = h.last_seq.max(replayed);
             h.established = true;
-            // While a gap is open, `healed` resyncs it when the gap is over.
+            // While a gap is open, `gap_over` resyncs it when the gap is over.
             let (gaps, healed) = (self.gaps.load(Ordering::Relaxed), self.healed.load(Ordering::Relaxed));
             gaps == healed && (h.gaps != gaps || h.gaps != h.healed)
         };
@@ -153,7 +153,7 @@ impl Cluster {
     /// Whether this instance's inbox had a gap in the last [`GAP_RECENT`].
     fn gap_lately(&self) -> bool {
         let at = self.gap_at.load(Ordering::Relaxed);
-        at != 0 && super::wire::unix_ms().saturating_sub(at) < GAP_RECENT.as_millis() as u64
+        at != 0 && crate::ids::unix_ms().saturating_sub(at) < GAP_RECENT.as_millis() as u64
     }
 
     /// The owner closed held stream `token`; while it resyncs, the close waits for the frames.

@@ -106,8 +106,3 @@ impl Failure {
         Failure { busy: matches!(e, crate::session::SendError::Busy(_)), ..Failure::new(e) }
     }
 }
-
-/// The time now as [`Envelope::Request`]'s `until` counts it.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}

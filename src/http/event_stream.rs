@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -127,7 +127,7 @@ impl EventStream {
         match format {
             HeartbeatFormat::Comment => Bytes::from_static(b": heartbeat\n\n"),
             HeartbeatFormat::Event => {
-                let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                let ms = crate::ids::unix_ms();
                 let data = format!(r#"{{"type":"heartbeat","timestamp":{ms}}}"#);
                 // The id repeats the last real event's, so a reconnect resumes correctly.
                 let id = self.last_seq.map(|s| self.id(s));

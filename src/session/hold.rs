@@ -65,12 +65,12 @@ impl Session {
     /// Routes `raw` and the upstream messages queued behind it; in cluster mode, under a hold
     /// (see the module's doc).
     pub(super) async fn on_upstream_messages(&self, raw: Bytes, events: &mut EventsRx) -> Released {
-        let Some(journal) = self.env.journal.clone() else {
+        let Some(journal) = self.env.journal.as_deref() else {
             self.on_upstream_message(raw);
             return Released::Next(None);
         };
         if !journal.trusted() {
-            journal::settle(&*journal).await;
+            journal::settle(journal).await;
             if self.state().ended.is_some() {
                 return Released::Ended;
             }
@@ -92,7 +92,7 @@ impl Session {
             // Delivered anyway when the store stays out of reach: `settle` bounds the wait, and
             // with no store there is no successor to answer twice.
             if !journal.durable(mark).await || !journal.trusted() {
-                journal::settle(&*journal).await;
+                journal::settle(journal).await;
             }
         }
         let mut st = self.state();

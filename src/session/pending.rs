@@ -8,8 +8,9 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::summary::{unix_ms, TimelineEntry, TIMELINE};
+use super::summary::{TimelineEntry, TIMELINE};
 use super::{journal, Pending, SendError, Session, State, Target};
+use crate::ids::unix_ms;
 use crate::metrics;
 use crate::protocol::jsonrpc::{self, code, Kind, Peek};
 use crate::protocol::method;
@@ -136,10 +137,10 @@ impl State {
             // owner had it, or by a client told to try again by one. Its one answer is on that
             // stream. (An id reused for another request is not this: it is refused in flight,
             // and served once the first is answered.)
-            let d = digest(&raw);
+            // (Hashed only when the id is in flight or answered on this stream.)
             let again = match self.pending.get(&id) {
-                Some(p) => p.stream == stream && p.digest == d,
-                None => self.answered.again(&id, stream, d),
+                Some(p) => p.stream == stream && p.digest == digest(&raw),
+                None => self.answered.again(&id, stream, || digest(&raw)),
             };
             if again {
                 tracing::info!(request = %id, "a request came again on its stream; it is delivered once");
@@ -193,7 +194,7 @@ impl Answered {
     }
 
     /// Whether request `id` with `digest`, sent on `stream`, is one answered there already.
-    pub(super) fn again(&self, id: &str, stream: Target, digest: u64) -> bool {
-        self.streams.get(id).is_some_and(|(s, d)| *s == stream && d.is_none_or(|d| d == digest))
+    pub(super) fn again(&self, id: &str, stream: Target, digest: impl FnOnce() -> u64) -> bool {
+        self.streams.get(id).is_some_and(|(s, d)| *s == stream && d.is_none_or(|d| d == digest()))
     }
 }

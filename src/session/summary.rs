@@ -37,10 +37,6 @@ pub struct Summary {
     pub upstream: &'static str,
 }
 
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Session {
     /// What the admin API lists.
     pub fn summary(&self) -> Summary {

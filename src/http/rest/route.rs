@@ -43,13 +43,9 @@ struct Envelope {
     params: Option<serde_json::Map<String, Value>>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The note's answer around a `result` or an `error`.
 fn answer(id: &Value, method: &str, service: &str, member: &str, value: Value) -> Value {
-    json!({ "id": id, "jsonrpc": "2.0", "method": method, member: value, "targetService": service, "timestamp": now_ms() })
+    json!({ "id": id, "jsonrpc": "2.0", "method": method, member: value, "targetService": service, "timestamp": crate::ids::unix_ms() })
 }
 
 /// `POST /mcp/router/route/{service}`.
@@ -71,7 +67,7 @@ pub(super) async fn route_with_timeout(
     body: Bytes,
 ) -> Result<Response, Error> {
     let Some(seconds) = seconds.parse::<u64>().ok().filter(|s| (1..=MAX_TIMEOUT_S).contains(s)) else {
-        let envelope = json!({ "jsonrpc": "2.0", "error": { "code": -32600, "message": format!("the timeout must be 1 to {MAX_TIMEOUT_S} seconds") }, "targetService": service, "timestamp": now_ms() });
+        let envelope = json!({ "jsonrpc": "2.0", "error": { "code": -32600, "message": format!("the timeout must be 1 to {MAX_TIMEOUT_S} seconds") }, "targetService": service, "timestamp": crate::ids::unix_ms() });
         return Err(Error::Routed { failure: Failure::BadRequest, envelope: Box::new(envelope) });
     };
     serve(app, service, principal, body, Some(Duration::from_secs(seconds))).await
