@@ -13,6 +13,7 @@ mod inbox;
 mod janitor;
 mod keys;
 mod lease;
+mod locks;
 mod ratelimit;
 mod records;
 pub(crate) mod restore;
@@ -23,7 +24,7 @@ mod writer;
 
 use keys::channel;
 pub(crate) use keys::Op;
-pub(crate) use keys::{key_log, key_pending, key_session, Listed};
+pub(crate) use keys::{key_pending, key_session, Listed};
 pub(crate) use lease::LEASE;
 pub(crate) use records::Record;
 pub(crate) use store::Conn;
@@ -53,8 +54,6 @@ const REPLY_GUARD: Duration = Duration::from_secs(3);
 /// A forwarded request unanswered this long is sent again, as the same request, until
 /// [`RPC_TIMEOUT`].
 const RESEND_EVERY: Duration = Duration::from_millis(1000);
-/// Takeover locks (see `Cluster::takeover`).
-const TAKEOVER_STRIPES: usize = 64;
 /// Writes and publishes queued before new ones are refused (and the stream counts as slow).
 const QUEUE: usize = 65_536;
 
@@ -118,10 +117,10 @@ struct HeldStream {
 
 pub(crate) struct Cluster {
     pub instance: Arc<str>,
-    /// One is held while this instance takes a session over (the stripe of its id), so that
-    /// two requests for one session never build two copies of it, while different sessions
-    /// (all of a dead instance's, say) are taken over side by side.
-    takeover: Box<[tokio::sync::Mutex<()>]>,
+    /// One is held while this instance takes a session over, so that two requests for one
+    /// session never build two copies of it, while different sessions (all of a dead
+    /// instance's, say) are taken over side by side.
+    takeover: locks::SessionLocks,
     store: store::Store,
     lease: lease::Lease,
     queue: mpsc::Sender<Op>,
@@ -177,7 +176,7 @@ impl Cluster {
         let (rpc_queue, rpc_rx) = mpsc::channel(QUEUE);
         let cluster = Arc::new_cyclic(|me: &Weak<Cluster>| Cluster {
             instance,
-            takeover: (0..TAKEOVER_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            takeover: locks::SessionLocks::default(),
             store,
             lease,
             queue,
@@ -224,12 +223,9 @@ impl Cluster {
         Ok(key)
     }
 
-    /// The takeover lock of `sid`'s stripe.
-    pub(crate) async fn takeover(&self, sid: SessionId) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        // Session ids are random: a fixed hasher spreads them evenly.
-        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(sid) as usize % self.takeover.len();
-        self.takeover[stripe].lock().await
+    /// The takeover lock of `sid`.
+    pub(crate) async fn takeover(&self, sid: SessionId) -> locks::SessionLock<'_> {
+        self.takeover.lock(sid).await
     }
 
     fn registry(&self) -> Option<Arc<Registry>> {

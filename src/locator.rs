@@ -264,11 +264,12 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
         // the session: another request here is taking it over right now, or it just ended).
         // One takeover of a session at a time on this instance, so two requests for it never
         // build two copies of it.
+        let asked = std::time::Instant::now();
         let _one = cluster.takeover(id).await;
         if let Some(s) = app.registry.get(id) {
             return Ok(Some(Handle::Local(s)));
         }
-        if let Some(s) = take_over(app, cluster, id, &record).await? {
+        if let Some(s) = take_over(app, cluster, id, &record, asked).await? {
             return Ok(Some(Handle::Local(s)));
         }
     }
@@ -281,7 +282,9 @@ async fn take_over(
     cluster: &Cluster,
     id: SessionId,
     record: &crate::cluster::Record,
+    asked: std::time::Instant,
 ) -> Result<Option<Arc<Session>>, ClusterError> {
+    let locked = asked.elapsed();
     let server = |name: &str| app.server(name).map(|s| (s.clone(), app.settings_for(&s)));
     // The epoch the record is claimed with stays this instance's until the session is in the
     // registry, where a rejoin's reclaim finds it.
@@ -291,10 +294,15 @@ async fn take_over(
     let session = app.registry.start(session);
     cluster.index(&session);
     drop(epoch);
-    tracing::info!(session = %id, server = %session.server.name, lost = t.lost.len(), instance = %cluster.instance, epoch = cluster.epoch(), "session taken over");
+    let (claimed, lost) = (asked.elapsed(), t.lost.len());
     session.answered_before(t.done);
     session.fail_lost(t.lost);
     session.replay_initialize().await;
+    tracing::info!(
+        session = %id, server = %session.server.name, lost, instance = %cluster.instance, epoch = cluster.epoch(),
+        lock_ms = locked.as_millis() as u64, claim_ms = (claimed - locked).as_millis() as u64,
+        initialize_ms = (asked.elapsed() - claimed).as_millis() as u64, "session taken over"
+    );
     Ok(Some(session))
 }
 

@@ -18,7 +18,7 @@
 //!   a request's end logs in the same step as the request leaves `pending` (ending the session,
 //!   timeouts, refusals), which must be one step.
 //! - The cluster's `rpc` and `held` maps are leaves: no session lock is taken under them.
-//! - `Cluster::takeover` (an async mutex per stripe of session ids) is held across a takeover; under it the registry and
+//! - `Cluster::takeover` (an async mutex per session id, `cluster/locks.rs`) is held across a takeover; under it the registry and
 //!   then the new session's lock are taken, one at a time.
 
 pub(crate) mod changes;

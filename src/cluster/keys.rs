@@ -25,7 +25,11 @@ pub(crate) fn key_done(sid: SessionId) -> String {
     format!("mcpb:{{{sid}}}:done")
 }
 pub(crate) fn key_log(sid: SessionId, stream: u32) -> String {
-    format!("mcpb:{{{sid}}}:log:{stream}")
+    format!("{}{stream}", key_log_prefix(sid))
+}
+/// What a session's event log keys start with: the stream number follows.
+pub(super) fn key_log_prefix(sid: SessionId) -> String {
+    format!("mcpb:{{{sid}}}:log:")
 }
 /// An instance's lease: its live epoch, expiring unless renewed.
 pub(super) fn key_lease(instance: &str) -> String {

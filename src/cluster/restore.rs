@@ -6,26 +6,38 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use redis::AsyncCommands;
-
+use super::keys::{key_done, key_log_prefix};
 use super::records::Record;
-use super::{key_log, key_pending, key_session, Cluster, ClusterError};
+use super::{key_pending, key_session, Cluster, ClusterError};
 use crate::config::{ServerConfig, SessionSettings};
 use crate::ids::{SessionId, Transport};
 use crate::session::event_log::memory::Budget;
 use crate::session::event_log::EventLog;
 use crate::session::Restored;
+use bytes::Bytes;
 
 /// Names this instance (and its epoch) as the owner if the record still names the lapsed
-/// owner, clears any expiry the janitor gave it, and returns the record; nil otherwise.
+/// owner, clears any expiry the janitor gave it, and returns in the same round trip what the
+/// session starts from: the record, the pending requests, the latest answered ones and each
+/// stream's event log (`{stream, members}` pairs); nil when the record names another owner.
+/// Every key shares the session's hash tag, so in a Redis Cluster they are in one slot.
 const CLAIM: &str = r#"
 local o = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 if o[1] ~= ARGV[1] or o[2] ~= ARGV[2] then return false end
 redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'epoch', ARGV[4])
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
-return redis.call('HGETALL', KEYS[1])"#;
+local record = redis.call('HGETALL', KEYS[1])
+local logs = {}
+for i = 1, #record, 2 do
+  local n = string.match(record[i], '^seq(%d+)$')
+  if n then logs[#logs + 1] = {n, redis.call('ZRANGE', ARGV[5] .. n, 0, -1)} end
+end
+return {record, redis.call('HGETALL', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1), logs}"#;
+
+/// What [`CLAIM`] returns: the record, the pending requests (id → stream), the answered
+/// ones (`"<stream> <id>"`) and the event logs by stream.
+type Claimed = (HashMap<String, Vec<u8>>, HashMap<String, u32>, Vec<String>, Vec<(u32, Vec<Vec<u8>>)>);
 
 /// How far a taken-over stream's numbering jumps past the last event written to Redis: more
 /// than an owner can send between writing an event and the writer getting it to Redis.
@@ -59,26 +71,26 @@ pub(crate) async fn take_over(
     let Some((server, settings)) = record.server.as_deref().and_then(server) else { return Ok(None) };
     let Some(transport) = record.transport.as_deref().and_then(Transport::parse) else { return Ok(None) };
     let mut conn = cluster.conn();
-    let claimed: Option<HashMap<String, Vec<u8>>> = redis::Script::new(CLAIM)
+    let claimed: Option<Claimed> = redis::Script::new(CLAIM)
         .key(key_session(sid))
         .key(key_pending(sid))
+        .key(key_done(sid))
         .arg(from)
         .arg(from_epoch)
         .arg(&*cluster.instance)
         .arg(cluster.epoch())
+        .arg(key_log_prefix(sid))
         .invoke_async(&mut conn)
         .await?;
-    let Some(record) = claimed else { return Ok(None) };
+    let Some((record, pending, done, logs)) = claimed else { return Ok(None) };
     crate::metrics::get().takeovers.inc();
     let text = |k: &str| record.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
     let mut streams = Vec::new();
     // The session's own budget takes these logs' charges over when it adopts them.
     let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
-    for (field, value) in &record {
-        let Some(n) = field.strip_prefix("seq").and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let last_seq = String::from_utf8_lossy(value).parse().unwrap_or(0);
+    for (n, members) in logs {
+        let last_seq = text(&format!("seq{n}")).and_then(|v| v.parse().ok()).unwrap_or(0);
         let evicted = text(&format!("evicted{n}")).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let members: Vec<Vec<u8>> = conn.zrange(key_log(sid, n), 0, -1).await?;
         let entries = members
             .into_iter()
             .filter_map(|m| {
@@ -96,8 +108,6 @@ pub(crate) async fn take_over(
             EventLog::restore(settings.event_log_size, settings.event_log_age, budget.clone(), entries, next_from, evicted),
         ));
     }
-    let pending: HashMap<String, u32> = conn.hgetall(key_pending(sid)).await?;
-    let done: Vec<String> = conn.lrange(super::keys::key_done(sid), 0, -1).await?;
     let done = done.iter().filter_map(|d| d.split_once(' ').and_then(|(n, id)| Some((Box::from(id), n.parse().ok()?)))).collect();
     let restored = Restored {
         protocol_version: text("proto"),
