@@ -9,10 +9,12 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::ids::SessionId;
 
+/// A session's lock and the number of its holder and waiters.
+type Counted = (Arc<AsyncMutex<()>>, usize);
+
 #[derive(Default)]
 pub(crate) struct SessionLocks {
-    /// Each lock with the number of its holder and waiters.
-    held: Mutex<HashMap<SessionId, (Arc<AsyncMutex<()>>, usize)>>,
+    held: Mutex<HashMap<SessionId, Counted>>,
 }
 
 /// Held while a session is taken over; the map forgets the lock when its last holder or
