@@ -13,6 +13,7 @@ mod inbox;
 mod janitor;
 mod keys;
 mod lease;
+mod liveness;
 mod locks;
 mod ratelimit;
 mod records;
@@ -133,6 +134,7 @@ pub(crate) struct Cluster {
     inbox_ok: AtomicBool,
     /// This cluster itself, for the tasks it starts.
     me: Weak<Cluster>,
+    liveness: liveness::Liveness,
     /// Forwarded requests served here lately, by sender and request number.
     served: Mutex<inbox::Served>,
     rpc: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, Failure>>>>,
@@ -185,6 +187,7 @@ impl Cluster {
             probe_seen: AtomicU64::new(0),
             inbox_ok: AtomicBool::new(true),
             me: me.clone(),
+            liveness: liveness::Liveness::default(),
             served: Mutex::default(),
             rpc: Mutex::default(),
             held: Mutex::default(),

@@ -27,10 +27,6 @@ pub(crate) const LEASE: Duration = Duration::from_millis(1500);
 const RENEWALS: u32 = 4;
 /// Local trust ends this long before the lease could lapse in Redis.
 const MARGIN: Duration = Duration::from_millis(375);
-/// A forwarded request unanswered this long starts watching the owner's lease…
-const WATCH_AFTER: Duration = Duration::from_millis(200);
-/// …this often.
-const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// After Redis could not be reached, requests are served without asking again for this long.
 const RETRY_UNREACHABLE: Duration = Duration::from_millis(250);
 
@@ -276,26 +272,6 @@ impl Cluster {
         let mut conn = self.store.lease_conn();
         let _: Result<i64, _> =
             redis::Script::new(RELEASE).key(key_lease(&self.instance)).arg(self.lease.epoch()).invoke_async(&mut conn).await;
-    }
-
-    /// Returns once `instance`'s lease no longer holds `epoch` (it died, or was paused past
-    /// its lease). Asks only after [`WATCH_AFTER`] without an answer, then every [`WATCH_EVERY`]:
-    /// a live owner answers long before.
-    pub(super) async fn watch(&self, instance: &str, epoch: u64) {
-        tokio::time::sleep(WATCH_AFTER).await;
-        loop {
-            if let Ok(false) = self.alive(instance, epoch).await {
-                return;
-            }
-            tokio::time::sleep(WATCH_EVERY).await;
-        }
-    }
-
-    /// Whether `instance` is alive in `epoch` (its lease holds that epoch).
-    pub(crate) async fn alive(&self, instance: &str, epoch: u64) -> Result<bool, ClusterError> {
-        let mut conn = self.conn();
-        let v: Option<u64> = redis::cmd("GET").arg(key_lease(instance)).query_async(&mut conn).await?;
-        Ok(v == Some(epoch))
     }
 }
 
