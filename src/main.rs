@@ -161,14 +161,27 @@ fn main() -> anyhow::Result<()> {
             let instance = instance_id.or(c.instance_id.clone()).unwrap_or_else(|| default_instance(c.listen));
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::bind(c.listen).await.with_context(|| format!("cannot listen on {}", c.listen))?;
+                let listener = bind_listener(c.listen).with_context(|| format!("cannot listen on {}", c.listen))?;
                 let app = AppState::connect(c, instance, Some(reloader)).await.context("cannot join the cluster")?;
                 tokio::spawn(reload_on_sighup(app.clone()));
                 server::run(listener, app, shutdown_signal()).await.context("server failed")
             })
         }
     }
+}
+
+/// Connections the kernel queues before the bridge accepts them (capped by
+/// `net.core.somaxconn`, 4096 by default). Tokio's own bind asks for 1,024, which thousands of
+/// clients resuming at once after an instance died overflowed: the dropped SYNs came back
+/// only after the client's 1 s, 3 s, 7 s retransmission times.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as tokio's bind does) and listens with [`LISTEN_BACKLOG`].
+fn bind_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn default_instance(listen: SocketAddr) -> String {
