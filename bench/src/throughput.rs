@@ -421,12 +421,15 @@ const SETUP_CONCURRENCY: usize = 16;
 pub async fn run(target: &Target, load: &Load) -> Run {
     let (ready_tx, mut ready_rx) = mpsc::channel::<Option<u32>>(load.sessions.max(1));
     let (start_tx, start_rx) = watch::channel(None::<Instant>);
+    // Sessions stay open past the deadline until the tree has been read (a closed session
+    // ends its child, which would leave the tree before the window's end is read).
+    let (read_tx, read_rx) = watch::channel(false);
     let setup = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for k in 0..load.sessions {
         let (target, load, setup, ready, start) =
             (target.clone(), load.clone(), setup.clone(), ready_tx.clone(), start_rx.clone());
-        tasks.spawn(session(k, target, load, setup, ready, start));
+        tasks.spawn(session(k, target, load, setup, ready, start, read_rx.clone()));
     }
     drop(ready_tx);
     let setup_limit = load.timeout * (1 + (load.sessions / SETUP_CONCURRENCY) as u32).min(10);
@@ -461,8 +464,12 @@ pub async fn run(target: &Target, load: &Load) -> Run {
     };
     let deadline = Instant::now() + load.duration;
     let _ = start_tx.send(Some(deadline));
-    let end = metered.map(|(roots, a, perf)| {
-        tokio::spawn(async move {
+    let end = match metered {
+        None => {
+            let _ = read_tx.send(true);
+            None
+        }
+        Some((roots, a, perf)) => Some(tokio::spawn(async move {
             let perf = async {
                 match perf {
                     Some(Ok(p)) => Some(p.finish().await),
@@ -472,12 +479,14 @@ pub async fn run(target: &Target, load: &Load) -> Run {
             };
             let b = async {
                 tokio::time::sleep_until(deadline).await;
-                tokio::task::spawn_blocking(move || cost::snapshot(&roots)).await.expect("a /proc read does not panic")
+                let b = tokio::task::spawn_blocking(move || cost::snapshot(&roots)).await;
+                let _ = read_tx.send(true);
+                b.expect("a /proc read does not panic")
             };
             let (perf, b) = tokio::join!(perf, b);
             cost::Cost { perf, ..cost::between(&a, &b) }
-        })
-    });
+        })),
+    };
     let mut total = Run { window: load.duration, ..Run::default() };
     let all = async {
         while let Some(r) = tasks.join_next().await {
@@ -504,6 +513,7 @@ async fn session(
     setup: Arc<Semaphore>,
     ready: mpsc::Sender<Option<u32>>,
     mut start: watch::Receiver<Option<Instant>>,
+    mut read: watch::Receiver<bool>,
 ) -> Run {
     let mut run = Run::default();
     let opened = {
@@ -559,6 +569,8 @@ async fn session(
         }
         id += 1;
     }
+    // Bounded: the tree is read right at the deadline.
+    let _ = timeout(load.timeout, read.wait_for(|r| *r)).await;
     s.close(load.timeout).await;
     run
 }
