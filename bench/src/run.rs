@@ -511,6 +511,8 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             }
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    writeln!(doc, "Load average at the end: {}.\n", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))?;
     writeln!(doc, "## Commands\n\nEvery process the harness started and the generator's equivalent stand-alone commands (ports were picked free for this run):\n\n```sh")?;
     for c in &h.commands {
         writeln!(doc, "{c}")?;
