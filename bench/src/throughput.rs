@@ -470,9 +470,10 @@ pub async fn run(target: &Target, load: &Load) -> Run {
             None
         }
         Some((roots, a, perf)) => Some(tokio::spawn(async move {
-            let perf = async {
+            let perf_roots = roots.clone();
+            let perf = async move {
                 match perf {
-                    Some(Ok(p)) => Some(p.finish().await),
+                    Some(Ok(p)) => Some(p.finish_or_retry(&perf_roots, deadline).await),
                     Some(Err(e)) => Some(Err(e)),
                     None => None,
                 }
