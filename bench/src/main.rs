@@ -3,6 +3,7 @@
 //! the other subcommands run one workload against a server you started yourself.
 
 mod ceiling;
+mod cost;
 mod http;
 mod idle;
 mod mcp;
@@ -66,6 +67,12 @@ enum Command {
         /// bridge pools backing sessions per worker rather than one pool for all (diagnostic).
         #[arg(long)]
         client_per_session: bool,
+        /// Meter this process and its descendants: CPU per request (stdio: the spawned children).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// With --pid (or stdio): also count every syscall with `perf stat`.
+        #[arg(long)]
+        perf: bool,
     },
     /// Hold N idle SSE streams against a running bridge.
     Idle {
@@ -124,6 +131,8 @@ fn main() -> anyhow::Result<()> {
                 tool,
                 size,
                 client_per_session,
+                pid,
+                perf,
             } => {
                 let target = match (transport, url, command) {
                     (TransportArg::Streamable, Some(u), _) if forward_url.is_some() => throughput::Target::Forwarded {
@@ -136,6 +145,11 @@ fn main() -> anyhow::Result<()> {
                     (TransportArg::Stdio, _, Some(c)) => throughput::Target::Stdio { command: c, args: vec![] },
                     _ => anyhow::bail!("sse, streamable and stateless need --url; stdio needs --command"),
                 };
+                let tree = match (&target, pid) {
+                    (_, Some(p)) => Some(cost::Tree::Pid(p)),
+                    (throughput::Target::Stdio { .. }, None) => Some(cost::Tree::Sessions),
+                    _ => None,
+                };
                 println!("{}", report::throughput_header());
                 for k in sessions {
                     let load = throughput::Load {
@@ -145,6 +159,7 @@ fn main() -> anyhow::Result<()> {
                         tool: tool.clone(),
                         timeout: Duration::from_secs(10),
                         client_per_session,
+                        meter: tree.clone().map(|tree| cost::Meter { tree, perf }),
                     };
                     let mut points = Vec::new();
                     for _ in 0..repeat.max(1) {

@@ -112,28 +112,34 @@ pub fn all(dir: &Path, pins: &Path, echo: &Path, port: u16, work: &Path) -> Vec<
         _ => Err(format!("Python mcp-proxy: {}", missing("the PyPI mcp-proxy venv"))),
     });
 
-    let rs = dir.join("cargo/bin/mcp-proxy");
-    let rs_version = std::fs::read_to_string(dir.join(".rust-version")).ok().map(|v| v.trim().to_string());
-    out.push(match rs_version {
-        Some(version) if rs.exists() => {
-            let config = work.join("rust-mcp-proxy.toml");
-            let text = format!(
-                "[proxy]\nname = \"bench\"\nseparator = \"/\"\n\n[proxy.listen]\nhost = \"127.0.0.1\"\nport = {port}\n\n\
-                 [[backends]]\nname = \"echo\"\ntransport = \"stdio\"\ncommand = \"{echo}\"\n"
-            );
-            Ok(Peer {
-                name: "Rust mcp-proxy",
-                version,
-                program: rs,
-                args: vec!["--config".into(), config.display().to_string()],
-                env: vec![("RUST_LOG", "warn".into())],
-                endpoints: vec![Endpoint { transport: "streamable", path: "/" }],
-                tool: "echo/echo",
-                config: Some((config, text)),
-            })
-        }
-        _ => Err("Rust mcp-proxy: not built (opt-in: scripts/bench-peers --rust)".to_string()),
-    });
+    // The Rust mcp-proxy, as scripts/bench-peers builds it twice: its default features (otel,
+    // oauth, openapi, websocket, ...) and --no-default-features, each in a root of its own.
+    for (root, name) in
+        [("cargo-default", "Rust mcp-proxy (default features)"), ("cargo", "Rust mcp-proxy (--no-default-features)")]
+    {
+        let rs = dir.join(root).join("bin/mcp-proxy");
+        let version = std::fs::read_to_string(dir.join(root).join(".version")).ok().map(|v| v.trim().to_string());
+        out.push(match version {
+            Some(version) if rs.exists() => {
+                let config = work.join(format!("rust-mcp-proxy-{root}.toml"));
+                let text = format!(
+                    "[proxy]\nname = \"bench\"\nseparator = \"/\"\n\n[proxy.listen]\nhost = \"127.0.0.1\"\nport = {port}\n\n\
+                     [[backends]]\nname = \"echo\"\ntransport = \"stdio\"\ncommand = \"{echo}\"\n"
+                );
+                Ok(Peer {
+                    name,
+                    version,
+                    program: rs,
+                    args: vec!["--config".into(), config.display().to_string()],
+                    env: vec![("RUST_LOG", "warn".into())],
+                    endpoints: vec![Endpoint { transport: "streamable", path: "/" }],
+                    tool: "echo/echo",
+                    config: Some((config, text)),
+                })
+            }
+            _ => Err(format!("{name}: not built (opt-in: scripts/bench-peers --rust)")),
+        });
+    }
     out
 }
 
@@ -148,4 +154,36 @@ fn py_version(dir: &Path) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_rust_builds_are_listed_each_from_its_own_root() {
+        let dir = std::env::temp_dir().join(format!("mcp-bench-peers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rust = |all: &[Result<Peer, String>]| -> Vec<Result<(String, PathBuf), String>> {
+            all.iter()
+                .filter(|p| p.as_ref().map_or_else(|e| e.starts_with("Rust"), |p| p.name.starts_with("Rust")))
+                .map(|p| p.as_ref().map(|p| (p.name.to_string(), p.program.clone())).map_err(Clone::clone))
+                .collect()
+        };
+        let none = rust(&all(&dir, &dir, Path::new("/bin/echo"), 1, &dir));
+        assert_eq!(none.len(), 2);
+        assert!(none.iter().all(|r| r.as_ref().is_err_and(|e| e.contains("scripts/bench-peers --rust"))), "{none:?}");
+        for root in ["cargo", "cargo-default"] {
+            std::fs::create_dir_all(dir.join(root).join("bin")).unwrap();
+            std::fs::write(dir.join(root).join("bin/mcp-proxy"), "").unwrap();
+            std::fs::write(dir.join(root).join(".version"), "0.6.0\n").unwrap();
+        }
+        let both = rust(&all(&dir, &dir, Path::new("/bin/echo"), 1, &dir));
+        let _ = std::fs::remove_dir_all(&dir);
+        let both: Vec<(String, PathBuf)> = both.into_iter().map(Result::unwrap).collect();
+        assert_eq!(both[0].0, "Rust mcp-proxy (default features)");
+        assert!(both[0].1.ends_with("cargo-default/bin/mcp-proxy"));
+        assert_eq!(both[1].0, "Rust mcp-proxy (--no-default-features)");
+        assert!(both[1].1.ends_with("cargo/bin/mcp-proxy"));
+    }
 }

@@ -5,21 +5,37 @@ use crate::resume;
 use crate::stats::Point;
 
 pub fn throughput_header() -> String {
-    "| sessions | target | transport | req/s | p50 µs | p99 µs | max µs | errors | wrong-session |\n\
-     |---:|---|---|---:|---:|---:|---:|---:|---:|"
+    "| sessions | target | transport | req/s | p50 µs | p99 µs | max µs | errors | wrong-session | CPU µs/req | CPU % of a core |\n\
+     |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         .to_string()
 }
 
 pub fn throughput_row(sessions: usize, target: &str, transport: &str, p: &Point) -> String {
     format!(
-        "| {sessions} | {target} | {transport} | {} | {} | {} | {} | {} | {} |",
+        "| {sessions} | {target} | {transport} | {} | {} | {} | {} | {} | {} | {} | {} |",
         thousands(p.rps),
         us(p.p50_us),
         us(p.p99_us),
         us(p.max_us),
         p.errors,
-        p.wrong
+        p.wrong,
+        cpu_us(p),
+        cpu_pct(p)
     )
+}
+
+/// The tree's CPU µs per request, or "–" when the run was not metered.
+pub fn cpu_us(p: &Point) -> String {
+    p.cost.as_ref().map_or("–".to_string(), |c| format!("{:.1}", c.cpu_us))
+}
+
+pub fn cpu_pct(p: &Point) -> String {
+    p.cost.as_ref().map_or("–".to_string(), |c| format!("{:.0}", c.cpu_pct))
+}
+
+/// A per-request count with two decimals, or "–".
+pub fn per_req(v: Option<f64>) -> String {
+    v.map_or("–".to_string(), |v| format!("{v:.2}"))
 }
 
 pub fn idle_header() -> String {
@@ -112,5 +128,8 @@ mod tests {
         assert_eq!(us(1234.0), "1,234");
         assert_eq!(ratio(3.0, 2.0), "1.50×");
         assert_eq!(ratio(1.0, 0.0), "–");
+        assert_eq!(per_req(Some(2.5)), "2.50");
+        assert_eq!(per_req(None), "–");
+        assert_eq!(cpu_us(&Point::default()), "–");
     }
 }

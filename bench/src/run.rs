@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::cost::Tree;
 use crate::http::Url;
 use crate::idle;
 use crate::peers;
@@ -17,7 +18,10 @@ use crate::report::{self, thousands, us};
 use crate::resume;
 use crate::stats::{self, Point};
 use crate::summary::{self, Series, STATELESS};
-use crate::throughput::{self, Load, Target};
+use crate::throughput::{self, Target};
+
+mod plan;
+use plan::{bridge_config, check, generator_command, load, metered, perf_pass, slug};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -69,7 +73,8 @@ pub struct Args {
     /// Sessions in the peer comparison.
     #[arg(long, default_value_t = 16)]
     peer_sessions: usize,
-    /// Phases to leave out: throughput, logging, resume, idle, peers.
+    /// Phases to leave out: throughput, logging, resume, idle, peers, syscalls (the `perf stat`
+    /// pass: mcp-bridge against the Rust peer).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Throughput targets to run [all]: stdio, ceiling, sse, streamable, streamable-json, stateless.
@@ -162,6 +167,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
 
     // ---- throughput and latency: the bridge and both baselines, repeats interleaved
     let mut series: Vec<Series> = Vec::new();
+    let mut syscall_rows: Vec<(String, String, String, Point)> = Vec::new();
     if !skip("throughput") {
         let ceiling_port = procs::free_port()?;
         let me = std::env::current_exe()?;
@@ -177,44 +183,60 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         h.commands.push(format!("{}    # the HTTP ceiling", ceiling.command));
         let (mut bridge, port) = h.start_bridge("bridge", &[], &[])?;
         let b = format!("http://127.0.0.1:{port}");
+        // Whose process tree each target's CPU is read from: the bridge (with its echo
+        // children), the ceiling, or the echo children the generator spawns for stdio.
+        let (bt, ct) = (Tree::Pid(bridge.pid()), Tree::Pid(ceiling.pid()));
         let all = vec![
-            ("stdio", "stdio, no bridge", "stdio", Target::Stdio { command: echo.clone(), args: vec![] }),
+            ("stdio", "stdio, no bridge", "stdio", Target::Stdio { command: echo.clone(), args: vec![] }, Tree::Sessions),
             (
                 "ceiling",
                 "HTTP ceiling (bare hyper)",
                 "streamable, JSON answers",
                 Target::Streamable(Url::parse(&format!("http://127.0.0.1:{ceiling_port}/mcp"))?),
+                ct,
             ),
-            ("sse", "mcp-bridge", "sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?)),
-            ("streamable", "mcp-bridge", "streamable, SSE answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo"))?)),
+            ("sse", "mcp-bridge", "sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?), bt.clone()),
+            (
+                "streamable",
+                "mcp-bridge",
+                "streamable, SSE answers",
+                Target::Streamable(Url::parse(&format!("{b}/mcp/echo"))?),
+                bt.clone(),
+            ),
             (
                 "streamable-json",
                 "mcp-bridge",
                 "streamable, JSON answers",
                 Target::Streamable(Url::parse(&format!("{b}/mcp/echo-json"))?),
+                bt.clone(),
             ),
             // The 2026-07-28 revision on the same endpoint: each request served by a backing
             // session from the bridge's idle pool (answered as JSON before the heartbeat is due).
-            ("stateless", "mcp-bridge", STATELESS, Target::Stateless(Url::parse(&format!("{b}/mcp/echo"))?)),
+            ("stateless", "mcp-bridge", STATELESS, Target::Stateless(Url::parse(&format!("{b}/mcp/echo"))?), bt.clone()),
         ];
         let targets: Vec<_> = all
             .into_iter()
             .filter(|(slug, ..)| a.only.is_empty() || a.only.iter().any(|o| o == slug))
-            .map(|(_, t, tr, target)| (t, tr, target))
+            .map(|(_, t, tr, target, tree)| (t, tr, target, tree))
             .collect();
-        for (t, _, target) in &targets {
+        for (t, _, target, _) in &targets {
             h.commands.push(generator_command(target, &s, "echo", t));
         }
         series = targets
             .iter()
-            .map(|(t, tr, _)| Series { target: t.to_string(), transport: tr.to_string(), checked: true, points: BTreeMap::new() })
+            .map(|(t, tr, ..)| Series {
+                target: t.to_string(),
+                transport: tr.to_string(),
+                checked: true,
+                points: BTreeMap::new(),
+            })
             .collect();
         for &k in &s.sessions {
             for _ in 0..s.repeat {
-                for (i, (name, tr, target)) in targets.iter().enumerate() {
-                    let load = load(k, s.duration, "echo");
+                for (i, (name, tr, target, tree)) in targets.iter().enumerate() {
+                    let load = load(k, s.duration, "echo", metered(tree, false));
                     let p = throughput::run(target, &load).await.point();
-                    eprintln!("[mcp-bench] {k:>4} sessions  {name:<26} {tr:<26} {:>9} req/s  p50 {:>7} µs  p99 {:>7} µs  errors {}  wrong {}", thousands(p.rps), us(p.p50_us), us(p.p99_us), p.errors, p.wrong);
+                    eprintln!("[mcp-bench] {k:>4} sessions  {name:<26} {tr:<26} {:>9} req/s  p50 {:>7} µs  p99 {:>7} µs  CPU {:>6} µs/req  errors {}  wrong {}", thousands(p.rps), us(p.p50_us), us(p.p99_us), report::cpu_us(&p), p.errors, p.wrong);
                     series[i].points.entry(k).or_default().push(p);
                 }
                 if !bridge.alive() {
@@ -223,6 +245,22 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
                 if !ceiling.alive() {
                     bail!("the ceiling server died; see {}", ceiling.log.display());
                 }
+            }
+        }
+        // The `perf stat` pass: the bridge's legacy SSE and Streamable JSON answers, at the peer
+        // comparison's session count, with every syscall counted (the Rust peer gets the same
+        // pass below).
+        if !a.smoke && !skip("syscalls") {
+            let k = a.peer_sessions;
+            for (_, tr, target, tree) in
+                targets.iter().filter(|(t, tr, ..)| *t == "mcp-bridge" && (*tr == "sse" || *tr == "streamable, JSON answers"))
+            {
+                let m = perf_pass(target, k, &s, "echo", tree).await;
+                eprintln!(
+                    "[mcp-bench] perf pass mcp-bridge {tr}: {} syscalls/req",
+                    report::per_req(m.cost.as_ref().and_then(|c| c.syscalls))
+                );
+                syscall_rows.push(("mcp-bridge".to_string(), "this run".to_string(), tr.to_string(), m));
             }
         }
         drop(bridge);
@@ -235,6 +273,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         let k = a.peer_sessions;
         let (mut bridge, port) = h.start_bridge("bridge-quiet", &[], &[("MCP_BRIDGE_LOG", "warn")])?;
         let b = format!("http://127.0.0.1:{port}");
+        let tree = Tree::Pid(bridge.pid());
         let targets = [
             ("sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?)),
             ("streamable, SSE answers", Target::Streamable(Url::parse(&format!("{b}/mcp/echo"))?)),
@@ -246,7 +285,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         for (tr, target) in &targets {
             let mut pts = Vec::new();
             for _ in 0..s.repeat {
-                pts.push(throughput::run(target, &load(k, s.duration, "echo")).await.point());
+                pts.push(throughput::run(target, &load(k, s.duration, "echo", metered(&tree, false))).await.point());
             }
             let m = stats::median(&pts);
             let with_logs = series.iter().find(|x| x.target == "mcp-bridge" && x.transport == *tr).and_then(|x| x.median(k));
@@ -255,10 +294,12 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             if let Some(w) = with_logs {
                 writeln!(
                     doc,
-                    "| | (info logs, from above) | {tr} | {} | {} | {} | | | |",
+                    "| | (info logs, from above) | {tr} | {} | {} | {} | | | | {} | {} |",
                     thousands(w.rps),
                     us(w.p50_us),
-                    us(w.p99_us)
+                    us(w.p99_us),
+                    report::cpu_us(&w),
+                    report::cpu_pct(&w)
                 )?;
             }
             check(&mut h.failures, &format!("quiet bridge {tr} at {k}"), &m);
@@ -353,19 +394,30 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
                     peer.tool,
                     peer.name,
                 ));
+                let tree = Tree::Pid(proc.pid());
                 let mut pts = Vec::new();
                 for _ in 0..s.repeat {
-                    pts.push(throughput::run(&target, &load(k, s.duration, peer.tool)).await.point());
+                    pts.push(throughput::run(&target, &load(k, s.duration, peer.tool, metered(&tree, false))).await.point());
                 }
                 let m = stats::median(&pts);
                 eprintln!(
-                    "[mcp-bench] peer {} {}: {} req/s, errors {}, wrong {}",
+                    "[mcp-bench] peer {} {}: {} req/s, CPU {} µs/req, errors {}, wrong {}",
                     peer.name,
                     ep.transport,
                     thousands(m.rps),
+                    report::cpu_us(&m),
                     m.errors,
                     m.wrong
                 );
+                if peer.name.starts_with("Rust mcp-proxy") && !skip("syscalls") {
+                    let p = perf_pass(&target, k, &s, peer.tool, &tree).await;
+                    eprintln!(
+                        "[mcp-bench] perf pass {}: {} syscalls/req",
+                        peer.name,
+                        report::per_req(p.cost.as_ref().and_then(|c| c.syscalls))
+                    );
+                    syscall_rows.push((peer.name.to_string(), peer.version.clone(), ep.transport.to_string(), p));
+                }
                 peer_rows.push((peer.name.to_string(), peer.version.clone(), ep.transport.to_string(), m));
             }
             if !proc.alive() {
@@ -373,6 +425,9 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             }
         }
         summary::write_peers(&mut doc, &series, &peer_rows, &peer_notes, k)?;
+    }
+    if !syscall_rows.is_empty() {
+        summary::write_syscalls(&mut doc, &series, &peer_rows, &syscall_rows, a.peer_sessions, s.duration)?;
     }
 
     // ---- idle streams, each count on a fresh bridge
@@ -441,10 +496,23 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     for x in series.iter().filter(|x| x.checked) {
         for k in x.points.keys() {
             if let Some(m) = x.median(*k) {
-                check(&mut h.failures, &format!("{} / {} at {k} sessions", x.target, x.transport), &m);
+                let what = format!("{} / {} at {k} sessions", x.target, x.transport);
+                check(&mut h.failures, &what, &m);
+                // The walk finds the children: the bridge's echo children (one per session, or
+                // its pool for stateless), and every child the generator spawned for stdio.
+                let want = match x.target.as_str() {
+                    "mcp-bridge" => 2,
+                    "stdio, no bridge" => *k,
+                    _ => 1,
+                };
+                if let Some(c) = m.cost.as_ref().filter(|c| c.processes < want) {
+                    h.failures.push(format!("{what}: the metered tree held {} processes, expected ≥ {want}", c.processes));
+                }
             }
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    writeln!(doc, "Load average at the end: {}.\n", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))?;
     writeln!(doc, "## Commands\n\nEvery process the harness started and the generator's equivalent stand-alone commands (ports were picked free for this run):\n\n```sh")?;
     for c in &h.commands {
         writeln!(doc, "{c}")?;
@@ -472,55 +540,4 @@ impl Settings {
     fn clone_light(&self) -> Settings {
         Settings { sessions: self.sessions.clone(), idle_streams: self.idle_streams.clone(), ..*self }
     }
-}
-
-fn load(sessions: usize, duration: Duration, tool: &str) -> Load {
-    Load { sessions, duration, size: 100, tool: tool.to_string(), timeout: Duration::from_secs(10), client_per_session: false }
-}
-
-/// A point ran (answers came back) with no wrong delivery and no error.
-fn check(failures: &mut Vec<String>, what: &str, p: &Point) {
-    if p.requests == 0 {
-        failures.push(format!("{what}: no request completed ({})", p.samples.join("; ")));
-    }
-    if p.wrong != 0 {
-        failures.push(format!("{what}: {} replies reached the wrong session", p.wrong));
-    }
-    if p.errors != 0 {
-        failures.push(format!("{what}: {} errors ({})", p.errors, p.samples.join("; ")));
-    }
-}
-
-fn generator_command(target: &Target, s: &Settings, tool: &str, who: &str) -> String {
-    let ks = s.sessions.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",");
-    let (transport, dest) = match target {
-        Target::Sse(u) => ("sse", format!("--url {}", u.path_url())),
-        Target::Streamable(u) => ("streamable", format!("--url {}", u.path_url())),
-        Target::Stateless(u) => ("stateless", format!("--url {}", u.path_url())),
-        Target::Forwarded { init, rest } => {
-            ("streamable", format!("--url {} --forward-url {}", init.path_url(), rest.path_url()))
-        }
-        Target::Stdio { command, .. } => ("stdio", format!("--command {}", shell_word(&command.display().to_string()))),
-    };
-    let tool = if tool == "echo" { String::new() } else { format!(" --tool {tool}") };
-    format!(
-        "target/release/mcp-bench throughput --transport {transport} {dest} --sessions {ks} --duration {} --repeat {}{tool}    # {who}",
-        humantime::format_duration(s.duration),
-        s.repeat
-    )
-}
-
-fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
-}
-
-fn bridge_config(echo: &Path) -> String {
-    let echo = echo.display();
-    format!(
-        "# Written by mcp-bench. Detached sessions end after 10 s so the children of finished\n\
-         # benchmark sessions do not pile up (the default is 5 min).\n\
-         [sessions]\nidle_timeout = \"10s\"\n\n\
-         [servers.echo]\ncommand = \"{echo}\"\n\n\
-         [servers.echo-json]\ncommand = \"{echo}\"\njson_response = true\n"
-    )
 }

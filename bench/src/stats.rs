@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::cost::Cost;
+
 /// What one run of a workload measured.
 #[derive(Debug, Default, Clone)]
 pub struct Run {
@@ -15,6 +17,8 @@ pub struct Run {
     pub window: Duration,
     /// The first few error messages, for the report.
     pub samples: Vec<String>,
+    /// What the target's process tree used over the window, when metered.
+    pub cost: Option<Cost>,
 }
 
 impl Run {
@@ -40,6 +44,7 @@ impl Run {
     pub fn point(mut self) -> Point {
         self.latencies.sort_unstable();
         let secs = self.window.as_secs_f64().max(1e-9);
+        let cost = self.cost.as_ref().and_then(|c| PerRequest::of(c, self.completed));
         Point {
             rps: self.completed as f64 / secs,
             p50_us: percentile(&self.latencies, 50.0) as f64 / 1e3,
@@ -49,7 +54,53 @@ impl Run {
             errors: self.errors,
             wrong: self.wrong,
             samples: self.samples,
+            cost,
         }
+    }
+}
+
+/// A metered run's costs per answered request.
+#[derive(Debug, Default, Clone)]
+pub struct PerRequest {
+    /// CPU µs (user + system, whole process tree) per request.
+    pub cpu_us: f64,
+    /// The tree's CPU over the window's wall time, in % of one core.
+    pub cpu_pct: f64,
+    pub voluntary: f64,
+    pub involuntary: f64,
+    /// read + write syscalls (/proc/PID/io syscr + syscw).
+    pub rw_syscalls: f64,
+    /// Every syscall (perf stat), when perf ran and counted.
+    pub syscalls: Option<f64>,
+    /// Processes in the tree at the window's end (the fewest over repeats).
+    pub processes: usize,
+    /// Why perf gave no count, when it was asked and failed.
+    pub perf_error: Option<String>,
+}
+
+impl PerRequest {
+    fn of(c: &Cost, completed: u64) -> Option<PerRequest> {
+        if completed == 0 {
+            return None;
+        }
+        let n = completed as f64;
+        let wall = c.wall.as_secs_f64();
+        let (syscalls, perf_error) = match &c.perf {
+            // perf counts over its own window (inside the run's): scale by the run's rate.
+            Some(Ok((count, w))) => (Some(*count as f64 / (n / wall.max(1e-9) * w.as_secs_f64()).max(1e-9)), None),
+            Some(Err(e)) => (None, Some(e.clone())),
+            None => (None, None),
+        };
+        Some(PerRequest {
+            cpu_us: c.cpu.as_secs_f64() * 1e6 / n,
+            cpu_pct: if wall > 0.0 { c.cpu.as_secs_f64() / wall * 100.0 } else { 0.0 },
+            voluntary: c.voluntary as f64 / n,
+            involuntary: c.involuntary as f64 / n,
+            rw_syscalls: c.rw_syscalls as f64 / n,
+            syscalls,
+            processes: c.processes,
+            perf_error,
+        })
     }
 }
 
@@ -64,6 +115,7 @@ pub struct Point {
     pub errors: u64,
     pub wrong: u64,
     pub samples: Vec<String>,
+    pub cost: Option<PerRequest>,
 }
 
 /// Nearest-rank percentile of sorted values; 0 when empty.
@@ -101,7 +153,28 @@ pub fn median(points: &[Point]) -> Point {
         errors: points.iter().map(|p| p.errors).sum(),
         wrong: points.iter().map(|p| p.wrong).sum(),
         samples: points.iter().flat_map(|p| p.samples.iter().cloned()).take(3).collect(),
+        cost: median_cost(points),
     }
+}
+
+/// Each cost figure's median over the repeats that were metered.
+fn median_cost(points: &[Point]) -> Option<PerRequest> {
+    let costs: Vec<&PerRequest> = points.iter().filter_map(|p| p.cost.as_ref()).collect();
+    if costs.is_empty() {
+        return None;
+    }
+    let m = |f: fn(&PerRequest) -> f64| median_of(costs.iter().map(|c| f(c)).collect());
+    let sys: Vec<f64> = costs.iter().filter_map(|c| c.syscalls).collect();
+    Some(PerRequest {
+        cpu_us: m(|c| c.cpu_us),
+        cpu_pct: m(|c| c.cpu_pct),
+        voluntary: m(|c| c.voluntary),
+        involuntary: m(|c| c.involuntary),
+        rw_syscalls: m(|c| c.rw_syscalls),
+        syscalls: (!sys.is_empty()).then(|| median_of(sys)),
+        processes: costs.iter().map(|c| c.processes).min().unwrap_or(0),
+        perf_error: costs.iter().find_map(|c| c.perf_error.clone()),
+    })
 }
 
 #[cfg(test)]
@@ -125,5 +198,34 @@ mod tests {
         assert_eq!(m.rps, 20.0);
         assert_eq!(m.wrong, 2);
         assert_eq!(median(&[p(10.0, 0), p(20.0, 0)]).rps, 15.0);
+        assert!(m.cost.is_none(), "no repeat metered");
+    }
+
+    #[test]
+    fn cost_per_request_and_its_median() {
+        let run = |cpu_ms: u64, completed: u64| Run {
+            completed,
+            window: Duration::from_secs(1),
+            cost: Some(Cost {
+                cpu: Duration::from_millis(cpu_ms),
+                wall: Duration::from_secs(1),
+                voluntary: completed * 2,
+                involuntary: completed / 2,
+                rw_syscalls: completed * 4,
+                processes: 3,
+                perf: Some(Ok((completed * 8, Duration::from_millis(500)))),
+            }),
+            ..Run::default()
+        };
+        let a = run(500, 10_000).point();
+        let c = a.cost.clone().unwrap();
+        assert!((c.cpu_us - 50.0).abs() < 1e-9, "{c:?}");
+        assert!((c.cpu_pct - 50.0).abs() < 1e-9);
+        assert_eq!((c.voluntary, c.involuntary, c.rw_syscalls), (2.0, 0.5, 4.0));
+        // 80,000 syscalls over half the window, at 10,000 req/s: 16 per request.
+        assert!((c.syscalls.unwrap() - 16.0).abs() < 1e-9, "{c:?}");
+        let m = median(&[a, run(300, 10_000).point(), run(900, 10_000).point()]);
+        assert!((m.cost.unwrap().cpu_us - 50.0).abs() < 1e-9, "median of 30, 50, 90");
+        assert!(run(1, 0).point().cost.is_none(), "nothing answered: no per-request cost");
     }
 }

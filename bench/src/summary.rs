@@ -61,6 +61,7 @@ pub(crate) fn write_throughput(
         humantime::format_duration(duration),
         repeat
     )?;
+    writeln!(doc, "{CPU_NOTE} CPU % of a core is that CPU time over the window's wall time.\n")?;
     if series.iter().any(|x| x.transport == STATELESS) {
         writeln!(doc, "The {STATELESS} rows send the same requests without initialize or a session: every POST carries `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and `params._meta` (version, capabilities, clientInfo), and the bridge serves it on a backing session from its idle pool (one pool key for all K workers: same principal, clientInfo and capabilities). Each answer must carry the request's id, the worker's tag and `resultType: \"complete\"`.\n")?;
     }
@@ -107,8 +108,8 @@ pub(crate) fn write_peers(
     k: usize,
 ) -> anyhow::Result<()> {
     writeln!(doc, "## Peers side by side at {k} sessions\n")?;
-    writeln!(doc, "Each peer fronts the same `mcp-echo-server`, bound to 127.0.0.1, driven by the same generator; peers run with request logging off where they have a switch (generous to them), the bridge with its default `info` logs. The ratio column is mcp-bridge over the same transport (Streamable: the bridge's default SSE answers) ÷ the peer.\n")?;
-    writeln!(doc, "| peer | version | transport | req/s | p50 µs | p99 µs | max µs | errors | wrong-session | mcp-bridge ÷ peer |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(doc, "Each peer fronts the same `mcp-echo-server`, bound to 127.0.0.1, driven by the same generator; peers run with request logging off where they have a switch (generous to them), the bridge with its default `info` logs. The req/s ratio column is mcp-bridge over the same transport (Streamable: the bridge's default SSE answers) ÷ the peer; the CPU ratio is mcp-bridge's CPU µs/req over that same transport ÷ the peer's (below 1: the bridge spends less per request). {CPU_NOTE}\n")?;
+    writeln!(doc, "| peer | version | transport | req/s | p50 µs | p99 µs | max µs | errors | wrong-session | CPU µs/req | CPU % of a core | mcp-bridge ÷ peer, req/s | mcp-bridge ÷ peer, CPU µs/req |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     let bridge = |tr: &str| {
         let t = if tr == "sse" { "sse" } else { "streamable, SSE answers" };
         series.iter().find(|x| x.target == "mcp-bridge" && x.transport == t).and_then(|x| x.median(k))
@@ -117,30 +118,54 @@ pub(crate) fn write_peers(
         if let Some(b) = series.iter().find(|x| x.target == "mcp-bridge" && x.transport == tr).and_then(|x| x.median(k)) {
             writeln!(
                 doc,
-                "| **mcp-bridge** | this run | {tr} | {} | {} | {} | {} | {} | {} | 1.00× |",
+                "| **mcp-bridge** | this run | {tr} | {} | {} | {} | {} | {} | {} | {} | {} | 1.00× | 1.00× |",
                 thousands(b.rps),
                 us(b.p50_us),
                 us(b.p99_us),
                 us(b.max_us),
                 b.errors,
-                b.wrong
+                b.wrong,
+                report::cpu_us(&b),
+                report::cpu_pct(&b)
             )?;
         }
     }
     for (name, version, tr, p) in rows {
         let r = bridge(tr).map_or("–".to_string(), |b| ratio(b.rps, p.rps));
+        let c = bridge(tr).map_or("–".to_string(), |b| cpu_ratio(&b, p));
         writeln!(
             doc,
-            "| {name} | {version} | {tr} | {} | {} | {} | {} | {} | {} | {r} |",
+            "| {name} | {version} | {tr} | {} | {} | {} | {} | {} | {} | {} | {} | {r} | {c} |",
             thousands(p.rps),
             us(p.p50_us),
             us(p.p99_us),
             us(p.max_us),
             p.errors,
-            p.wrong
+            p.wrong,
+            report::cpu_us(p),
+            report::cpu_pct(p)
         )?;
     }
     writeln!(doc)?;
+    // Every bridge transport against every peer row, on CPU per request.
+    let ours: Vec<(&str, Point)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", STATELESS]
+        .into_iter()
+        .filter_map(|tr| {
+            series.iter().find(|x| x.target == "mcp-bridge" && x.transport == tr).and_then(|x| x.median(k)).map(|p| (tr, p))
+        })
+        .collect();
+    if !ours.is_empty() && !rows.is_empty() {
+        writeln!(doc, "### CPU per request at {k} sessions: mcp-bridge ÷ peer\n")?;
+        writeln!(doc, "Each cell is the bridge's CPU µs/req on the column's transport ÷ the row's; the issue's target is ≤ 0.4× the Rust peer.\n")?;
+        let head: Vec<String> = ours.iter().map(|(tr, p)| format!("mcp-bridge {tr} ({} µs)", report::cpu_us(p))).collect();
+        writeln!(doc, "| peer | transport | peer CPU µs/req | {} |", head.join(" | "))?;
+        writeln!(doc, "|---|---|---:|{}", "---:|".repeat(ours.len()))?;
+        for (name, _, tr, p) in rows {
+            let cells: Vec<String> = ours.iter().map(|(_, b)| cpu_ratio(b, p)).collect();
+            writeln!(doc, "| {name} | {tr} | {} | {} |", report::cpu_us(p), cells.join(" | "))?;
+        }
+        writeln!(doc)?;
+    }
     for (name, _, tr, p) in rows {
         if !p.samples.is_empty() {
             writeln!(doc, "- {name} ({tr}) errors, first: {}", p.samples.join(" | ").chars().take(300).collect::<String>())?;
@@ -148,6 +173,57 @@ pub(crate) fn write_peers(
     }
     for n in notes {
         writeln!(doc, "- {n}")?;
+    }
+    writeln!(doc)?;
+    Ok(())
+}
+
+/// How the CPU columns are measured, for the tables that show them.
+pub(crate) const CPU_NOTE: &str = "CPU is user + system time of the target's whole process tree (the target and all its live descendants, found by /proc ppid links at the window's start and end; children it waited for inside the window count through its cutime/cstime), never the generator's, over the measured window, divided by the requests answered in it; clock-tick (10 ms) resolution per process. For the stdio baseline the tree is the echo children the generator spawned.";
+
+/// mcp-bridge's CPU µs/req ÷ the other's, or "–" when either was not metered.
+fn cpu_ratio(bridge: &Point, other: &Point) -> String {
+    match (&bridge.cost, &other.cost) {
+        (Some(b), Some(o)) => ratio(b.cpu_us, o.cpu_us),
+        _ => "–".to_string(),
+    }
+}
+
+/// The `perf stat`-style table: syscalls and context switches per request over one window.
+pub(crate) fn write_syscalls(
+    doc: &mut String,
+    series: &[Series],
+    peers: &[(String, String, String, Point)],
+    rows: &[(String, String, String, Point)],
+    k: usize,
+    duration: std::time::Duration,
+) -> anyhow::Result<()> {
+    writeln!(doc, "## Syscalls and context switches per request at {k} sessions\n")?;
+    writeln!(doc, "A separate pass (the same workload, {}, median of repeats) with `perf stat -e raw_syscalls:sys_enter -p PIDS` attached to the target's process tree (every syscall of every thread; perf follows threads and children created later); its window starts after perf's start-up and ends 0.5 s before the run's, and the count is divided by the run's rate × that window. Context switches are the sums of `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` from /proc/PID/task/*/status over the tree's threads, and read+write syscalls are /proc/PID/io syscr + syscw (read- and write-family calls only), both over the run's window; a thread or child that exits inside the window is not counted by these two. perf's tracing slows the target, so this pass's req/s is lower than the main table's; the CPU µs/req column is the main table's (no perf attached).\n", humantime::format_duration(duration))?;
+    writeln!(doc, "| target | version | transport | req/s (this pass) | syscalls/req (perf, all) | read+write syscalls/req (/proc io) | voluntary ctx switches/req | involuntary ctx switches/req | CPU µs/req (main table) |\n|---|---|---|---:|---:|---:|---:|---:|---:|")?;
+    for (name, version, tr, p) in rows {
+        let main = if name == "mcp-bridge" {
+            series.iter().find(|x| x.target == "mcp-bridge" && x.transport == *tr).and_then(|x| x.median(k))
+        } else {
+            peers.iter().find(|x| x.0 == *name && x.2 == *tr).map(|x| x.3.clone())
+        };
+        let c = p.cost.as_ref();
+        writeln!(
+            doc,
+            "| {name} | {version} | {tr} | {} | {} | {} | {} | {} | {} |",
+            thousands(p.rps),
+            report::per_req(c.and_then(|c| c.syscalls)),
+            report::per_req(c.map(|c| c.rw_syscalls)),
+            report::per_req(c.map(|c| c.voluntary)),
+            report::per_req(c.map(|c| c.involuntary)),
+            main.as_ref().map_or("–".to_string(), report::cpu_us)
+        )?;
+    }
+    writeln!(doc)?;
+    for (name, _, tr, p) in rows {
+        if let Some(e) = p.cost.as_ref().and_then(|c| c.perf_error.as_ref()) {
+            writeln!(doc, "- {name} ({tr}): perf gave no count: {e}")?;
+        }
     }
     writeln!(doc)?;
     Ok(())
@@ -178,13 +254,16 @@ pub(crate) fn write_targets(
     if let Some((btr, b)) = &best_bridge {
         // As issue 8 counts them: no wrong-session delivery, no error, and not the Rust gateway,
         // which loses progress notifications and server-to-client requests (not measured here).
-        let correct =
-            peers.iter().filter(|(name, _, _, p)| name != "Rust mcp-proxy" && p.wrong == 0 && p.errors == 0 && p.requests > 0);
+        let correct = peers
+            .iter()
+            .filter(|(name, _, _, p)| !name.starts_with("Rust mcp-proxy") && p.wrong == 0 && p.errors == 0 && p.requests > 0);
         if let Some((name, _, tr, p)) = correct.max_by(|a, b| a.3.rps.total_cmp(&b.3.rps)) {
             let r = b.rps / p.rps;
             writeln!(doc, "| throughput at {k} sessions vs the fastest correct peer | ≥ 10× | {:.1}× ({} req/s {btr} vs {name} {tr} {}) | {} |", r, thousands(b.rps), thousands(p.rps), verdict(r >= 10.0))?;
         }
-        if let Some((_, _, tr, p)) = peers.iter().filter(|x| x.0 == "Rust mcp-proxy").max_by(|a, b| a.3.rps.total_cmp(&b.3.rps)) {
+        if let Some((_, _, tr, p)) =
+            peers.iter().filter(|x| x.0.starts_with("Rust mcp-proxy")).max_by(|a, b| a.3.rps.total_cmp(&b.3.rps))
+        {
             let r = b.rps / p.rps;
             writeln!(
                 doc,
@@ -205,6 +284,27 @@ pub(crate) fn write_targets(
                 thousands(c.rps),
                 verdict(r >= 0.5)
             )?;
+        }
+    }
+    // Issue 16: CPU per request on every transport, alone and against the Rust peer's builds.
+    let cpu: Vec<(&str, f64)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", STATELESS]
+        .into_iter()
+        .filter_map(|tr| get("mcp-bridge", tr, k).and_then(|p| p.cost).map(|c| (tr, c.cpu_us)))
+        .collect();
+    for (tr, c) in &cpu {
+        writeln!(doc, "| CPU per request at {k} sessions, {tr} (issue 16) | ≤ 25 µs | {c:.1} µs | {} |", verdict(*c <= 25.0))?;
+    }
+    if let Some((worst_tr, worst)) = cpu.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        for (name, _, tr, p) in peers.iter().filter(|x| x.0.starts_with("Rust mcp-proxy")) {
+            if let Some(c) = &p.cost {
+                let r = worst / c.cpu_us;
+                writeln!(
+                    doc,
+                    "| CPU per request at {k} sessions vs {name} (issue 16) | ≤ 0.4× on every transport | {r:.2}× (worst: {worst_tr}, {worst:.1} µs vs {:.1} µs, {tr}) | {} |",
+                    c.cpu_us,
+                    verdict(r <= 0.4)
+                )?;
+            }
         }
     }
     if let Some(stdio) = get("stdio, no bridge", "stdio", 1) {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
 
+use crate::cost::{self, Meter, Perf, Tree};
 use crate::http::{self, Conn, SseReader, Url};
 use crate::mcp::{self, Verdict};
 use crate::stats::Run;
@@ -50,6 +51,8 @@ pub struct Load {
     /// Stateless only: each worker names itself differently in `clientInfo` (a diagnostic:
     /// the bridge then keeps a backing-session pool per worker instead of one for all).
     pub client_per_session: bool,
+    /// Whose CPU, context switches and syscalls to read over the window (never the generator's).
+    pub meter: Option<Meter>,
 }
 
 /// What a request came back with.
@@ -103,6 +106,14 @@ impl Session {
             Session::Streamable(s) => s.notify(body, limit).await,
             Session::Stateless(_) => bail!("the stateless workload sends no notifications"),
             Session::Stdio(s) => s.write(&body).await,
+        }
+    }
+
+    /// The process this session spawned itself (the stdio baseline's child).
+    fn child_pid(&self) -> Option<u32> {
+        match self {
+            Session::Stdio(s) => s.child.id(),
+            _ => None,
         }
     }
 
@@ -358,7 +369,7 @@ impl StatelessSession {
 }
 
 struct StdioSession {
-    _child: Child,
+    child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
 }
@@ -375,7 +386,7 @@ impl StdioSession {
             .with_context(|| format!("cannot start {}", command.display()))?;
         let stdin = child.stdin.take().context("child stdin")?;
         let stdout = child.stdout.take().context("child stdout")?;
-        Ok(StdioSession { _child: child, stdin, lines: BufReader::new(stdout).lines() })
+        Ok(StdioSession { child, stdin, lines: BufReader::new(stdout).lines() })
     }
 
     async fn write(&mut self, body: &[u8]) -> anyhow::Result<()> {
@@ -406,28 +417,77 @@ impl StdioSession {
 const SETUP_CONCURRENCY: usize = 16;
 
 /// Runs one point: sets every session up, starts them together, stops them at the deadline.
+/// With a meter, the target's process tree is read just before the start and at the deadline.
 pub async fn run(target: &Target, load: &Load) -> Run {
-    let (ready_tx, mut ready_rx) = mpsc::channel::<()>(load.sessions.max(1));
+    let (ready_tx, mut ready_rx) = mpsc::channel::<Option<u32>>(load.sessions.max(1));
     let (start_tx, start_rx) = watch::channel(None::<Instant>);
+    // Sessions stay open past the deadline until the tree has been read (a closed session
+    // ends its child, which would leave the tree before the window's end is read).
+    let (read_tx, read_rx) = watch::channel(false);
     let setup = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for k in 0..load.sessions {
         let (target, load, setup, ready, start) =
             (target.clone(), load.clone(), setup.clone(), ready_tx.clone(), start_rx.clone());
-        tasks.spawn(session(k, target, load, setup, ready, start));
+        tasks.spawn(session(k, target, load, setup, ready, start, read_rx.clone()));
     }
     drop(ready_tx);
     let setup_limit = load.timeout * (1 + (load.sessions / SETUP_CONCURRENCY) as u32).min(10);
+    let mut spawned = Vec::new();
     let _ = timeout(setup_limit, async {
         for _ in 0..load.sessions {
-            if ready_rx.recv().await.is_none() {
-                break;
+            match ready_rx.recv().await {
+                Some(pid) => spawned.extend(pid),
+                None => break,
             }
         }
     })
     .await;
+    let metered = match &load.meter {
+        Some(m) => {
+            let roots = match m.tree {
+                Tree::Pid(pid) => vec![pid],
+                Tree::Sessions => spawned,
+            };
+            let (r, a) = tokio::task::spawn_blocking(move || {
+                let a = cost::snapshot(&roots);
+                (roots, a)
+            })
+            .await
+            .expect("a /proc read does not panic");
+            // perf counts over a window that starts after its own start-up and ends before
+            // the deadline, so it sees the steady state only.
+            let perf = m.perf.then(|| Perf::start(&a.pids, load.duration.saturating_sub(Duration::from_millis(500))));
+            Some((r, a, perf))
+        }
+        None => None,
+    };
     let deadline = Instant::now() + load.duration;
     let _ = start_tx.send(Some(deadline));
+    let end = match metered {
+        None => {
+            let _ = read_tx.send(true);
+            None
+        }
+        Some((roots, a, perf)) => Some(tokio::spawn(async move {
+            let perf_roots = roots.clone();
+            let perf = async move {
+                match perf {
+                    Some(Ok(p)) => Some(p.finish_or_retry(&perf_roots, deadline).await),
+                    Some(Err(e)) => Some(Err(e)),
+                    None => None,
+                }
+            };
+            let b = async {
+                tokio::time::sleep_until(deadline).await;
+                let b = tokio::task::spawn_blocking(move || cost::snapshot(&roots)).await;
+                let _ = read_tx.send(true);
+                b.expect("a /proc read does not panic")
+            };
+            let (perf, b) = tokio::join!(perf, b);
+            cost::Cost { perf, ..cost::between(&a, &b) }
+        })),
+    };
     let mut total = Run { window: load.duration, ..Run::default() };
     let all = async {
         while let Some(r) = tasks.join_next().await {
@@ -441,6 +501,9 @@ pub async fn run(target: &Target, load: &Load) -> Run {
         total.error("sessions still running after the bound; aborted");
     }
     total.window = load.duration;
+    if let Some(end) = end {
+        total.cost = end.await.ok();
+    }
     total
 }
 
@@ -449,15 +512,16 @@ async fn session(
     target: Target,
     load: Load,
     setup: Arc<Semaphore>,
-    ready: mpsc::Sender<()>,
+    ready: mpsc::Sender<Option<u32>>,
     mut start: watch::Receiver<Option<Instant>>,
+    mut read: watch::Receiver<bool>,
 ) -> Run {
     let mut run = Run::default();
     let opened = {
         let _permit = setup.acquire().await;
         timeout(load.timeout, Session::open(&target, &load.tool, load.timeout)).await
     };
-    let _ = ready.send(()).await;
+    let _ = ready.send(opened.as_ref().ok().and_then(|r| r.as_ref().ok()).and_then(Session::child_pid)).await;
     let mut s = match opened {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -506,6 +570,8 @@ async fn session(
         }
         id += 1;
     }
+    // Bounded: the tree is read right at the deadline.
+    let _ = timeout(load.timeout, read.wait_for(|r| *r)).await;
     s.close(load.timeout).await;
     run
 }
