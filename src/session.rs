@@ -451,18 +451,16 @@ impl Session {
     }
 
     /// Drives the session: upstream messages, upstream exit, idle expiry, request timeouts.
+    ///
+    /// The idle and request deadlines are looked at only when the timer fires, not after every
+    /// upstream message: the timer is set at most one request timeout ahead, so a request sent
+    /// after it was set is due no earlier than it fires, and activity only moves the idle
+    /// deadline later (firing early just sets the timer again).
     pub(crate) async fn run(self: Arc<Self>, mut events: upstream::EventsRx) {
+        let Some(wake) = self.next_wake() else { return };
+        let timer = tokio::time::sleep(wake);
+        tokio::pin!(timer);
         loop {
-            let Some(idle) = self.idle_left() else {
-                self.end(CloseReason::IdleTimeout, "no stream attached and no request within the idle timeout");
-                return;
-            };
-            // With nothing pending, still look again within one request timeout: a request sent
-            // meanwhile is noticed only at the next wake, so it must come before it is due.
-            let wake = match self.expire_requests() {
-                Some(due) => idle.min(due.max(std::time::Duration::from_millis(10))),
-                None => self.settings.request_timeout.map_or(idle, |t| idle.min(t)),
-            };
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(UpstreamEvent::Message(raw)) => match self.on_upstream_messages(raw, &mut events).await {
@@ -481,10 +479,28 @@ impl Session {
                     }
                     None => return,
                 },
-                _ = tokio::time::sleep(wake) => {}
+                () = &mut timer => {
+                    let Some(wake) = self.next_wake() else { return };
+                    timer.as_mut().reset(tokio::time::Instant::now() + wake);
+                }
                 _ = self.ended.notified() => return,
             }
         }
+    }
+
+    /// Ends an idle session (`None`), answers the requests that are due with errors, and
+    /// says when to look again.
+    fn next_wake(&self) -> Option<std::time::Duration> {
+        let Some(idle) = self.idle_left() else {
+            self.end(CloseReason::IdleTimeout, "no stream attached and no request within the idle timeout");
+            return None;
+        };
+        // With nothing pending, still look again within one request timeout: a request sent
+        // meanwhile is noticed only at the next wake, so it must come before it is due.
+        Some(match self.expire_requests() {
+            Some(due) => idle.min(due.max(std::time::Duration::from_millis(10))),
+            None => self.settings.request_timeout.map_or(idle, |t| idle.min(t)),
+        })
     }
 }
 
