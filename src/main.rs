@@ -11,12 +11,6 @@ use mcp_bridge::{diagnose, parse_seconds, DiagnoseOptions};
 use mcp_bridge::{server, AppState, Reloader};
 use mcp_bridge::{Config, HeartbeatFormat, RedisTarget, DEFAULT_SENTINEL_MASTER};
 
-/// mimalloc instead of glibc's malloc: the per-request allocations (request and answer
-/// buffers, futures, channel blocks) cost less, and freed memory goes back in smaller pieces
-/// (see BENCHMARKS.md, "Where the time goes").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The bundled echo server, also run as `mcp-bridge echo-server`: `cargo run` builds only
 /// this binary, and the example config must work after it.
 #[path = "bin/mcp-echo-server.rs"]
