@@ -135,6 +135,7 @@ pub(crate) struct Cluster {
     /// This cluster itself, for the tasks it starts.
     me: Weak<Cluster>,
     liveness: liveness::Liveness,
+    forwarding: records::Forwarding,
     /// Forwarded requests served here lately, by sender and request number.
     served: Mutex<inbox::Served>,
     rpc: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, Failure>>>>,
@@ -188,6 +189,7 @@ impl Cluster {
             inbox_ok: AtomicBool::new(true),
             me: me.clone(),
             liveness: liveness::Liveness::default(),
+            forwarding: records::Forwarding::default(),
             served: Mutex::default(),
             rpc: Mutex::default(),
             held: Mutex::default(),

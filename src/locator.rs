@@ -237,8 +237,9 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
         return Ok(Some(Handle::Local(s)));
     }
     let Some(cluster) = &app.cluster else { return Ok(None) };
-    for _ in 0..3 {
-        let record = cluster.record(id).await?;
+    for attempt in 0..3 {
+        // A takeover (the second attempt on) always reads the record afresh.
+        let record = if attempt == 0 { cluster.record_to_forward(id).await? } else { cluster.record(id).await? };
         let Some((owner, epoch)) = record.owner.clone() else { return Ok(None) };
         let mine = owner == *cluster.instance && epoch == cluster.epoch();
         if !mine && cluster.alive(&owner, epoch).await? {
@@ -312,6 +313,10 @@ async fn recover(app: &Locator, id: SessionId, failed: &str) -> Result<Handle, O
     let deadline = tokio::time::Instant::now() + LEASE * 2;
     let mut last = None;
     while tokio::time::Instant::now() < deadline {
+        if let Some(cluster) = &app.cluster {
+            // What was read before the owner failed the request is not used again.
+            cluster.forget_forwarding(id);
+        }
         match find(app, id).await {
             Ok(Some(Handle::Remote(r))) if r.owner == failed => {}
             Ok(Some(h)) => return Ok(h),

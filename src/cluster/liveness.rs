@@ -20,6 +20,10 @@ use super::{Cluster, ClusterError};
 const WATCH_AFTER: Duration = Duration::from_millis(200);
 /// …this often (one poll per watched owner, however many wait).
 const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// How long an owner seen alive is taken to be alive without asking again, for forwarding:
+/// a request forwarded to an owner that died meanwhile is not answered, and the forwarding
+/// instance watches the lease afresh (see [`Cluster::watch`]).
+const ALIVE_FOR: Duration = Duration::from_millis(250);
 /// How long a lapse is remembered, and how many are.
 const REMEMBER: Duration = Duration::from_secs(30);
 const REMEMBERED: usize = 64;
@@ -32,6 +36,8 @@ pub(super) struct Liveness {
     watched: Mutex<HashMap<Owner, watch::Sender<bool>>>,
     /// Epochs seen lapsed, and when.
     lapsed: Mutex<Vec<(Owner, Instant)>>,
+    /// Owners seen alive, and when.
+    seen_alive: Mutex<HashMap<Owner, Instant>>,
 }
 
 impl Liveness {
@@ -46,13 +52,41 @@ impl Liveness {
         if lapsed.len() >= REMEMBERED {
             lapsed.remove(0);
         }
-        lapsed.push(((Arc::from(instance), epoch), Instant::now()));
+        let key: Owner = (Arc::from(instance), epoch);
+        self.seen_alive.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        lapsed.push((key, Instant::now()));
     }
 }
 
 impl Cluster {
-    /// Whether `instance` is alive in `epoch` (its lease holds that epoch).
+    /// Whether `instance` is alive in `epoch` (its lease holds that epoch), as seen less than
+    /// [`ALIVE_FOR`] ago or asked now.
     pub(crate) async fn alive(&self, instance: &str, epoch: u64) -> Result<bool, ClusterError> {
+        if self.liveness.known_lapsed(instance, epoch) {
+            return Ok(false);
+        }
+        let key: Owner = (Arc::from(instance), epoch);
+        if let Some(at) = self.liveness.seen_alive.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if at.elapsed() < ALIVE_FOR {
+                return Ok(true);
+            }
+        }
+        let alive = self.alive_now(instance, epoch).await?;
+        let mut seen = self.liveness.seen_alive.lock().unwrap_or_else(|e| e.into_inner());
+        if alive {
+            // Owners are few (the instances); forgotten ones are the dead.
+            if seen.len() >= REMEMBERED {
+                seen.retain(|_, at| at.elapsed() < ALIVE_FOR);
+            }
+            seen.insert(key, Instant::now());
+        } else {
+            seen.remove(&key);
+        }
+        Ok(alive)
+    }
+
+    /// Whether `instance` is alive in `epoch`, asked of Redis now (unless its lapse is known).
+    async fn alive_now(&self, instance: &str, epoch: u64) -> Result<bool, ClusterError> {
         if self.liveness.known_lapsed(instance, epoch) {
             return Ok(false);
         }
@@ -102,7 +136,7 @@ async fn poll(cluster: Weak<Cluster>, key: Owner) {
         if !waiting {
             return;
         }
-        if let Ok(false) = c.alive(&key.0, key.1).await {
+        if let Ok(false) = c.alive_now(&key.0, key.1).await {
             if let Some(tx) = c.liveness.watched.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
                 tx.send_replace(true);
             }

@@ -1,6 +1,10 @@
 //! Reading the cluster's session records: one session's (to forward to its owner, or to take
 //! it over), and every session's (the admin list, from the instances' indexes).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use super::keys::{key_index, key_session, parse_epoch_member, KEY_EPOCHS};
 use super::{Cluster, ClusterError, Listed};
 use crate::ids::SessionId;
@@ -9,6 +13,7 @@ use crate::ids::SessionId;
 const LIST_MAX: usize = 100_000;
 
 /// What a session's record says, for an instance that forwards to its owner.
+#[derive(Clone)]
 pub(crate) struct Record {
     pub server: Option<String>,
     pub transport: Option<String>,
@@ -18,7 +23,46 @@ pub(crate) struct Record {
     pub owner: Option<(String, u64)>,
 }
 
+/// How long a record read to forward a request is used again for the next ones: a client
+/// that sends one request after another to a session owned elsewhere costs one read of
+/// its record per period, not one per request. A record that changed meanwhile (the session
+/// moved or ended) only sends a request to its old owner, which refuses or does not answer
+/// (then `locator::recover` reads it again).
+const FORWARD_FOR: Duration = Duration::from_millis(250);
+/// The most records kept for forwarding.
+const FORWARD_MAX: usize = 16_384;
+
+/// Records recently read to forward requests.
+#[derive(Default)]
+pub(super) struct Forwarding(Mutex<HashMap<SessionId, (Record, Instant)>>);
+
 impl Cluster {
+    /// The record of `sid` as read for a request less than [`FORWARD_FOR`] ago, or read now.
+    /// Only for forwarding: a takeover reads the record afresh ([`Cluster::record`]).
+    pub(crate) async fn record_to_forward(&self, sid: SessionId) -> Result<Record, ClusterError> {
+        if let Some((r, at)) = self.forwarding.0.lock().unwrap_or_else(|e| e.into_inner()).get(&sid) {
+            if at.elapsed() < FORWARD_FOR {
+                return Ok(r.clone());
+            }
+        }
+        let r = self.record(sid).await?;
+        if r.owner.is_some() {
+            let mut kept = self.forwarding.0.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.len() >= FORWARD_MAX {
+                kept.retain(|_, (_, at)| at.elapsed() < FORWARD_FOR);
+            }
+            if kept.len() < FORWARD_MAX {
+                kept.insert(sid, (r.clone(), Instant::now()));
+            }
+        }
+        Ok(r)
+    }
+
+    /// Forgets what [`Cluster::record_to_forward`] kept of `sid` (its owner failed it).
+    pub(crate) fn forget_forwarding(&self, sid: SessionId) {
+        self.forwarding.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&sid);
+    }
+
     /// The record of `sid` (every field `None` when there is none).
     pub(crate) async fn record(&self, sid: SessionId) -> Result<Record, ClusterError> {
         let mut conn = self.conn();
