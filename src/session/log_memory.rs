@@ -1,8 +1,7 @@
 //! Room in a session's event logs for one more message: what an attached client's queue
 //! still holds (not delivered, so not evictable), and eviction across the session's streams.
 
-use std::collections::BTreeMap;
-
+use super::stream_map::StreamMap;
 use super::{Live, Sink, Stream};
 
 impl Live {
@@ -20,7 +19,7 @@ impl Live {
 /// Evicts delivered entries from the session's streams other than `n`, lowest-numbered
 /// first, until `len` more bytes fit the session's and the instance's bounds. Stream `n`'s
 /// own log makes what room it can in its push; what is left over is an overflow there.
-pub(super) fn make_room(streams: &mut BTreeMap<u32, Stream>, n: u32, len: usize) {
+pub(super) fn make_room(streams: &mut StreamMap<Stream>, n: u32, len: usize) {
     let len = len as u64;
     if streams.get(&n).is_none_or(|s| s.log.fits(len)) {
         return;
