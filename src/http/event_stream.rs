@@ -36,6 +36,8 @@ pub(crate) struct EventStream {
     /// `{session}-{stream}-`: every event id starts with it, formatted once.
     id_prefix: String,
     first: Option<Bytes>,
+    /// A POST's answer stream (see `new`): quiet when it completes.
+    per_request: bool,
     replay: std::vec::IntoIter<Entry>,
     rx: mpsc::Receiver<Frame>,
     heartbeat: Option<(Duration, HeartbeatFormat, Pin<Box<Sleep>>)>,
@@ -71,22 +73,31 @@ impl EventStream {
         if !replay.is_empty() {
             m.events_replayed.get_or_create(&metrics::Server { server: info.server.to_string() }).inc_by(replay.len() as u64);
         }
-        tracing::info!(
-            session = %info.session,
-            server = %info.server,
-            transport = info.transport.as_str(),
-            stream = info.stream,
-            client = %info.client,
-            instance = %info.instance,
-            replayed = replay.len(),
-            "SSE connection opened"
-        );
+        // A POST's answer stream (not the standalone stream, not a resumed one) opens and
+        // completes once per request: its lifecycle lines are at debug unless it ends for
+        // another reason than completion, so `info` stays a log of streams, not of requests.
+        let per_request = info.stream != 0 && !matches!(info.transport, Transport::Sse) && replay.is_empty();
+        if per_request {
+            tracing::debug!(session = %info.session, server = %info.server, stream = info.stream, client = %info.client, "SSE connection opened");
+        } else {
+            tracing::info!(
+                session = %info.session,
+                server = %info.server,
+                transport = info.transport.as_str(),
+                stream = info.stream,
+                client = %info.client,
+                instance = %info.instance,
+                replayed = replay.len(),
+                "SSE connection opened"
+            );
+        }
         // The wire form of `EventId` up to its sequence number.
         let id_prefix = format!("{}-{}-", info.session, info.stream);
         EventStream {
             id_prefix,
             info,
             first: Some(first),
+            per_request,
             replay: replay.into_iter(),
             rx,
             heartbeat,
@@ -213,6 +224,10 @@ impl Drop for EventStream {
             Some(Detach::Local(s)) => s.detached(self.info.stream, &self.reason),
             Some(Detach::Remote(cluster, token)) => cluster.release_held(*token),
             None => {}
+        }
+        if self.per_request && reason == CloseReason::Completed {
+            tracing::debug!(session = %self.info.session, stream = self.info.stream, events = self.events, "SSE connection closed");
+            return;
         }
         tracing::info!(
             session = %self.info.session,
