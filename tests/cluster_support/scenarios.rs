@@ -119,7 +119,12 @@ pub(crate) async fn round_robin_sdk_clients(d: &impl Deployment) {
     );
     let all: BTreeSet<&str> = requests.iter().filter_map(|r| d.id_at(&r.upstream)).collect();
     assert_eq!(all.len(), 3, "requests reached all three instances: {all:?}");
-    let opened: Vec<usize> = d.instances().iter().map(|i| i.count("SSE connection opened")).collect();
+    // Counted by the metric: a POST's answer stream logs its lifecycle lines only at debug.
+    let mut opened = Vec::new();
+    for i in d.instances() {
+        let m = i.metrics().await;
+        opened.push(m.find("mcp_bridge_streams_opened_total", &[]).iter().map(|s| s.value).sum::<f64>() as usize);
+    }
     assert!(opened.iter().filter(|&&n| n > 0).count() >= 2, "streams opened on several instances: {opened:?}");
     eprintln!("SSE connections opened per instance: {opened:?}");
     for i in d.instances() {
