@@ -16,6 +16,7 @@ mod lease;
 mod liveness;
 mod locks;
 mod ratelimit;
+mod recent;
 mod records;
 pub(crate) mod restore;
 mod resync;

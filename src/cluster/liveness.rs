@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::keys::key_lease;
+use super::recent::Recent;
 use super::{Cluster, ClusterError};
 
 /// A forwarded request unanswered this long starts watching the owner's lease…
@@ -24,37 +25,33 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// a request forwarded to an owner that died meanwhile is not answered, and the forwarding
 /// instance watches the lease afresh (see [`Cluster::watch`]).
 const ALIVE_FOR: Duration = Duration::from_millis(250);
-/// How long a lapse is remembered, and how many are.
+/// How long a lapse is remembered.
 const REMEMBER: Duration = Duration::from_secs(30);
+/// Owners remembered at most (they are the instances, and their dead epochs).
 const REMEMBERED: usize = 64;
 
 type Owner = (Arc<str>, u64);
 
-#[derive(Default)]
 pub(super) struct Liveness {
     /// The owners watched now: `true` is sent when the lease lapses.
     watched: Mutex<HashMap<Owner, watch::Sender<bool>>>,
-    /// Epochs seen lapsed, and when.
-    lapsed: Mutex<Vec<(Owner, Instant)>>,
-    /// Owners seen alive, and when.
-    seen_alive: Mutex<HashMap<Owner, Instant>>,
+    /// Owners seen alive (`true`, for [`ALIVE_FOR`]) or lapsed (`false`, for [`REMEMBER`]).
+    seen: Recent<Owner, bool>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness { watched: Mutex::default(), seen: Recent::new(REMEMBERED) }
+    }
 }
 
 impl Liveness {
     fn known_lapsed(&self, instance: &str, epoch: u64) -> bool {
-        let lapsed = self.lapsed.lock().unwrap_or_else(|e| e.into_inner());
-        lapsed.iter().any(|((i, e), at)| **i == *instance && *e == epoch && at.elapsed() < REMEMBER)
+        self.seen.get(&(Arc::from(instance), epoch)) == Some(false)
     }
 
     fn remember_lapse(&self, instance: &str, epoch: u64) {
-        let mut lapsed = self.lapsed.lock().unwrap_or_else(|e| e.into_inner());
-        lapsed.retain(|((i, e), at)| !(**i == *instance && *e == epoch) && at.elapsed() < REMEMBER);
-        if lapsed.len() >= REMEMBERED {
-            lapsed.remove(0);
-        }
-        let key: Owner = (Arc::from(instance), epoch);
-        self.seen_alive.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        lapsed.push((key, Instant::now()));
+        self.seen.insert((Arc::from(instance), epoch), false, REMEMBER);
     }
 }
 
@@ -62,25 +59,13 @@ impl Cluster {
     /// Whether `instance` is alive in `epoch` (its lease holds that epoch), as seen less than
     /// [`ALIVE_FOR`] ago or asked now.
     pub(crate) async fn alive(&self, instance: &str, epoch: u64) -> Result<bool, ClusterError> {
-        if self.liveness.known_lapsed(instance, epoch) {
-            return Ok(false);
-        }
         let key: Owner = (Arc::from(instance), epoch);
-        if let Some(at) = self.liveness.seen_alive.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            if at.elapsed() < ALIVE_FOR {
-                return Ok(true);
-            }
+        if let Some(alive) = self.liveness.seen.get(&key) {
+            return Ok(alive);
         }
         let alive = self.alive_now(instance, epoch).await?;
-        let mut seen = self.liveness.seen_alive.lock().unwrap_or_else(|e| e.into_inner());
         if alive {
-            // Owners are few (the instances); forgotten ones are the dead.
-            if seen.len() >= REMEMBERED {
-                seen.retain(|_, at| at.elapsed() < ALIVE_FOR);
-            }
-            seen.insert(key, Instant::now());
-        } else {
-            seen.remove(&key);
+            self.liveness.seen.insert(key, true, ALIVE_FOR);
         }
         Ok(alive)
     }
@@ -160,7 +145,7 @@ mod tests {
         for e in 0..200 {
             l.remember_lapse("s9", e);
         }
-        assert_eq!(l.lapsed.lock().unwrap().len(), REMEMBERED);
+        assert_eq!(l.seen.len(), REMEMBERED);
         assert!(l.known_lapsed("s9", 199) && !l.known_lapsed("s1", 3), "the oldest lapse is forgotten first");
     }
 }

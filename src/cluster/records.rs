@@ -1,11 +1,10 @@
 //! Reading the cluster's session records: one session's (to forward to its owner, or to take
 //! it over), and every session's (the admin list, from the instances' indexes).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::keys::{key_index, key_session, parse_epoch_member, KEY_EPOCHS};
+use super::recent::Recent;
 use super::{Cluster, ClusterError, Listed};
 use crate::ids::SessionId;
 
@@ -33,34 +32,31 @@ const FORWARD_FOR: Duration = Duration::from_millis(250);
 const FORWARD_MAX: usize = 16_384;
 
 /// Records recently read to forward requests.
-#[derive(Default)]
-pub(super) struct Forwarding(Mutex<HashMap<SessionId, (Record, Instant)>>);
+pub(super) struct Forwarding(Recent<SessionId, Record>);
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding(Recent::new(FORWARD_MAX))
+    }
+}
 
 impl Cluster {
     /// The record of `sid` as read for a request less than [`FORWARD_FOR`] ago, or read now.
     /// Only for forwarding: a takeover reads the record afresh ([`Cluster::record`]).
     pub(crate) async fn record_to_forward(&self, sid: SessionId) -> Result<Record, ClusterError> {
-        if let Some((r, at)) = self.forwarding.0.lock().unwrap_or_else(|e| e.into_inner()).get(&sid) {
-            if at.elapsed() < FORWARD_FOR {
-                return Ok(r.clone());
-            }
+        if let Some(r) = self.forwarding.0.get(&sid) {
+            return Ok(r);
         }
         let r = self.record(sid).await?;
         if r.owner.is_some() {
-            let mut kept = self.forwarding.0.lock().unwrap_or_else(|e| e.into_inner());
-            if kept.len() >= FORWARD_MAX {
-                kept.retain(|_, (_, at)| at.elapsed() < FORWARD_FOR);
-            }
-            if kept.len() < FORWARD_MAX {
-                kept.insert(sid, (r.clone(), Instant::now()));
-            }
+            self.forwarding.0.insert(sid, r.clone(), FORWARD_FOR);
         }
         Ok(r)
     }
 
     /// Forgets what [`Cluster::record_to_forward`] kept of `sid` (its owner failed it).
     pub(crate) fn forget_forwarding(&self, sid: SessionId) {
-        self.forwarding.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&sid);
+        self.forwarding.0.remove(&sid);
     }
 
     /// The record of `sid` (every field `None` when there is none).
