@@ -183,6 +183,9 @@ pub fn between(a: &Snapshot, b: &Snapshot) -> Cost {
     }
 }
 
+/// How many times [`Perf::finish_or_retry`] attaches perf at most.
+const ATTACHES: usize = 3;
+
 /// A running `perf stat -e raw_syscalls:sys_enter` attached to a tree for a fixed window.
 pub struct Perf {
     child: tokio::process::Child,
@@ -209,19 +212,24 @@ impl Perf {
         Ok(Perf { child, window })
     }
 
-    /// Like [`Perf::finish`], but when perf gave up at once (a process of the tree exited
-    /// between the walk and perf's attach: "Problems finding threads of monitor"), attaches
-    /// once more to the tree under `roots` as it is then, for what is left of the window
-    /// (up to 0.5 s before `deadline`).
+    /// Like [`Perf::finish`], but when perf gave up before the window was over (a process of
+    /// the tree exited between the walk and perf's attach: "Problems finding threads of
+    /// monitor"), attaches again to the tree under `roots` as it is then, for what is left of
+    /// the window (up to 0.5 s before `deadline`), at most [`ATTACHES`] times in all.
     pub async fn finish_or_retry(mut self, roots: &[u32], deadline: tokio::time::Instant) -> Result<(u64, Duration), String> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if matches!(self.child.try_wait(), Ok(Some(status)) if !status.success()) {
+        for _ in 1..ATTACHES {
+            // However long perf takes to start on a loaded machine: a failure to attach is
+            // its exit before the window is over.
+            let failed = matches!(
+                tokio::time::timeout(self.window, self.child.wait()).await,
+                Ok(Ok(status)) if !status.success()
+            );
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now()).saturating_sub(Duration::from_millis(500));
+            if !failed || left < Duration::from_millis(500) {
+                break;
+            }
             let roots = roots.to_vec();
             let pids = tokio::task::spawn_blocking(move || tree(&roots)).await.unwrap_or_default();
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now()).saturating_sub(Duration::from_millis(500));
-            if left < Duration::from_millis(500) {
-                return self.finish().await;
-            }
             self = Perf::start(&pids, left)?;
         }
         self.finish().await
@@ -351,9 +359,13 @@ mod tests {
         assert_eq!(parse_perf("nothing\n"), None);
     }
 
+    /// A loop of syscalls without child processes (`read` is a shell builtin), so no process
+    /// of its tree comes and goes between a walk and perf's attach.
+    const BUSY: &str = "while :; do read x < /proc/loadavg; done";
+
     #[tokio::test]
     async fn perf_counts_syscalls_of_a_busy_process() {
-        let busy = Command::new("sh").args(["-c", "while :; do cat /proc/loadavg >/dev/null; done"]).spawn().expect("sh");
+        let busy = Command::new("sh").args(["-c", BUSY]).spawn().expect("sh");
         let perf = Perf::start(&[busy.id()], Duration::from_millis(500))
             .expect("perf is needed for the syscall table: apt-get install linux-perf");
         let r = perf.finish().await;
@@ -365,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn perf_attaches_again_when_a_process_left_before_it_attached() {
-        let busy = Command::new("sh").args(["-c", "while :; do cat /proc/loadavg >/dev/null; done"]).spawn().expect("sh");
+        let busy = Command::new("sh").args(["-c", BUSY]).spawn().expect("sh");
         // A pid no process has: perf gives up at once, as when a child exits before the attach.
         let gone = u32::MAX / 2;
         let window = Duration::from_millis(1500);
