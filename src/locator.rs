@@ -261,6 +261,10 @@ pub(crate) async fn find(app: &Locator, id: SessionId) -> Result<Option<Handle>,
             // (back) over here, the next instance a client reaches will.
             return Err(ClusterError::ShuttingDown);
         }
+        // A lapse during an outage of Redis may be the outage's: the owner may claim it back.
+        if !mine && cluster.owner_rejoined(id, &owner, epoch).await? {
+            continue;
+        }
         // The owner's lease lapsed (or the record names this instance, which no longer holds
         // the session: another request here is taking it over right now, or it just ended).
         // One takeover of a session at a time on this instance, so two requests for it never

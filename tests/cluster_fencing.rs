@@ -5,6 +5,10 @@
 //! touch its old upstream again, and the client must see that answer (and every other) once.
 //! The upstream is the bundled echo server behind a shell loop that appends every line it
 //! receives, with the shell's pid, to a file: the proof of who wrote to which child, and when.
+//!
+//! And the other way round: Redis stalls (SIGSTOP) past every lease while the owner is alive.
+//! A request that reaches the other instance right after must not take the session from the
+//! owner, which claims it back as soon as Redis answers again.
 
 mod cluster_support;
 mod common;
@@ -22,6 +26,10 @@ use serde_json::Value;
 const PAUSE: Duration = Duration::from_millis(3500);
 /// Pause/resume cycles (the issue saw the POST lost in 3 of 6 before fencing).
 const CYCLES: u64 = 6;
+/// How long Redis stalls: past the 1.5 s leases of both instances.
+const STALL: Duration = Duration::from_millis(2500);
+/// How long after Redis the owner gets going again.
+const OWNER_LAG: Duration = Duration::from_millis(300);
 /// Bound on any one answer: an echo takes milliseconds, a takeover well under a second.
 const ANSWER: Duration = Duration::from_secs(10);
 
@@ -175,4 +183,67 @@ async fn a_paused_owner_is_fenced_and_never_touches_its_old_upstream() {
     eprintln!("b1 fenced lines ({}):\n{}", fenced.len(), fenced.join("\n"));
     eprintln!("{CYCLES} cycles in {} ms", started.elapsed().as_millis());
     assert!(started.elapsed() < Duration::from_secs(60), "the cycles stay within a minute");
+}
+
+/// Reads `s`'s stream until every one of `ids` is answered (bounded by [`ANSWER`]).
+async fn answers(s: &mut Legacy, ids: &[u64]) {
+    let deadline = Instant::now() + ANSWER;
+    while ids.iter().any(|id| s.responses_to(*id) == 0) {
+        match s.next(deadline.saturating_duration_since(Instant::now())).await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("session {}: the stream ended before the answers to {ids:?}; received {:?}", s.sid, s.received),
+            Err(()) => panic!("session {}: no answers to {ids:?} within {ANSWER:?}; received {:?}", s.sid, s.received),
+        }
+    }
+}
+
+/// Redis stalls (SIGSTOP) for longer than a lease: both instances' leases lapse, though both
+/// are alive. b1 accepted a request just before its own lease ran out and holds the answer
+/// until it can confirm that it still owns the session. Right after SIGCONT a request for the
+/// session reaches b2 before b1 has renewed: b2 waits for b1 to claim its session back and
+/// forwards it, instead of taking it over (which would end the session on b1 and drop the
+/// answer it held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_stall_lapses_every_lease_and_the_owner_keeps_its_session() {
+    let c = Cluster::start(&common::echo_server("echo"), 2, false).await;
+    let (b1, b2) = (&c.instances[0], &c.instances[1]);
+    let mut s = Legacy::open_as(&b1.base(), "echo", None, LEGACY_PROTOCOL).await;
+    assert_eq!(s.echo_via(&b1.base(), 2, "before").await, "before");
+    let fenced_before = fenced_lines(b1).len();
+
+    c.redis.signal(Signal::SIGSTOP);
+    let stalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (held, body) = s.post_via(&b1.base(), &echo_call(3, "during")).await.expect("POST via b1");
+    assert!(held == 202 || held == 503, "the POST during the stall is accepted or refused: {held} {body}");
+    tokio::time::sleep(STALL.saturating_sub(stalled.elapsed())).await;
+    // b1 gets to Redis a moment after b2 does (as when its connection takes longer to find the
+    // new primary after a failover): it is held back for OWNER_LAG.
+    b1.signal(Signal::SIGSTOP);
+    c.redis.signal(Signal::SIGCONT);
+    let post = tokio::spawn(s.post_via(&b2.base(), &echo_call(4, "after")));
+    tokio::time::sleep(OWNER_LAG).await;
+    b1.signal(Signal::SIGCONT);
+    let (status, body) = post.await.expect("the POST task").expect("POST via b2");
+    assert_eq!(status, 202, "the POST via b2 right after the stall is accepted: {body}");
+
+    let ids: &[u64] = if held == 202 { &[3, 4] } else { &[4] };
+    answers(&mut s, ids).await;
+    assert_eq!(common::echo_text(s.received.iter().find(|m| m["id"] == 4).expect("answer 4")), "after");
+    assert_eq!(owner(&c.redis, &s.sid), "b1", "the owner kept its session");
+    assert!(b2.lines_with(&["session taken over"]).is_empty(), "b2 took nothing over:\n{}", b2.log());
+    let said = poll(ANSWER, || (fenced_lines(b1).len() > fenced_before).then_some(())).await;
+    assert!(said.is_some(), "b1 rejoined with a new epoch after the stall; its log:\n{}", b1.log());
+    assert!(fenced_lines(b1).iter().any(|l| l.contains("lost=0")), "b1 claimed its session back: {:?}", fenced_lines(b1));
+    // One more each way: b1 serves it, b2 forwards to it.
+    for (id, via) in [(5, b1), (6, b2)] {
+        assert_eq!(s.echo_via(&via.base(), id, &format!("later-{id}")).await, format!("later-{id}"));
+    }
+    while let Ok(Some(m)) = s.next(Duration::from_millis(300)).await {
+        assert!(m.get("method").is_some(), "no answer after the last one: {m}");
+    }
+    for id in [1, 2, 5, 6].iter().chain(ids) {
+        assert_eq!(s.responses_to(*id), 1, "answer {id} exactly once: {:?}", s.received);
+    }
+    eprintln!("POST during the stall: {held}; b1's rejoin: {:?}", fenced_lines(b1).last());
 }

@@ -175,7 +175,9 @@ async fn answer_resuming(s: &mut Legacy, id: u64, base: &str, resumes: &mut usiz
 
 /// Every probe was either accepted and answered once on the stream, or refused with a 503
 /// and a JSON-RPC error and never delivered: a client can tell which, and retry safely. The
-/// owner (b1) accepted every one of its own: local traffic does not wait for Redis.
+/// owner (b1) accepts its own while its lease is surely valid, and refuses once it cannot
+/// confirm that with Redis; an answer it accepted and held meanwhile reaches the client once it
+/// has claimed the session back (the other instances wait for that rather than take it over).
 async fn check_probes(s: &mut Legacy, probes: &[Probe], base: &str, resumes: &mut usize) {
     for p in probes {
         eprintln!("probe {} via {}: {} after {} ms {}", p.id, p.via, p.status, p.took.as_millis(), p.body);

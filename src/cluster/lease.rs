@@ -64,6 +64,9 @@ pub(super) struct Lease {
     valid_until: AtomicU64,
     /// Nanoseconds after `origin` when Redis last could not be reached (0: it could).
     unreachable_at: AtomicU64,
+    /// Nanoseconds after `origin` when a renewal last failed or found the lease lapsed (0:
+    /// never): not cleared by a good renewal (see [`Cluster::cut_off_lately`]).
+    troubled_at: AtomicU64,
     /// Held across a renewal (and a rejoin), so that one runs at a time.
     renewing: tokio::sync::Mutex<()>,
     /// Written across a rejoin (the new epoch and the reclaim); read while a session is
@@ -85,6 +88,10 @@ impl Lease {
         self.nanos(Instant::now()) < self.valid_until.load(Ordering::Relaxed)
     }
 
+    fn trouble(&self) {
+        self.troubled_at.store(self.nanos(Instant::now()).max(1), Ordering::Relaxed);
+    }
+
     fn renewed(&self, sent: Instant) {
         let until = self.nanos(sent + LEASE - MARGIN);
         self.valid_until.store(until, Ordering::Relaxed);
@@ -99,6 +106,7 @@ pub(super) async fn join(conn: &mut super::Conn, instance: &str) -> Result<Lease
         origin: Instant::now(),
         valid_until: AtomicU64::new(0),
         unreachable_at: AtomicU64::new(0),
+        troubled_at: AtomicU64::new(0),
         renewing: tokio::sync::Mutex::new(()),
         epoch_lock: tokio::sync::RwLock::new(()),
     };
@@ -147,6 +155,13 @@ impl Cluster {
         }
     }
 
+    /// Whether this instance's own lease renewal failed, or found the lease lapsed, in the last
+    /// `within`: then Redis was lately out of reach here, and most likely for the others too.
+    pub(super) fn troubled_within(&self, within: Duration) -> bool {
+        let at = self.lease.troubled_at.load(Ordering::Relaxed);
+        at != 0 && self.lease.nanos(Instant::now()) < at + within.as_nanos() as u64
+    }
+
     /// The epoch sessions created now are recorded with.
     pub(crate) fn epoch(&self) -> u64 {
         self.lease.epoch()
@@ -187,6 +202,7 @@ impl Cluster {
             }
             Ok(Ok(_)) => self.rejoin(epoch).await,
             Ok(Err(_)) | Err(_) => {
+                self.lease.trouble();
                 self.set_healthy(false);
                 self.lease.unreachable_at.store(self.lease.nanos(Instant::now()).max(1), Ordering::Relaxed);
             }
@@ -196,6 +212,7 @@ impl Cluster {
     /// The lease lapsed (this instance was paused, or cut off from Redis): a new epoch, then
     /// every session held here is claimed back, or ended if another instance owns it now.
     async fn rejoin(&self, old: u64) {
+        self.lease.trouble();
         let _rejoining = self.lease.epoch_lock.write().await;
         let sent = Instant::now();
         let mut conn = self.store.lease_conn();

@@ -6,6 +6,13 @@
 //!
 //! A lapsed epoch never comes back: its instance's renewal finds the lease gone and takes a
 //! new epoch (see `lease::RENEW`), so remembering a lapse is safe.
+//!
+//! A lapse is not always a death. When Redis itself was out of reach (a Sentinel or Cluster
+//! failover, a stalled server), every lease lapsed, the live owners' too, and each owner claims
+//! its sessions back as soon as its renewal gets through (`lease::rejoin`). An instance that
+//! was cut off itself lately therefore gives a lapsed owner a moment to do so before it takes
+//! one of its sessions over ([`Cluster::owner_rejoined`]): a takeover from a live owner would
+//! end the session there and drop the answers it still held for its client.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -14,8 +21,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::keys::key_lease;
+use super::lease::LEASE;
 use super::recent::Recent;
 use super::{Cluster, ClusterError};
+use crate::ids::SessionId;
 
 /// A forwarded request unanswered this long starts watching the owner's lease…
 const WATCH_AFTER: Duration = Duration::from_millis(200);
@@ -25,6 +34,14 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// a request forwarded to an owner that died meanwhile is not answered, and the forwarding
 /// instance watches the lease afresh (see [`Cluster::watch`]).
 const ALIVE_FOR: Duration = Duration::from_millis(250);
+/// How long after its own renewal failed (or found its lease lapsed) an instance takes another
+/// owner's lapse for the same outage: past the renewal that sees Redis again and the rejoin.
+const CUT_OFF_RECENT: Duration = Duration::from_secs(3);
+/// How long a takeover waits for a lapsed owner to claim its session back, after an outage:
+/// the owner renews every `LEASE / 4` and reclaims right after its renewal finds the lapse.
+const REJOIN_WAIT: Duration = LEASE;
+/// How often the record is read meanwhile.
+const REJOIN_POLL: Duration = Duration::from_millis(100);
 /// How long a lapse is remembered.
 const REMEMBER: Duration = Duration::from_secs(30);
 /// Owners remembered at most (they are the instances, and their dead epochs).
@@ -81,6 +98,34 @@ impl Cluster {
             self.liveness.remember_lapse(instance, epoch);
         }
         Ok(v == Some(epoch))
+    }
+
+    /// Whether Redis was lately out of reach from here (the inbox's connection dropped, or a
+    /// renewal failed or found the lease lapsed): then other owners' leases lapsed too.
+    pub(crate) fn cut_off_lately(&self) -> bool {
+        self.gap_lately() || self.troubled_within(CUT_OFF_RECENT)
+    }
+
+    /// Before `sid` is taken over from `(owner, epoch)`, whose lease lapsed: if this instance
+    /// was itself cut off from Redis lately, waits (at most [`REJOIN_WAIT`]) for the owner to
+    /// rejoin and claim the session back. `true` once the record names another owner or epoch
+    /// (find it again); `false` at once when nothing was cut off, or when the wait ran out.
+    pub(crate) async fn owner_rejoined(&self, sid: SessionId, owner: &str, epoch: u64) -> Result<bool, ClusterError> {
+        if !self.cut_off_lately() {
+            return Ok(false);
+        }
+        let deadline = tokio::time::Instant::now() + REJOIN_WAIT;
+        loop {
+            let now = self.record(sid).await?.owner;
+            if now.as_ref().is_none_or(|(o, e)| o != owner || *e != epoch) {
+                tracing::debug!(session = %sid, from = %owner, epoch, "a lapsed owner claimed its session back");
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() + REJOIN_POLL > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(REJOIN_POLL).await;
+        }
     }
 
     /// Returns once `instance`'s lease no longer holds `epoch` (it died, or was cut off and

@@ -151,7 +151,7 @@ impl Cluster {
     }
 
     /// Whether this instance's inbox had a gap in the last [`GAP_RECENT`].
-    fn gap_lately(&self) -> bool {
+    pub(super) fn gap_lately(&self) -> bool {
         let at = self.gap_at.load(Ordering::Relaxed);
         at != 0 && crate::ids::unix_ms().saturating_sub(at) < GAP_RECENT.as_millis() as u64
     }

@@ -112,6 +112,14 @@ impl Redis {
         let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
     }
 
+    /// Sends it a signal: SIGSTOP stalls it (its clients' commands wait, its keys' TTLs run
+    /// on), SIGCONT lets it go on.
+    pub(crate) fn signal(&self, sig: Signal) {
+        if let Some(c) = &self.child {
+            crate::common::signal(c.id(), sig);
+        }
+    }
+
     /// Starts it again on the same port (after `stop` or `crash`).
     pub(crate) fn start_again(&mut self) {
         assert!(self.child.is_none(), "redis-server is still running");
