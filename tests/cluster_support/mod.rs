@@ -13,7 +13,7 @@ pub(crate) mod traffic;
 
 pub(crate) use balancer::Balancer;
 #[allow(unused_imports)] // tests/redis_cluster.rs only
-pub(crate) use redis_cluster::{OnRedisCluster, RedisCluster};
+pub(crate) use redis_cluster::{pick_port, seed, OnRedisCluster, RedisCluster};
 
 use std::net::TcpStream;
 use std::path::PathBuf;

@@ -498,13 +498,13 @@ fn spawn_node(dir: PathBuf, port: u16) -> Option<Node> {
     Some(Node { port, dir, child: Some(child) })
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32) | 1
 }
 
 /// A port in [`PORTS`] whose bus port is free too, not in `taken`: both bound for a moment.
-fn pick_port(rng: &mut u64, taken: &[u16]) -> Option<u16> {
+pub(crate) fn pick_port(rng: &mut u64, taken: &[u16]) -> Option<u16> {
     for _ in 0..200 {
         // xorshift64
         *rng ^= *rng << 13;
