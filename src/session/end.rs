@@ -23,7 +23,15 @@ impl Session {
             // Otherwise what its task holds for the journal goes out before the streams close.
             let moved = reason == CloseReason::Moved;
             if moved {
-                st.hold = Default::default();
+                let (held, answers) = std::mem::take(&mut st.hold).counts();
+                if held > 0 {
+                    // Not silent: the new owner answers (with errors) only the requests it
+                    // read as pending; one whose pending entry never reached Redis is lost.
+                    tracing::warn!(
+                        session = %self.id, held, answers,
+                        "dropped upstream messages held for the client: another instance took the session over meanwhile"
+                    );
+                }
             } else {
                 st.release();
             }

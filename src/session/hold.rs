@@ -47,6 +47,11 @@ impl Hold {
         self.items.iter().filter(|h| h.stream == n && h.seq.is_some()).count()
     }
 
+    /// How many messages are held, and how many of them answer a request.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        (self.items.len(), self.items.iter().filter(|h| h.is_response).count())
+    }
+
     /// The oldest held sequence number of stream `n`: a replay stops before it (release sends
     /// it and what follows to the client attached then).
     pub(super) fn first(&self, n: u32) -> Option<u64> {
