@@ -153,26 +153,6 @@ async fn probe_during(s: &Legacy, instances: &[(String, String)], span: Duration
     probes
 }
 
-/// The answer to `id`, already received or read now. When the stream ends (the session moved
-/// to another instance), resumes it with `Last-Event-ID` through `base`, as a legacy client
-/// does, counting in `resumes`.
-async fn answer_resuming(s: &mut Legacy, id: u64, base: &str, resumes: &mut usize) -> Value {
-    let deadline = Instant::now() + ANSWER;
-    loop {
-        if let Some(m) = s.received.iter().find(|m| m["id"] == id && m.get("method").is_none()) {
-            return m.clone();
-        }
-        assert!(Instant::now() < deadline, "session {}: no answer to {id} within {ANSWER:?}; received {:?}", s.sid, s.received);
-        if !s.is_connected() {
-            *resumes += 1;
-            assert!(*resumes <= 5, "session {}: the stream keeps ending ({resumes} resumes)", s.sid);
-            s.resume(base).await.unwrap_or_else(|e| panic!("session {}: resume through {base}: {e:?}", s.sid));
-            continue;
-        }
-        let _ = s.next(deadline.saturating_duration_since(Instant::now())).await;
-    }
-}
-
 /// Every probe was either accepted and answered once on the stream, or refused with a 503
 /// and a JSON-RPC error and never delivered: a client can tell which, and retry safely. The
 /// owner (b1) accepts its own while its lease is surely valid, and refuses once it cannot
@@ -185,7 +165,7 @@ async fn check_probes(s: &mut Legacy, probes: &[Probe], base: &str, resumes: &mu
     for p in probes {
         match p.status {
             202 => {
-                let m = answer_resuming(s, p.id, base, resumes).await;
+                let m = s.answer_resuming(p.id, base, ANSWER, resumes).await;
                 assert_eq!(common::echo_text(&m), format!("during-{}", p.id), "{p:?}");
             }
             503 => {
@@ -325,7 +305,7 @@ async fn sessions_survive_a_sentinel_failover_through_nginx() {
         let id = 20 + k as u64;
         let (status, body) = raw.post_via(base, &common::echo_call(id, &format!("after-{k}"))).await.expect("POST");
         assert_eq!(status, 202, "echo {id} via {base} after the failover: {body}");
-        let m = answer_resuming(&mut raw, id, &resume_at, &mut resumes).await;
+        let m = raw.answer_resuming(id, &resume_at, ANSWER, &mut resumes).await;
         assert_eq!(common::echo_text(&m), format!("after-{k}"));
     }
     check_probes(&mut raw, &probes, &resume_at, &mut resumes).await;

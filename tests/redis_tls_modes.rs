@@ -178,18 +178,7 @@ async fn ready(instances: &[&Bridge]) {
 async fn echo_resuming(s: &mut Legacy, via: &str, resume_at: &str, id: u64, message: &str) -> String {
     let (status, body) = s.post_via(via, &echo_call(id, message)).await.expect("POST");
     assert_eq!(status, 202, "echo {id} via {via}: {body}");
-    let deadline = Instant::now() + ANSWER;
-    loop {
-        if let Some(m) = s.received.iter().find(|m| m["id"] == id && m.get("method").is_none()) {
-            return common::echo_text(m);
-        }
-        assert!(Instant::now() < deadline, "session {}: no answer to {id} within {ANSWER:?}: {:?}", s.sid, s.received);
-        if !s.is_connected() {
-            s.resume(resume_at).await.unwrap_or_else(|e| panic!("session {}: resume through {resume_at}: {e:?}", s.sid));
-            continue;
-        }
-        let _ = s.next(deadline.saturating_duration_since(Instant::now())).await;
-    }
+    common::echo_text(&s.answer_resuming(id, resume_at, ANSWER, &mut 0).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

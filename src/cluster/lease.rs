@@ -88,8 +88,13 @@ impl Lease {
         self.nanos(Instant::now()) < self.valid_until.load(Ordering::Relaxed)
     }
 
-    fn trouble(&self) {
-        self.troubled_at.store(self.nanos(Instant::now()).max(1), Ordering::Relaxed);
+    /// A renewal failed or found the lease lapsed; `unreachable`: Redis could not be reached.
+    fn trouble(&self, unreachable: bool) {
+        let now = self.nanos(Instant::now()).max(1);
+        self.troubled_at.store(now, Ordering::Relaxed);
+        if unreachable {
+            self.unreachable_at.store(now, Ordering::Relaxed);
+        }
     }
 
     fn renewed(&self, sent: Instant) {
@@ -202,9 +207,8 @@ impl Cluster {
             }
             Ok(Ok(_)) => self.rejoin(epoch).await,
             Ok(Err(_)) | Err(_) => {
-                self.lease.trouble();
+                self.lease.trouble(true);
                 self.set_healthy(false);
-                self.lease.unreachable_at.store(self.lease.nanos(Instant::now()).max(1), Ordering::Relaxed);
             }
         }
     }
@@ -212,7 +216,7 @@ impl Cluster {
     /// The lease lapsed (this instance was paused, or cut off from Redis): a new epoch, then
     /// every session held here is claimed back, or ended if another instance owns it now.
     async fn rejoin(&self, old: u64) {
-        self.lease.trouble();
+        self.lease.trouble(false);
         let _rejoining = self.lease.epoch_lock.write().await;
         let sent = Instant::now();
         let mut conn = self.store.lease_conn();

@@ -107,8 +107,9 @@ impl Cluster {
     }
 
     /// The streams held here for `owner` in `epoch`, which lapsed. One whose owner rejoined
-    /// (a new epoch) resyncs with it. While Redis itself was lately out of reach here (a
-    /// failover lapses the leases of live instances), one whose session another instance took
+    /// (a new epoch) resyncs with it. While Redis itself was lately out of reach here
+    /// (`Cluster::cut_off_lately`: a failover or a stall lapses the leases of live instances),
+    /// one whose session another instance took
     /// over resyncs with that one, and one whose owner may still rejoin waits for that, up to
     /// [`REHOME_FOR`]. The others end, and their clients reconnect with `Last-Event-ID` (a
     /// takeover replays what they missed): an owner that died is not waited for.
@@ -131,13 +132,13 @@ impl Cluster {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             let Some(h) = held.get_mut(&token) else { continue };
             match now {
-                Some((o, e)) if live && (o == owner || self.gap_lately()) => {
+                Some((o, e)) if live && (o == owner || self.cut_off_lately()) => {
                     tracing::info!(session = %sid, from = %owner, to = %o, epoch = e, "a stream held here follows its session to its owner");
                     (h.owner, h.epoch, h.lapsed) = (o, e, None);
                     drop(held);
                     self.resync(token);
                 }
-                _ if self.gap_lately() && h.lapsed.is_none_or(|t| t.elapsed() < REHOME_FOR) => {
+                _ if self.cut_off_lately() && h.lapsed.is_none_or(|t| t.elapsed() < REHOME_FOR) => {
                     h.lapsed.get_or_insert_with(std::time::Instant::now);
                 }
                 _ => {

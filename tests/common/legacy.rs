@@ -272,6 +272,31 @@ impl Legacy {
         }
     }
 
+    /// The answer to `id`, already received or read now (within `timeout`). When the stream
+    /// ends (the session moved to another instance), resumes it with `Last-Event-ID` through
+    /// `base`, as a legacy client does, counting in `resumes` (at most 5 in all).
+    pub(crate) async fn answer_resuming(&mut self, id: u64, base: &str, timeout: Duration, resumes: &mut usize) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.received.iter().find(|m| m["id"] == id && m.get("method").is_none()) {
+                return m.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "session {}: no answer to {id} within {timeout:?}; received {:?}",
+                self.sid,
+                self.received
+            );
+            if !self.is_connected() {
+                *resumes += 1;
+                assert!(*resumes <= 5, "session {}: the stream keeps ending ({resumes} resumes)", self.sid);
+                self.resume(base).await.unwrap_or_else(|e| panic!("session {}: resume through {base}: {e:?}", self.sid));
+                continue;
+            }
+            let _ = self.next(deadline.saturating_duration_since(Instant::now())).await;
+        }
+    }
+
     /// Calls `tool` with `arguments` through `base` and waits for its answer.
     pub(crate) async fn call_via(&mut self, base: &str, id: u64, tool: &str, arguments: Value) -> Value {
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}});
