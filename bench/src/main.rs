@@ -9,6 +9,7 @@ mod idle;
 mod mcp;
 mod peers;
 mod procs;
+mod relay;
 mod report;
 mod resume;
 mod run;
@@ -38,6 +39,15 @@ enum Command {
     Ceiling {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+    },
+    /// Serve the relay floor: a bare hyper server whose connection tasks relay each POST to a
+    /// stdio child of the session and read its answer themselves.
+    Relay {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// The stdio server each session starts.
+        #[arg(long)]
+        command: PathBuf,
     },
     /// Throughput and latency against a running server (or a stdio command).
     Throughput {
@@ -120,6 +130,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => run::main(args).await,
             Command::Ceiling { listen } => ceiling::serve(listen).await,
+            Command::Relay { listen, command } => relay::serve(listen, command).await,
             Command::Throughput {
                 transport,
                 url,

@@ -17,7 +17,7 @@ use crate::procs::{self, shell_word, Proc};
 use crate::report::{self, thousands, us};
 use crate::resume;
 use crate::stats::{self, Point};
-use crate::summary::{self, Series, STATELESS};
+use crate::summary::{self, Series, RELAY, STATELESS};
 use crate::throughput::{self, Target};
 
 mod plan;
@@ -77,13 +77,13 @@ pub struct Args {
     /// pass: mcp-bridge against the Rust peer).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
-    /// Throughput targets to run [all]: stdio, ceiling, sse, streamable, streamable-json, stateless.
+    /// Throughput targets to run [all]: stdio, ceiling, relay, sse, streamable, streamable-json, stateless.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
 /// The throughput targets' names for `--only`.
-const TARGET_SLUGS: &[&str] = &["stdio", "ceiling", "sse", "streamable", "streamable-json", "stateless"];
+const TARGET_SLUGS: &[&str] = &["stdio", "ceiling", "relay", "sse", "streamable", "streamable-json", "stateless"];
 
 struct Settings {
     sessions: Vec<usize>,
@@ -181,11 +181,22 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         )?;
         ceiling.wait_listening(format!("127.0.0.1:{ceiling_port}").parse()?, Duration::from_secs(10))?;
         h.commands.push(format!("{}    # the HTTP ceiling", ceiling.command));
+        let relay_port = procs::free_port()?;
+        let relay_args = [
+            "relay".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{relay_port}"),
+            "--command".into(),
+            echo.display().to_string(),
+        ];
+        let mut relay = Proc::start("relay", &me, &relay_args, &[], &work.join("logs/relay.log"))?;
+        relay.wait_listening(format!("127.0.0.1:{relay_port}").parse()?, Duration::from_secs(10))?;
+        h.commands.push(format!("{}    # the relay floor", relay.command));
         let (mut bridge, port) = h.start_bridge("bridge", &[], &[])?;
         let b = format!("http://127.0.0.1:{port}");
         // Whose process tree each target's CPU is read from: the bridge (with its echo
         // children), the ceiling, or the echo children the generator spawns for stdio.
-        let (bt, ct) = (Tree::Pid(bridge.pid()), Tree::Pid(ceiling.pid()));
+        let (bt, ct, rt) = (Tree::Pid(bridge.pid()), Tree::Pid(ceiling.pid()), Tree::Pid(relay.pid()));
         let all = vec![
             ("stdio", "stdio, no bridge", "stdio", Target::Stdio { command: echo.clone(), args: vec![] }, Tree::Sessions),
             (
@@ -194,6 +205,13 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
                 "streamable, JSON answers",
                 Target::Streamable(Url::parse(&format!("http://127.0.0.1:{ceiling_port}/mcp"))?),
                 ct,
+            ),
+            (
+                "relay",
+                RELAY,
+                "streamable, JSON answers",
+                Target::Streamable(Url::parse(&format!("http://127.0.0.1:{relay_port}/mcp"))?),
+                rt,
             ),
             ("sse", "mcp-bridge", "sse", Target::Sse(Url::parse(&format!("{b}/sse/echo"))?), bt.clone()),
             (
@@ -245,6 +263,9 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
                 if !ceiling.alive() {
                     bail!("the ceiling server died; see {}", ceiling.log.display());
                 }
+                if !relay.alive() {
+                    bail!("the relay floor died; see {}", relay.log.display());
+                }
             }
         }
         // The `perf stat` pass: the bridge's legacy SSE and Streamable JSON answers, at the peer
@@ -265,6 +286,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         }
         drop(bridge);
         drop(ceiling);
+        drop(relay);
         summary::write_throughput(&mut doc, &series, &s.sessions, s.duration, s.repeat)?;
     }
 

@@ -11,6 +11,8 @@ use crate::stats::{self, Point};
 
 /// The transport label of the bridge's 2026-07-28 (stateless) rows.
 pub(crate) const STATELESS: &str = "stateless (2026-07-28)";
+/// The target label of the relay floor (`relay.rs`).
+pub(crate) const RELAY: &str = "relay floor (hyper + child, no hand-off)";
 
 /// One throughput series: who, over what, and the points per session count.
 pub(crate) struct Series {
@@ -293,6 +295,14 @@ pub(crate) fn write_targets(
         .collect();
     for (tr, c) in &cpu {
         writeln!(doc, "| CPU per request at {k} sessions, {tr} (issue 16) | ≤ 25 µs | {c:.1} µs | {} |", verdict(*c <= 25.0))?;
+    }
+    // What the thinnest relay to the same child costs in the same run: the bound under the target.
+    if let Some(c) = get(RELAY, "streamable, JSON answers", k).and_then(|p| p.cost) {
+        writeln!(
+            doc,
+            "| the relay floor at {k} sessions: least CPU per request of an HTTP relay to this child (issue 16) | measured | {:.1} µs | bound |",
+            c.cpu_us
+        )?;
     }
     if let Some((worst_tr, worst)) = cpu.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
         for (name, _, tr, p) in peers.iter().filter(|x| x.0.starts_with("Rust mcp-proxy")) {
