@@ -96,6 +96,7 @@ impl AppState {
             eras: Arc::default(),
             pump,
             oauth: None,
+            direct: None,
         };
         let env = crate::session::Env { upstream, health: Arc::default(), changes: Arc::default(), journal: None };
         AppState(Arc::new(App {

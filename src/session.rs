@@ -37,7 +37,7 @@ mod stream_map;
 mod summary;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -187,6 +187,8 @@ pub struct Session {
     env: Env,
     /// The bytes its streams' logs may hold, drawn from the instance's pool.
     budget: Budget,
+    /// Itself, for the upstream's direct route (see [`Session::direct_route`]).
+    me: Weak<Session>,
 }
 
 impl Session {
@@ -222,7 +224,7 @@ impl Session {
         }
         let labels = metrics::Session { server: server.name.clone(), transport: transport.as_str() };
         metrics::get().sessions_open.get_or_create(&labels).inc();
-        let session = Session {
+        let session = |me| Session {
             created: Instant::now(),
             id,
             principal,
@@ -252,8 +254,9 @@ impl Session {
             ended: Notify::new(),
             env,
             budget,
+            me,
         };
-        (Arc::new(session), events_rx)
+        (Arc::new_cyclic(|me| session(me.clone())), events_rx)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -324,7 +327,9 @@ impl Session {
                     protocol_version: st.protocol_version.clone(),
                 });
                 let who = (self.id, self.principal.clone());
-                let up = upstream::start(&self.server, who, self.env.upstream.clone(), self.events_tx.clone(), resume);
+                let mut ctx = self.env.upstream.clone();
+                ctx.direct = self.env.journal.is_none().then(|| self.direct_route());
+                let up = upstream::start(&self.server, who, ctx, self.events_tx.clone(), resume);
                 st.upstream = UpstreamState::Running(up);
             }
             match &st.upstream {

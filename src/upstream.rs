@@ -77,7 +77,13 @@ pub struct Context {
     pub pump: crate::config::pump::PumpLimits,
     /// The server's OAuth 2.0 token, set per upstream from `[servers.NAME.oauth2]`.
     pub(crate) oauth: Option<Arc<oauth::TokenSource>>,
+    /// Set per upstream by a session that holds nothing back (no journal): a stdio child's
+    /// messages are routed by the task that reads them, not sent to the session task.
+    pub(crate) direct: Option<Direct>,
 }
+
+/// Routes one upstream message in its session; `false` once the session is gone.
+pub(crate) type Direct = Arc<dyn Fn(Bytes) -> bool + Send + Sync>;
 
 /// Counts running child processes against `limits.max_children`.
 #[derive(Clone)]
@@ -137,9 +143,12 @@ pub(crate) fn start(
     ctx.oauth = server.oauth2.as_ref().map(|o| oauth::source(&server.name, o, &ctx.http));
     let (tx, rx) = budget::channel(QUEUE, ctx.pump.queue_bytes);
     let name: Arc<str> = server.name.as_str().into();
+    let direct = ctx.direct.take();
     let task = match server.upstream.clone() {
         UpstreamSpec::Stdio { command, args, env, cwd } => {
-            let spec = stdio::Spec { command, args, env, cwd, pump: ctx.pump };
+            // A shared child's messages go to its demultiplexer, not to one session.
+            let direct = direct.filter(|_| !server.shared);
+            let spec = stdio::Spec { command, args, env, cwd, pump: ctx.pump, direct };
             if server.shared {
                 let shared = ctx.shared.get(&server.name, principal, spec, ctx.children.clone());
                 tokio::spawn(shared.serve(session, rx, events))

@@ -73,6 +73,16 @@ impl Session {
         true
     }
 
+    /// Routes an upstream message from the task that read it: one task hand-off fewer per
+    /// answer. Only without a journal: in cluster mode the session task batches messages
+    /// under a hold until the journal has them (`hold.rs`). Memory stays bounded without the
+    /// event channel between them: a routed message is in a stream's log (bounded in bytes,
+    /// `event_log_overflow` past it) or in a client's bounded queue.
+    pub(super) fn direct_route(&self) -> crate::upstream::Direct {
+        let me = self.me.clone();
+        std::sync::Arc::new(move |raw| me.upgrade().map(|s| s.on_upstream_message(raw)).is_some())
+    }
+
     /// Routes one upstream message to its stream.
     pub(super) fn on_upstream_message(&self, raw: Bytes) {
         let peek = match jsonrpc::peek(&raw) {

@@ -39,7 +39,7 @@ pub(super) async fn run(
     stdin: ChildStdin,
     stdout: ChildStdout,
     rx: super::budget::Receiver<Bytes>,
-    events: &super::Events,
+    (events, direct): (&super::Events, Option<super::Direct>),
     limits: PumpLimits,
 ) -> Option<Ended> {
     let mut writer = Writer(tokio::spawn(write_stdin(stdin, rx, limits.upstream_stall)));
@@ -56,7 +56,11 @@ pub(super) async fn run(
                     Some(Err(e)) => break format!("unreadable output: {e}"),
                     None => break "closed its stdout".to_string(),
                 };
-                if events.send(UpstreamEvent::Message(msg)).await.is_err() {
+                let delivered = match &direct {
+                    Some(route) => route(msg),
+                    None => events.send(UpstreamEvent::Message(msg)).await.is_ok(),
+                };
+                if !delivered {
                     return None;
                 }
             },

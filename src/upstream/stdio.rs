@@ -26,6 +26,8 @@ pub(super) struct Spec {
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
     pub pump: crate::config::pump::PumpLimits,
+    /// Where the child's messages go when not to `events` (see [`super::Context::direct`]).
+    pub direct: Option<super::Direct>,
 }
 
 /// The program to start and the child's PATH. The child's PATH is minimal, and `Command`
@@ -109,7 +111,7 @@ pub(super) async fn run(
     };
     tokio::spawn(super::stderr::drain(stderr, session, server.clone()));
     let span = tracing::info_span!("pump", session = %session, server = %server);
-    let pumped = super::pump::run(stdin, stdout, rx, &events, spec.pump).instrument(span).await;
+    let pumped = super::pump::run(stdin, stdout, rx, (&events, spec.direct), spec.pump).instrument(span).await;
     let Some(super::pump::Ended { reason, detail }) = pumped else {
         return;
     };
