@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,10 +29,11 @@ pub(crate) fn router() -> Router<AppState> {
 /// Admits a request with the admin token, or from loopback when no token is configured; a
 /// browser may call the API only from the status page itself (same origin: the API has no
 /// CORS), and no page may frame the status page.
-pub(crate) async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, Error> {
+/// `Ok(true)`: a request for the page or its API, whose answer then goes through [`harden`].
+pub(crate) fn screen(app: &AppState, req: &Request) -> Result<bool, Error> {
     let path = req.uri().path();
     if !path.starts_with("/admin") {
-        return Ok(next.run(req).await);
+        return Ok(false);
     }
     // The page itself holds no data; its API calls carry the token.
     if path.starts_with("/admin/api") {
@@ -52,11 +52,14 @@ pub(crate) async fn guard(State(app): State<AppState>, req: Request, next: Next)
             return Err(Error::AdminUnauthorized);
         }
     }
-    let mut resp = next.run(req).await;
+    Ok(true)
+}
+
+/// No page may frame the admin page or its API's answers.
+pub(crate) fn harden(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    Ok(resp)
 }
 
 /// Whether a request came through a proxy: any forwarding header. Such a request is not a

@@ -10,9 +10,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Error;
@@ -90,24 +89,30 @@ impl Policy {
     }
 }
 
-/// The middleware: 403 with a JSON-RPC error body for a refused request; CORS for an allowed
-/// origin.
-pub(crate) async fn check(State(policy): State<Arc<Policy>>, req: Request, next: Next) -> Result<Response, Error> {
+/// What the check makes of a request it lets through.
+pub(crate) enum Screened {
+    /// Route it; an allowed `Origin` is named in its answer's CORS headers ([`cors`]).
+    Route(Option<HeaderValue>),
+    /// A CORS preflight, answered here.
+    Preflight(Response),
+}
+
+/// The check, before a request is routed (`router::gate`): 403 with a JSON-RPC error body for
+/// a refused request; CORS for an allowed origin.
+pub(crate) fn screen(policy: &Policy, req: &Request) -> Result<Screened, Error> {
     let path = req.uri().path();
     if let Err(refused) = policy.refusal(path, req.headers()) {
         tracing::warn!(path, reason = %reason(&refused), "refused a request");
         return Err(refused);
     }
-    // The admin API serves only its own page: no CORS (admin::guard checks the origin).
+    // The admin API serves only its own page: no CORS (admin::screen checks the origin).
     let Some(origin) = req.headers().get(header::ORIGIN).cloned().filter(|_| !path.starts_with("/admin")) else {
-        return Ok(next.run(req).await);
+        return Ok(Screened::Route(None));
     };
     if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        return Ok(preflight(origin, req.headers()));
+        return Ok(Screened::Preflight(preflight(origin, req.headers())));
     }
-    let mut resp = next.run(req).await;
-    cors(resp.headers_mut(), origin);
-    Ok(resp)
+    Ok(Screened::Route(Some(origin)))
 }
 
 /// Why [`Policy::refusal`] refused, without the status words the client's message starts with.
@@ -137,7 +142,7 @@ const EXPOSED: &str = "mcp-session-id, mcp-protocol-version";
 const ALLOWED_HEADERS: &str = "content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id, authorization";
 
 /// CORS headers of an answer to an allowed origin.
-fn cors(h: &mut HeaderMap, origin: HeaderValue) {
+pub(crate) fn cors(h: &mut HeaderMap, origin: HeaderValue) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
     h.append(header::VARY, HeaderValue::from_static("origin"));

@@ -1,10 +1,12 @@
-//! The routes: each path to its handler, behind the admin guard, `[auth]`, the Origin check and
-//! the in-flight count that shutdown waits on.
+//! The routes: each path to its handler, behind `[auth]` and the gate: the in-flight count
+//! that shutdown waits on, the Origin check and the admin guard, in one middleware (each layer
+//! of its own costs a boxed future and a service clone per request).
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 
@@ -41,22 +43,41 @@ pub(crate) fn router(app: AppState) -> Router {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, crate::http::auth::check)),
         None => router,
     };
-    router
-        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::http::admin::guard))
-        .layer(axum::middleware::from_fn_with_state(origin_policy, origin::check))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), count_in_flight))
-        .with_state(app)
+    let gate = Arc::new(Gate { app: app.clone(), origin: origin_policy });
+    router.layer(axum::middleware::from_fn_with_state(gate, gate_request)).with_state(app)
 }
 
-/// Counts the request in [`AppState::in_flight`] while its handler runs. While draining, every
-/// answer says `Connection: close`, so a proxy stops reusing its pooled connections to this
-/// instance before they are closed: a request written to a connection just as the bridge
-/// closes it fails (nginx answers 502 and does not retry a POST).
-async fn count_in_flight(State(app): State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let _in_flight = app.lifecycle.enter();
-    let mut resp = next.run(req).await;
-    if app.lifecycle.is_draining() {
+struct Gate {
+    app: AppState,
+    origin: Arc<origin::Policy>,
+}
+
+/// Counts the request in [`AppState::in_flight`] while it is served, then screens it: the
+/// Origin check (`origin::screen`), then the admin guard (`admin::screen`), then the routes.
+/// While draining, every answer says `Connection: close`, so a proxy stops reusing its pooled
+/// connections to this instance before they are closed: a request written to a connection
+/// just as the bridge closes it fails (nginx answers 502 and does not retry a POST).
+async fn gate_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+    let _in_flight = gate.app.lifecycle.enter();
+    let mut resp = screened(&gate, req, next).await.unwrap_or_else(IntoResponse::into_response);
+    if gate.app.lifecycle.is_draining() {
         resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
     resp
+}
+
+async fn screened(gate: &Gate, req: Request, next: Next) -> Result<Response, Error> {
+    let cors = match origin::screen(&gate.origin, &req)? {
+        origin::Screened::Route(cors) => cors,
+        origin::Screened::Preflight(resp) => return Ok(resp),
+    };
+    let admin = super::admin::screen(&gate.app, &req)?;
+    let mut resp = next.run(req).await;
+    if admin {
+        super::admin::harden(&mut resp);
+    }
+    if let Some(origin) = cors {
+        origin::cors(resp.headers_mut(), origin);
+    }
+    Ok(resp)
 }
