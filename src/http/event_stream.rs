@@ -36,6 +36,8 @@ pub(crate) struct EventStream {
     /// `{session}-{stream}-`: every event id starts with it, formatted once.
     id_prefix: String,
     first: Option<Bytes>,
+    /// A live event taken before the body was first polled ([`EventStream::prefetch`]).
+    early: Option<Frame>,
     /// A POST's answer stream (see `new`): quiet when it completes.
     per_request: bool,
     replay: std::vec::IntoIter<Entry>,
@@ -97,6 +99,7 @@ impl EventStream {
             id_prefix,
             info,
             first: Some(first),
+            early: None,
             per_request,
             replay: replay.into_iter(),
             rx,
@@ -110,6 +113,17 @@ impl EventStream {
             heartbeats: 0,
             bytes: 0,
             done: false,
+        }
+    }
+
+    /// Waits at most `wait` for the first live event, which then goes out right after the
+    /// first chunk (and any replay). Awaited before the response is returned, it lets a quick
+    /// answer leave in one write with the head. A stream that closes meanwhile just ends.
+    pub(crate) async fn prefetch(&mut self, wait: Duration) {
+        if self.early.is_none() {
+            if let Ok(Some(frame)) = tokio::time::timeout(wait, self.rx.recv()).await {
+                self.early = Some(frame);
+            }
         }
     }
 
@@ -175,7 +189,11 @@ impl Stream for EventStream {
             this.reset_heartbeat();
             return this.emit(b);
         }
-        match this.rx.poll_recv(cx) {
+        let next = match this.early.take() {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None => this.rx.poll_recv(cx),
+        };
+        match next {
             Poll::Ready(Some(frame)) => {
                 let b = match frame {
                     Frame::Message(seq, data) => this.message(seq, &data),
@@ -317,6 +335,38 @@ mod tests {
         next_at(&mut s).await;
         let (b, _) = next_at(&mut s).await;
         assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-4\nevent: heartbeat\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prefetched_event_follows_the_first_chunk_and_the_wait_is_bounded() {
+        let off = Heartbeat { interval: None, format: HeartbeatFormat::Comment };
+        // The answer is there within the wait: first chunk, the answer, the end, all ready.
+        let (mut s, tx) = stream(off);
+        let waiting = tokio::spawn(async move {
+            s.prefetch(Duration::from_millis(5)).await;
+            s
+        });
+        tokio::time::advance(Duration::from_millis(1)).await;
+        tx.send(Frame::Message(1, Bytes::from_static(b"{}"))).await.unwrap();
+        drop(tx);
+        let mut s = waiting.await.unwrap();
+        assert!(s.early.is_some(), "the answer was taken within the wait");
+        assert_eq!(&s.next().await.unwrap().unwrap()[..], b"retry: 1000\n\n");
+        let b = s.next().await.unwrap().unwrap();
+        assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-1\nevent: message\n"), "{b:?}");
+        assert!(s.next().await.is_none());
+        // No answer within the wait: it ends at the bound, and the answer comes later, once.
+        let (mut s, tx) = stream(off);
+        let start = Instant::now();
+        s.prefetch(Duration::from_millis(5)).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(5));
+        assert!(s.early.is_none());
+        assert_eq!(&s.next().await.unwrap().unwrap()[..], b"retry: 1000\n\n");
+        tx.send(Frame::Message(2, Bytes::from_static(b"{}"))).await.unwrap();
+        let b = s.next().await.unwrap().unwrap();
+        assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-2\n"), "{b:?}");
+        drop(tx);
+        assert!(s.next().await.is_none());
     }
 
     #[tokio::test(start_paused = true)]

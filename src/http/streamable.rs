@@ -24,6 +24,12 @@ use crate::sse;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
+/// How long a POST's SSE answer waits for its first event before its head is sent. An event
+/// that comes within it (a quick tool's answer) leaves in the same write as the head, the
+/// `retry:` hint and the end of the stream: one send to the client instead of two. A slower
+/// answer's head, hint and priming event go out when the wait ends.
+const FIRST_EVENT_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// `POST /mcp/{name}`: client messages; requests are answered on an SSE stream or, for a
 /// server in JSON mode, in one JSON body. An `initialize` opens a session.
 pub(crate) async fn post(
@@ -65,7 +71,9 @@ pub(crate) async fn post(
     }
     let client = client_addr(&app.config.edge, &headers, peer);
     let priming = opened.priming.map(|seq| EventId { session: handle.id(), stream: opened.stream, seq });
-    Ok(stream_response(&app, &server, handle.id(), attached, detach, opened.polling, priming, client, extra))
+    let mut body = stream_body(&app, &server, handle.id(), attached, detach, opened.polling, priming, client);
+    body.prefetch(FIRST_EVENT_WAIT).await;
+    Ok(sse_response(body, extra))
 }
 
 /// The session a POST goes to, and whether it is new: a new one for an `initialize` (alone,
@@ -132,7 +140,7 @@ async fn json_answer(mut attached: Attached, batch: bool, extra: &[(&'static str
 /// An SSE answer: the `retry:` hint, a priming event when there is one, and for clients that
 /// negotiated 2025-11-25 the optional stream lifetime.
 #[allow(clippy::too_many_arguments)]
-fn stream_response(
+fn stream_body(
     app: &AppState,
     server: &ServerConfig,
     id: SessionId,
@@ -141,8 +149,7 @@ fn stream_response(
     polling: bool,
     priming: Option<EventId>,
     client: String,
-    extra: &[(&'static str, String)],
-) -> Response {
+) -> EventStream {
     let mut first = sse::retry(app.config.sessions.retry.as_millis() as u64).to_vec();
     if let Some(priming) = priming {
         first.extend_from_slice(&sse::event(Some(&priming.to_string()), None, b""));
@@ -156,8 +163,7 @@ fn stream_response(
         client,
         instance: app.instance.clone(),
     };
-    let body = EventStream::new(info, Bytes::from(first), attached, server.heartbeat, lifetime, Some(detach));
-    sse_response(body, extra)
+    EventStream::new(info, Bytes::from(first), attached, server.heartbeat, lifetime, Some(detach))
 }
 
 /// `GET /mcp/{name}`: the session's standalone stream, or with `Last-Event-ID` a stream
@@ -193,7 +199,7 @@ pub(crate) async fn get(
         Err(e) => return Err(e.into()),
     };
     let client = client_addr(&app.config.edge, &headers, peer);
-    Ok(stream_response(&app, &server, handle.id(), attached, detach, polling, None, client, &[]))
+    Ok(sse_response(stream_body(&app, &server, handle.id(), attached, detach, polling, None, client), &[]))
 }
 
 /// `DELETE /mcp/{name}`: ends the session.
