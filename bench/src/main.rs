@@ -48,6 +48,10 @@ enum Command {
         /// The stdio server each session starts.
         #[arg(long)]
         command: PathBuf,
+        /// A writer task and a reader task per child, as the bridge has, to price their two
+        /// task hand-offs per request (else the request's task does the I/O itself).
+        #[arg(long)]
+        tasks: bool,
     },
     /// Throughput and latency against a running server (or a stdio command).
     Throughput {
@@ -130,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => run::main(args).await,
             Command::Ceiling { listen } => ceiling::serve(listen).await,
-            Command::Relay { listen, command } => relay::serve(listen, command).await,
+            Command::Relay { listen, command, tasks } => relay::serve(listen, command, tasks).await,
             Command::Throughput {
                 transport,
                 url,

@@ -24,27 +24,37 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 
 /// One session's child and its pipes.
 struct Pipes {
     _child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    line: Vec<u8>,
+    io: Io,
+}
+
+/// Who touches the child's pipes.
+enum Io {
+    /// The request's own task writes stdin and reads stdout.
+    Direct { stdin: ChildStdin, stdout: BufReader<ChildStdout>, line: Vec<u8> },
+    /// `--tasks`, the bridge's shape: a writer task owns stdin and a reader task owns stdout;
+    /// the request hands its line to the one and waits for the other's answer, two task
+    /// hand-offs per request, to price them.
+    Tasks { to_child: mpsc::Sender<Vec<u8>>, answers: mpsc::Receiver<Vec<u8>> },
 }
 
 #[derive(Default)]
 struct Relay {
     command: PathBuf,
+    tasks: bool,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Pipes>>>>,
     next: AtomicU64,
 }
 
 /// Serves until the process is killed; each session's child exits on the EOF of its stdin.
-pub async fn serve(listen: SocketAddr, command: PathBuf) -> anyhow::Result<()> {
+pub async fn serve(listen: SocketAddr, command: PathBuf, tasks: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("relay listening on {}", listener.local_addr()?);
-    let relay = Arc::new(Relay { command, ..Default::default() });
+    let relay = Arc::new(Relay { command, tasks, ..Default::default() });
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
@@ -81,7 +91,7 @@ async fn answer(relay: Arc<Relay>, req: Request<Incoming>) -> Result<Response<Fu
             Some(p) => (s, p.clone()),
             None => return Ok(status(StatusCode::NOT_FOUND)),
         },
-        None => match spawn(&relay.command) {
+        None => match spawn(&relay.command, relay.tasks) {
             Ok(p) => {
                 let s = format!("relay-{}", relay.next.fetch_add(1, Ordering::Relaxed));
                 let p = Arc::new(tokio::sync::Mutex::new(p));
@@ -95,39 +105,84 @@ async fn answer(relay: Arc<Relay>, req: Request<Incoming>) -> Result<Response<Fu
         return Ok(status(StatusCode::BAD_REQUEST));
     }
     let mut p = pipes.lock().await;
-    let p = &mut *p;
     let mut msg = Vec::with_capacity(body.len() + 1);
     msg.extend_from_slice(&body);
     msg.push(b'\n');
-    if p.stdin.write_all(&msg).await.is_err() {
-        return Ok(status(StatusCode::BAD_GATEWAY));
-    }
-    if !expects_answer {
-        return Ok(with_session(status(StatusCode::ACCEPTED), &sid));
-    }
-    // The child's next line that is a response (has an id) answers this request.
+    let answer = match &mut p.io {
+        Io::Direct { stdin, stdout, line } => {
+            if stdin.write_all(&msg).await.is_err() {
+                return Ok(status(StatusCode::BAD_GATEWAY));
+            }
+            if !expects_answer {
+                return Ok(with_session(status(StatusCode::ACCEPTED), &sid));
+            }
+            match next_answer(stdout, line).await {
+                Some(()) => Bytes::copy_from_slice(line.trim_ascii_end()),
+                None => return Ok(status(StatusCode::BAD_GATEWAY)),
+            }
+        }
+        Io::Tasks { to_child, answers } => {
+            if to_child.send(msg).await.is_err() {
+                return Ok(status(StatusCode::BAD_GATEWAY));
+            }
+            if !expects_answer {
+                return Ok(with_session(status(StatusCode::ACCEPTED), &sid));
+            }
+            match answers.recv().await {
+                Some(line) => Bytes::from(line),
+                None => return Ok(status(StatusCode::BAD_GATEWAY)),
+            }
+        }
+    };
+    let r = Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(answer))
+        .expect("a response from valid parts");
+    Ok(with_session(r, &sid))
+}
+
+/// Reads the child's lines into `line` until one is a response (has an id); `None` at EOF.
+async fn next_answer(stdout: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) -> Option<()> {
     loop {
-        p.line.clear();
-        match p.stdout.read_until(b'\n', &mut p.line).await {
-            Ok(0) | Err(_) => return Ok(status(StatusCode::BAD_GATEWAY)),
+        line.clear();
+        match stdout.read_until(b'\n', line).await {
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
-        if serde_json::from_slice::<Peek>(&p.line).is_ok_and(|m| m.id.is_some()) {
-            let r = Response::builder()
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::copy_from_slice(p.line.trim_ascii_end())))
-                .expect("a response from valid parts");
-            return Ok(with_session(r, &sid));
+        if serde_json::from_slice::<Peek>(line).is_ok_and(|m| m.id.is_some()) {
+            return Some(());
         }
     }
 }
 
-fn spawn(command: &PathBuf) -> std::io::Result<Pipes> {
+fn spawn(command: &PathBuf, tasks: bool) -> std::io::Result<Pipes> {
     let mut child = Command::new(command).stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(std::io::Error::other("no pipes"));
     };
-    Ok(Pipes { _child: child, stdin, stdout: BufReader::new(stdout), line: Vec::with_capacity(1024) })
+    let (stdout, line) = (BufReader::new(stdout), Vec::with_capacity(1024));
+    if !tasks {
+        return Ok(Pipes { _child: child, io: Io::Direct { stdin, stdout, line } });
+    }
+    // Both tasks end when the session's channels close (the session is dropped) or at EOF.
+    let (to_child, mut from_request) = mpsc::channel::<Vec<u8>>(16);
+    let (answered, answers) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(msg) = from_request.recv().await {
+            if stdin.write_all(&msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let (mut stdout, mut line) = (stdout, line);
+        while next_answer(&mut stdout, &mut line).await.is_some() {
+            if answered.send(line.trim_ascii_end().to_vec()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Pipes { _child: child, io: Io::Tasks { to_child, answers } })
 }
 
 fn with_session(mut r: Response<Full<Bytes>>, sid: &str) -> Response<Full<Bytes>> {
