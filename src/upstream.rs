@@ -1,5 +1,6 @@
 //! The kinds of upstream (an aggregate's members are upstreams of the other kinds). Each runs as one task that takes client messages from a
-//! channel and reports upstream messages and its own end as [`UpstreamEvent`]s. Dropping the
+//! channel and reports upstream messages and its own end as [`UpstreamEvent`]s (a session's own
+//! stdio child without a journal routes its messages through [`Direct`] instead). Dropping the
 //! [`Upstream`] aborts the task, which kills a child's whole process group.
 
 pub(crate) mod aggregate;
@@ -82,7 +83,8 @@ pub struct Context {
     pub(crate) direct: Option<Direct>,
 }
 
-/// Routes one upstream message in its session; `false` once the session is gone.
+/// Routes one upstream message in its session; `false` once the session is dropped (one that
+/// ended but is still held drops the message, and aborts this upstream anyway).
 pub(crate) type Direct = Arc<dyn Fn(Bytes) -> bool + Send + Sync>;
 
 /// Counts running child processes against `limits.max_children`.

@@ -56,7 +56,8 @@ pub(crate) struct EventStream {
 
 impl EventStream {
     /// `first` goes out before anything else (the `retry:` hint, an endpoint or priming
-    /// event), so the client has its first byte at once.
+    /// event), so the client has its first byte as soon as the head is sent (at once, unless
+    /// the handler awaited [`EventStream::prefetch`]).
     pub(crate) fn new(
         info: StreamInfo,
         first: Bytes,

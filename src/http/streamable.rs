@@ -30,7 +30,7 @@ const SESSION_HEADER: &str = "mcp-session-id";
 /// client instead of two. A slower answer's head, hint and priming event go out when the wait
 /// ends. A request served alone does not wait: there the wait's timer, the earliest the runtime
 /// has, wakes a parked worker to re-arm its timeout, which cost more than the write saved
-/// (p50 at 1 session 123-140 µs without the wait, 157-165 µs with it).
+/// (p50 at 1 session 123-140 µs without the wait, 143-165 µs with it).
 const FIRST_EVENT_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// `POST /mcp/{name}`: client messages; requests are answered on an SSE stream or, for a
