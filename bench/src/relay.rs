@@ -82,6 +82,10 @@ async fn answer(relay: Arc<Relay>, req: Request<Incoming>) -> Result<Response<Fu
     let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
         return Ok(status(StatusCode::BAD_REQUEST));
     };
+    // One line per message on the pipe: a body with a newline is refused before any child starts.
+    if body.contains(&b'\n') {
+        return Ok(status(StatusCode::BAD_REQUEST));
+    }
     let Ok(peek) = serde_json::from_slice::<Peek>(&body) else {
         return Ok(status(StatusCode::BAD_REQUEST));
     };
@@ -101,9 +105,6 @@ async fn answer(relay: Arc<Relay>, req: Request<Incoming>) -> Result<Response<Fu
             Err(_) => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR)),
         },
     };
-    if body.contains(&b'\n') {
-        return Ok(status(StatusCode::BAD_REQUEST));
-    }
     let mut p = pipes.lock().await;
     let mut msg = Vec::with_capacity(body.len() + 1);
     msg.extend_from_slice(&body);
