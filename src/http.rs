@@ -53,7 +53,7 @@ where
 
 /// Splits and checks a body of JSON-RPC messages (both transports post them); also says
 /// whether it was a batch.
-pub(crate) fn parse_messages(body: &[u8]) -> Result<(Vec<(Bytes, Peek)>, bool), Error> {
+pub(crate) fn parse_messages(body: &Bytes) -> Result<(Vec<(Bytes, Peek)>, bool), Error> {
     let (items, batch) = jsonrpc::split(body).map_err(Error::Parse)?;
     let mut out = Vec::with_capacity(items.len());
     for raw in items {

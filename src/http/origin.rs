@@ -174,13 +174,10 @@ fn origin_host(origin: &str) -> Option<String> {
 /// The host name of a `Host` header value or an authority: brackets kept for IPv6, port and a
 /// trailing dot dropped, lowercase.
 fn hostname(authority: &str) -> String {
-    let a = authority.trim().to_ascii_lowercase();
-    let name = if a.starts_with('[') {
-        a.split_inclusive(']').next().unwrap_or(&a).to_string()
-    } else {
-        a.split(':').next().unwrap_or("").to_string()
-    };
-    name.trim_end_matches('.').to_string()
+    let a = authority.trim();
+    let name = if a.starts_with('[') { a.split_inclusive(']').next().unwrap_or(a) } else { a.split(':').next().unwrap_or("") };
+    // Lowercased last, once: the cuts above look only at ASCII punctuation.
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn is_local(name: &str) -> bool {
@@ -198,6 +195,20 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_lose_port_and_trailing_dot_and_case() {
+        for (authority, name) in [
+            ("LOCALHOST:8080", "localhost"),
+            (" Example.COM.:443 ", "example.com"),
+            ("[::1]:80", "[::1]"),
+            ("[FE80::1]", "[fe80::1]"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("", ""),
+        ] {
+            assert_eq!(hostname(authority), name, "{authority:?}");
+        }
+    }
 
     fn headers(host: Option<&str>, origin: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -61,8 +61,9 @@ pub(crate) async fn post(
     let (messages, batch) = parse_messages(&body)?;
     let messages = super::narrow::initialize(super::narrow::tools_of(&server, &uri).as_deref(), messages);
     let (handle, new) = posted_to(&app, &name, &server, &headers, principal, &messages, batch).await?;
-    let session_header = [(SESSION_HEADER, handle.id().to_string())];
-    let extra: &[(&'static str, String)] = if new { &session_header } else { &[] };
+    // Formatted only for the answer that creates the session.
+    let session_header = if new { vec![(SESSION_HEADER, handle.id().to_string())] } else { Vec::new() };
+    let extra = session_header.as_slice();
     let requests = messages.iter().filter(|(_, p)| p.kind == Kind::Request).count();
     if requests == 0 {
         handle.send(&app.locator, messages, 0).await?;

@@ -13,14 +13,30 @@ pub(super) const CLIP: usize = 128;
 
 /// `s` cut to at most [`CLIP`] bytes (on a character boundary), marked with `…` when cut.
 pub(crate) fn clip(s: &str) -> String {
+    match cut(s) {
+        None => s.to_string(),
+        Some(head) => format!("{head}…"),
+    }
+}
+
+/// Whether `kept` is `clip(s)`, without making it.
+pub(crate) fn is_clip_of(kept: &str, s: &str) -> bool {
+    match cut(s) {
+        None => kept == s,
+        Some(head) => kept.strip_suffix('…') == Some(head),
+    }
+}
+
+/// What `clip` keeps of a string longer than [`CLIP`] bytes; `None` for one that is not cut.
+fn cut(s: &str) -> Option<&str> {
     if s.len() <= CLIP {
-        return s.to_string();
+        return None;
     }
     let mut end = CLIP;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    Some(&s[..end])
 }
 
 #[cfg(test)]
@@ -42,5 +58,10 @@ mod tests {
         let c = clip(&long);
         assert!(c.len() <= CLIP + '…'.len_utf8() && c.ends_with('…'), "{c}");
         assert_eq!(clip(&"a".repeat(CLIP)), "a".repeat(CLIP));
+        for s in ["short", &long, &"a".repeat(CLIP), &"a".repeat(CLIP + 1)] {
+            assert!(is_clip_of(&clip(s), s), "{s}");
+        }
+        assert!(!is_clip_of("shor", "short") && !is_clip_of(&clip(&long), &"e".repeat(200)));
+        assert!(!is_clip_of(&clip(&"a".repeat(CLIP + 1)), &"a".repeat(CLIP)), "a cut string is not the uncut one");
     }
 }

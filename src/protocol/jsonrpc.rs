@@ -144,9 +144,9 @@ pub fn peek(raw: &[u8]) -> Result<Peek, PeekError> {
     })
 }
 
-/// Splits a body into its messages: one object, or the elements of a batch. Returns the
-/// raw bytes of each element and whether the body was a batch.
-pub fn split(body: &[u8]) -> Result<(Vec<Bytes>, bool), PeekError> {
+/// Splits a body into its messages: one object, or the elements of a batch. Returns each
+/// element's bytes (slices of `body`, not copies) and whether the body was a batch.
+pub fn split(body: &Bytes) -> Result<(Vec<Bytes>, bool), PeekError> {
     let text = std::str::from_utf8(body).map_err(|e| PeekError::Parse(e.to_string()))?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
@@ -154,11 +154,11 @@ pub fn split(body: &[u8]) -> Result<(Vec<Bytes>, bool), PeekError> {
         if items.is_empty() {
             return Err(PeekError::Invalid("empty batch"));
         }
-        Ok((items.into_iter().map(|r| Bytes::copy_from_slice(r.get().as_bytes())).collect(), true))
+        Ok((items.into_iter().map(|r| body.slice_ref(r.get().as_bytes())).collect(), true))
     } else {
         // Validate it is one JSON value before passing it on untouched.
         let _: &RawValue = serde_json::from_str(text).map_err(|e| PeekError::Parse(e.to_string()))?;
-        Ok((vec![Bytes::copy_from_slice(text.trim().as_bytes())], false))
+        Ok((vec![body.slice_ref(text.trim().as_bytes())], false))
     }
 }
 
@@ -204,12 +204,12 @@ mod tests {
 
     #[test]
     fn split_keeps_bytes_untouched() {
-        let (items, batch) = split(br#" [ {"a": 1} ,{"b":2}] "#).unwrap();
+        let (items, batch) = split(&Bytes::from_static(br#" [ {"a": 1} ,{"b":2}] "#)).unwrap();
         assert!(batch);
         assert_eq!(items, vec![Bytes::from_static(br#"{"a": 1}"#), Bytes::from_static(br#"{"b":2}"#)]);
-        assert!(split(b"[]").is_err());
-        assert!(split(b"{\"a\":1} x").is_err());
-        assert!(split(b"\xff").is_err());
+        assert!(split(&Bytes::from_static(b"[]")).is_err());
+        assert!(split(&Bytes::from_static(b"{\"a\":1} x")).is_err());
+        assert!(split(&Bytes::from_static(b"\xff")).is_err());
     }
 
     #[test]

@@ -234,6 +234,12 @@ pub(crate) fn log_wanted(wanted: Option<&str>, message: &[u8]) -> bool {
 /// long a legacy upstream's answer holds). Only the top-level members of the message and of
 /// its result are re-written; everything inside them passes as it came.
 pub fn final_response(upstream: &[u8], id: &str, cacheable: bool) -> Bytes {
+    final_result_in_place(upstream, id, cacheable).unwrap_or_else(|| final_response_rewritten(upstream, id, cacheable))
+}
+
+/// `final_response` by reading the members and writing the changed ones anew (errors, and
+/// whatever the in-place path declines).
+fn final_response_rewritten(upstream: &[u8], id: &str, cacheable: bool) -> Bytes {
     let Ok(mut m) = serde_json::from_slice::<Members>(upstream) else { return Bytes::copy_from_slice(upstream) };
     m.insert("id".into(), raw(id.to_string()));
     // A missing resource is -32602 since 2026-07-28 (it was -32002).
@@ -261,6 +267,53 @@ pub fn final_response(upstream: &[u8], id: &str, cacheable: bool) -> Bytes {
         }
     }
     rewrite::to_bytes(&m)
+}
+
+/// `final_response` for the common case, a result object: the id and the added members are
+/// spliced into the upstream's bytes, which are otherwise copied as they came. `None` (and the
+/// general path) for an error, a result that is not an object, a repeated member, or anything
+/// that does not read as a response.
+fn final_result_in_place(upstream: &[u8], id: &str, cacheable: bool) -> Option<Bytes> {
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+        #[serde(borrow)]
+        result: &'a RawValue,
+        error: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Marks<'a> {
+        #[serde(borrow)]
+        result_type: Option<&'a RawValue>,
+        #[serde(borrow)]
+        ttl_ms: Option<&'a RawValue>,
+        #[serde(borrow)]
+        cache_scope: Option<&'a RawValue>,
+    }
+    let top: Top = serde_json::from_slice(upstream).ok().filter(|t: &Top| t.error.is_none())?;
+    let result = top.result.get();
+    if !result.starts_with('{') {
+        return None;
+    }
+    let marks: Marks = serde_json::from_str(result).ok()?;
+    let mut add = String::new();
+    let mut mark = |missing: bool, member: &str| {
+        if missing {
+            add.push_str(if add.is_empty() { "" } else { "," });
+            add.push_str(member);
+        }
+    };
+    mark(marks.result_type.is_none(), r#""resultType":"complete""#);
+    mark(cacheable && marks.ttl_ms.is_none(), r#""ttlMs":0"#);
+    mark(cacheable && marks.cache_scope.is_none(), r#""cacheScope":"private""#);
+    let id_at = rewrite::span(upstream, top.id)?;
+    let open = rewrite::span(upstream, top.result)?.start + 1;
+    if !add.is_empty() && !result[1..].trim_start().starts_with('}') {
+        add.push(',');
+    }
+    rewrite::splice(upstream, vec![(id_at, id.as_bytes()), (open..open, add.as_bytes())])
 }
 
 /// The -32021 answer for a request whose upstream needed a capability the client lacks.
@@ -413,6 +466,38 @@ mod tests {
         let err = br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"no"}}"#;
         let v: serde_json::Value = serde_json::from_slice(&final_response(err, "9", true)).unwrap();
         assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(9), Some(-32601)));
+    }
+
+    #[test]
+    fn the_in_place_answer_reads_as_the_rewritten_one() {
+        let cases: &[&[u8]] = &[
+            br#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"hi \u00e9"}]}}"#,
+            br#"{"result":{},"id":"x","jsonrpc":"2.0"}"#,
+            br#" { "jsonrpc" : "2.0" , "id" : 1 , "result" : {  } } "#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"ttlMs":5000,"resultType":"complete"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"cacheScope":"public"}}"#,
+        ];
+        for up in cases {
+            for cacheable in [false, true] {
+                let fast = final_result_in_place(up, "\"r\"", cacheable).expect("a result object is spliced");
+                let slow = final_response_rewritten(up, "\"r\"", cacheable);
+                let (f, s): (serde_json::Value, serde_json::Value) =
+                    (serde_json::from_slice(&fast).unwrap(), serde_json::from_slice(&slow).unwrap());
+                assert_eq!(f, s, "{}", String::from_utf8_lossy(&fast));
+            }
+        }
+        let kept = final_response(cases[0], "7", false);
+        assert!(kept.windows(11).any(|w| w == br#""hi \u00e9""#), "untouched bytes are kept: {kept:?}");
+        // Declined: an error, a result that is no object, a repeated member, no JSON at all.
+        for up in [
+            &br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32002,"message":"gone"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":5,"result":[1]}"#,
+            br#"{"jsonrpc":"2.0","id":5,"id":6,"result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":5,"result":{},"error":{"code":1,"message":"both"}}"#,
+            b"not json",
+        ] {
+            assert!(final_result_in_place(up, "1", true).is_none(), "{}", String::from_utf8_lossy(up));
+        }
     }
 
     #[test]

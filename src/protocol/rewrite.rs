@@ -43,6 +43,32 @@ pub(crate) fn to_bytes(m: &Members) -> Bytes {
     Bytes::from(serde_json::to_vec(m).unwrap_or_default())
 }
 
+/// Where a value borrowed from `msg` sits in it (`None` if it was not borrowed from `msg`).
+pub(crate) fn span(msg: &[u8], value: &RawValue) -> Option<std::ops::Range<usize>> {
+    let start = (value.get().as_ptr() as usize).checked_sub(msg.as_ptr() as usize)?;
+    let end = start + value.get().len();
+    (end <= msg.len()).then_some(start..end)
+}
+
+/// `msg` with each range replaced by its text, everything else copied as it came: one buffer,
+/// no re-encoding. The ranges may come in any order; `None` if two overlap.
+pub(crate) fn splice(msg: &[u8], mut edits: Vec<(std::ops::Range<usize>, &[u8])>) -> Option<Bytes> {
+    edits.sort_by_key(|(r, _)| r.start);
+    let grown: usize = edits.iter().map(|(_, t)| t.len()).sum();
+    let mut out = Vec::with_capacity(msg.len() + grown);
+    let mut at = 0;
+    for (range, text) in edits {
+        if range.start < at || range.end > msg.len() {
+            return None;
+        }
+        out.extend_from_slice(&msg[at..range.start]);
+        out.extend_from_slice(text);
+        at = range.end;
+    }
+    out.extend_from_slice(&msg[at..]);
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +91,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(members_of(&members_of(&bare, "params"), "_meta")["k"].get(), "1");
+    }
+
+    #[test]
+    fn splices_in_any_order_and_refuses_overlaps() {
+        let msg = br#"{"b":[1, 2],"a":"x"}"#;
+        let v: BTreeMap<&str, &RawValue> = serde_json::from_slice(msg).unwrap();
+        let (a, b) = (span(msg, v["a"]).unwrap(), span(msg, v["b"]).unwrap());
+        assert_eq!((&msg[a.clone()], &msg[b.clone()]), (&br#""x""#[..], &b"[1, 2]"[..]));
+        let out = splice(msg, vec![(a.clone(), b"7"), (b.start..b.start, b"0,")]).unwrap();
+        assert_eq!(&out[..], br#"{"b":0,[1, 2],"a":7}"#);
+        assert!(splice(msg, vec![(1..5, b""), (3..4, b"")]).is_none());
+        assert!(span(msg, &RawValue::from_string("1".into()).unwrap()).is_none());
     }
 }

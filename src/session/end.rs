@@ -88,7 +88,7 @@ impl Session {
             }
             let msg = format!("mcp-bridge: the upstream did not answer within {timeout:?} (limits.request_timeout)");
             let _ = st.push(p.stream, jsonrpc::error(Some(&id), jsonrpc::code::REQUEST_TIMEOUT, &msg), true);
-            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| e.id == metrics::clip(&id)) {
+            if let Some(entry) = st.timeline.iter_mut().rev().find(|e| metrics::is_clip_of(&e.id, &id)) {
                 entry.outcome = "timeout";
             }
             tracing::warn!(session = %self.id, server = %self.server.name, request = %id, "upstream request timed out");

@@ -58,14 +58,16 @@ impl Session {
                     continue;
                 }
                 if let Some(method) = &peek.method {
-                    counted.push(metrics::method_label(method));
+                    let label = metrics::method_label(method);
+                    counted.push(label);
                     if stream != Target::Discard {
                         if st.timeline.len() == TIMELINE {
                             st.timeline.pop_front();
                         }
                         let id = metrics::clip(peek.id.as_deref().unwrap_or("null"));
                         st.timeline.push_back(TimelineEntry {
-                            method: metrics::clip(method),
+                            // An MCP method is its own label: kept without a copy.
+                            method: if label == method { label.into() } else { metrics::clip(method).into() },
                             id,
                             at_ms: unix_ms(),
                             latency_ms: None,

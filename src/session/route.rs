@@ -167,8 +167,11 @@ impl State {
                         self.progress.remove(t);
                     }
                     initialize = p.initialize;
-                    if let Some(entry) =
-                        self.timeline.iter_mut().rev().find(|e| peek.id.as_deref().is_some_and(|id| e.id == metrics::clip(id)))
+                    if let Some(entry) = self
+                        .timeline
+                        .iter_mut()
+                        .rev()
+                        .find(|e| peek.id.as_deref().is_some_and(|id| metrics::is_clip_of(&e.id, id)))
                     {
                         entry.latency_ms = Some(p.since.elapsed().as_secs_f64() * 1000.0);
                         entry.outcome = if peek.error { "error" } else { "ok" };

@@ -10,7 +10,7 @@ pub(super) const TIMELINE: usize = 64;
 /// One request in a session's recent history (the admin API's timeline).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TimelineEntry {
-    pub method: String,
+    pub method: std::borrow::Cow<'static, str>,
     pub id: String,
     /// Unix milliseconds when the request went upstream.
     pub at_ms: u64,

@@ -83,6 +83,17 @@ impl Ledger {
         self.by_key.get(key).into_iter().flatten().filter(|id| !self.busy.contains_key(*id)).copied().collect()
     }
 
+    /// The first session of `key` (in the order they were opened) not checked out now and not
+    /// among `passed`.
+    pub(super) fn next_free(&self, key: &Key, passed: &[SessionId]) -> Option<SessionId> {
+        self.by_key.get(key)?.iter().find(|id| !self.busy.contains_key(*id) && !passed.contains(*id)).copied()
+    }
+
+    /// How many sessions of `key` are not checked out now.
+    pub(super) fn free_count(&self, key: &Key) -> usize {
+        self.by_key.get(key).map_or(0, |ids| ids.iter().filter(|id| !self.busy.contains_key(*id)).count())
+    }
+
     /// Every session not checked out now, of any identity.
     pub(super) fn free_any(&self) -> Vec<SessionId> {
         self.known.keys().filter(|id| !self.busy.contains_key(*id)).copied().collect()

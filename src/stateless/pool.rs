@@ -39,13 +39,32 @@ pub(super) fn end(ledger: &Mutex<Ledger>, registry: &Registry, s: &Arc<Session>,
 fn look(registry: &Registry, ids: &[SessionId]) -> (Vec<Arc<Session>>, Vec<SessionId>) {
     let (mut quiet, mut dead) = (Vec::new(), Vec::new());
     for id in ids {
-        match registry.get(*id).filter(|s| s.ended().is_none()) {
-            Some(s) if s.quiet() => quiet.push(s),
-            Some(_) => {}
-            None => dead.push(*id),
+        match seen(registry, *id) {
+            Seen::Quiet(s) => quiet.push(s),
+            Seen::Busy => {}
+            Seen::Gone => dead.push(*id),
         }
     }
     (quiet, dead)
+}
+
+/// What a backing session is, looked at with the ledger unlocked.
+enum Seen {
+    /// It lives and serves nothing: it may be checked out.
+    Quiet(Arc<Session>),
+    /// It lives and still has a request in flight (a cancelled one the upstream has not answered).
+    Busy,
+    /// It ended (idle expiry, upstream exit) or was removed.
+    Gone,
+}
+
+fn seen(registry: &Registry, id: SessionId) -> Seen {
+    match registry.get(id) {
+        // `quiet` is false for an ended session, so the common case takes one state lock.
+        Some(s) if s.quiet() => Seen::Quiet(s),
+        Some(s) if s.ended().is_none() => Seen::Busy,
+        _ => Seen::Gone,
+    }
 }
 
 impl Pool {
@@ -102,20 +121,24 @@ impl Pool {
     }
 
     /// An idle backing session of `key` (quiet and not checked out), checked out; the ones
-    /// of `key` that ended are forgotten on the way.
+    /// of `key` that ended are forgotten on the way. The free sessions are looked at one at a
+    /// time, in the ledger's order, until one will do: a steady load takes the first it looks
+    /// at, with two short holds of the ledger. Each session is looked at once at most (it is
+    /// taken, passed over, or forgotten), so the loop ends.
     fn idle_of(&self, locator: &Locator, key: &Key) -> Option<Backing> {
-        let free = self.ledger().free_of(key);
-        let (quiet, dead) = look(&locator.registry, &free);
-        let ids: Vec<SessionId> = quiet.iter().map(|s| s.id).collect();
-        let (id, init, generation) = {
-            let mut ledger = self.ledger();
-            for id in dead {
-                ledger.remove(id);
+        let mut passed: Vec<SessionId> = Vec::new();
+        loop {
+            let id = self.ledger().next_free(key, &passed)?;
+            match seen(&locator.registry, id) {
+                Seen::Quiet(session) => match self.ledger().take_first_free(&[id], key) {
+                    Some((_, init, generation)) => return Some(self.backing(locator, session, init, key.clone(), generation)),
+                    // Another checkout took it since it was looked at.
+                    None => passed.push(id),
+                },
+                Seen::Busy => passed.push(id),
+                Seen::Gone => self.ledger().remove(id),
             }
-            ledger.take_first_free(&ids, key)?
-        };
-        let session = quiet.into_iter().find(|s| s.id == id)?;
-        Some(self.backing(locator, session, init, key.clone(), generation))
+        }
     }
 
     /// Forgets every session that ended, of any identity (run when a session is created, which
@@ -187,6 +210,11 @@ impl Pool {
             ledger.free(b.session.id, b.generation);
             if ended {
                 ledger.remove(b.session.id);
+                return;
+            }
+            // No more free sessions than the client keeps: no surplus, since the quiet ones are
+            // among the free ones (the common case, decided without looking at any session).
+            if ledger.free_count(&b.key) <= ledger.keep(&b.key, IDLE_PER_KEY) {
                 return;
             }
             ledger.free_of(&b.key)

@@ -64,7 +64,7 @@ impl Events {
 
 /// The answers in one message body (a message or a batch): (id, outcome, bytes).
 fn answers(body: &[u8]) -> Vec<(Box<str>, Outcome, usize)> {
-    let Ok((messages, _)) = jsonrpc::split(body) else { return Vec::new() };
+    let Ok((messages, _)) = jsonrpc::split(&bytes::Bytes::copy_from_slice(body)) else { return Vec::new() };
     messages
         .iter()
         .filter_map(|raw| {
