@@ -68,14 +68,14 @@ pub(crate) fn parse_messages(body: &Bytes) -> Result<(Vec<(Bytes, Peek)>, bool),
 /// it), else `X-Forwarded-For` read from the right, skipping trusted proxies, up to the first
 /// hop a trusted proxy added that is not one itself. Anything to its left is the client's own
 /// claim and is never believed.
-pub fn client_addr(edge: &crate::config::edge::Edge, headers: &HeaderMap, peer: SocketAddr) -> String {
+pub fn client_addr(edge: &crate::config::edge::Edge, headers: &HeaderMap, peer: SocketAddr) -> ClientAddr {
     if !edge.is_trusted(peer.ip()) {
-        return peer.to_string();
+        return ClientAddr::Peer(peer);
     }
     let mut real = headers.get_all("x-real-ip").iter();
     if let (Some(v), None) = (real.next(), real.next()) {
         if let Some(ip) = v.to_str().ok().and_then(|v| v.trim().parse::<IpAddr>().ok()) {
-            return ip.to_string();
+            return ClientAddr::Forwarded(ip);
         }
     }
     let hops: Vec<&str> =
@@ -88,7 +88,24 @@ pub fn client_addr(edge: &crate::config::edge::Edge, headers: &HeaderMap, peer: 
             break;
         }
     }
-    client.map_or_else(|| peer.to_string(), |ip| ip.to_string())
+    client.map_or(ClientAddr::Peer(peer), ClientAddr::Forwarded)
+}
+
+/// Who a stream is for, as its log lines name it: the peer's address, or the client's address
+/// as a trusted proxy gave it. Formatted only when a line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddr {
+    Peer(SocketAddr),
+    Forwarded(IpAddr),
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAddr::Peer(a) => a.fmt(f),
+            ClientAddr::Forwarded(ip) => ip.fmt(f),
+        }
+    }
 }
 
 /// The path prefix the client sees: `X-Forwarded-Prefix` if it is a clean absolute path, else
@@ -147,14 +164,14 @@ mod tests {
         let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
         let forged = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7"), ("x-real-ip", "6.6.6.6")]);
-        assert_eq!(client_addr(&edge, &forged, stranger), "203.0.113.9:5000", "an untrusted peer is the client");
-        assert_eq!(client_addr(&edge, &h(&[("x-real-ip", "198.51.100.7")]), proxy), "198.51.100.7");
+        assert_eq!(client_addr(&edge, &forged, stranger).to_string(), "203.0.113.9:5000", "an untrusted peer is the client");
+        assert_eq!(client_addr(&edge, &h(&[("x-real-ip", "198.51.100.7")]), proxy).to_string(), "198.51.100.7");
         let xff = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 127.0.0.2")]);
-        assert_eq!(client_addr(&edge, &xff, proxy), "198.51.100.7", "from the right, past trusted proxies");
+        assert_eq!(client_addr(&edge, &xff, proxy).to_string(), "198.51.100.7", "from the right, past trusted proxies");
         let twice = h(&[("x-real-ip", "6.6.6.6"), ("x-real-ip", "1.2.3.4"), ("x-forwarded-for", "198.51.100.7")]);
-        assert_eq!(client_addr(&edge, &twice, proxy), "198.51.100.7", "a repeated X-Real-IP is not believed");
-        assert_eq!(client_addr(&edge, &h(&[("x-forwarded-for", "junk")]), proxy), "127.0.0.1:5000");
-        assert_eq!(client_addr(&edge, &HeaderMap::new(), proxy), "127.0.0.1:5000");
+        assert_eq!(client_addr(&edge, &twice, proxy).to_string(), "198.51.100.7", "a repeated X-Real-IP is not believed");
+        assert_eq!(client_addr(&edge, &h(&[("x-forwarded-for", "junk")]), proxy).to_string(), "127.0.0.1:5000");
+        assert_eq!(client_addr(&edge, &HeaderMap::new(), proxy).to_string(), "127.0.0.1:5000");
     }
 
     #[test]

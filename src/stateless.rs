@@ -138,15 +138,15 @@ impl Pool {
     /// A server's `x-mcp-header` annotations, asking the backing session for `tools/list`
     /// the first time.
     pub async fn tool_headers(&self, b: &Backing, timeout: Option<Duration>) -> Arc<ToolHeaders> {
-        let server = b.session.server.name.clone();
-        if let Some(known) = self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).get(&server) {
+        let server = b.session.server.name.as_str();
+        if let Some(known) = self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).get(server) {
             return known.clone();
         }
         let list = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"mcp-bridge-tools","method":"tools/list","params":{}}"#);
         match open::internal_request(&b.session, list, timeout).await {
-            Ok(answer) => self.learn_tools(&server, &answer),
+            Ok(answer) => self.learn_tools(server, &answer),
             Err(e) => tracing::warn!(server, error = %e, "could not list the upstream's tools to check Mcp-Param headers"),
         }
-        self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).get(&server).cloned().unwrap_or_default()
+        self.tool_headers.lock().unwrap_or_else(|e| e.into_inner()).get(server).cloned().unwrap_or_default()
     }
 }

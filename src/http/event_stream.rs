@@ -27,7 +27,7 @@ pub(crate) struct StreamInfo {
     pub stream: u32,
     pub server: Arc<str>,
     pub transport: Transport,
-    pub client: String,
+    pub client: super::ClientAddr,
     pub instance: Arc<str>,
 }
 
@@ -277,7 +277,7 @@ mod tests {
             stream: 0,
             server: "s".into(),
             transport: Transport::Sse,
-            client: "test".into(),
+            client: super::super::ClientAddr::Peer(([127, 0, 0, 1], 1).into()),
             instance: "i".into(),
         };
         (

@@ -80,7 +80,7 @@ fn stream(
     app: &AppState,
     server: &ServerConfig,
     session: SessionId,
-    client: String,
+    client: super::ClientAddr,
     first: Bytes,
     attached: Attached,
     detach: Detach,

@@ -154,7 +154,7 @@ fn stream_body(
     detach: Detach,
     polling: bool,
     priming: Option<EventId>,
-    client: String,
+    client: super::ClientAddr,
 ) -> EventStream {
     let mut first = sse::retry(app.config.sessions.retry.as_millis() as u64).to_vec();
     if let Some(priming) = priming {

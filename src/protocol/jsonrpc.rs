@@ -145,7 +145,9 @@ pub fn peek(raw: &[u8]) -> Result<Peek, PeekError> {
 }
 
 /// Splits a body into its messages: one object, or the elements of a batch. Returns each
-/// element's bytes (slices of `body`, not copies) and whether the body was a batch.
+/// element's bytes and whether the body was a batch. A single message is a slice of `body`
+/// (no copy; it keeps `body`'s buffer alive, so a caller that keeps it for long copies it);
+/// a batch's elements are copies, so one kept element does not hold the whole batch.
 pub fn split(body: &Bytes) -> Result<(Vec<Bytes>, bool), PeekError> {
     let text = std::str::from_utf8(body).map_err(|e| PeekError::Parse(e.to_string()))?;
     let trimmed = text.trim_start();
@@ -154,7 +156,7 @@ pub fn split(body: &Bytes) -> Result<(Vec<Bytes>, bool), PeekError> {
         if items.is_empty() {
             return Err(PeekError::Invalid("empty batch"));
         }
-        Ok((items.into_iter().map(|r| body.slice_ref(r.get().as_bytes())).collect(), true))
+        Ok((items.into_iter().map(|r| Bytes::copy_from_slice(r.get().as_bytes())).collect(), true))
     } else {
         // Validate it is one JSON value before passing it on untouched.
         let _: &RawValue = serde_json::from_str(text).map_err(|e| PeekError::Parse(e.to_string()))?;

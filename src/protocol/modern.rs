@@ -282,15 +282,28 @@ fn final_result_in_place(upstream: &[u8], id: &str, cacheable: bool) -> Option<B
         result: &'a RawValue,
         error: Option<serde::de::IgnoredAny>,
     }
+    /// Whether a member is there, whatever its value (`null` too, which an `Option` would
+    /// read as missing).
+    #[derive(Default)]
+    struct Present(bool);
+    impl<'de> Deserialize<'de> for Present {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+            serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
+        }
+    }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Marks<'a> {
-        #[serde(borrow)]
-        result_type: Option<&'a RawValue>,
-        #[serde(borrow)]
-        ttl_ms: Option<&'a RawValue>,
-        #[serde(borrow)]
-        cache_scope: Option<&'a RawValue>,
+    struct Marks {
+        #[serde(default)]
+        result_type: Present,
+        #[serde(default)]
+        ttl_ms: Present,
+        #[serde(default)]
+        cache_scope: Present,
+    }
+    // An object only: serde would also read an array as the struct's fields in order.
+    if !upstream.trim_ascii_start().starts_with(b"{") {
+        return None;
     }
     let top: Top = serde_json::from_slice(upstream).ok().filter(|t: &Top| t.error.is_none())?;
     let result = top.result.get();
@@ -305,9 +318,9 @@ fn final_result_in_place(upstream: &[u8], id: &str, cacheable: bool) -> Option<B
             add.push_str(member);
         }
     };
-    mark(marks.result_type.is_none(), r#""resultType":"complete""#);
-    mark(cacheable && marks.ttl_ms.is_none(), r#""ttlMs":0"#);
-    mark(cacheable && marks.cache_scope.is_none(), r#""cacheScope":"private""#);
+    mark(!marks.result_type.0, r#""resultType":"complete""#);
+    mark(cacheable && !marks.ttl_ms.0, r#""ttlMs":0"#);
+    mark(cacheable && !marks.cache_scope.0, r#""cacheScope":"private""#);
     let id_at = rewrite::span(upstream, top.id)?;
     let open = rewrite::span(upstream, top.result)?.start + 1;
     if !add.is_empty() && !result[1..].trim_start().starts_with('}') {
@@ -476,6 +489,7 @@ mod tests {
             br#" { "jsonrpc" : "2.0" , "id" : 1 , "result" : {  } } "#,
             br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"ttlMs":5000,"resultType":"complete"}}"#,
             br#"{"jsonrpc":"2.0","id":1,"result":{"cacheScope":"public"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":null,"ttlMs":null,"x":1}}"#,
         ];
         for up in cases {
             for cacheable in [false, true] {
@@ -484,6 +498,11 @@ mod tests {
                 let (f, s): (serde_json::Value, serde_json::Value) =
                     (serde_json::from_slice(&fast).unwrap(), serde_json::from_slice(&slow).unwrap());
                 assert_eq!(f, s, "{}", String::from_utf8_lossy(&fast));
+                // No marker twice (a strict reader refuses that; `Value` would hide it).
+                for name in [&br#""resultType""#[..], br#""ttlMs""#, br#""cacheScope""#] {
+                    let n = fast.windows(name.len()).filter(|w| w == &name).count();
+                    assert!(n <= 1, "{}", String::from_utf8_lossy(&fast));
+                }
             }
         }
         let kept = final_response(cases[0], "7", false);
@@ -492,6 +511,8 @@ mod tests {
         for up in [
             &br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32002,"message":"gone"}}"#[..],
             br#"{"jsonrpc":"2.0","id":5,"result":[1]}"#,
+            br#"[1,{"a":1},null]"#,
+            br#"{"jsonrpc":"2.0","id":5,"result":{"resultType":"complete","resultType":null}}"#,
             br#"{"jsonrpc":"2.0","id":5,"id":6,"result":{}}"#,
             br#"{"jsonrpc":"2.0","id":5,"result":{},"error":{"code":1,"message":"both"}}"#,
             b"not json",

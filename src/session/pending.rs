@@ -77,7 +77,9 @@ impl Session {
                 }
                 let initialize = peek.method.as_deref() == Some(method::INITIALIZE);
                 if initialize && stream != Target::Discard {
-                    st.initialize = Some(raw.clone());
+                    // Kept for the session's life: a copy of its own, not a slice that would
+                    // hold the whole request buffer it came in.
+                    st.initialize = Some(Bytes::copy_from_slice(raw));
                     st.persist(|| journal::Entry::Initialize(raw.clone()));
                 }
                 if let Some(token) = &peek.progress_token {

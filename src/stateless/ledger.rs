@@ -47,8 +47,13 @@ impl Ledger {
         self.checkouts += 1;
         self.busy.insert(id, self.checkouts);
         let out = self.by_key.get(key).map_or(0, |ids| ids.iter().filter(|i| self.busy.contains_key(*i)).count());
-        let peak = self.peak.entry(key.clone()).or_default();
-        *peak = (*peak).max(out);
+        // Looked up before inserting: the key is cloned only for an identity's first checkout.
+        match self.peak.get_mut(key) {
+            Some(peak) => *peak = (*peak).max(out),
+            None => {
+                self.peak.insert(key.clone(), out);
+            }
+        }
         self.checkouts
     }
 

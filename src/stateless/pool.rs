@@ -130,11 +130,16 @@ impl Pool {
         loop {
             let id = self.ledger().next_free(key, &passed)?;
             match seen(&locator.registry, id) {
-                Seen::Quiet(session) => match self.ledger().take_first_free(&[id], key) {
-                    Some((_, init, generation)) => return Some(self.backing(locator, session, init, key.clone(), generation)),
-                    // Another checkout took it since it was looked at.
-                    None => passed.push(id),
-                },
+                Seen::Quiet(session) => {
+                    let taken = self.ledger().take_first_free(&[id], key);
+                    match taken {
+                        Some((_, init, generation)) => {
+                            return Some(self.backing(locator, session, init, key.clone(), generation))
+                        }
+                        // Another checkout took it since it was looked at.
+                        None => passed.push(id),
+                    }
+                }
                 Seen::Busy => passed.push(id),
                 Seen::Gone => self.ledger().remove(id),
             }

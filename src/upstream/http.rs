@@ -420,6 +420,8 @@ impl Remote {
             if let Some(v) = jsonrpc::peek(&item).ok().and_then(|p| p.protocol_version) {
                 self.shared.lock().unwrap_or_else(|e| e.into_inner()).protocol_version = Some(v);
             }
+            // The event log keeps it: a copy of its own size, not a slice of the read buffer.
+            let item = Bytes::copy_from_slice(&item);
             if self.events.send(UpstreamEvent::Message(item)).await.is_err() {
                 return;
             }
