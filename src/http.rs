@@ -35,7 +35,15 @@ where
     S::Ok: Into<axum::body::Bytes>,
     S::Error: Into<axum::BoxError>,
 {
-    let mut resp = Response::new(Body::from_stream(stream));
+    sse_headers(Response::new(Body::from_stream(stream)), extra)
+}
+
+/// An SSE answer whose events are all known: one body with a length.
+pub(crate) fn sse_whole(events: axum::body::Bytes, extra: &[(&'static str, String)]) -> Response {
+    sse_headers(Response::new(Body::from(events)), extra)
+}
+
+fn sse_headers(mut resp: Response, extra: &[(&'static str, String)]) -> Response {
     let h = resp.headers_mut();
     // Sized to fit: hyper keeps this map for the life of the connection (a default-sized one is
     // 650 bytes per idle stream; three headers fit in 330).

@@ -162,6 +162,44 @@ impl EventStream {
         }
     }
 
+    /// The whole stream as one body when it is complete already: an event was prefetched,
+    /// and the session has closed the stream since (its last request was answered), so
+    /// nothing more can come. The answer then leaves with a length instead of chunked, in one
+    /// write, and nothing polls the stream again. `Err(self)` when more may come.
+    pub(crate) fn into_complete(mut self) -> Result<Bytes, EventStream> {
+        if self.early.is_none() || !self.rx.is_closed() || !self.rx.is_empty() {
+            return Err(self);
+        }
+        let mut whole = bytes::BytesMut::new();
+        while let Some(b) = self.next_ready() {
+            whole.extend_from_slice(&b);
+        }
+        Ok(whole.freeze())
+    }
+
+    /// The next chunk when it is ready without waiting: the first chunk, the replay, the
+    /// prefetched event, then the end (`None`).
+    fn next_ready(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            self.bytes += first.len() as u64;
+            return Some(first);
+        }
+        let b = match (self.replay.next(), self.early.take()) {
+            (Some(e), early) => {
+                self.early = early;
+                self.message(e.seq, &e.data)
+            }
+            (None, Some(Frame::Message(seq, data))) => self.message(seq, &data),
+            (None, Some(Frame::Priming(seq))) => self.message(seq, b""),
+            (None, None) => {
+                self.done = true;
+                return None;
+            }
+        };
+        self.bytes += b.len() as u64;
+        Some(b)
+    }
+
     fn reset_heartbeat(&mut self) {
         if let Some((every, _, sleep)) = &mut self.heartbeat {
             sleep.as_mut().reset(Instant::now() + *every);
@@ -368,6 +406,40 @@ mod tests {
         assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-2\n"), "{b:?}");
         drop(tx);
         assert!(s.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_complete_stream_is_one_body_and_an_open_one_stays_a_stream() {
+        let off = Heartbeat { interval: None, format: HeartbeatFormat::Comment };
+        // Answered and closed by the session: the first chunk and the answer, as one body.
+        let (mut s, tx) = stream(off);
+        tx.send(Frame::Message(3, Bytes::from_static(b"{}"))).await.unwrap();
+        drop(tx);
+        s.prefetch(Duration::from_millis(5)).await;
+        let whole = s.into_complete().map_err(|_| "complete").unwrap();
+        assert_eq!(&whole[..], &b"retry: 1000\n\nid: 00000000000000000000000000000001-0-3\nevent: message\ndata: {}\n\n"[..]);
+        // Answered, but the session has not closed the stream (another request of the batch
+        // is open): it stays a stream, and the prefetched event is still the next one.
+        let (mut s, tx) = stream(off);
+        tx.send(Frame::Message(4, Bytes::from_static(b"{}"))).await.unwrap();
+        s.prefetch(Duration::from_millis(5)).await;
+        let Err(mut s) = s.into_complete() else { panic!("the sender lives: more may come") };
+        assert_eq!(&s.next().await.unwrap().unwrap()[..], b"retry: 1000\n\n");
+        assert!(s.next().await.unwrap().unwrap().starts_with(b"id: 00000000000000000000000000000001-0-4\n"));
+        // Closed with a second event still queued: not taken whole (only what was prefetched
+        // would be), so it streams both.
+        let (mut s, tx) = stream(off);
+        tx.send(Frame::Message(5, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send(Frame::Message(6, Bytes::from_static(b"{}"))).await.unwrap();
+        drop(tx);
+        s.prefetch(Duration::from_millis(5)).await;
+        let Err(mut s) = s.into_complete() else { panic!("an event is still queued") };
+        let mut all = Vec::new();
+        while let Some(b) = s.next().await {
+            all.extend_from_slice(&b.unwrap());
+        }
+        let text = String::from_utf8(all).unwrap();
+        assert!(text.contains("-0-5\n") && text.contains("-0-6\n"), "{text}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -79,7 +79,10 @@ pub(crate) async fn post(
     if app.lifecycle.in_flight() > 1 {
         body.prefetch(FIRST_EVENT_WAIT).await;
     }
-    Ok(sse_response(body, extra))
+    match body.into_complete() {
+        Ok(whole) => Ok(super::sse_whole(whole, extra)),
+        Err(body) => Ok(sse_response(body, extra)),
+    }
 }
 
 /// The session a POST goes to, and whether it is new: a new one for an `initialize` (alone,
