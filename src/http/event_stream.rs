@@ -165,16 +165,17 @@ impl EventStream {
     /// The whole stream as one body when it is complete already: an event was prefetched,
     /// and the session has closed the stream since (its last request was answered), so
     /// nothing more can come. The answer then leaves with a length instead of chunked, in one
-    /// write, and nothing polls the stream again. `Err(self)` when more may come.
-    pub(crate) fn into_complete(mut self) -> Result<Bytes, EventStream> {
+    /// write, and nothing polls the stream again (the stream has ended: drop it). `None`,
+    /// and the stream untouched, when more may come.
+    pub(crate) fn take_complete(&mut self) -> Option<Bytes> {
         if self.early.is_none() || !self.rx.is_closed() || !self.rx.is_empty() {
-            return Err(self);
+            return None;
         }
         let mut whole = bytes::BytesMut::new();
         while let Some(b) = self.next_ready() {
             whole.extend_from_slice(&b);
         }
-        Ok(whole.freeze())
+        Some(whole.freeze())
     }
 
     /// The next chunk when it is ready without waiting: the first chunk, the replay, the
@@ -416,14 +417,15 @@ mod tests {
         tx.send(Frame::Message(3, Bytes::from_static(b"{}"))).await.unwrap();
         drop(tx);
         s.prefetch(Duration::from_millis(5)).await;
-        let whole = s.into_complete().map_err(|_| "complete").unwrap();
+        let whole = s.take_complete().expect("complete");
+        assert!(s.next().await.is_none(), "taken whole, the stream has ended");
         assert_eq!(&whole[..], &b"retry: 1000\n\nid: 00000000000000000000000000000001-0-3\nevent: message\ndata: {}\n\n"[..]);
         // Answered, but the session has not closed the stream (another request of the batch
         // is open): it stays a stream, and the prefetched event is still the next one.
         let (mut s, tx) = stream(off);
         tx.send(Frame::Message(4, Bytes::from_static(b"{}"))).await.unwrap();
         s.prefetch(Duration::from_millis(5)).await;
-        let Err(mut s) = s.into_complete() else { panic!("the sender lives: more may come") };
+        assert!(s.take_complete().is_none(), "the sender lives: more may come");
         assert_eq!(&s.next().await.unwrap().unwrap()[..], b"retry: 1000\n\n");
         assert!(s.next().await.unwrap().unwrap().starts_with(b"id: 00000000000000000000000000000001-0-4\n"));
         // Closed with a second event still queued: not taken whole (only what was prefetched
@@ -433,7 +435,7 @@ mod tests {
         tx.send(Frame::Message(6, Bytes::from_static(b"{}"))).await.unwrap();
         drop(tx);
         s.prefetch(Duration::from_millis(5)).await;
-        let Err(mut s) = s.into_complete() else { panic!("an event is still queued") };
+        assert!(s.take_complete().is_none(), "an event is still queued");
         let mut all = Vec::new();
         while let Some(b) = s.next().await {
             all.extend_from_slice(&b.unwrap());

@@ -79,9 +79,9 @@ pub(crate) async fn post(
     if app.lifecycle.in_flight() > 1 {
         body.prefetch(FIRST_EVENT_WAIT).await;
     }
-    match body.into_complete() {
-        Ok(whole) => Ok(super::sse_whole(whole, extra)),
-        Err(body) => Ok(sse_response(body, extra)),
+    match body.take_complete() {
+        Some(whole) => Ok(super::sse_whole(whole, extra)),
+        None => Ok(sse_response(body, extra)),
     }
 }
 
