@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tower::Service;
 
 use crate::app::{AppState, Lifecycle};
 use crate::cluster::Cluster;
@@ -74,7 +73,7 @@ struct Drain {
 /// request headers, and for a client that stops reading.
 async fn accept(
     listener: &TcpListener,
-    router: axum::Router,
+    router: crate::http::router::Routes,
     graceful: &GracefulShutdown,
     (header_timeout, write_timeout): (Duration, Duration),
     drain: Drain,
@@ -117,11 +116,11 @@ async fn accept(
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            let mut router = router.clone();
+            let routes = router.clone();
             // Boxed: hyper keeps a box the size of the service's future for the whole life of
             // the connection (about 570 bytes per idle event stream otherwise).
-            let fut: futures_util::future::BoxFuture<'static, _> =
-                Box::pin(async move { router.call(req.map(axum::body::Body::new)).await });
+            let fut: futures_util::future::BoxFuture<'static, Result<_, std::convert::Infallible>> =
+                Box::pin(async move { Ok(routes.serve(req.map(axum::body::Body::new)).await) });
             fut
         });
         // A client that stops reading is cut after the write timeout (its events wait in the log).

@@ -1,11 +1,12 @@
 //! The routes: each path to its handler, behind `[auth]` and the gate: the in-flight count
-//! that shutdown waits on, the Origin check and the admin guard, in one middleware (each layer
-//! of its own costs a boxed future and a service clone per request).
+//! that shutdown waits on, the Origin check and the admin guard. The gate is no middleware
+//! layer: [`Routes::serve`] runs it and then the router, inside the one future the server
+//! boxes per request (each `from_fn` layer costs a boxed future, a boxed `Next` and a service
+//! clone per request).
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -13,7 +14,14 @@ use axum::Router;
 use super::{origin, sse, streamable, Error};
 use crate::app::AppState;
 
-pub(crate) fn router(app: AppState) -> Router {
+/// The router and the gate in front of it.
+#[derive(Clone)]
+pub(crate) struct Routes {
+    router: Router,
+    gate: Arc<Gate>,
+}
+
+pub(crate) fn router(app: AppState) -> Routes {
     let origin_policy = origin::Policy::new(app.config.listen, &app.config.allowed_origins);
     let auth = app.config.auth.clone().map(|m| {
         let names: Vec<&str> = app.config.servers.keys().map(String::as_str).collect();
@@ -44,7 +52,7 @@ pub(crate) fn router(app: AppState) -> Router {
         None => router,
     };
     let gate = Arc::new(Gate { app: app.clone(), origin: origin_policy });
-    router.layer(axum::middleware::from_fn_with_state(gate, gate_request)).with_state(app)
+    Routes { router: router.with_state(app), gate }
 }
 
 struct Gate {
@@ -52,27 +60,33 @@ struct Gate {
     origin: Arc<origin::Policy>,
 }
 
-/// Counts the request in [`AppState::in_flight`] while it is served, then screens it: the
-/// Origin check (`origin::screen`), then the admin guard (`admin::screen`), then the routes.
-/// While draining, every answer says `Connection: close`, so a proxy stops reusing its pooled
-/// connections to this instance before they are closed: a request written to a connection
-/// just as the bridge closes it fails (nginx answers 502 and does not retry a POST).
-async fn gate_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
-    let _in_flight = gate.app.lifecycle.enter();
-    let mut resp = screened(&gate, req, next).await.unwrap_or_else(IntoResponse::into_response);
-    if gate.app.lifecycle.is_draining() {
-        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+impl Routes {
+    /// Serves one request: counts it in [`AppState::in_flight`] while it is served, then
+    /// screens it: the Origin check (`origin::screen`), then the admin guard
+    /// (`admin::screen`), then the routes. While draining, every answer says
+    /// `Connection: close`, so a proxy stops reusing its pooled connections to this instance
+    /// before they are closed: a request written to a connection just as the bridge closes it
+    /// fails (nginx answers 502 and does not retry a POST).
+    pub(crate) async fn serve(mut self, req: Request) -> Response {
+        let _in_flight = self.gate.app.lifecycle.enter();
+        let mut resp = screened(&self.gate, req, &mut self.router).await.unwrap_or_else(IntoResponse::into_response);
+        if self.gate.app.lifecycle.is_draining() {
+            resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        resp
     }
-    resp
 }
 
-async fn screened(gate: &Gate, req: Request, next: Next) -> Result<Response, Error> {
+async fn screened(gate: &Gate, req: Request, router: &mut Router) -> Result<Response, Error> {
     let cors = match origin::screen(&gate.origin, &req)? {
         origin::Screened::Route(cors) => cors,
         origin::Screened::Preflight(resp) => return Ok(resp),
     };
     let admin = super::admin::screen(&gate.app, &req)?;
-    let mut resp = next.run(req).await;
+    let mut resp = match tower::Service::call(router, req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    };
     if admin {
         super::admin::harden(&mut resp);
     }
