@@ -35,19 +35,20 @@ where
     S::Ok: Into<axum::body::Bytes>,
     S::Error: Into<axum::BoxError>,
 {
-    sse_headers(Response::new(Body::from_stream(stream)), extra)
+    sse_headers(Response::new(Body::from_stream(stream)), extra, 0)
 }
 
 /// An SSE answer whose events are all known: one body with a length.
 pub(crate) fn sse_whole(events: axum::body::Bytes, extra: &[(&'static str, String)]) -> Response {
-    sse_headers(Response::new(Body::from(events)), extra)
+    // One more header than a stream: axum adds the body's `content-length`.
+    sse_headers(Response::new(Body::from(events)), extra, 1)
 }
 
-fn sse_headers(mut resp: Response, extra: &[(&'static str, String)]) -> Response {
+fn sse_headers(mut resp: Response, extra: &[(&'static str, String)], more: usize) -> Response {
     let h = resp.headers_mut();
     // Sized to fit: hyper keeps this map for the life of the connection (a default-sized one is
     // 650 bytes per idle stream; three headers fit in 330).
-    *h = axum::http::HeaderMap::with_capacity(3 + extra.len());
+    *h = axum::http::HeaderMap::with_capacity(3 + extra.len() + more);
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));

@@ -168,6 +168,8 @@ impl EventStream {
     /// write, and nothing polls the stream again (the stream has ended: drop it). `None`,
     /// and the stream untouched, when more may come.
     pub(crate) fn take_complete(&mut self) -> Option<Bytes> {
+        // Closed first, then empty: once every sender is gone, every send has happened, so an
+        // empty channel stays empty (the other order could miss a send just before the close).
         if self.early.is_none() || !self.rx.is_closed() || !self.rx.is_empty() {
             return None;
         }
