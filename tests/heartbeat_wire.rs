@@ -143,3 +143,52 @@ async fn heartbeat_interval_comes_from_the_config_per_server() {
     assert!(b.is_heartbeat_comment(), "{b:?}");
     assert!(quiet.try_next(Duration::from_secs(3)).await.is_err(), "no heartbeat when the server's interval is off");
 }
+
+/// While another request is in flight (a JSON-answered call to a child that stopped reading),
+/// a POST whose answer completes its stream within the prefetch wait goes out as one body
+/// with a `Content-Length`, not chunked: the retry hint, then the answer as an event with an
+/// id. The path depends on timing (the session may close the stream just after the answer is
+/// taken, and then the answer streams), so several POSTs are sent and at least one must be
+/// whole; every one, whole or streamed, must carry its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_answer_while_another_waits_is_one_body_with_a_length() {
+    let hung = format!("{}args = [\"--stop-reading-after\", \"2\"]\njson_response = true\n", echo_server("hung"));
+    let config = format!("[limits]\nupstream_stall = \"off\"\nrequest_timeout = \"60s\"\n{}{hung}", echo_server("echo"));
+    let bridge = Bridge::start(&config, &[]).await;
+    let waiting = McpSession::open(&bridge.url("/mcp/hung")).await;
+    // Held in flight: a JSON answer is awaited by its handler, and this child never answers.
+    let held = tokio::spawn(async move { waiting.post(&common::echo_call(9, "never")).await });
+    let session = McpSession::open(&bridge.url("/mcp/echo")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "the held request is still in flight");
+    let headers = [
+        ("accept", common::ACCEPT_BOTH),
+        ("content-type", "application/json"),
+        ("mcp-session-id", session.id.as_str()),
+        ("mcp-protocol-version", common::PROTOCOL),
+    ];
+    let mut whole = 0;
+    for n in 0..20u64 {
+        let body = common::echo_call(100 + n, &format!("quick {n}")).to_string();
+        let r = common::raw(bridge.port, "POST", "/mcp/echo", &headers, &body).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.header("content-type").is_some_and(|v| v.starts_with("text/event-stream")), "{r:?}");
+        let events: Vec<Value> = r
+            .body
+            .split("\n\n")
+            .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect();
+        let answer = events.iter().find(|m| m["id"] == 100 + n).unwrap_or_else(|| panic!("POST {n}: its answer: {r:?}"));
+        assert_eq!(answer["result"]["content"][0]["text"], format!("quick {n}"), "{r:?}");
+        if r.header("transfer-encoding").is_none() {
+            let length: usize = r.header("content-length").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{r:?}"));
+            assert_eq!(length, r.body.len(), "the length is the body's: {r:?}");
+            assert!(r.body.starts_with("retry: ") && r.body.contains("\nid: "), "retry hint, then an event with an id: {r:?}");
+            whole += 1;
+        }
+    }
+    eprintln!("{whole} of 20 quick answers went out whole");
+    assert!(whole > 0, "no quick answer went out as one body while another request was in flight");
+    held.abort();
+}
