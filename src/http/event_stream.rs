@@ -174,33 +174,36 @@ impl EventStream {
             return None;
         }
         let mut whole = bytes::BytesMut::new();
-        while let Some(b) = self.next_ready() {
+        while let Some(b) = self.ready() {
+            self.bytes += b.len() as u64;
             whole.extend_from_slice(&b);
         }
+        self.done = true;
         Some(whole.freeze())
     }
 
-    /// The next chunk when it is ready without waiting: the first chunk, the replay, the
-    /// prefetched event, then the end (`None`).
-    fn next_ready(&mut self) -> Option<Bytes> {
+    /// The next chunk that is ready without waiting: the first chunk, the replay, then a
+    /// prefetched event. `poll_next` and `take_complete` both read the stream through it.
+    fn ready(&mut self) -> Option<Bytes> {
         if let Some(first) = self.first.take() {
-            self.bytes += first.len() as u64;
             return Some(first);
         }
-        let b = match (self.replay.next(), self.early.take()) {
-            (Some(e), early) => {
-                self.early = early;
-                self.message(e.seq, &e.data)
-            }
-            (None, Some(Frame::Message(seq, data))) => self.message(seq, &data),
-            (None, Some(Frame::Priming(seq))) => self.message(seq, b""),
-            (None, None) => {
-                self.done = true;
-                return None;
+        let b = match self.replay.next() {
+            Some(e) => self.message(e.seq, &e.data),
+            None => {
+                let frame = self.early.take()?;
+                self.frame(frame)
             }
         };
-        self.bytes += b.len() as u64;
+        self.reset_heartbeat();
         Some(b)
+    }
+
+    fn frame(&mut self, frame: Frame) -> Bytes {
+        match frame {
+            Frame::Message(seq, data) => self.message(seq, &data),
+            Frame::Priming(seq) => self.message(seq, b""),
+        }
     }
 
     fn reset_heartbeat(&mut self) {
@@ -223,24 +226,12 @@ impl Stream for EventStream {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(first) = this.first.take() {
-            return this.emit(first);
-        }
-        if let Some(e) = this.replay.next() {
-            let b = this.message(e.seq, &e.data);
-            this.reset_heartbeat();
+        if let Some(b) = this.ready() {
             return this.emit(b);
         }
-        let next = match this.early.take() {
-            Some(frame) => Poll::Ready(Some(frame)),
-            None => this.rx.poll_recv(cx),
-        };
-        match next {
+        match this.rx.poll_recv(cx) {
             Poll::Ready(Some(frame)) => {
-                let b = match frame {
-                    Frame::Message(seq, data) => this.message(seq, &data),
-                    Frame::Priming(seq) => this.message(seq, b""),
-                };
+                let b = this.frame(frame);
                 this.reset_heartbeat();
                 return this.emit(b);
             }

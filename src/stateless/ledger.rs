@@ -57,13 +57,14 @@ impl Ledger {
         self.checkouts
     }
 
-    /// Checks out the first of `ids` that is still known here and not checked out (another
-    /// checkout may have taken one since they were looked at): its id, initialize result and
-    /// checkout number.
-    pub(super) fn take_first_free(&mut self, ids: &[SessionId], key: &Key) -> Option<(SessionId, Arc<Init>, u64)> {
-        let id = *ids.iter().find(|id| self.is_free(**id))?;
+    /// Checks `id` out if it is still known here and not checked out (another checkout may have
+    /// taken it since it was looked at): its initialize result and checkout number.
+    pub(super) fn take_if_free(&mut self, id: SessionId, key: &Key) -> Option<(Arc<Init>, u64)> {
+        if !self.is_free(id) {
+            return None;
+        }
         let init = self.known.get(&id)?.1.clone();
-        Some((id, init, self.take(id, key)))
+        Some((init, self.take(id, key)))
     }
 
     /// Frees a session if checkout `generation` still holds it.
@@ -83,20 +84,24 @@ impl Ledger {
         self.known.get(&id).cloned()
     }
 
-    /// The sessions of `key` not checked out now.
-    pub(super) fn free_of(&self, key: &Key) -> Vec<SessionId> {
-        self.by_key.get(key).into_iter().flatten().filter(|id| !self.busy.contains_key(*id)).copied().collect()
+    /// The sessions of `key` not checked out now, in the order they were opened.
+    fn frees<'a>(&'a self, key: &Key) -> impl Iterator<Item = SessionId> + 'a {
+        self.by_key.get(key).into_iter().flatten().filter(|id| !self.busy.contains_key(*id)).copied()
     }
 
-    /// The first session of `key` (in the order they were opened) not checked out now and not
-    /// among `passed`.
+    /// The sessions of `key` not checked out now.
+    pub(super) fn free_of(&self, key: &Key) -> Vec<SessionId> {
+        self.frees(key).collect()
+    }
+
+    /// The first session of `key` not checked out now and not among `passed`.
     pub(super) fn next_free(&self, key: &Key, passed: &[SessionId]) -> Option<SessionId> {
-        self.by_key.get(key)?.iter().find(|id| !self.busy.contains_key(*id) && !passed.contains(*id)).copied()
+        self.frees(key).find(|id| !passed.contains(id))
     }
 
     /// How many sessions of `key` are not checked out now.
     pub(super) fn free_count(&self, key: &Key) -> usize {
-        self.by_key.get(key).map_or(0, |ids| ids.iter().filter(|id| !self.busy.contains_key(*id)).count())
+        self.frees(key).count()
     }
 
     /// Every session not checked out now, of any identity.

@@ -6,7 +6,7 @@
 //! never across an `.await`. A checkout takes the ids it needs under the ledger lock, drops
 //! it, looks the sessions up in the registry and asks each whether it is quiet, then locks the
 //! ledger again to take one, checking that no other checkout took it meanwhile
-//! (`Ledger::take_first_free`, `Ledger::is_free`). Sessions are removed from the registry and
+//! (`Ledger::take_if_free`, `Ledger::is_free`). Sessions are removed from the registry and
 //! ended with the ledger unlocked. `Pool::tool_headers` is another leaf, never held with the
 //! ledger.
 
@@ -131,11 +131,9 @@ impl Pool {
             let id = self.ledger().next_free(key, &passed)?;
             match seen(&locator.registry, id) {
                 Seen::Quiet(session) => {
-                    let taken = self.ledger().take_first_free(&[id], key);
+                    let taken = self.ledger().take_if_free(id, key);
                     match taken {
-                        Some((_, init, generation)) => {
-                            return Some(self.backing(locator, session, init, key.clone(), generation))
-                        }
+                        Some((init, generation)) => return Some(self.backing(locator, session, init, key.clone(), generation)),
                         // Another checkout took it since it was looked at.
                         None => passed.push(id),
                     }

@@ -412,7 +412,7 @@ impl Remote {
     }
 
     async fn forward(&self, body: Bytes) {
-        let Ok((items, _)) = jsonrpc::split(&body) else {
+        let Ok((items, batch)) = jsonrpc::split(&body) else {
             tracing::warn!(url = %self.url, "remote upstream sent a body that is not JSON");
             return;
         };
@@ -420,8 +420,9 @@ impl Remote {
             if let Some(v) = jsonrpc::peek(&item).ok().and_then(|p| p.protocol_version) {
                 self.shared.lock().unwrap_or_else(|e| e.into_inner()).protocol_version = Some(v);
             }
-            // The event log keeps it: a copy of its own size, not a slice of the read buffer.
-            let item = Bytes::copy_from_slice(&item);
+            // The event log keeps it: a copy of its own size, not a slice of the read buffer (a
+            // batch's elements are copies already).
+            let item = if batch { item } else { Bytes::copy_from_slice(&item) };
             if self.events.send(UpstreamEvent::Message(item)).await.is_err() {
                 return;
             }
