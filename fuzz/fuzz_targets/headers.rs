@@ -96,7 +96,7 @@ fn check_client_addr(control: &str, headers: &HeaderMap) {
     let peer = SocketAddr::new(peer_ip, 40000);
     let nets: Vec<String> = words.next().unwrap_or("").split(',').filter(|n| !n.is_empty()).map(str::to_string).collect();
     let edge = Edge::validate(Some(&nets), None, None).unwrap_or_default();
-    let got = transport::client_addr(&edge, headers, peer);
+    let got = transport::client_addr(&edge, headers, peer).to_string();
     if !edge.is_trusted(peer_ip) {
         assert_eq!(got, peer.to_string(), "a peer that is not a trusted proxy is the client, whatever it sends");
         return;
