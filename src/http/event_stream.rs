@@ -173,6 +173,8 @@ impl EventStream {
         if self.early.is_none() || !self.rx.is_closed() || !self.rx.is_empty() {
             return None;
         }
+        // Ended: no heartbeat will follow, and `ready` would re-arm its timer for nothing.
+        self.heartbeat = None;
         let mut whole = bytes::BytesMut::new();
         while let Some(b) = self.ready() {
             self.bytes += b.len() as u64;

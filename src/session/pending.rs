@@ -79,8 +79,9 @@ impl Session {
                 if initialize && stream != Target::Discard {
                     // Kept for the session's life: a copy of its own, not a slice that would
                     // hold the whole request buffer it came in.
-                    st.initialize = Some(Bytes::copy_from_slice(raw));
-                    st.persist(|| journal::Entry::Initialize(raw.clone()));
+                    let kept = Bytes::copy_from_slice(raw);
+                    st.persist(|| journal::Entry::Initialize(kept.clone()));
+                    st.initialize = Some(kept);
                 }
                 if let Some(token) = &peek.progress_token {
                     st.progress.insert(token.clone(), stream);

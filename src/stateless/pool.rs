@@ -131,6 +131,7 @@ impl Pool {
             let id = self.ledger().next_free(key, &passed)?;
             match seen(&locator.registry, id) {
                 Seen::Quiet(session) => {
+                    // A statement of its own: the ledger is unlocked again before the Backing is built.
                     let taken = self.ledger().take_if_free(id, key);
                     match taken {
                         Some((init, generation)) => return Some(self.backing(locator, session, init, key.clone(), generation)),
