@@ -24,8 +24,8 @@ pub(crate) mod rest;
 mod sessions;
 pub(crate) mod tls;
 
-use duration::duration;
 pub use duration::parse_interval;
+use duration::{duration, duration_or};
 pub(crate) use error::ConfigError;
 pub(crate) use limits::Limits;
 pub use redis::{RedisTarget, DEFAULT_SENTINEL_MASTER};
@@ -40,6 +40,8 @@ pub struct Config {
     /// `X-Forwarded-Prefix` itself.
     pub public_base_path: Option<String>,
     pub log_dir: Option<PathBuf>,
+    /// `worker_threads`: the runtime's worker threads; `None` is tokio's default (the CPUs).
+    pub worker_threads: Option<std::num::NonZeroUsize>,
     /// Where the Redis is: run as one instance of a cluster sharing sessions through it.
     pub redis: Option<RedisTarget>,
     /// `redis_ca_file`: PEM roots trusted for a `rediss://` Redis, instead of the system's.
@@ -200,6 +202,7 @@ struct FileModel {
     instance_id: Option<String>,
     public_base_path: Option<String>,
     log_dir: Option<PathBuf>,
+    worker_threads: Option<usize>,
     redis: Option<String>,
     #[serde(default)]
     redis_cluster: Vec<String>,
@@ -362,6 +365,8 @@ impl FileModel {
             (None, None) => return Err(invalid("servers", "no MCP servers are configured".into())),
         };
         let limits = self.limits.unwrap_or_default().validate(&invalid)?;
+        let workers = self.worker_threads.map(|n| std::num::NonZeroUsize::new(n).ok_or(n));
+        let worker_threads = workers.transpose().map_err(|_| invalid("worker_threads", "must be at least 1".into()))?;
         let mut servers = servers(entries, heartbeat, &invalid)?;
         let is_aggregate = |s: &ServerConfig| matches!(s.upstream, UpstreamSpec::Aggregate(_));
         aggregates::add(self.aggregates, &mut servers, is_aggregate, |name, v| ServerConfig::aggregate(name, heartbeat, v))
@@ -377,6 +382,7 @@ impl FileModel {
             instance_id: self.instance_id,
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
             log_dir: self.log_dir,
+            worker_threads,
             redis_ca: self.redis_ca_file.map(|p| tls::redis_ca(&p).map_err(|r| invalid("redis_ca_file", r))).transpose()?,
             redis: RedisTarget::from_keys(self.redis, self.redis_cluster, self.redis_sentinel, self.redis_sentinel_master)
                 .map_err(|(key, reason)| invalid(key, reason))?,
@@ -391,11 +397,6 @@ impl FileModel {
 
 /// Makes the error for a key of the file; the file's name is in it.
 type Invalid<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
-
-/// `v` parsed as a duration (`key` names it in the error), or `default` when absent.
-fn duration_or(key: &str, v: &Option<String>, default: Duration, invalid: &Invalid<'_>) -> Result<Duration, ConfigError> {
-    v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(default))
-}
 
 impl SessionsModel {
     /// The `[sessions]` section, its absent keys at their defaults.

@@ -1,6 +1,7 @@
 //! The `mcp-bridge` command: parse the CLI, call the library.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,9 @@ enum Command {
         /// The master name the Sentinels monitor.
         #[arg(long, requires = "redis_sentinel", default_value = DEFAULT_SENTINEL_MASTER)]
         redis_sentinel_master: String,
+        /// The runtime's worker threads (overrides `worker_threads`; default: the CPUs).
+        #[arg(long)]
+        worker_threads: Option<NonZeroUsize>,
     },
     /// Validate a config file without starting.
     CheckConfig { file: PathBuf },
@@ -126,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             redis_cluster,
             redis_sentinel,
             redis_sentinel_master,
+            worker_threads,
         } => {
             let mut c = Config::load(&config)?;
             if let Some(r) = redis {
@@ -137,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(r) = redis_sentinel {
                 c.redis = Some(RedisTarget::Sentinel { master: redis_sentinel_master, sentinels: RedisTarget::split(&r) });
             }
+            c.worker_threads = worker_threads.or(c.worker_threads);
             if let Some(l) = listen {
                 c.listen = l;
             }
@@ -166,7 +172,7 @@ fn main() -> anyhow::Result<()> {
             });
             let _logs = mcp_bridge::init_logging(c.log_dir.as_deref())?;
             let instance = instance_id.or(c.instance_id.clone()).unwrap_or_else(|| default_instance(c.listen));
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = runtime(c.worker_threads)?;
             rt.block_on(async move {
                 let listener = bind_listener(c.listen).with_context(|| format!("cannot listen on {}", c.listen))?;
                 let app = AppState::connect(c, instance, Some(reloader)).await.context("cannot join the cluster")?;
@@ -175,6 +181,20 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// The multi-thread runtime, with `workers` worker threads or tokio's default: one per CPU, or
+/// `TOKIO_WORKER_THREADS`. Fewer workers than CPUs cost less CPU per request where the stdio
+/// children share the cores: at 16 sessions on 2 cores, one worker took 13-19 % less than two
+/// (BENCHMARKS.md, issue 16), and it caps the bridge's own work at one core.
+fn runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.get());
+    }
+    let rt = b.enable_all().build()?;
+    tracing::info!(workers = rt.metrics().num_workers(), "runtime started");
+    Ok(rt)
 }
 
 /// Connections the kernel queues before the bridge accepts them (capped by

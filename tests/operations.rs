@@ -498,3 +498,35 @@ async fn crash_loop_refuses_new_sessions_with_backoff() {
     let mut ok = Legacy::open_as(&base, "echo", None, LEGACY_PROTOCOL).await;
     assert_eq!(ok.echo_via(&base, 2, "fine").await, "fine");
 }
+
+// ---- the runtime --------------------------------------------------------------------------
+
+/// The workers the bridge's runtime reports at start (its `runtime started` log line).
+fn workers_logged(bridge: &Bridge) -> usize {
+    let log = bridge.log();
+    let line = log.lines().find(|l| l.contains("runtime started")).unwrap_or_else(|| panic!("no `runtime started` line:\n{log}"));
+    let n = line.split("workers=").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next());
+    n.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no worker count in `{line}`"))
+}
+
+/// `worker_threads` in the file sizes the runtime, `--worker-threads` overrides it, and each
+/// setting serves; 0 is refused by name.
+#[tokio::test]
+async fn worker_threads_sizes_the_runtime() {
+    let config = format!("worker_threads = 3\n{}", echo_with("echo", ""));
+    for (args, want) in [(&[][..], 3), (&["--worker-threads", "1"][..], 1)] {
+        let bridge = Bridge::start(&config, args).await;
+        let mut legacy = Legacy::open(&bridge.base(), "echo").await;
+        assert_eq!(legacy.echo(2, "on the sized runtime").await, "on the sized runtime");
+        assert_eq!(workers_logged(&bridge), want, "{args:?}\n{}", bridge.log());
+    }
+    let dir = common::TempDir::new("zero-workers");
+    let file = dir.path().join("mcp-bridge.toml");
+    std::fs::write(&file, format!("worker_threads = 0\n{}", echo_with("echo", ""))).expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge")).arg("check-config").arg(&file).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("key `worker_threads`: must be at least 1"),
+        "worker_threads = 0 must be refused: {err}"
+    );
+}

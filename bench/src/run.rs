@@ -80,6 +80,10 @@ pub struct Args {
     /// Throughput targets to run [all]: stdio, ceiling, relay, sse, streamable, streamable-json, stateless.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Worker threads of every tokio target (the bridge, the ceiling, the relay floor, the Rust
+    /// peer), given to each as `TOKIO_WORKER_THREADS` [unset: tokio's default, one per CPU].
+    #[arg(long)]
+    worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// The throughput targets' names for `--only`.
@@ -125,16 +129,25 @@ struct Harness {
     config: PathBuf,
     commands: Vec<String>,
     failures: Vec<String>,
+    /// `TOKIO_WORKER_THREADS` for every target started, from `--worker-threads`.
+    workers: Option<String>,
 }
 
 impl Harness {
+    /// `env` and, with `--worker-threads`, `TOKIO_WORKER_THREADS`.
+    fn env<'a>(&'a self, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = env.to_vec();
+        all.extend(self.workers.as_deref().map(|n| ("TOKIO_WORKER_THREADS", n)));
+        all
+    }
+
     fn start_bridge(&mut self, name: &str, extra: &[String], env: &[(&str, &str)]) -> anyhow::Result<(Proc, u16)> {
         let port = procs::free_port()?;
         let mut args = vec!["serve".into(), "--config".into(), self.config.display().to_string()];
         args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
         args.extend(extra.iter().cloned());
         let log = self.work.join("logs").join(format!("{name}.log"));
-        let mut p = Proc::start(name, &self.bridge, &args, env, &log)?;
+        let mut p = Proc::start(name, &self.bridge, &args, &self.env(env), &log)?;
         p.wait_listening(format!("127.0.0.1:{port}").parse()?, Duration::from_secs(20))?;
         self.commands.push(format!("{}    # {name}, stdout to {}", p.command, log.display()));
         Ok((p, port))
@@ -156,13 +169,17 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     let nofile = procs::raise_nofile();
     let config = work.join("bridge.toml");
     std::fs::write(&config, bridge_config(&echo))?;
-    let mut h = Harness { work: work.clone(), bridge, config, commands: Vec::new(), failures: Vec::new() };
+    let workers = a.worker_threads.map(|n| n.to_string());
+    let mut h = Harness { work: work.clone(), bridge, config, commands: Vec::new(), failures: Vec::new(), workers };
     let invocation: Vec<String> = std::env::args().map(|a| shell_word(&a)).collect();
     h.commands.push(invocation.join(" "));
 
     let mut doc = String::new();
     let title = if a.smoke { "mcp-bench smoke run" } else { "mcp-bench results" };
     writeln!(doc, "# {title}\n\n{}", summary::machine(nofile))?;
+    let workers =
+        h.workers.as_deref().map_or("tokio's default (one per CPU)".into(), |n| format!("{n} (`TOKIO_WORKER_THREADS`)"));
+    writeln!(doc, "Runtime worker threads of the bridge, the ceiling, the relay floor and the Rust peer: {workers}.\n")?;
     writeln!(doc, "Bridge config (`{}`):\n\n```toml\n{}```\n", h.config.display(), std::fs::read_to_string(&h.config)?)?;
 
     // ---- throughput and latency: the bridge and both baselines, repeats interleaved
@@ -176,7 +193,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             "ceiling",
             &me,
             &["ceiling".into(), "--listen".into(), format!("127.0.0.1:{ceiling_port}")],
-            &[],
+            &h.env(&[]),
             &ceiling_log,
         )?;
         ceiling.wait_listening(format!("127.0.0.1:{ceiling_port}").parse()?, Duration::from_secs(10))?;
@@ -189,7 +206,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             "--command".into(),
             echo.display().to_string(),
         ];
-        let mut relay = Proc::start("relay", &me, &relay_args, &[], &work.join("logs/relay.log"))?;
+        let mut relay = Proc::start("relay", &me, &relay_args, &h.env(&[]), &work.join("logs/relay.log"))?;
         relay.wait_listening(format!("127.0.0.1:{relay_port}").parse()?, Duration::from_secs(10))?;
         h.commands.push(format!("{}    # the relay floor", relay.command));
         let (mut bridge, port) = h.start_bridge("bridge", &[], &[])?;
@@ -393,7 +410,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             }
             let log = work.join("logs").join(format!("peer-{}.log", slug(peer.name)));
             let env: Vec<(&str, &str)> = peer.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let mut proc = match Proc::start(peer.name, &peer.program, &peer.args, &env, &log) {
+            let mut proc = match Proc::start(peer.name, &peer.program, &peer.args, &h.env(&env), &log) {
                 Ok(p) => p,
                 Err(e) => {
                     peer_notes.push(format!("{}: {e:#}", peer.name));

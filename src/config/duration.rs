@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::{ConfigError, Invalid};
+
 /// A heartbeat interval: a duration, or `off`/`0s` for none.
 pub fn parse_interval(v: &str) -> Result<Option<Duration>, String> {
     if v == "off" {
@@ -14,6 +16,16 @@ pub fn parse_interval(v: &str) -> Result<Option<Duration>, String> {
 /// The longest duration accepted: ample for any setting, and short enough that a deadline
 /// computed from it (`Instant::now() + d`) cannot overflow and panic a session task.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `v` parsed as a duration (`key` names it in the error), or `default` when absent.
+pub(super) fn duration_or(
+    key: &str,
+    v: &Option<String>,
+    default: Duration,
+    invalid: &Invalid<'_>,
+) -> Result<Duration, ConfigError> {
+    v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(default))
+}
 
 pub(super) fn duration(v: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(v).map_err(|e| format!("`{v}` is not a duration like `15s` or `5m` ({e})"))?;
