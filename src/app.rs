@@ -147,6 +147,9 @@ pub(crate) struct Lifecycle {
     /// Requests whose handler is running (an SSE response counts until its head is ready), so
     /// that shutdown lets them finish before the sessions go.
     in_flight: AtomicUsize,
+    /// POSTs whose SSE answer stream is open (the head sent or not): other requests being
+    /// served, which `streamable::post` reads to decide whether to wait for the first event.
+    answering: AtomicUsize,
 }
 
 impl Lifecycle {
@@ -166,6 +169,26 @@ impl Lifecycle {
 
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a POST's SSE answer stream until the guard (kept by the stream) is dropped.
+    pub(crate) fn answering(self: &Arc<Self>) -> Answering {
+        self.answering.fetch_add(1, Ordering::Relaxed);
+        Answering(self.clone())
+    }
+
+    /// POST answer streams open now, this one's included once its guard exists.
+    pub(crate) fn answers_open(&self) -> usize {
+        self.answering.load(Ordering::Relaxed)
+    }
+}
+
+/// One POST answer stream open; see [`Lifecycle::answering`].
+pub(crate) struct Answering(Arc<Lifecycle>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.answering.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

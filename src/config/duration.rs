@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Invalid};
-
 /// A heartbeat interval: a duration, or `off`/`0s` for none.
 pub fn parse_interval(v: &str) -> Result<Option<Duration>, String> {
     if v == "off" {
@@ -18,12 +16,12 @@ pub fn parse_interval(v: &str) -> Result<Option<Duration>, String> {
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `v` parsed as a duration (`key` names it in the error), or `default` when absent.
-pub(super) fn duration_or(
+pub(super) fn duration_or<E>(
     key: &str,
     v: &Option<String>,
     default: Duration,
-    invalid: &Invalid<'_>,
-) -> Result<Duration, ConfigError> {
+    invalid: &dyn Fn(&str, String) -> E,
+) -> Result<Duration, E> {
     v.as_deref().map(|v| duration(v).map_err(|r| invalid(key, r))).transpose().map(|o| o.unwrap_or(default))
 }
 

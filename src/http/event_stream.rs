@@ -52,6 +52,8 @@ pub(crate) struct EventStream {
     heartbeats: u64,
     bytes: u64,
     done: bool,
+    /// Counts this stream among the POST answers open while it lives ([`EventStream::counted`]).
+    answering: Option<crate::app::Answering>,
 }
 
 impl EventStream {
@@ -114,7 +116,13 @@ impl EventStream {
             heartbeats: 0,
             bytes: 0,
             done: false,
+            answering: None,
         }
+    }
+
+    /// Counts this stream among the POST answers open (`guard`) until it is dropped.
+    pub(crate) fn counted(&mut self, guard: crate::app::Answering) {
+        self.answering = Some(guard);
     }
 
     /// Waits at most `wait` for the first live event, which then goes out right after the
