@@ -17,7 +17,7 @@ use crate::procs::{self, shell_word, Proc};
 use crate::report::{self, thousands, us};
 use crate::resume;
 use crate::stats::{self, Point};
-use crate::summary::{self, Series, RELAY, STATELESS};
+use crate::summary::{self, Series, RELAY, SHARED, STATELESS};
 use crate::throughput::{self, Target};
 
 mod plan;
@@ -77,7 +77,7 @@ pub struct Args {
     /// pass: mcp-bridge against the Rust peer).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
-    /// Throughput targets to run [all]: stdio, ceiling, relay, sse, streamable, streamable-json, stateless.
+    /// Throughput targets to run [all]: stdio, ceiling, relay, sse, streamable, streamable-json, shared, stateless.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker threads of every tokio target (the bridge, the ceiling, the relay floor, the Rust
@@ -87,7 +87,7 @@ pub struct Args {
 }
 
 /// The throughput targets' names for `--only`.
-const TARGET_SLUGS: &[&str] = &["stdio", "ceiling", "relay", "sse", "streamable", "streamable-json", "stateless"];
+const TARGET_SLUGS: &[&str] = &["stdio", "ceiling", "relay", "sse", "streamable", "streamable-json", "shared", "stateless"];
 
 struct Settings {
     sessions: Vec<usize>,
@@ -245,6 +245,9 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
                 Target::Streamable(Url::parse(&format!("{b}/mcp/echo-json"))?),
                 bt.clone(),
             ),
+            // One child shared by every session (`sharing = "shared"`): how the Rust peer runs
+            // its stdio backend, so the like-for-like row against it.
+            ("shared", "mcp-bridge", SHARED, Target::Streamable(Url::parse(&format!("{b}/mcp/echo-shared"))?), bt.clone()),
             // The 2026-07-28 revision on the same endpoint: each request served by a backing
             // session from the bridge's idle pool (answered as JSON before the heartbeat is due).
             ("stateless", "mcp-bridge", STATELESS, Target::Stateless(Url::parse(&format!("{b}/mcp/echo"))?), bt.clone()),

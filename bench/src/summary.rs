@@ -13,6 +13,8 @@ use crate::stats::{self, Point};
 pub(crate) const STATELESS: &str = "stateless (2026-07-28)";
 /// The target label of the relay floor (`relay.rs`).
 pub(crate) const RELAY: &str = "relay floor (hyper + child, no hand-off)";
+/// The transport label of the bridge's rows on one child shared by every session.
+pub(crate) const SHARED: &str = "streamable, JSON answers, one shared child";
 
 /// One throughput series: who, over what, and the points per session count.
 pub(crate) struct Series {
@@ -85,7 +87,7 @@ pub(crate) fn write_throughput(
         else {
             continue;
         };
-        for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers", STATELESS] {
+        for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers", SHARED, STATELESS] {
             if let Some(b) = get("mcp-bridge", tr, k) {
                 writeln!(
                     doc,
@@ -150,7 +152,7 @@ pub(crate) fn write_peers(
     }
     writeln!(doc)?;
     // Every bridge transport against every peer row, on CPU per request.
-    let ours: Vec<(&str, Point)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", STATELESS]
+    let ours: Vec<(&str, Point)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", SHARED, STATELESS]
         .into_iter()
         .filter_map(|tr| {
             series.iter().find(|x| x.target == "mcp-bridge" && x.transport == tr).and_then(|x| x.median(k)).map(|p| (tr, p))
@@ -289,7 +291,7 @@ pub(crate) fn write_targets(
         }
     }
     // Issue 16: CPU per request on every transport, alone and against the Rust peer's builds.
-    let cpu: Vec<(&str, f64)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", STATELESS]
+    let cpu: Vec<(&str, f64)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", SHARED, STATELESS]
         .into_iter()
         .filter_map(|tr| get("mcp-bridge", tr, k).and_then(|p| p.cost).map(|c| (tr, c.cpu_us)))
         .collect();

@@ -87,6 +87,8 @@ pub(super) fn bridge_config(echo: &Path) -> String {
          # benchmark sessions do not pile up (the default is 5 min).\n\
          [sessions]\nidle_timeout = \"10s\"\n\n\
          [servers.echo]\ncommand = \"{echo}\"\n\n\
-         [servers.echo-json]\ncommand = \"{echo}\"\njson_response = true\n"
+         [servers.echo-json]\ncommand = \"{echo}\"\njson_response = true\n\n\
+         # One child for every session, as the Rust mcp-proxy runs its stdio backend.\n\
+         [servers.echo-shared]\ncommand = \"{echo}\"\njson_response = true\nsharing = \"shared\"\n"
     )
 }
