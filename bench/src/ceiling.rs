@@ -1,13 +1,18 @@
 //! The HTTP ceiling: a bare hyper HTTP/1.1 server that answers every Streamable HTTP POST
 //! itself, with no session, no upstream and no streaming. Driven by the same generator code
-//! path as the bridge, it shows what HTTP alone allows on this machine.
+//! path as the bridge, it shows what HTTP alone allows on this machine. Its GETs are endless
+//! legacy SSE streams (an endpoint event, then `: heartbeat` each interval, from a timer per
+//! stream), so `mcp-bench idle` can measure what an idle stream costs in hyper alone.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -15,25 +20,56 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-/// Serves until the process is killed.
-pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+/// Serves until the process is killed; GET streams beat every `beat`.
+pub async fn serve(listen: SocketAddr, beat: Duration) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("ceiling listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
         tokio::spawn(async move {
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(answer)).await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(|r| answer(r, beat))).await;
         });
     }
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(req: Request<Incoming>, beat: Duration) -> Result<Response<Either<Full<Bytes>, Beats>>, Infallible> {
+    if req.method() == hyper::Method::GET {
+        return Ok(Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Either::Right(Beats::new(beat)))
+            .expect("a response from valid parts"));
+    }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
+        Err(_) => return Ok(status(StatusCode::BAD_REQUEST).map(Either::Left)),
     };
-    Ok(reply(&body))
+    Ok(reply(&body).map(Either::Left))
+}
+
+/// An endless legacy SSE body: the endpoint event, then a heartbeat comment every interval.
+pub struct Beats {
+    first: Option<Bytes>,
+    tick: tokio::time::Interval,
+}
+
+impl Beats {
+    fn new(every: Duration) -> Beats {
+        let first = Bytes::from_static(b"event: endpoint\ndata: /message?sessionId=ceiling\n\n");
+        Beats { first: Some(first), tick: tokio::time::interval_at(tokio::time::Instant::now() + every, every) }
+    }
+}
+
+impl hyper::body::Body for Beats {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        self.tick.poll_tick(cx).map(|_| Some(Ok(Frame::data(Bytes::from_static(b": heartbeat\n\n")))))
+    }
 }
 
 /// The canned answer to one JSON-RPC message: initialize gets a result and a session id,
@@ -86,5 +122,18 @@ mod tests {
         assert_eq!(crate::mcp::check(t.as_bytes(), 3, "hi"), crate::mcp::Verdict::Ok, "{t}");
         assert_eq!(reply(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status(), StatusCode::ACCEPTED);
         assert_eq!(reply(b"nope").status(), StatusCode::BAD_REQUEST);
+    }
+
+    /// A GET stream starts with the endpoint event the idle harness waits for, then beats.
+    #[tokio::test]
+    async fn a_get_stream_sends_its_endpoint_then_beats() {
+        let every = Duration::from_millis(50);
+        let mut body = Beats::new(every);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"event: endpoint\n"), "{first:?}");
+        let start = tokio::time::Instant::now();
+        let beat = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.expect("a beat").unwrap().unwrap();
+        assert_eq!(&beat.into_data().unwrap()[..], b": heartbeat\n\n");
+        assert!(start.elapsed() >= every, "the first beat comes one interval in, not at once: {:?}", start.elapsed());
     }
 }

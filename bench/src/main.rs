@@ -35,10 +35,13 @@ struct Cli {
 enum Command {
     /// The whole benchmark: starts every server itself, prints markdown, writes --out.
     Run(run::Args),
-    /// Serve the HTTP ceiling: a bare hyper server that answers each POST itself.
+    /// Serve the HTTP ceiling: a bare hyper server that answers each POST itself, and holds
+    /// each GET as an endless SSE stream that beats every --heartbeat.
     Ceiling {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        heartbeat: std::time::Duration,
     },
     /// Serve the relay floor: a bare hyper server whose connection tasks relay each POST to a
     /// stdio child of the session and read its answer themselves.
@@ -133,7 +136,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Run(args) => run::main(args).await,
-            Command::Ceiling { listen } => ceiling::serve(listen).await,
+            Command::Ceiling { listen, heartbeat } => ceiling::serve(listen, heartbeat).await,
             Command::Relay { listen, command, tasks } => relay::serve(listen, command, tasks).await,
             Command::Throughput {
                 transport,
