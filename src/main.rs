@@ -12,9 +12,10 @@ use mcp_bridge::{diagnose, parse_seconds, DiagnoseOptions};
 use mcp_bridge::{server, AppState, Reloader};
 use mcp_bridge::{Config, HeartbeatFormat, RedisTarget, DEFAULT_SENTINEL_MASTER};
 
-/// jemalloc, not glibc's malloc: a request makes about 60 small allocations, and glibc's malloc,
-/// free and consolidation were 8.5 % of the bridge's samples at 16 sessions. Measured in one
-/// run (issue 16, BENCHMARKS.md): 3-15 % less CPU per request, and less RSS per idle stream.
+/// jemalloc, not glibc's malloc: a request makes about 60 small allocations, and glibc's
+/// allocator functions were 9.3 % of the bridge's samples at 16 sessions (jemalloc's: 1.9 %).
+/// Measured in one run (issue 16, BENCHMARKS.md): 3-15 % less CPU per request, and less RSS per
+/// idle stream.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
