@@ -162,9 +162,8 @@ impl Lifecycle {
     }
 
     /// Counts a request in flight until the guard is dropped.
-    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+    pub(crate) fn enter(self: &Arc<Self>) -> Counted {
+        Counted::new(self, |l| &l.in_flight)
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -172,9 +171,8 @@ impl Lifecycle {
     }
 
     /// Counts a POST's SSE answer stream until the guard (kept by the stream) is dropped.
-    pub(crate) fn answering(self: &Arc<Self>) -> Answering {
-        self.answering.fetch_add(1, Ordering::Relaxed);
-        Answering(self.clone())
+    pub(crate) fn answering(self: &Arc<Self>) -> Counted {
+        Counted::new(self, |l| &l.answering)
     }
 
     /// POST answer streams open now, this one's included once its guard exists.
@@ -183,20 +181,19 @@ impl Lifecycle {
     }
 }
 
-/// One POST answer stream open; see [`Lifecycle::answering`].
-pub(crate) struct Answering(Arc<Lifecycle>);
+/// Counted in one of the lifecycle's gauges (a request in flight, a POST answer open) until it
+/// is dropped.
+pub(crate) struct Counted(Arc<Lifecycle>, fn(&Lifecycle) -> &AtomicUsize);
 
-impl Drop for Answering {
-    fn drop(&mut self) {
-        self.0.answering.fetch_sub(1, Ordering::Relaxed);
+impl Counted {
+    fn new(lifecycle: &Arc<Lifecycle>, gauge: fn(&Lifecycle) -> &AtomicUsize) -> Counted {
+        gauge(lifecycle).fetch_add(1, Ordering::Relaxed);
+        Counted(lifecycle.clone(), gauge)
     }
 }
 
-/// One request in flight; dropped when its handler is done.
-pub(crate) struct InFlight(Arc<Lifecycle>);
-
-impl Drop for InFlight {
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        (self.1)(&self.0).fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -365,8 +365,9 @@ impl FileModel {
             (None, None) => return Err(invalid("servers", "no MCP servers are configured".into())),
         };
         let limits = self.limits.unwrap_or_default().validate(&invalid)?;
-        let workers = self.worker_threads.map(|n| std::num::NonZeroUsize::new(n).ok_or(n));
-        let worker_threads = workers.transpose().map_err(|_| invalid("worker_threads", "must be at least 1".into()))?;
+        if self.worker_threads == Some(0) {
+            return Err(invalid("worker_threads", "must be at least 1".into()));
+        }
         let mut servers = servers(entries, heartbeat, &invalid)?;
         let is_aggregate = |s: &ServerConfig| matches!(s.upstream, UpstreamSpec::Aggregate(_));
         aggregates::add(self.aggregates, &mut servers, is_aggregate, |name, v| ServerConfig::aggregate(name, heartbeat, v))
@@ -382,7 +383,7 @@ impl FileModel {
             instance_id: self.instance_id,
             public_base_path: self.public_base_path.map(|p| p.trim_end_matches('/').to_string()),
             log_dir: self.log_dir,
-            worker_threads,
+            worker_threads: self.worker_threads.and_then(std::num::NonZeroUsize::new),
             redis_ca: self.redis_ca_file.map(|p| tls::redis_ca(&p).map_err(|r| invalid("redis_ca_file", r))).transpose()?,
             redis: RedisTarget::from_keys(self.redis, self.redis_cluster, self.redis_sentinel, self.redis_sentinel_master)
                 .map_err(|(key, reason)| invalid(key, reason))?,

@@ -15,6 +15,8 @@ pub(crate) const STATELESS: &str = "stateless (2026-07-28)";
 pub(crate) const RELAY: &str = "relay floor (hyper + child, no hand-off)";
 /// The transport label of the bridge's rows on one child shared by every session.
 pub(crate) const SHARED: &str = "streamable, JSON answers, one shared child";
+/// Every transport the bridge's throughput rows are measured on, in the tables' order.
+const BRIDGE_TRANSPORTS: [&str; 5] = ["sse", "streamable, SSE answers", "streamable, JSON answers", SHARED, STATELESS];
 
 /// One throughput series: who, over what, and the points per session count.
 pub(crate) struct Series {
@@ -87,7 +89,7 @@ pub(crate) fn write_throughput(
         else {
             continue;
         };
-        for tr in ["sse", "streamable, SSE answers", "streamable, JSON answers", SHARED, STATELESS] {
+        for tr in BRIDGE_TRANSPORTS {
             if let Some(b) = get("mcp-bridge", tr, k) {
                 writeln!(
                     doc,
@@ -152,7 +154,7 @@ pub(crate) fn write_peers(
     }
     writeln!(doc)?;
     // Every bridge transport against every peer row, on CPU per request.
-    let ours: Vec<(&str, Point)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", SHARED, STATELESS]
+    let ours: Vec<(&str, Point)> = BRIDGE_TRANSPORTS
         .into_iter()
         .filter_map(|tr| {
             series.iter().find(|x| x.target == "mcp-bridge" && x.transport == tr).and_then(|x| x.median(k)).map(|p| (tr, p))
@@ -291,7 +293,7 @@ pub(crate) fn write_targets(
         }
     }
     // Issue 16: CPU per request on every transport, alone and against the Rust peer's builds.
-    let cpu: Vec<(&str, f64)> = ["sse", "streamable, SSE answers", "streamable, JSON answers", SHARED, STATELESS]
+    let cpu: Vec<(&str, f64)> = BRIDGE_TRANSPORTS
         .into_iter()
         .filter_map(|tr| get("mcp-bridge", tr, k).and_then(|p| p.cost).map(|c| (tr, c.cpu_us)))
         .collect();

@@ -53,7 +53,7 @@ pub(crate) struct EventStream {
     bytes: u64,
     done: bool,
     /// Counts this stream among the POST answers open while it lives ([`EventStream::counted`]).
-    answering: Option<crate::app::Answering>,
+    answering: Option<crate::app::Counted>,
 }
 
 impl EventStream {
@@ -121,7 +121,7 @@ impl EventStream {
     }
 
     /// Counts this stream among the POST answers open (`guard`) until it is dropped.
-    pub(crate) fn counted(&mut self, guard: crate::app::Answering) {
+    pub(crate) fn counted(&mut self, guard: crate::app::Counted) {
         self.answering = Some(guard);
     }
 
