@@ -35,6 +35,7 @@ mod route;
 mod sink;
 mod stream_map;
 mod summary;
+mod task;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -47,7 +48,7 @@ use crate::config::{ServerConfig, SessionSettings};
 pub(crate) use crate::ids::{CloseReason, SessionId, Transport};
 use crate::metrics;
 use crate::protocol::jsonrpc::{self, Peek};
-use crate::upstream::{self, Upstream, UpstreamEvent};
+use crate::upstream::{self, Upstream};
 pub(crate) use env::Env;
 use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
 use journal::Journal;
@@ -138,6 +139,8 @@ struct State {
     bytes: u64,
     /// Upstream messages logged but not sent yet (cluster mode; see `hold.rs`).
     hold: hold::Hold,
+    /// The upstream's events, made when it starts, until the session task takes them.
+    started: Option<upstream::EventsRx>,
 }
 
 /// What a taken-over session starts from (see `cluster::restore`).
@@ -181,9 +184,9 @@ pub struct Session {
     /// The authenticated client that opened the session; only it may use the session.
     pub principal: Option<Arc<str>>,
     state: Mutex<State>,
-    /// Upstream events for the session task; cloned into the upstream when it starts.
-    events_tx: upstream::Events,
-    ended: Notify,
+    /// Wakes the session task when the session ends, or when its upstream starts and
+    /// leaves the receiver of its events in `State::started`.
+    wake: Notify,
     env: Env,
     /// The bytes its streams' logs may hold, drawn from the instance's pool.
     budget: Budget,
@@ -201,8 +204,7 @@ impl Session {
         env: Env,
         principal: Option<Arc<str>>,
         restored: Option<Restored>,
-    ) -> (Arc<Session>, upstream::EventsRx) {
-        let (events_tx, events_rx) = upstream::events(&env.upstream.pump);
+    ) -> Arc<Session> {
         let budget = Budget::new(settings.event_log_bytes, settings.max_event_log_memory);
         let mut streams = stream_map::StreamMap::new();
         streams.insert(0, Stream::new(&settings, false, &budget));
@@ -249,14 +251,14 @@ impl Session {
                 events: 0,
                 bytes: 0,
                 hold: Default::default(),
+                started: None,
             }),
-            events_tx,
-            ended: Notify::new(),
+            wake: Notify::new(),
             env,
             budget,
             me,
         };
-        (Arc::new_cyclic(|me| session(me.clone())), events_rx)
+        Arc::new_cyclic(|me| session(me.clone()))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -329,8 +331,13 @@ impl Session {
                 let who = (self.id, self.principal.clone());
                 let mut ctx = self.env.upstream.clone();
                 ctx.direct = self.env.journal.is_none().then(|| self.direct_route());
-                let up = upstream::start(&self.server, who, ctx, self.events_tx.clone(), resume);
+                // The events channel is made here, not with the session: an idle session (a
+                // legacy SSE stream that has sent nothing yet) holds no channel.
+                let (events_tx, events_rx) = upstream::events(&self.env.upstream.pump);
+                let up = upstream::start(&self.server, who, ctx, events_tx, resume);
                 st.upstream = UpstreamState::Running(up);
+                st.started = Some(events_rx);
+                self.wake.notify_one();
             }
             match &st.upstream {
                 UpstreamState::Running(up) => Ok(up.tx.clone()),
@@ -444,69 +451,6 @@ impl Session {
                 s.live = None;
             }
         }
-    }
-
-    /// Time left before the session counts as idle (a request in flight holds it), or `None`.
-    fn idle_left(&self) -> Option<std::time::Duration> {
-        let st = self.state();
-        let now = Instant::now();
-        if st.streams.values().any(|s| s.live.as_ref().is_some_and(Live::reading)) || st.in_flight() > 0 {
-            return Some(self.settings.idle_timeout);
-        }
-        (st.last_activity + self.settings.idle_timeout).checked_duration_since(now).filter(|d| !d.is_zero())
-    }
-
-    /// Drives the session: upstream messages, upstream exit, idle expiry, request timeouts.
-    ///
-    /// The idle and request deadlines are looked at only when the timer fires, not after every
-    /// upstream message: the timer is set at most one request timeout ahead, so a request sent
-    /// after it was set is due no earlier than it fires, and activity only moves the idle
-    /// deadline later (firing early just sets the timer again).
-    pub(crate) async fn run(self: Arc<Self>, mut events: upstream::EventsRx) {
-        let Some(wake) = self.next_wake() else { return };
-        let timer = tokio::time::sleep(wake);
-        tokio::pin!(timer);
-        loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(UpstreamEvent::Message(raw)) => match self.on_upstream_messages(raw, &mut events).await {
-                        hold::Released::Ended => return,
-                        hold::Released::Next(None) => {}
-                        hold::Released::Next(Some(ev)) => {
-                            if !self.on_upstream_event(ev) {
-                                return;
-                            }
-                        }
-                    },
-                    Some(ev) => {
-                        if !self.on_upstream_event(ev) {
-                            return;
-                        }
-                    }
-                    None => return,
-                },
-                () = &mut timer => {
-                    let Some(wake) = self.next_wake() else { return };
-                    timer.as_mut().reset(tokio::time::Instant::now() + wake);
-                }
-                _ = self.ended.notified() => return,
-            }
-        }
-    }
-
-    /// Ends an idle session (`None`), answers the requests that are due with errors, and
-    /// says when to look again.
-    fn next_wake(&self) -> Option<std::time::Duration> {
-        let Some(idle) = self.idle_left() else {
-            self.end(CloseReason::IdleTimeout, "no stream attached and no request within the idle timeout");
-            return None;
-        };
-        // With nothing pending, still look again within one request timeout: a request sent
-        // meanwhile is noticed only at the next wake, so it must come before it is due.
-        Some(match self.expire_requests() {
-            Some(due) => idle.min(due.max(std::time::Duration::from_millis(10))),
-            None => self.settings.request_timeout.map_or(idle, |t| idle.min(t)),
-        })
     }
 }
 

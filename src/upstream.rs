@@ -43,7 +43,7 @@ pub(crate) fn events(limits: &crate::config::pump::PumpLimits) -> (Events, Event
 }
 
 #[derive(Debug)]
-pub enum UpstreamEvent {
+pub(crate) enum UpstreamEvent {
     Message(Bytes),
     /// A remote Streamable HTTP upstream issued its session id.
     Session {

@@ -61,7 +61,7 @@ impl Session {
             self.env.health.crashed(&self.server.name, detail);
         }
         tracing::info!(session = %self.id, server = %self.server.name, transport = self.transport.as_str(), reason = %reason, detail, "session ended");
-        self.ended.notify_one();
+        self.wake.notify_one();
     }
 
     /// Answers requests unanswered past the request timeout with an error, and cancels them

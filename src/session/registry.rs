@@ -13,13 +13,13 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Registers a session made by `Session::new` and starts the task that drives it.
-    pub(crate) fn start(self: &Arc<Self>, (session, events): (Arc<Session>, crate::upstream::EventsRx)) -> Arc<Session> {
+    pub(crate) fn start(self: &Arc<Self>, session: Arc<Session>) -> Arc<Session> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(session.id, session.clone());
         let registry = Arc::downgrade(self);
         let task = session.clone();
         tokio::spawn(async move {
             let id = task.id;
-            task.run(events).await;
+            task.run().await;
             if let Some(registry) = registry.upgrade() {
                 registry.sessions.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
             }

@@ -34,7 +34,7 @@ impl Weigh for UpstreamEvent {
 }
 
 /// A taken value's bytes, still counted against the budget until dropped.
-pub struct Held {
+pub(crate) struct Held {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -56,7 +56,7 @@ impl<T> Clone for Sender<T> {
 }
 
 /// The receiving side: taking a value gives its bytes back to the senders.
-pub struct Receiver<T> {
+pub(crate) struct Receiver<T> {
     rx: mpsc::Receiver<Queued<T>>,
 }
 
@@ -148,23 +148,23 @@ impl<T> Reserved<'_, T> {
 
 impl<T> Receiver<T> {
     /// The next value; its bytes go back to the budget.
-    pub async fn recv(&mut self) -> Option<T> {
+    pub(crate) async fn recv(&mut self) -> Option<T> {
         self.rx.recv().await.map(|(v, _permit)| v)
     }
 
     /// The next value with its bytes, which go back to the budget when the holder drops them
     /// (the stdio writer keeps them until the message is written).
-    pub async fn recv_held(&mut self) -> Option<(T, Held)> {
+    pub(crate) async fn recv_held(&mut self) -> Option<(T, Held)> {
         self.rx.recv().await.map(|(v, permit)| (v, Held { _permit: permit }))
     }
 
     /// The next value if one is queued now; its bytes go back to the budget.
-    pub fn try_recv(&mut self) -> Option<T> {
+    pub(crate) fn try_recv(&mut self) -> Option<T> {
         self.rx.try_recv().ok().map(|(v, _permit)| v)
     }
 
     /// Values queued now.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.rx.len()
     }
 }
