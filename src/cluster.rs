@@ -42,7 +42,7 @@ use crate::config::RedisTarget;
 use crate::ids::{CloseReason, SessionId};
 use crate::session::journal::{Entry, Journal};
 use crate::session::registry::Registry;
-use crate::session::{CloseCell, Frame, Session};
+use crate::session::{CloseCell, Frame, FrameRx, FrameTx, Session};
 use wire::{Envelope, Failure, Reply, Request};
 
 /// How long a forwarded request waits for a live owner's answer (one whose lease lapses is
@@ -94,7 +94,7 @@ pub enum ClusterError {
 
 /// A client stream this instance holds for a session owned elsewhere.
 struct HeldStream {
-    tx: mpsc::Sender<Frame>,
+    tx: FrameTx,
     reason: CloseCell,
     owner: String,
     /// The owner's epoch when the stream was opened: the stream ends when it lapses.
@@ -410,9 +410,9 @@ impl Cluster {
 
     /// Registers a client stream this instance holds for a session owned by `owner`; frames
     /// the owner publishes under the returned token arrive on the receiver.
-    pub(crate) fn hold(&self, owner: &str, epoch: u64, sid: SessionId) -> (u64, mpsc::Receiver<Frame>, CloseCell) {
+    pub(crate) fn hold(&self, owner: &str, epoch: u64, sid: SessionId) -> (u64, FrameRx, CloseCell) {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(crate::session::STREAM_QUEUE);
+        let (tx, rx) = crate::session::frames();
         let reason = CloseCell::default();
         let held = HeldStream {
             tx,

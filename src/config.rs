@@ -81,7 +81,7 @@ pub enum HeartbeatFormat {
 }
 
 /// How sessions are kept and bounded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SessionSettings {
     /// A session with no stream attached and no request for this long is ended.
     pub idle_timeout: Duration,

@@ -26,7 +26,8 @@ pub(crate) type Servers = Arc<std::collections::BTreeMap<String, Arc<ServerConfi
 #[derive(Clone)]
 pub(crate) struct Locator {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) env: session::Env,
+    /// One for every session here (a copy in each would cost 136 bytes a session).
+    pub(crate) env: Arc<session::Env>,
     /// Set in cluster mode (and then it is the sessions' journal too).
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// The configuration as started: limits and session settings.
@@ -35,6 +36,9 @@ pub(crate) struct Locator {
     /// Set on shutdown when the sessions are taken out of the registry to be ended or handed
     /// over: from then on this instance takes no session over (`find`).
     pub(crate) retired: Arc<std::sync::atomic::AtomicBool>,
+    /// Each server's session settings, shared by its sessions (a copy in each would cost
+    /// 152 bytes a session): by server name, made again when they differ (a reload).
+    settings: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<SessionSettings>>>>,
 }
 
 impl Locator {
@@ -48,11 +52,12 @@ impl Locator {
         env.journal = cluster.clone().map(|c| c as Arc<dyn Journal>);
         Locator {
             registry,
-            env,
+            env: Arc::new(env),
             cluster,
             servers: Arc::new(std::sync::RwLock::new(Arc::new(config.servers.clone()))),
             config,
             retired: Arc::default(),
+            settings: Arc::default(),
         }
     }
 
@@ -71,12 +76,21 @@ impl Locator {
     }
 
     /// Session settings with the server's own heartbeat.
-    pub(crate) fn settings_for(&self, server: &ServerConfig) -> SessionSettings {
-        SessionSettings {
+    pub(crate) fn settings_for(&self, server: &ServerConfig) -> Arc<SessionSettings> {
+        let settings = SessionSettings {
             heartbeat: server.heartbeat,
             request_timeout: self.config.limits.request_timeout,
             max_pending: self.config.limits.max_pending_per_session,
             ..self.config.sessions
+        };
+        let mut shared = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        match shared.get(&server.name) {
+            Some(s) if **s == settings => s.clone(),
+            _ => {
+                let s = Arc::new(settings);
+                shared.insert(server.name.clone(), s.clone());
+                s
+            }
         }
     }
 }

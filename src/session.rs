@@ -41,7 +41,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::{ServerConfig, SessionSettings};
@@ -53,12 +53,10 @@ pub(crate) use env::Env;
 use event_log::{memory::Budget, Entry, EventLog, Gap, Overflow};
 use journal::Journal;
 pub(crate) use route::Target;
-pub(crate) use sink::{CloseCell, Frame, RemoteSink, Sink};
+pub(crate) use sink::{frames, CloseCell, Frame, FrameRx, FrameTx, RemoteSink, Sink, STREAM_QUEUE};
 use sink::{Live, SendFailed};
 pub(crate) use summary::TimelineEntry;
 
-/// Frames queued per attached stream before the client counts as a slow consumer.
-pub(crate) const STREAM_QUEUE: usize = 256;
 /// Finished POST streams kept for replay, per session.
 const DONE_STREAMS_KEPT: usize = 64;
 
@@ -82,7 +80,7 @@ pub struct Attached {
     pub stream: u32,
     /// Logged events the client missed, sent before anything live.
     pub replay: Vec<Entry>,
-    pub rx: mpsc::Receiver<Frame>,
+    pub rx: FrameRx,
     pub reason: CloseCell,
 }
 
@@ -180,14 +178,14 @@ pub struct Session {
     pub created: Instant,
     pub server: Arc<ServerConfig>,
     pub transport: Transport,
-    pub settings: SessionSettings,
+    pub settings: Arc<SessionSettings>,
     /// The authenticated client that opened the session; only it may use the session.
     pub principal: Option<Arc<str>>,
     state: Mutex<State>,
     /// Wakes the session task when the session ends, or when its upstream starts and
     /// leaves the receiver of its events in `State::started`.
     wake: Notify,
-    env: Env,
+    env: Arc<Env>,
     /// The bytes its streams' logs may hold, drawn from the instance's pool.
     budget: Budget,
     /// Itself, for the upstream's direct route (see [`Session::direct_route`]).
@@ -200,8 +198,8 @@ impl Session {
         id: SessionId,
         server: Arc<ServerConfig>,
         transport: Transport,
-        settings: SessionSettings,
-        env: Env,
+        settings: Arc<SessionSettings>,
+        env: Arc<Env>,
         principal: Option<Arc<str>>,
         restored: Option<Restored>,
     ) -> Arc<Session> {
@@ -349,7 +347,7 @@ impl Session {
     /// Opens a POST stream for `requests` requests, read by a client connected here.
     pub fn open_stream(&self, requests: usize, json: bool) -> Result<(Opened, Attached), SendError> {
         let reason = CloseCell::default();
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let (tx, rx) = frames();
         let opened = self.open_stream_with(requests, json, Sink::Local(tx), reason.clone())?;
         Ok((opened, Attached { stream: opened.stream, replay: Vec::new(), rx, reason }))
     }
@@ -383,7 +381,7 @@ impl Session {
     /// still thinks is alive; otherwise a second live standalone stream is a conflict.
     pub fn attach(&self, stream: u32, after: Option<u64>, replace: bool) -> Result<Attached, AttachError> {
         let reason = CloseCell::default();
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let (tx, rx) = frames();
         let info = self.attach_with(stream, after, replace, Sink::Local(tx), reason.clone())?;
         Ok(Attached { stream, replay: info.replay, rx, reason })
     }

@@ -47,7 +47,7 @@ const SEQ_GAP: u64 = 1 << 20;
 pub(crate) struct Taken {
     pub server: Arc<ServerConfig>,
     pub transport: Transport,
-    pub settings: SessionSettings,
+    pub settings: Arc<SessionSettings>,
     pub principal: Option<Arc<str>>,
     pub restored: Restored,
     /// Requests that were in flight on the dead owner, and the streams they answer on.
@@ -65,7 +65,7 @@ pub(crate) async fn take_over(
     cluster: &Cluster,
     sid: SessionId,
     record: &Record,
-    server: impl Fn(&str) -> Option<(Arc<ServerConfig>, SessionSettings)>,
+    server: impl Fn(&str) -> Option<(Arc<ServerConfig>, Arc<SessionSettings>)>,
 ) -> Result<Option<Taken>, ClusterError> {
     let Some((from, from_epoch)) = &record.owner else { return Ok(None) };
     let Some((server, settings)) = record.server.as_deref().and_then(server) else { return Ok(None) };

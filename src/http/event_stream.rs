@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::{Heartbeat, HeartbeatFormat};
 use crate::locator::Detach;
 use crate::session::event_log::Entry;
-use crate::session::{Attached, CloseCell, CloseReason, Frame, SessionId, Transport};
+use crate::session::{Attached, CloseCell, CloseReason, Frame, FrameRx, SessionId, Transport};
 use crate::{metrics, sse};
 
 /// Who a stream is for, for its lifecycle lines.
@@ -41,7 +40,7 @@ pub(crate) struct EventStream {
     /// A POST's answer stream (see `new`): quiet when it completes.
     per_request: bool,
     replay: std::vec::IntoIter<Entry>,
-    rx: mpsc::Receiver<Frame>,
+    rx: FrameRx,
     heartbeat: Option<(Duration, HeartbeatFormat, Pin<Box<Sleep>>)>,
     lifetime: Option<Pin<Box<Sleep>>>,
     last_seq: Option<u64>,
@@ -312,8 +311,8 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
-    fn stream(hb: Heartbeat) -> (EventStream, mpsc::Sender<Frame>) {
-        let (tx, rx) = mpsc::channel(8);
+    fn stream(hb: Heartbeat) -> (EventStream, crate::session::FrameTx) {
+        let (tx, rx) = crate::session::frames();
         let info = StreamInfo {
             session: SessionId::parse("00000000000000000000000000000001").unwrap(),
             stream: 0,
@@ -359,7 +358,7 @@ mod tests {
         let (mut s, tx) = stream(Heartbeat { interval: Some(Duration::from_secs(10)), format: HeartbeatFormat::Comment });
         next_at(&mut s).await;
         tokio::time::advance(Duration::from_secs(7)).await;
-        tx.send(Frame::Message(1, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(1, Bytes::from_static(b"{}"))).await.unwrap();
         let (b, _) = next_at(&mut s).await;
         assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-1\nevent: message\n"));
         let (b, t) = next_at(&mut s).await;
@@ -374,7 +373,7 @@ mod tests {
         let (b, _) = next_at(&mut s).await;
         let text = std::str::from_utf8(&b).unwrap();
         assert!(text.starts_with("event: heartbeat\ndata: {\"type\":\"heartbeat\",\"timestamp\":"), "{text}");
-        tx.send(Frame::Message(4, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(4, Bytes::from_static(b"{}"))).await.unwrap();
         next_at(&mut s).await;
         let (b, _) = next_at(&mut s).await;
         assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-4\nevent: heartbeat\n"));
@@ -390,7 +389,7 @@ mod tests {
             s
         });
         tokio::time::advance(Duration::from_millis(1)).await;
-        tx.send(Frame::Message(1, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(1, Bytes::from_static(b"{}"))).await.unwrap();
         drop(tx);
         let mut s = waiting.await.unwrap();
         assert!(s.early.is_some(), "the answer was taken within the wait");
@@ -405,7 +404,7 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_millis(5));
         assert!(s.early.is_none());
         assert_eq!(&s.next().await.unwrap().unwrap()[..], b"retry: 1000\n\n");
-        tx.send(Frame::Message(2, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(2, Bytes::from_static(b"{}"))).await.unwrap();
         let b = s.next().await.unwrap().unwrap();
         assert!(b.starts_with(b"id: 00000000000000000000000000000001-0-2\n"), "{b:?}");
         drop(tx);
@@ -417,7 +416,7 @@ mod tests {
         let off = Heartbeat { interval: None, format: HeartbeatFormat::Comment };
         // Answered and closed by the session: the first chunk and the answer, as one body.
         let (mut s, tx) = stream(off);
-        tx.send(Frame::Message(3, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(3, Bytes::from_static(b"{}"))).await.unwrap();
         drop(tx);
         s.prefetch(Duration::from_millis(5)).await;
         let whole = s.take_complete().expect("complete");
@@ -426,7 +425,7 @@ mod tests {
         // Answered, but the session has not closed the stream (another request of the batch
         // is open): it stays a stream, and the prefetched event is still the next one.
         let (mut s, tx) = stream(off);
-        tx.send(Frame::Message(4, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(4, Bytes::from_static(b"{}"))).await.unwrap();
         s.prefetch(Duration::from_millis(5)).await;
         assert!(s.take_complete().is_none(), "the sender lives: more may come");
         assert_eq!(&s.next().await.unwrap().unwrap()[..], b"retry: 1000\n\n");
@@ -434,8 +433,8 @@ mod tests {
         // Closed with a second event still queued: not taken whole (only what was prefetched
         // would be), so it streams both.
         let (mut s, tx) = stream(off);
-        tx.send(Frame::Message(5, Bytes::from_static(b"{}"))).await.unwrap();
-        tx.send(Frame::Message(6, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(5, Bytes::from_static(b"{}"))).await.unwrap();
+        tx.send_async(Frame::Message(6, Bytes::from_static(b"{}"))).await.unwrap();
         drop(tx);
         s.prefetch(Duration::from_millis(5)).await;
         assert!(s.take_complete().is_none(), "an event is still queued");

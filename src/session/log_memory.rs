@@ -10,7 +10,7 @@ impl Live {
     /// concern (it lets the client go when that queue fills).
     pub(super) fn queued(&self) -> usize {
         match &self.sink {
-            Sink::Local(tx) => tx.max_capacity() - tx.capacity(),
+            Sink::Local(tx) => tx.len(),
             Sink::Remote { .. } => 0,
         }
     }

@@ -36,7 +36,9 @@ impl Session {
                 ev = next_event(&mut events) => {
                     let Some(rx) = events.as_mut() else { continue };
                     match ev {
-                        Some(UpstreamEvent::Message(raw)) => match self.on_upstream_messages(raw, rx).await {
+                        // Boxed: the wait on the journal (cluster mode) is the largest state of this
+                        // future, which every session's task would hold for its whole life.
+                        Some(UpstreamEvent::Message(raw)) => match Box::pin(self.on_upstream_messages(raw, rx)).await {
                             hold::Released::Ended => return,
                             hold::Released::Next(None) => {}
                             hold::Released::Next(Some(ev)) => {
@@ -93,4 +95,3 @@ async fn next_event(events: &mut Option<upstream::EventsRx>) -> Option<UpstreamE
         None => std::future::pending().await,
     }
 }
-

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
-use tokio::sync::mpsc;
 
 use super::reply::{answer, error};
 use crate::app::AppState;
@@ -24,7 +23,7 @@ use crate::protocol::method;
 use crate::protocol::modern::{self as wire, code, ClientCaps, ModernRequest};
 use crate::protocol::request_state::RequestState;
 use crate::session::event_log::Entry;
-use crate::session::{Attached, CloseReason, Frame, SessionId, Target, Transport};
+use crate::session::{Attached, CloseReason, Frame, FrameRx, SessionId, Target, Transport};
 use crate::stateless::Backing;
 use crate::{metrics, sse};
 
@@ -139,7 +138,7 @@ pub(super) struct Exchange {
     _held: Held,
     stream: u32,
     replay: std::vec::IntoIter<Entry>,
-    rx: mpsc::Receiver<Frame>,
+    rx: FrameRx,
     /// The id of the HTTP request being answered (a retry's own id).
     reply_id: Box<str>,
     method: String,

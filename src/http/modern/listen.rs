@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::response::Response;
-use tokio::sync::mpsc;
 
 use super::reply::checkout_failed;
 use crate::app::AppState;
@@ -16,7 +15,7 @@ use crate::http::Error;
 use crate::locator::OpError;
 use crate::protocol::jsonrpc::{self, Kind, Peek};
 use crate::protocol::modern::{self as wire, ListenFilter, ModernRequest};
-use crate::session::{CloseReason, Frame, Session, Target};
+use crate::session::{CloseReason, Frame, FrameRx, Session, Target};
 use crate::sse;
 use crate::stateless::Backing;
 
@@ -81,7 +80,7 @@ fn is_list_change_msg(data: &[u8]) -> bool {
 struct Listener {
     app: AppState,
     session: Arc<Session>,
-    rx: mpsc::Receiver<Frame>,
+    rx: FrameRx,
     changes: tokio::sync::broadcast::Receiver<Bytes>,
     filter: ListenFilter,
     id: Box<str>,

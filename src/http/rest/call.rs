@@ -13,7 +13,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 
 use crate::app::AppState;
 use crate::config::rest::OnInput;
@@ -22,7 +21,7 @@ use crate::http::{Error, Failure};
 use crate::protocol::jsonrpc::{self, code, Kind, Peek};
 use crate::protocol::method;
 use crate::protocol::modern::RequestMeta;
-use crate::session::{CloseReason, Frame, Session, Target};
+use crate::session::{CloseReason, Frame, FrameRx, Session, Target};
 use crate::stateless::{Backing, CheckoutError};
 
 /// How long a cancelled call's backing session lives on after `notifications/cancelled` was
@@ -48,7 +47,7 @@ pub(crate) struct Call {
     /// Held while the call runs; checked in once it is answered.
     backing: Option<Backing>,
     session: Arc<Session>,
-    rx: mpsc::Receiver<Frame>,
+    rx: FrameRx,
     /// The request's id as JSON text.
     id: String,
     on_input: OnInput,
