@@ -134,7 +134,7 @@ impl State {
         self.events += 1;
         self.bytes += raw.len() as u64;
         if let Ok(seq) = pushed {
-            if let Some((journal, sid)) = &self.persist {
+            if let Some((journal, sid)) = self.persist.as_deref() {
                 let entry = journal::Entry::Event { stream: n, seq, data: raw.clone(), evicted_upto: s.log.evicted_upto() };
                 journal.write(*sid, entry);
             }

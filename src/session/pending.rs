@@ -179,20 +179,25 @@ pub(super) fn digest(raw: &[u8]) -> u64 {
 
 /// The latest [`ANSWERED`] requests answered: by this session (with their digests), or before
 /// it took over (by the dead owner, or as lost: their bytes are not known), and the stream
-/// each answer went to.
+/// each answer went to. Boxed, and made on the first answer: a session that was never
+/// answered (an idle stream) holds a pointer, not the maps (80 bytes).
 #[derive(Default)]
-pub(super) struct Answered {
+pub(super) struct Answered(Option<Box<Recorded>>);
+
+#[derive(Default)]
+struct Recorded {
     streams: HashMap<Box<str>, (Target, Option<u64>)>,
     order: std::collections::VecDeque<Box<str>>,
 }
 
 impl Answered {
     pub(super) fn record(&mut self, id: &str, stream: Target, digest: Option<u64>) {
-        if self.streams.insert(id.into(), (stream, digest)).is_none() {
-            self.order.push_back(id.into());
-            if self.order.len() > ANSWERED {
-                if let Some(old) = self.order.pop_front() {
-                    self.streams.remove(&old);
+        let r = self.0.get_or_insert_default();
+        if r.streams.insert(id.into(), (stream, digest)).is_none() {
+            r.order.push_back(id.into());
+            if r.order.len() > ANSWERED {
+                if let Some(old) = r.order.pop_front() {
+                    r.streams.remove(&old);
                 }
             }
         }
@@ -200,6 +205,7 @@ impl Answered {
 
     /// Whether request `id` with `digest`, sent on `stream`, is one answered there already.
     pub(super) fn again(&self, id: &str, stream: Target, digest: impl FnOnce() -> u64) -> bool {
-        self.streams.get(id).is_some_and(|(s, d)| *s == stream && d.is_none_or(|d| d == digest()))
+        let Some(r) = &self.0 else { return false };
+        r.streams.get(id).is_some_and(|(s, d)| *s == stream && d.is_none_or(|d| d == digest()))
     }
 }

@@ -63,7 +63,7 @@ impl Session {
             UpstreamEvent::Session { url, id } => {
                 let mut st = self.state();
                 st.persist(|| journal::Entry::UpstreamSession { url: url.clone(), id: id.clone() });
-                st.upstream_session = Some((url, id));
+                st.upstream_session = Some(Box::new((url, id)));
             }
             UpstreamEvent::Closed { reason, detail } => {
                 self.end(reason, &detail);
