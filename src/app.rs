@@ -98,7 +98,13 @@ impl AppState {
             oauth: None,
             direct: None,
         };
-        let env = crate::session::Env { upstream, health: Arc::default(), changes: Arc::default(), journal: None };
+        let env = crate::session::Env {
+            upstream,
+            health: Arc::default(),
+            changes: Arc::default(),
+            journal: None,
+            registry: std::sync::Weak::new(),
+        };
         AppState(Arc::new(App {
             reloader,
             lifecycle: Arc::default(),

@@ -50,6 +50,7 @@ impl Locator {
         cluster: Option<Arc<Cluster>>,
     ) -> Locator {
         env.journal = cluster.clone().map(|c| c as Arc<dyn Journal>);
+        env.registry = Arc::downgrade(&registry);
         Locator {
             registry,
             env: Arc::new(env),
@@ -210,8 +211,13 @@ pub(crate) async fn create(
         return Err(OpError::Limit { per_principal: false, message });
     }
     let settings = app.settings_for(&server);
-    let session =
-        app.registry.start(Session::new(SessionId::random(), server, transport, settings, app.env.clone(), principal, None));
+    let session = Session::new(SessionId::random(), server, transport, settings, app.env.clone(), principal, None);
+    // A legacy SSE session's stream attaches at once, and in one process nothing else needs
+    // its task until the upstream starts or the stream goes (an idle stream then costs no task).
+    let session = match transport == Transport::Sse && app.cluster.is_none() {
+        true => app.registry.start_idle(session),
+        false => app.registry.start(session),
+    };
     if let Some(cluster) = &app.cluster {
         if let Err(e) = cluster.register(&session).await {
             app.registry.remove(session.id);

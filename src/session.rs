@@ -141,6 +141,8 @@ struct State {
     hold: hold::Hold,
     /// The upstream's events, made when it starts, until the session task takes them.
     started: Option<upstream::EventsRx>,
+    /// Whether the session task was spawned (see [`Session::needs_task`]).
+    task: bool,
 }
 
 /// What a taken-over session starts from (see `cluster::restore`).
@@ -252,6 +254,7 @@ impl Session {
                 bytes: 0,
                 hold: Default::default(),
                 started: None,
+                task: false,
             }),
             wake: Notify::new(),
             env,
@@ -315,9 +318,10 @@ impl Session {
         self.enqueue(messages, stream.into()).await
     }
 
-    /// The upstream's queue, starting the upstream on the session's first message.
+    /// The upstream's queue, starting the upstream (and the session task, which takes its
+    /// events) on the session's first message.
     fn upstream_tx(&self) -> Result<upstream::budget::Sender<Bytes>, SendError> {
-        {
+        let (tx, spawn) = {
             let mut st = self.state();
             if let Some(reason) = st.ended {
                 return Err(SendError::Ended(reason));
@@ -340,10 +344,12 @@ impl Session {
                 self.wake.notify_one();
             }
             match &st.upstream {
-                UpstreamState::Running(up) => Ok(up.tx.clone()),
-                _ => Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
+                UpstreamState::Running(up) => (up.tx.clone(), st.task_to_spawn()),
+                _ => return Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
             }
-        }
+        };
+        self.spawn_task(spawn);
+        Ok(tx)
     }
 
     /// Opens a POST stream for `requests` requests, read by a client connected here.
@@ -433,24 +439,32 @@ impl Session {
 
     /// A remote holder's client went away from stream `stream`.
     pub fn detached_remote(&self, stream: u32, token: u64) {
-        let mut st = self.state();
-        st.last_activity = Instant::now();
-        if let Some(s) = st.streams.get_mut(&stream) {
-            if s.live.as_ref().is_some_and(|l| l.is_remote(token)) {
-                s.live = None;
+        let spawn = {
+            let mut st = self.state();
+            st.last_activity = Instant::now();
+            if let Some(s) = st.streams.get_mut(&stream) {
+                if s.live.as_ref().is_some_and(|l| l.is_remote(token)) {
+                    s.live = None;
+                }
             }
-        }
+            st.task_to_spawn()
+        };
+        self.spawn_task(spawn);
     }
 
-    /// Called by a stream body when the client went away.
+    /// Called by a stream body when the client went away: the idle countdown starts.
     pub fn detached(&self, stream: u32, rx_reason: &CloseCell) {
-        let mut st = self.state();
-        st.last_activity = Instant::now();
-        if let Some(s) = st.streams.get_mut(&stream) {
-            if s.live.as_ref().is_some_and(|l| Arc::ptr_eq(&l.reason, rx_reason)) {
-                s.live = None;
+        let spawn = {
+            let mut st = self.state();
+            st.last_activity = Instant::now();
+            if let Some(s) = st.streams.get_mut(&stream) {
+                if s.live.as_ref().is_some_and(|l| Arc::ptr_eq(&l.reason, rx_reason)) {
+                    s.live = None;
+                }
             }
-        }
+            st.task_to_spawn()
+        };
+        self.spawn_task(spawn);
     }
 }
 

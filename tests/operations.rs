@@ -115,6 +115,23 @@ async fn metrics_count_a_real_session() {
     assert_eq!(m.value("mcp_bridge_sessions_open", &sse), 1.0, "the session outlives its streams (idle timeout)");
 }
 
+/// A legacy SSE session that has sent nothing gets no task while its stream is attached (an
+/// idle stream costs no task, issue 16); its task starts when the stream goes, and the idle
+/// timeout still ends it.
+#[tokio::test]
+async fn a_silent_legacy_session_ends_at_the_idle_timeout_once_its_stream_goes() {
+    let config = format!("[sessions]\nidle_timeout = \"1s\"\n{}", echo_server("echo"));
+    let b = Bridge::named("silent", &config, &["--heartbeat-interval", "300ms"]).await;
+    let base = b.base();
+    let mut c = Legacy::connect_as(&base, "echo", None).await;
+    let sse = [("server", "echo"), ("transport", "sse")];
+    c.heartbeats_more(5, MINUTE).await;
+    assert_eq!(b.metrics().await.value("mcp_bridge_sessions_open", &sse), 1.0, "an attached stream holds its session");
+    c.disconnect();
+    b.wait_log(&["session ended", &c.sid, "reason=idle_timeout"], MINUTE).await;
+    assert_eq!(b.metrics().await.value("mcp_bridge_sessions_open", &sse), 0.0, "the session ended");
+}
+
 // ---- admin API ------------------------------------------------------------------------------
 
 /// Two servers, two clients with bearer tokens (so sessions carry a principal).

@@ -40,7 +40,14 @@ pub(crate) async fn open(
         }
         None => {
             let session = locator::create(&app.locator, server.clone(), Transport::Sse, principal).await?;
-            let attached = session.attach(0, None, true).map_err(Error::Attach)?;
+            let attached = match session.attach(0, None, true) {
+                Ok(a) => a,
+                Err(e) => {
+                    // Its task (started by `end`) takes it out of the registry.
+                    session.end(CloseReason::Error, "its stream could not attach");
+                    return Err(Error::Attach(e));
+                }
+            };
             let seq = session.reserve_seq(0).unwrap_or(0);
             let prefix = public_prefix(&headers, app.config.public_base_path.as_deref());
             let narrowed = super::narrow::endpoint_suffix(super::narrow::tools_of(&server, &uri).as_deref());

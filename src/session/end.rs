@@ -62,6 +62,8 @@ impl Session {
         }
         tracing::info!(session = %self.id, server = %self.server.name, transport = self.transport.as_str(), reason = %reason, detail, "session ended");
         self.wake.notify_one();
+        // The task takes the session out of the registry.
+        self.needs_task();
     }
 
     /// Answers requests unanswered past the request timeout with an error, and cancels them

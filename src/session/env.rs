@@ -1,13 +1,14 @@
 //! What every session shares: the upstream context it starts its upstream with, and what only
 //! sessions read (server health, the list changes of backing sessions, the journal).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::health::Health;
 use crate::upstream;
 
 use super::changes::Changes;
 use super::journal::Journal;
+use super::registry::Registry;
 
 /// The environment a session lives in; cloned into each.
 #[derive(Clone)]
@@ -21,4 +22,6 @@ pub struct Env {
     /// Set in cluster mode: sessions write down what another instance needs to take them
     /// over (the cluster implements it).
     pub(crate) journal: Option<Arc<dyn Journal>>,
+    /// The registry the sessions are held in, which spawns their tasks (set by `Locator::new`).
+    pub(crate) registry: Weak<Registry>,
 }

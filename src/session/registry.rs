@@ -14,9 +14,23 @@ pub(crate) struct Registry {
 impl Registry {
     /// Registers a session made by `Session::new` and starts the task that drives it.
     pub(crate) fn start(self: &Arc<Self>, session: Arc<Session>) -> Arc<Session> {
+        let session = self.start_idle(session);
+        session.needs_task();
+        session
+    }
+
+    /// Registers a session whose client stream attaches at once (a legacy SSE GET): its task
+    /// starts when it is first needed (see [`Session::needs_task`]). Until then the session
+    /// costs no task: an idle stream's session has nothing to do.
+    pub(crate) fn start_idle(self: &Arc<Self>, session: Arc<Session>) -> Arc<Session> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(session.id, session.clone());
+        session
+    }
+
+    /// Spawns the task that drives `session`; the task removes the session when it ends.
+    pub(super) fn spawn_task(self: &Arc<Self>, session: Arc<Session>) {
         let registry = Arc::downgrade(self);
-        let task = session.clone();
+        let task = session;
         tokio::spawn(async move {
             let id = task.id;
             task.run().await;
@@ -24,7 +38,6 @@ impl Registry {
                 registry.sessions.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
             }
         });
-        session
     }
 
     pub(crate) fn contains(&self, id: SessionId) -> bool {

@@ -5,11 +5,26 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{hold, Live, Session};
+use super::{hold, Live, Session, State};
 use crate::ids::CloseReason;
 use crate::upstream::{self, UpstreamEvent};
 
 impl Session {
+    /// Starts the session task if it is not running. A session registered without one
+    /// (`Registry::start_idle`) needs it once its upstream starts, its stream goes (the idle
+    /// countdown), or it ends (the task takes it out of the registry).
+    pub(crate) fn needs_task(&self) {
+        let spawn = self.state().task_to_spawn();
+        self.spawn_task(spawn);
+    }
+
+    /// Spawns the session task if `spawn` (from [`State::task_to_spawn`], under the lock).
+    pub(super) fn spawn_task(&self, spawn: bool) {
+        if let (true, Some(me), Some(registry)) = (spawn, self.me.upgrade(), self.env.registry.upgrade()) {
+            registry.spawn_task(me);
+        }
+    }
+
     /// Time left before the session counts as idle (a request in flight holds it), or `None`.
     fn idle_left(&self) -> Option<std::time::Duration> {
         let st = self.state();
@@ -93,5 +108,12 @@ async fn next_event(events: &mut Option<upstream::EventsRx>) -> Option<UpstreamE
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+impl State {
+    /// Whether the session task is to be spawned now: it is marked as running.
+    pub(super) fn task_to_spawn(&mut self) -> bool {
+        !std::mem::replace(&mut self.task, true)
     }
 }
