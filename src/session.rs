@@ -321,6 +321,7 @@ impl Session {
     /// The upstream's queue, starting the upstream (and the session task, which takes its
     /// events) on the session's first message.
     fn upstream_tx(&self) -> Result<upstream::budget::Sender<Bytes>, SendError> {
+        let mut started = false;
         let (tx, spawn) = {
             let mut st = self.state();
             if let Some(reason) = st.ended {
@@ -341,13 +342,16 @@ impl Session {
                 let up = upstream::start(&self.server, who, ctx, events_tx, resume);
                 st.upstream = UpstreamState::Running(Box::new(up));
                 st.started = Some(events_rx);
-                self.wake.notify_one();
+                started = true;
             }
             match &st.upstream {
                 UpstreamState::Running(up) => (up.tx.clone(), st.task_to_spawn()),
                 _ => return Err(SendError::Ended(st.ended.unwrap_or(CloseReason::UpstreamExited))),
             }
         };
+        if started {
+            self.wake.notify_one();
+        }
         self.spawn_task(spawn);
         Ok(tx)
     }

@@ -295,3 +295,29 @@ async fn raw_legacy_session_on_a_modern_only_upstream_mrtr_list_changed_and_canc
         seen.push(m);
     }
 }
+
+/// An initialize the adapter cannot read (a number for `protocolVersion`) ends the session with
+/// an answer, at once: the client is not left waiting on a session whose upstream is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_initialize_on_a_modern_only_upstream_is_answered_not_left_waiting() {
+    require_node();
+    let modern = ModernServer::start().await;
+    let bridge = Bridge::start(&adapted_config(&modern), &[]).await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": 20251125, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let started = Instant::now();
+    let resp = http()
+        .post(bridge.url("/mcp/adapted"))
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .timeout(Duration::from_secs(30))
+        .body(init.to_string())
+        .send()
+        .await
+        .expect("POST initialize");
+    let status = resp.status();
+    let body = resp.text().await.expect("the answer, whole");
+    assert!(started.elapsed() < Duration::from_secs(10), "answered in {:?}: {status} {body}", started.elapsed());
+    assert!(body.contains("\"error\"") && body.contains("\"id\":1"), "a JSON-RPC error for the initialize: {status} {body}");
+    bridge.wait_log(&["session ended", "reason=upstream_failed_to_start"], MINUTE).await;
+}

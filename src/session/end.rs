@@ -52,6 +52,8 @@ impl Session {
             if !matches!(reason, CloseReason::Shutdown | CloseReason::Moved) {
                 st.persist(|| journal::Entry::Forget);
             }
+            // The events receiver too, if the task had not taken it yet.
+            st.started = None;
             std::mem::replace(&mut st.upstream, UpstreamState::Ended)
         };
         drop(upstream);

@@ -67,7 +67,12 @@ impl Session {
                                 return;
                             }
                         }
-                        None => return,
+                        // Every sender is gone without a `Closed` (an upstream task that
+                        // returned early or panicked): the session ends, it is not just dropped.
+                        None => {
+                            self.end(CloseReason::UpstreamExited, "the upstream stopped without saying why");
+                            return;
+                        }
                     }
                 }
                 () = &mut timer => {

@@ -80,7 +80,12 @@ pub(super) async fn run(
     mut rx: super::budget::Receiver<Bytes>,
     events: super::Events,
 ) {
-    let Ok(init) = serde_json::from_slice::<Initialize>(&initialize) else { return };
+    let Ok(init) = serde_json::from_slice::<Initialize>(&initialize) else {
+        let detail =
+            "the client's initialize could not be read (an `id`, and params with a string `protocolVersion`)".to_string();
+        let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
+        return;
+    };
     let Some(version) = MODERN_VERSIONS.iter().copied().find(|v| versions.iter().any(|s| s == v)) else {
         let detail = format!("the upstream serves only {versions:?}, none of which the bridge speaks");
         let _ = events.send(UpstreamEvent::Closed { reason: CloseReason::UpstreamFailedToStart, detail }).await;
