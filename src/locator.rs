@@ -214,9 +214,10 @@ pub(crate) async fn create(
     let session = Session::new(SessionId::random(), server, transport, settings, app.env.clone(), principal, None);
     // A legacy SSE session's stream attaches at once, and in one process nothing else needs
     // its task until the upstream starts or the stream goes (an idle stream then costs no task).
-    let session = match transport == Transport::Sse && app.cluster.is_none() {
-        true => app.registry.start_idle(session),
-        false => app.registry.start(session),
+    let session = if transport == Transport::Sse && app.cluster.is_none() {
+        app.registry.start_idle(session)
+    } else {
+        app.registry.start(session)
     };
     if let Some(cluster) = &app.cluster {
         if let Err(e) = cluster.register(&session).await {

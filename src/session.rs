@@ -352,7 +352,7 @@ impl Session {
         if started {
             self.wake.notify_one();
         }
-        self.spawn_task(spawn);
+        self.spawn_task_if(spawn);
         Ok(tx)
     }
 
@@ -443,32 +443,28 @@ impl Session {
 
     /// A remote holder's client went away from stream `stream`.
     pub fn detached_remote(&self, stream: u32, token: u64) {
-        let spawn = {
-            let mut st = self.state();
-            st.last_activity = Instant::now();
-            if let Some(s) = st.streams.get_mut(&stream) {
-                if s.live.as_ref().is_some_and(|l| l.is_remote(token)) {
-                    s.live = None;
-                }
-            }
-            st.task_to_spawn()
-        };
-        self.spawn_task(spawn);
+        self.detach_if(stream, |l| l.is_remote(token));
     }
 
-    /// Called by a stream body when the client went away: the idle countdown starts.
+    /// Called by a stream body when the client went away.
     pub fn detached(&self, stream: u32, rx_reason: &CloseCell) {
+        self.detach_if(stream, |l| Arc::ptr_eq(&l.reason, rx_reason));
+    }
+
+    /// Lets go of stream `stream`'s client if it is the one `is_it` names: the idle countdown
+    /// starts (and with it the session task, if it has none yet).
+    fn detach_if(&self, stream: u32, is_it: impl Fn(&Live) -> bool) {
         let spawn = {
             let mut st = self.state();
             st.last_activity = Instant::now();
             if let Some(s) = st.streams.get_mut(&stream) {
-                if s.live.as_ref().is_some_and(|l| Arc::ptr_eq(&l.reason, rx_reason)) {
+                if s.live.as_ref().is_some_and(&is_it) {
                     s.live = None;
                 }
             }
             st.task_to_spawn()
         };
-        self.spawn_task(spawn);
+        self.spawn_task_if(spawn);
     }
 }
 

@@ -15,11 +15,11 @@ impl Session {
     /// countdown), or it ends (the task takes it out of the registry).
     pub(crate) fn needs_task(&self) {
         let spawn = self.state().task_to_spawn();
-        self.spawn_task(spawn);
+        self.spawn_task_if(spawn);
     }
 
     /// Spawns the session task if `spawn` (from [`State::task_to_spawn`], under the lock).
-    pub(super) fn spawn_task(&self, spawn: bool) {
+    pub(super) fn spawn_task_if(&self, spawn: bool) {
         if let (true, Some(me), Some(registry)) = (spawn, self.me.upgrade(), self.env.registry.upgrade()) {
             registry.spawn_task(me);
         }
